@@ -1,0 +1,314 @@
+"""Proximal Policy Optimisation: acting, the update, and saving/loading weights.
+
+The whole update is `PPO.learn`, readable top to bottom.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .ActorCritic import ActorCritic
+from .Memory import Batch, Memory
+from .RND import RND
+from .advantages import compute_gae
+from .checkpoint import atomic_save, check_compatible, load_tensors
+from .checks import (check_bool, check_non_negative_float, check_positive_float,
+                     check_positive_int, check_unit_interval)
+
+POLICY_FILE = "Policy_weights.pth"
+RND_FILE = "RND_weights.pth"
+EVAL_CHUNK = 65536
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class PPO:
+    """A PPO learner for one Box observation and a Discrete (`is_continuous=False`, `action_dim`
+    = number of actions) or Box (`is_continuous=True`, `action_dim` = its size) action.
+
+    The positional parameters are the original project's, in its order; every newer option is
+    keyword-only. `GAE_lambda` and `use_RND` keep the original's spelling.
+
+    Batching: `learn()` waits until at least `batch_size` steps are stored (returning None and
+    keeping them otherwise), then trains `k_epochs` passes over *all* stored steps in shuffled
+    mini-batches of `mini_batch_size`, one optimiser step per mini-batch.
+    """
+
+    def __init__(
+        self,
+        is_continuous: bool,
+        observ_dim: int,
+        action_dim: int,
+        action_scaling: float | Sequence[float] | None = None,
+        lr: float = 1e-3,
+        k_epochs: int = 10,
+        policy_clip: float = 0.2,
+        GAE_lambda: float = 0.95,
+        gamma: float = 0.99,
+        batch_size: int = 2048,
+        mini_batch_size: int = 512,
+        use_RND: bool = False,
+        beta: float = 0.001,
+        *,
+        device: str | torch.device | None = None,
+        seed: int | None = None,
+        hidden_sizes: Sequence[int] = (64, 64),
+        entropy_coef: float | None = None,
+        value_coef: float = 0.5,
+        max_grad_norm: float = 0.5,
+        value_clip: float | None = None,
+        target_kl: float | None = None,
+        normalize_advantages: bool = True,
+        normalize_obs: bool = False,
+        squash_actions: bool = False,
+        log_std_init: float = 0.0,
+        action_low: Sequence[float] | None = None,
+        action_high: Sequence[float] | None = None,
+    ):
+        self.is_continuous = check_bool("is_continuous", is_continuous)
+        self.observ_dim = check_positive_int("observ_dim", observ_dim)
+        self.action_dim = check_positive_int("action_dim", action_dim)
+        self.lr = check_positive_float("lr", lr)
+        self.k_epochs = check_positive_int("k_epochs", k_epochs)
+        self.policy_clip = check_positive_float("policy_clip", policy_clip)
+        self.GAE_lambda = check_unit_interval("GAE_lambda", GAE_lambda)
+        self.gamma = check_unit_interval("gamma", gamma)
+        self.batch_size = check_positive_int("batch_size", batch_size)
+        self.mini_batch_size = check_positive_int("mini_batch_size", mini_batch_size)
+        self.use_RND = check_bool("use_RND", use_RND)
+        self.beta = check_non_negative_float("beta", beta)
+        if entropy_coef is None:
+            entropy_coef = 0.0 if is_continuous else 0.01
+        self.entropy_coef = check_non_negative_float("entropy_coef", entropy_coef)
+        self.value_coef = check_non_negative_float("value_coef", value_coef)
+        self.max_grad_norm = check_positive_float("max_grad_norm", max_grad_norm)
+        self.value_clip = None if value_clip is None else check_positive_float("value_clip", value_clip)
+        self.target_kl = None if target_kl is None else check_positive_float("target_kl", target_kl)
+        self.normalize_advantages = check_bool("normalize_advantages", normalize_advantages)
+
+        self.device = torch.device(device) if device is not None else default_device()
+        self.seed = int(seed) if seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self.policy = ActorCritic(is_continuous, observ_dim, action_dim, hidden_sizes,
+                                      squash_actions=check_bool("squash_actions", squash_actions),
+                                      normalize_obs=check_bool("normalize_obs", normalize_obs),
+                                      log_std_init=log_std_init).to(self.device)
+            self.rnd = RND(observ_dim).to(self.device) if use_RND else None
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.lr, eps=1e-5)
+        self.memory = Memory(self.device)
+        self.sample_generator = torch.Generator(self.device).manual_seed(self.seed)
+        self.shuffle_generator = torch.Generator().manual_seed(self.seed + 1)
+        self.stats: dict[str, float] = {}
+
+        self.action_bounds_given = action_scaling is not None or action_low is not None
+        if is_continuous:
+            self._init_action_bounds(action_scaling, action_low, action_high)
+
+    # ----------------------------------------------------------------- actions
+    def _init_action_bounds(self, action_scaling, action_low, action_high) -> None:
+        if action_scaling is not None and action_low is not None:
+            raise ValueError("pass either action_scaling or action_low/action_high, not both")
+        if action_scaling is not None:
+            scale = self._action_vector("action_scaling", action_scaling)
+            if not torch.all(scale > 0):
+                raise ValueError(f"action_scaling must be positive, got {action_scaling!r}")
+            self.set_action_bounds(-scale, scale)
+        elif action_low is not None or action_high is not None:
+            if action_low is None or action_high is None:
+                raise ValueError("action_low and action_high must be given together")
+            self.set_action_bounds(action_low, action_high)
+
+    def _action_vector(self, name: str, value) -> torch.Tensor:
+        vector = torch.as_tensor(np.asarray(value, dtype=np.float32)).flatten()
+        if vector.numel() == 1:
+            vector = vector.expand(self.action_dim)
+        if vector.numel() != self.action_dim or not torch.all(torch.isfinite(vector)):
+            raise ValueError(f"{name} must be a finite number or {self.action_dim} finite numbers, "
+                             f"got {value!r}")
+        return vector
+
+    def set_action_bounds(self, low, high) -> None:
+        """Maps the policy's Gaussian onto [low, high]: the mean of a fresh policy sits at the
+        centre and one std spans half the range. Saved with the weights."""
+        if not self.is_continuous:
+            raise ValueError("set_action_bounds: this PPO has discrete actions (is_continuous=False)")
+        low, high = self._action_vector("action_low", low), self._action_vector("action_high", high)
+        if not torch.all(high > low):
+            raise ValueError(f"action_high must exceed action_low everywhere, got low={low.tolist()}"
+                             f", high={high.tolist()}")
+        self.policy.set_action_bounds(low.to(self.device), high.to(self.device))
+        self.action_bounds_given = True
+
+    def _check_states(self, state) -> tuple[torch.Tensor, bool]:
+        """Returns the states as a [B, observ_dim]-compatible tensor and whether a single
+        unbatched state was given."""
+        if isinstance(state, np.ndarray):
+            state = torch.from_numpy(state)
+        if not isinstance(state, torch.Tensor):
+            raise TypeError(f"state must be a torch.Tensor or numpy array, got {type(state).__name__}")
+        single = state.dim() == 1
+        if single:
+            state = state.unsqueeze(0)
+        if state.dim() < 2 or state[0].numel() != self.observ_dim:
+            raise ValueError(f"state: expected shape [batch, {self.observ_dim}] or [{self.observ_dim}]"
+                             f", got {list(state.shape if not single else state.shape[1:])}")
+        if state.is_floating_point() and not bool(torch.isfinite(state).all()):
+            rows = torch.nonzero(~torch.isfinite(state.reshape(state.shape[0], -1)).all(1)).flatten()
+            raise ValueError(f"state: non-finite values (NaN or inf) in rows {rows.tolist()[:10]}")
+        return state, single
+
+    def get_action(self, state, deterministic: bool = False) -> np.ndarray:
+        """Actions for a batch of states [B, observ_dim] (or one state [observ_dim]).
+
+        Discrete: int64 indices [B]. Continuous: float32 [B, action_dim] in the env's units, not
+        clipped (the vectorizer clips what the env receives; the learner scores what was sampled).
+        `deterministic=True` returns the most likely action.
+        """
+        states, single = self._check_states(state)
+        actions = self.policy.act(states.to(self.device, non_blocking=True),
+                                  self.sample_generator, deterministic).cpu().numpy()
+        return actions[0] if single else actions
+
+    # ------------------------------------------------------------------ update
+    @torch.no_grad()
+    def _evaluate_all(self, states: torch.Tensor, actions: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Old log-probs and values of every stored step, in chunks to bound memory."""
+        log_probs, values = [], []
+        for s, a in zip(states.split(EVAL_CHUNK), actions.split(EVAL_CHUNK)):
+            chunk_log_probs, _, chunk_values = self.policy.evaluate(s, a)
+            log_probs.append(chunk_log_probs)
+            values.append(chunk_values)
+        return torch.cat(log_probs), torch.cat(values)
+
+    @torch.no_grad()
+    def _advantages(self, batch: Batch, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """GAE with termination cutting the return and truncation bootstrapping V(final state)."""
+        rewards = batch.rewards.float()
+        if self.rnd is not None:
+            intrinsic = self.rnd.intrinsic_reward(batch.next_states())
+            self.stats["intrinsic_reward"] = intrinsic.mean().item()
+            rewards = rewards + self.beta * intrinsic
+        ends = batch.segment_ends
+        final_values = torch.cat([self.policy.value(s) for s in batch.final_states.split(EVAL_CHUNK)])
+        final_values = final_values.masked_fill(batch.terminated[ends], 0.0)
+        next_values = torch.roll(values, -1)
+        next_values[ends] = final_values
+        return compute_gae(rewards, values, next_values, ends, self.gamma, self.GAE_lambda)
+
+    def learn(self) -> dict[str, float] | None:
+        """One PPO update on everything in `self.memory`, if it holds at least `batch_size` steps.
+
+        Returns the update's statistics (also kept in `self.stats`), or None if it waited.
+        """
+        if len(self.memory) < self.batch_size:
+            return None
+        batch = self.memory.take()
+        states, actions = batch.states, batch.actions
+        if self.policy.obs_normalizer is not None:
+            self.policy.obs_normalizer.update(states)
+        old_log_probs, old_values = self._evaluate_all(states, actions)
+        advantages, returns = self._advantages(batch, old_values)
+
+        totals = torch.zeros(6, device=self.device)
+        num_updates = 0
+        for epoch in range(self.k_epochs):
+            epoch_kl = torch.zeros((), device=self.device)
+            order = torch.randperm(len(batch), generator=self.shuffle_generator).to(self.device)
+            for index in order.split(self.mini_batch_size):
+                log_probs, entropy, values = self.policy.evaluate(states[index], actions[index])
+                log_ratio = log_probs - old_log_probs[index]
+                ratio = log_ratio.exp()
+                mb_advantages = advantages[index]
+                if self.normalize_advantages and index.numel() > 1:
+                    mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+
+                policy_loss = -torch.min(
+                    ratio * mb_advantages,
+                    ratio.clamp(1 - self.policy_clip, 1 + self.policy_clip) * mb_advantages,
+                ).mean()
+                value_error = (values - returns[index]).square()
+                if self.value_clip is not None:
+                    clipped = old_values[index] + (values - old_values[index]).clamp(
+                        -self.value_clip, self.value_clip)
+                    value_error = torch.max(value_error, (clipped - returns[index]).square())
+                value_loss = 0.5 * value_error.mean()
+                entropy = entropy.mean()
+                loss = policy_loss + self.value_coef * value_loss - self.entropy_coef * entropy
+
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+                self.optimizer.step()
+
+                with torch.no_grad():
+                    approx_kl = ((ratio - 1) - log_ratio).mean()
+                    clip_fraction = ((ratio - 1).abs() > self.policy_clip).float().mean()
+                    totals += torch.stack([policy_loss, value_loss, entropy, approx_kl,
+                                           clip_fraction, torch.ones((), device=self.device)]).detach()
+                    epoch_kl += approx_kl
+                num_updates += 1
+            if self.rnd is not None:
+                self.rnd.train_predictor(batch.next_states(), self.shuffle_generator)
+            if self.target_kl is not None and epoch_kl.item() / max(1, len(order.split(
+                    self.mini_batch_size))) > self.target_kl:
+                break
+
+        means = (totals[:5] / totals[5]).tolist()
+        explained = 1 - torch.var(returns - old_values) / (torch.var(returns) + 1e-8)
+        self.stats.update(dict(zip(
+            ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"), means)))
+        self.stats.update(explained_variance=explained.item(), num_samples=float(len(batch)),
+                          epochs=float(epoch + 1), gradient_steps=float(num_updates))
+        return dict(self.stats)
+
+    # ------------------------------------------------------------- save/load
+    def _config_tensors(self) -> dict[str, torch.Tensor]:
+        return {"config.is_continuous": torch.tensor(int(self.is_continuous)),
+                "config.observ_dim": torch.tensor(self.observ_dim),
+                "config.action_dim": torch.tensor(self.action_dim)}
+
+    def save_weights(self, path: str | Path) -> None:
+        """Writes `Policy_weights.pth` (policy, observation statistics, action bounds) and, with
+        RND, `RND_weights.pth` into the directory `path` (created if missing). Each file is
+        written atomically: a crash mid-save leaves the previous file intact."""
+        directory = Path(path)
+        atomic_save({**self.policy.state_dict(), **self._config_tensors()}, directory / POLICY_FILE)
+        if self.rnd is not None:
+            atomic_save(self.rnd.state_dict(), directory / RND_FILE)
+
+    def load_weights(self, path: str | Path) -> "PPO":
+        """Loads what `save_weights` wrote into `path`. Raises FileNotFoundError if a file is
+        missing and ValueError if a file is corrupt or was saved for a different model.
+        Returns self, so `PPO(...).load_weights(path)` gives the loaded learner."""
+        directory = Path(path)
+        policy_file = directory / POLICY_FILE
+        state = load_tensors(policy_file, self.device)
+        self._check_config(state, policy_file)
+        expected = self.policy.state_dict()
+        check_compatible(expected, state, policy_file)
+        self.policy.load_state_dict(state)
+        self.action_bounds_given = self.is_continuous
+        if self.rnd is not None:
+            rnd_file = directory / RND_FILE
+            rnd_state = load_tensors(rnd_file, self.device)
+            check_compatible(self.rnd.state_dict(), rnd_state, rnd_file)
+            self.rnd.load_state_dict(rnd_state)
+        return self
+
+    def _check_config(self, state: dict[str, torch.Tensor], file: Path) -> None:
+        for key, mine in self._config_tensors().items():
+            if key not in state:
+                raise ValueError(f"{file} was not written by PPO.save_weights (no {key})")
+            saved = state.pop(key)
+            if int(saved) != int(mine):
+                name = key.split(".", 1)[1]
+                raise ValueError(f"{file} was saved with {name}={int(saved)}, but this PPO has "
+                                 f"{name}={int(mine)}")

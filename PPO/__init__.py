@@ -1,0 +1,10 @@
+"""The learner: PPO, its networks, memory, RND, normalisation and checkpoints.
+
+`from PPO import PPO` gives the class, as in the original project.
+"""
+from .ActorCritic import ActorCritic
+from .Memory import Batch, Memory
+from .PPO import PPO
+from .RND import RND
+
+__all__ = ["PPO", "ActorCritic", "Memory", "Batch", "RND"]
