@@ -52,16 +52,19 @@ def buffer_append(buffer: VecMemory, states: np.ndarray, actions: np.ndarray, re
                          f"{num_envs} per is_env_terminal), got {len(states)}")
     dones = np.asarray(dones, dtype=bool)
     vectorizer = getattr(is_env_terminal, "vectorizer", None)
-    if terminated is None and vectorizer is not None and vectorizer.num_envs == num_envs:
-        terminated = vectorizer.last_terminated[env_indices]
-        next_states = vectorizer.last_next_states[env_indices] if next_states is None else next_states
+    if vectorizer is not None and vectorizer.num_envs == num_envs:
+        if terminated is None:
+            terminated = vectorizer.last_terminated[env_indices]
+        if next_states is None:
+            next_states = vectorizer.last_next_states[env_indices]
     if terminated is None:
-        terminated = dones
+        terminated = ~np.asarray(truncated, dtype=bool) if truncated is not None else dones
+    # Every end that is not a termination bootstraps from the state the env returned.
     terminated = dones & np.asarray(terminated, dtype=bool)
-    if truncated is None:
-        truncated = dones & ~terminated
-    else:
-        truncated = np.asarray(truncated, dtype=bool) & ~terminated
+    truncated = dones & ~terminated
+    if truncated.any() and next_states is None:
+        raise ValueError("next_states: needed to bootstrap the episodes truncated at this step "
+                         "(pass next_states=..., or use the EnvVectorizer's envs_active)")
     buffer.append(env_indices, states, actions, rewards, terminated, truncated, next_states)
 
 

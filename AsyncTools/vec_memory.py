@@ -60,6 +60,11 @@ class VecMemory:
             if np.shape(column)[:1] != (count,):
                 raise ValueError(f"{name}: expected {count} rows (one per env in env_indices), got "
                                  f"shape {np.shape(column)}")
+        if next_states is not None:
+            next_states = np.asarray(next_states, dtype=np.float32)
+            if next_states.shape != states.shape:
+                raise ValueError(f"next_states: expected shape {states.shape} like states, got "
+                                 f"{next_states.shape}")
         if count == 0:
             return
         if not self._arrays:
@@ -74,7 +79,7 @@ class VecMemory:
             self._arrays[name][rows, env_indices] = column
         self.lengths[env_indices] += 1
 
-        next_states = states if next_states is None else np.asarray(next_states, dtype=np.float32)
+        next_states = states if next_states is None else next_states
         self._last_next_states[env_indices] = next_states
         ended = np.flatnonzero(np.asarray(terminated) | np.asarray(truncated))
         for k in ended:

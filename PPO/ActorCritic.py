@@ -63,13 +63,21 @@ class ActorCritic(nn.Module):
         self.obs_normalizer = RunningMeanStd(observ_dim) if normalize_obs else None
         if is_continuous:
             self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
-            self.register_buffer("action_center", torch.zeros(action_dim))
-            self.register_buffer("action_half_range", torch.ones(action_dim))
+            self.register_buffer("action_low", -torch.ones(action_dim))
+            self.register_buffer("action_high", torch.ones(action_dim))
 
     def set_action_bounds(self, low: torch.Tensor, high: torch.Tensor) -> None:
         with torch.no_grad():
-            self.action_center.copy_((high + low) / 2)
-            self.action_half_range.copy_((high - low) / 2)
+            self.action_low.copy_(low)
+            self.action_high.copy_(high)
+
+    @property
+    def action_center(self) -> torch.Tensor:
+        return (self.action_high + self.action_low) / 2
+
+    @property
+    def action_half_range(self) -> torch.Tensor:
+        return (self.action_high - self.action_low) / 2
 
     def preprocess(self, obs: torch.Tensor) -> torch.Tensor:
         obs = obs.reshape(obs.shape[0], -1).float()
@@ -102,9 +110,11 @@ class ActorCritic(nn.Module):
         return self._to_env_units(u)
 
     def _to_env_units(self, u: torch.Tensor) -> torch.Tensor:
-        if self.squash_actions:
-            u = torch.tanh(u)
-        return self.action_center + self.action_half_range * u
+        if not self.squash_actions:
+            return self.action_center + self.action_half_range * u
+        actions = self.action_center + self.action_half_range * torch.tanh(u)
+        # Rounding can land a saturated sample one ulp outside bounds that float32 cannot hold exactly.
+        return torch.maximum(torch.minimum(actions, self.action_high), self.action_low)
 
     def evaluate(self, obs: torch.Tensor, actions: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

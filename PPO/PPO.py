@@ -16,7 +16,7 @@ from .Memory import Batch, Memory
 from .RND import RND
 from .advantages import compute_gae
 from .checkpoint import atomic_save, check_compatible, load_tensors
-from .checks import (check_bool, check_non_negative_float, check_positive_float,
+from .checks import (check_bool, check_finite_float, check_non_negative_float, check_positive_float,
                      check_positive_int, check_unit_interval)
 
 POLICY_FILE = "Policy_weights.pth"
@@ -91,6 +91,10 @@ class PPO:
         self.value_clip = None if value_clip is None else check_positive_float("value_clip", value_clip)
         self.target_kl = None if target_kl is None else check_positive_float("target_kl", target_kl)
         self.normalize_advantages = check_bool("normalize_advantages", normalize_advantages)
+        log_std_init = check_finite_float("log_std_init", log_std_init)
+        if not hidden_sizes or not all(isinstance(h, int) and h > 0 for h in hidden_sizes):
+            raise ValueError(f"hidden_sizes must be a non-empty sequence of positive integers, got "
+                             f"{hidden_sizes!r}")
 
         self.device = torch.device(device) if device is not None else default_device()
         self.seed = int(seed) if seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
@@ -107,7 +111,7 @@ class PPO:
         self.shuffle_generator = torch.Generator().manual_seed(self.seed + 1)
         self.stats: dict[str, float] = {}
 
-        self.action_bounds_given = action_scaling is not None or action_low is not None
+        self.action_bounds_given = False
         if is_continuous:
             self._init_action_bounds(action_scaling, action_low, action_high)
 
@@ -156,9 +160,9 @@ class PPO:
         single = state.dim() == 1
         if single:
             state = state.unsqueeze(0)
-        if state.dim() < 2 or state[0].numel() != self.observ_dim:
-            raise ValueError(f"state: expected shape [batch, {self.observ_dim}] or [{self.observ_dim}]"
-                             f", got {list(state.shape if not single else state.shape[1:])}")
+        if state.dim() < 2 or state.shape[0] == 0 or state.shape[1:].numel() != self.observ_dim:
+            raise ValueError(f"state: expected shape [batch, {self.observ_dim}] (batch >= 1) or "
+                             f"[{self.observ_dim}], got {list(state.shape if not single else state.shape[1:])}")
         if state.is_floating_point() and not bool(torch.isfinite(state).all()):
             rows = torch.nonzero(~torch.isfinite(state.reshape(state.shape[0], -1)).all(1)).flatten()
             raise ValueError(f"state: non-finite values (NaN or inf) in rows {rows.tolist()[:10]}")
@@ -292,15 +296,14 @@ class PPO:
         policy_file = directory / POLICY_FILE
         state = load_tensors(policy_file, self.device)
         self._check_config(state, policy_file)
-        expected = self.policy.state_dict()
-        check_compatible(expected, state, policy_file)
-        self.policy.load_state_dict(state)
-        self.action_bounds_given = self.is_continuous
-        if self.rnd is not None:
+        check_compatible(self.policy.state_dict(), state, policy_file)
+        if self.rnd is not None:  # check both files before changing anything
             rnd_file = directory / RND_FILE
             rnd_state = load_tensors(rnd_file, self.device)
             check_compatible(self.rnd.state_dict(), rnd_state, rnd_file)
             self.rnd.load_state_dict(rnd_state)
+        self.policy.load_state_dict(state)
+        self.action_bounds_given = self.is_continuous
         return self
 
     def _check_config(self, state: dict[str, torch.Tensor], file: Path) -> None:

@@ -23,7 +23,9 @@ def compute_gae(
     A_i = delta_i + gamma * lambda * A_{i+1} inside a trajectory, A_i = delta_i at its last step,
     with delta_i = r_i + gamma * next_values_i - V_i; returns = advantages + values.
     """
-    if segment_ends.numel() and not bool(segment_ends[-1]):
+    if rewards.numel() == 0:
+        return rewards.clone(), values.clone()
+    if not bool(segment_ends[-1]):
         raise ValueError("segment_ends: the last step of the batch must close a trajectory")
     deltas = rewards + gamma * next_values - values
     grid_deltas, grid_continues, grid_index = _to_time_major_grid(deltas, segment_ends)

@@ -18,6 +18,9 @@ def atomic_save(state: dict[str, torch.Tensor], file: Path) -> None:
             torch.save(state, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp_name, file)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
