@@ -223,6 +223,7 @@ class PPO:
 
         totals = torch.zeros(6, device=self.device)
         num_updates = 0
+        minibatches_per_epoch = -(-len(batch) // self.mini_batch_size)
         for epoch in range(self.k_epochs):
             epoch_kl = torch.zeros((), device=self.device)
             order = torch.randperm(len(batch), generator=self.shuffle_generator).to(self.device)
@@ -261,8 +262,7 @@ class PPO:
                 num_updates += 1
             if self.rnd is not None:
                 self.rnd.train_predictor(batch.next_states(), self.shuffle_generator)
-            if self.target_kl is not None and epoch_kl.item() / max(1, len(order.split(
-                    self.mini_batch_size))) > self.target_kl:
+            if self.target_kl is not None and epoch_kl.item() / minibatches_per_epoch > self.target_kl:
                 break
 
         means = (totals[:5] / totals[5]).tolist()

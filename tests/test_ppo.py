@@ -515,3 +515,31 @@ def test_construction_leaves_global_rng_alone():
     torch.manual_seed(123)
     make_ppo("continuous", seed=5)
     assert torch.equal(torch.rand(3), expected)
+
+
+# ------------------------------------------------------------ update options
+def test_target_kl_stops_the_epochs_early():
+    rng = np.random.default_rng(0)
+    eager = make_ppo("discrete", k_epochs=8, lr=0.05, target_kl=1e-6)
+    fill_memory(eager, 128, rng)
+    stats = eager.learn()
+    assert stats["epochs"] == 1.0 and stats["gradient_steps"] == 4.0
+
+    patient = make_ppo("discrete", k_epochs=8, lr=0.05)
+    fill_memory(patient, 128, np.random.default_rng(0))
+    stats = patient.learn()
+    assert stats["epochs"] == 8.0 and stats["gradient_steps"] == 32.0
+
+
+def test_value_clip_limits_the_value_update():
+    rng = np.random.default_rng(1)
+    clipped, free = make_ppo("discrete", value_clip=1e-4, lr=0.05), make_ppo("discrete", lr=0.05)
+    for ppo in (clipped, free):
+        # Large rewards so that the unclipped critic moves a lot in one update.
+        fill_memory(ppo, 128, np.random.default_rng(1), rewards=np.full(128, 50.0, np.float32))
+    states = torch.from_numpy(rng.normal(size=(64, OBS_DIM)).astype(np.float32))
+    before = clipped.policy.value(states).detach().clone()
+    clipped.learn(), free.learn()
+    moved_clipped = (clipped.policy.value(states).detach() - before).abs().mean()
+    moved_free = (free.policy.value(states).detach() - before).abs().mean()
+    assert moved_free > 5 * moved_clipped
