@@ -1,7 +1,9 @@
-"""EnvVectorizer: N independent copies of one gym env stepped in lockstep in this process."""
+"""EnvVectorizer: N independent copies of one gym env stepped in lockstep, on one of three
+backends: an in-process loop, gymnasium's native vector env, or subprocess workers."""
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any, Callable
 
 import gymnasium as gym
@@ -9,29 +11,127 @@ import numpy as np
 
 from PPO.checks import check_positive_int
 
+BACKENDS = ("auto", "loop", "native", "subprocess")
+
 
 class EnvStepError(RuntimeError):
-    """An env copy raised inside `reset` or `step`; `env_index` says which, `__cause__` is the
-    original exception."""
+    """An env copy raised inside `reset` or `step`; `env_index` says which. In-process, the
+    original exception is `__cause__`; from a subprocess worker, its type and message are in
+    the message."""
 
-    def __init__(self, env_index: int, num_envs: int, method: str, error: BaseException):
-        super().__init__(f"env copy {env_index} of {num_envs} raised {type(error).__name__} in "
-                         f"{method}(): {error}")
+    def __init__(self, message: str | BaseException, env_index: int | None = None):
+        super().__init__(str(message))
+        if env_index is None:
+            found = re.search(r"env copy (\d+)", str(message))
+            env_index = int(found.group(1)) if found else None
         self.env_index = env_index
+
+
+def _describe(index: int, num_envs: int, method: str, error: BaseException) -> str:
+    return f"env copy {index} of {num_envs} raised {type(error).__name__} in {method}(): {error}"
 
 
 class EpisodeOverFlags(np.ndarray):
     """A bool array, True where that env's episode is over (the original's `envs_active`).
 
     It remembers the EnvVectorizer it describes, so that `utils.buffer_append` can read the
-    last step's termination/truncation flags and final observations from it; arrays derived
-    from it (copies, `|`, `~`) remember it too.
+    last step's termination flags and final observations from it; arrays derived from it
+    (copies, `|`, `~`) remember it too.
     """
 
     vectorizer: "EnvVectorizer | None" = None
 
     def __array_finalize__(self, obj: Any) -> None:
         self.vectorizer = getattr(obj, "vectorizer", None)
+
+
+# ------------------------------------------------------------------ backends
+# Every backend steps with gymnasium's "next step" autoreset: a copy whose episode ended on the
+# previous step is reset instead of stepped, and that row reports reward 0 and no end.
+
+class LoopBackend:
+    """The copies as Python objects in this process; can step any subset of them."""
+
+    steps_subsets = True
+
+    def __init__(self, envs: list[gym.Env]):
+        self.envs = envs
+        self.num_envs = len(envs)
+        self._ended = np.zeros(self.num_envs, dtype=bool)
+
+    def _call(self, index: int, method: str, *args, **kwargs):
+        try:
+            return getattr(self.envs[index], method)(*args, **kwargs)
+        except Exception as error:
+            raise EnvStepError(_describe(index, self.num_envs, method, error), index) from error
+
+    def reset(self, seeds: list[int] | None) -> tuple[list[np.ndarray], list[dict]]:
+        self._ended[:] = False
+        results = [self._call(i, "reset", seed=None if seeds is None else seeds[i])
+                   for i in range(self.num_envs)]
+        return [obs for obs, _ in results], [info for _, info in results]
+
+    def step(self, actions: np.ndarray, indices: np.ndarray):
+        observations, rewards, terminated, truncated, infos = [], [], [], [], []
+        for i, action in zip(indices, actions[indices]):
+            if self._ended[i]:
+                obs, info = self._call(i, "reset")
+                reward, term, trunc = 0.0, False, False
+            else:
+                obs, reward, term, trunc, info = self._call(i, "step", action)
+            observations.append(obs), rewards.append(reward), infos.append(info)
+            terminated.append(term), truncated.append(trunc)
+        terminated, truncated = np.array(terminated, dtype=bool), np.array(truncated, dtype=bool)
+        self._ended[indices] = terminated | truncated
+        return observations, rewards, terminated, truncated, infos
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+class VectorEnvBackend:
+    """A gymnasium VectorEnv (native vectorised, or AsyncVectorEnv workers); steps all copies."""
+
+    steps_subsets = False
+
+    def __init__(self, vector_env: gym.vector.VectorEnv, seed_all_from_first: bool):
+        self.vector_env = vector_env
+        self.num_envs = vector_env.num_envs
+        self.seed_all_from_first = seed_all_from_first
+
+    def reset(self, seeds: list[int] | None):
+        seed = seeds if seeds is None or not self.seed_all_from_first else seeds[0]
+        return self.vector_env.reset(seed=seed)
+
+    def step(self, actions: np.ndarray, indices: np.ndarray):
+        obs, rewards, terminated, truncated, infos = self.vector_env.step(actions)
+        if len(indices) == self.num_envs:
+            return obs, rewards, terminated, truncated, infos
+        return obs[indices], rewards[indices], terminated[indices], truncated[indices], infos
+
+    def close(self) -> None:
+        self.vector_env.close()
+
+
+class _NameErrors(gym.Wrapper):
+    """Runs inside a subprocess worker: re-raises an env's exception with the copy's index."""
+
+    def __init__(self, env: gym.Env, index: int, num_envs: int):
+        super().__init__(env)
+        self.index, self.copies = index, num_envs
+
+    def step(self, action):
+        try:
+            return self.env.step(action)
+        except Exception as error:
+            raise EnvStepError(_describe(self.index, self.copies, "step", error), self.index) from None
+
+    def reset(self, **kwargs):
+        try:
+            return self.env.reset(**kwargs)
+        except Exception as error:
+            raise EnvStepError(_describe(self.index, self.copies, "reset", error), self.index) from None
 
 
 def _copy_env(env: gym.Env) -> gym.Env:
@@ -44,31 +144,70 @@ def _copy_env(env: gym.Env) -> gym.Env:
         return gym.make(env.spec)
 
 
+def _env_factories(env, num_envs: int) -> list[Callable[[], gym.Env]]:
+    if isinstance(env, gym.Env):
+        return [lambda: env] + [lambda: _copy_env(env) for _ in range(num_envs - 1)]
+    if callable(env):
+        return [env] * num_envs
+    raise TypeError(f"env must be a gymnasium.Env or a function returning one, got {type(env).__name__}")
+
+
+def has_native_vector_env(env) -> bool:
+    """True if `env` is exactly what `gym.make` builds for a spec with a vectorised
+    implementation (e.g. CartPole-v1), so gymnasium's native vector env computes the same."""
+    spec = getattr(env, "spec", None) if isinstance(env, gym.Env) else None
+    return spec is not None and spec.vector_entry_point is not None and not spec.additional_wrappers
+
+
+def _make_backend(env, num_envs: int, backend: str):
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        backend = "native" if has_native_vector_env(env) else "loop"
+    if backend == "native":
+        if not has_native_vector_env(env):
+            raise ValueError("backend='native' needs an env made by gym.make from an id with a "
+                             "vectorised implementation and no extra wrappers, e.g. CartPole-v1")
+        vector_env = gym.make_vec(env.spec, num_envs=num_envs, vectorization_mode="vector_entry_point")
+        return VectorEnvBackend(vector_env, seed_all_from_first=True), env.observation_space, env.action_space
+    factories = _env_factories(env, num_envs)
+    if backend == "subprocess":
+        named = [lambda f=f, i=i: _NameErrors(f(), i, num_envs) for i, f in enumerate(factories)]
+        vector_env = gym.vector.AsyncVectorEnv(named, shared_memory=True)
+        return (VectorEnvBackend(vector_env, seed_all_from_first=False),
+                vector_env.single_observation_space, vector_env.single_action_space)
+    envs = [make() for make in factories]
+    return LoopBackend(envs), envs[0].observation_space, envs[0].action_space
+
+
 class EnvVectorizer:
     """Steps `num_envs` independent copies of `env` (a gym.Env with all its wrappers, or a
     function returning a new one) in lockstep.
 
-    Episode-synchronous, as in the original: `reset()` starts an episode in every copy; `step`
-    takes actions for, and returns results of, only the copies whose episode is still running,
-    in env order. `envs_active[i]` is True once copy i's episode is over (the original's name).
+    Two ways to step:
+    - `reset()` + `step(actions)`, episode-synchronous as in the original: `step` takes
+      actions for, and returns results of, only the copies whose episode is still running, in
+      env order; `envs_active[i]` is True once copy i's episode is over (the original's name).
+    - `reset()` + `step_autoreset(actions)`: every copy every step, gymnasium's "next step"
+      autoreset (a copy whose episode just ended is reset on its next step, and that row is
+      marked not `valid`).
+
+    Backends: "loop" (in-process, steps only running copies), "native" (gymnasium's vectorised
+    implementation, e.g. CartPole's NumPy one), "subprocess" (one worker process per copy,
+    observations in shared memory), "auto" (native where the env has one, else loop).
 
     Every copy has its own RNG: copy i is seeded with `seed + i` on the first reset when `seed`
-    is given, and from fresh OS entropy otherwise. Continuous actions are clipped to the action
-    space before the env sees them (`clip_actions`).
+    is given, and from fresh OS entropy otherwise (the native backend draws all copies from one
+    generator seeded with `seed`). Continuous actions are clipped to the action space before
+    the env sees them (`clip_actions`); the caller's array is not changed.
     """
 
     def __init__(self, env: gym.Env | Callable[[], gym.Env], num_envs: int = 1,
-                 seed: int | None = None, clip_actions: bool = True):
+                 seed: int | None = None, clip_actions: bool = True, backend: str = "loop"):
         self.num_envs = check_positive_int("num_envs", num_envs)
-        if callable(env) and not isinstance(env, gym.Env):
-            self.envs = [env() for _ in range(self.num_envs)]
-        elif isinstance(env, gym.Env):
-            self.envs = [env] + [_copy_env(env) for _ in range(self.num_envs - 1)]
-        else:
-            raise TypeError(f"env must be a gymnasium.Env or a function returning one, got "
-                            f"{type(env).__name__}")
-        self.observation_space = self.envs[0].observation_space
-        self.action_space = self.envs[0].action_space
+        self.backend, self.observation_space, self.action_space = _make_backend(
+            env, self.num_envs, backend)
+        self.backend_name = type(self.backend).__name__
         self._clip_bounds = None
         if clip_actions and isinstance(self.action_space, gym.spaces.Box):
             self._clip_bounds = (self.action_space.low, self.action_space.high)
@@ -77,10 +216,19 @@ class EnvVectorizer:
         else:
             seeds = seed + np.arange(self.num_envs)
         self._pending_seeds: list[int] | None = [int(s) for s in seeds]
+        self._filler_action = np.zeros(self.action_space.shape, dtype=self.action_space.dtype)
         self.envs_active = np.zeros(self.num_envs, dtype=bool)
         self.last_terminated = np.zeros(self.num_envs, dtype=bool)
         self.last_truncated = np.zeros(self.num_envs, dtype=bool)
         self.last_next_states: np.ndarray | None = None
+        self._ended = np.zeros(self.num_envs, dtype=bool)
+
+    @property
+    def envs(self) -> list[gym.Env]:
+        """The env copies (loop backend only)."""
+        if not isinstance(self.backend, LoopBackend):
+            raise AttributeError(f"envs: the {self.backend_name} does not hold env objects here")
+        return self.backend.envs
 
     @property
     def envs_active(self) -> EpisodeOverFlags:
@@ -103,46 +251,64 @@ class EnvVectorizer:
         """Starts a new episode in every copy; returns (states [N, *obs_shape], infos)."""
         if seed is not None:
             self._pending_seeds = [seed + i for i in range(self.num_envs)]
-        seeds = self._pending_seeds or [None] * self.num_envs
-        self._pending_seeds = None
-        results = [self._call(i, "reset", seed=seeds[i]) for i in range(self.num_envs)]
-        states = self._stack_states([obs for obs, _ in results], np.arange(self.num_envs))
+        seeds, self._pending_seeds = self._pending_seeds, None
+        states, infos = self.backend.reset(seeds)
+        states = self._as_states(states, np.arange(self.num_envs))
         self.envs_active = np.zeros(self.num_envs, dtype=bool)
+        self._ended[:] = False
         self.last_next_states = states.copy()
-        return states, [info for _, info in results]
+        return states, infos
 
-    def step(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[dict]]:
-        """Steps the running copies with one action each (in env order). Returns their
-        (next_states, rewards, terminated, truncated, infos); a finished copy is not stepped."""
-        indices = self.active_indices()
+    def _env_actions(self, actions: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        if self.backend.steps_subsets and len(indices) == self.num_envs:
+            full = actions
+        else:
+            full = np.empty((self.num_envs,) + actions.shape[1:], dtype=actions.dtype)
+            full[:] = self._filler_action
+            full[indices] = actions
+        return full if self._clip_bounds is None else np.clip(full, *self._clip_bounds)
+
+    def _step_backend(self, actions, indices: np.ndarray):
         actions = np.asarray(actions)
         if actions.shape[:1] != (len(indices),):
             raise ValueError(f"actions: expected one action per running env ({len(indices)}), got "
                              f"an array of shape {actions.shape}")
-        env_actions = actions if self._clip_bounds is None else np.clip(actions, *self._clip_bounds)
-        results = [self._call(i, "step", a) for i, a in zip(indices, env_actions)]
-        next_states = self._stack_states([r[0] for r in results], indices)
-        rewards = np.array([r[1] for r in results], dtype=np.float32)
-        terminated = np.array([r[2] for r in results], dtype=bool)
-        truncated = np.array([r[3] for r in results], dtype=bool)
+        next_states, rewards, terminated, truncated, infos = self.backend.step(
+            self._env_actions(actions, indices), indices)
+        next_states = self._as_states(next_states, indices)
+        rewards = np.asarray(rewards, dtype=np.float32)
+        terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
         self.last_terminated[indices] = terminated
         self.last_truncated[indices] = truncated
         self.last_next_states[indices] = next_states
-        return next_states, rewards, terminated, truncated, [r[4] for r in results]
+        return next_states, rewards, terminated, truncated, infos
 
-    def _call(self, index: int, method: str, *args, **kwargs):
-        try:
-            return getattr(self.envs[index], method)(*args, **kwargs)
-        except Exception as error:
-            raise EnvStepError(index, self.num_envs, method, error) from error
+    def step(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Any]:
+        """Steps the running copies with one action each (in env order). Returns their
+        (next_states, rewards, terminated, truncated, infos); a finished copy is not stepped
+        (or, on an all-copies backend, its result is dropped). `infos` is a list of per-copy
+        dicts on the loop backend, gymnasium's dict of arrays (all copies) on the others."""
+        return self._step_backend(actions, self.active_indices())
 
-    def _stack_states(self, states: list, indices: np.ndarray) -> np.ndarray:
-        stacked = np.stack(states).astype(np.float32, copy=False)
+    def step_autoreset(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                np.ndarray]:
+        """Steps every copy (actions for all N). Returns (next_states, rewards, terminated,
+        truncated, valid): `valid[i]` is False where copy i was being reset (its episode ended
+        on the previous call); that row is not a transition. Where an episode ends,
+        `next_states` is its final observation."""
+        valid = ~self._ended
+        next_states, rewards, terminated, truncated, _ = self._step_backend(
+            actions, np.arange(self.num_envs))
+        self._ended = terminated | truncated
+        return next_states, rewards, terminated, truncated, valid
+
+    def _as_states(self, states, indices: np.ndarray) -> np.ndarray:
+        stacked = np.asarray(states if isinstance(states, np.ndarray) else np.stack(states))
+        stacked = stacked.astype(np.float32, copy=False)
         if not np.isfinite(stacked).all():
-            bad = indices[~np.isfinite(stacked.reshape(len(states), -1)).all(axis=1)]
+            bad = indices[~np.isfinite(stacked.reshape(len(stacked), -1)).all(axis=1)]
             raise ValueError(f"env copies {bad.tolist()} returned non-finite observations")
         return stacked
 
     def close(self) -> None:
-        for env in self.envs:
-            env.close()
+        self.backend.close()
