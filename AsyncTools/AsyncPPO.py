@@ -4,7 +4,6 @@
 """
 from __future__ import annotations
 
-from collections import deque
 from typing import Callable
 
 import gymnasium as gym
@@ -15,7 +14,7 @@ from PPO import PPO
 from PPO.checks import check_positive_int
 
 from . import utils
-from .rollout import collect_episodes
+from .rollout import EpisodeRound, FixedHorizonCollector, collect_episodes
 from .vec_memory import VecMemory
 from .vectorizer import EnvStepError, EnvVectorizer
 
@@ -73,52 +72,73 @@ def check_spaces(observation_space: gym.Space, action_space: gym.Space, ppo: PPO
         raise TypeError(f"action_space: only Discrete and Box actions are supported, got {action_space}")
 
 
+ROLLOUTS = ("episodes", "steps")
+
+
 class AsyncPPO:
     """Trains `ppo` on `num_envs` independent copies of `env` for `steps` env steps.
 
-    Each round runs one episode in every copy (episode-synchronous, as in the original
-    project), hands the trajectories to `ppo.memory` and calls `ppo.learn()`. A continuous PPO
-    built without `action_scaling`/`action_low` gets the env's Box bounds. Copies are seeded
+    Each round collects trajectories, hands them to `ppo.memory` and calls `ppo.learn()`:
+    - `rollout="episodes"`: one episode in every copy (episode-synchronous, as in the original);
+    - `rollout="steps"`: `num_steps` steps of every copy, episodes running on across rounds and
+      bootstrapped at the horizon.
+    `backend` picks how the copies are stepped (see `EnvVectorizer`). A continuous PPO built
+    without `action_scaling`/`action_low` gets the env's Box bounds. Copies are seeded
     `seed + i` (default: the PPO's seed), so the same seeds give the same run on CPU.
     """
 
     def __init__(self, env: gym.Env | Callable[[], gym.Env], ppo: PPO, num_envs: int = 32,
-                 steps: int = 100000, *, seed: int | None = None, progress_bar: bool = True):
+                 steps: int = 100000, *, seed: int | None = None, progress_bar: bool = True,
+                 rollout: str = "steps", num_steps: int = 32, backend: str = "auto"):
         self.num_envs = check_positive_int("num_envs", num_envs)
         self.steps = check_positive_int("steps", steps)
+        self.num_steps = check_positive_int("num_steps", num_steps)
+        if rollout not in ROLLOUTS:
+            raise ValueError(f"rollout must be one of {ROLLOUTS}, got {rollout!r}")
+        self.rollout = rollout
         if not isinstance(ppo, PPO):
             raise TypeError(f"ppo must be a PPO instance, got {type(ppo).__name__}")
         self.ppo = ppo
-        self.env = EnvVectorizer(env, self.num_envs, seed=ppo.seed if seed is None else seed)
+        self.env = EnvVectorizer(env, self.num_envs, seed=ppo.seed if seed is None else seed,
+                                 backend=backend)
         check_spaces(self.env.observation_space, self.env.action_space, ppo)
         if ppo.is_continuous and not ppo.action_bounds_given:
             space = self.env.action_space
             if np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high)):
                 ppo.set_action_bounds(space.low, space.high)
         self.buffer = VecMemory(self.num_envs)
+        self.collector = FixedHorizonCollector(self.env)
         self.progress_bar = progress_bar
         self.total_steps = 0
         self.episode_returns: list[float] = []
         self.episode_lengths: list[int] = []
 
+    def train_round(self) -> EpisodeRound:
+        """Collects one round, transfers it to `ppo.memory` and calls `ppo.learn()`."""
+        if self.rollout == "episodes":
+            collected = collect_episodes(self.env, self.buffer, self.ppo.get_action)
+        else:
+            collected = self.collector.collect(self.buffer, self.ppo.get_action, self.num_steps)
+        utils.buffer_to_target_buffer_transfer(self.buffer, self.ppo.memory)
+        self.ppo.learn()
+        self.total_steps += collected.steps
+        self.episode_returns.extend(collected.episode_returns.tolist())
+        self.episode_lengths.extend(collected.episode_lengths.tolist())
+        return collected
+
     def run(self) -> list[float]:
         """Trains until `steps` env steps are collected; returns every finished episode's return."""
-        recent = deque(self.episode_returns[-self.num_envs:], maxlen=self.num_envs)
         with tqdm(total=self.steps, initial=min(self.total_steps, self.steps), unit="step",
                   disable=not self.progress_bar, dynamic_ncols=True) as pbar:
             while self.total_steps < self.steps:
-                episodes = collect_episodes(self.env, self.buffer, self.ppo.get_action)
-                utils.buffer_to_target_buffer_transfer(self.buffer, self.ppo.memory)
-                stats = self.ppo.learn()
-                self.total_steps += episodes.steps
-                self.episode_returns.extend(episodes.episode_returns.tolist())
-                self.episode_lengths.extend(episodes.episode_lengths.tolist())
-                recent.extend(episodes.episode_returns.tolist())
-                pbar.set_description(f"Mean reward {np.mean(recent): .1f}", refresh=False)
-                if stats:
-                    pbar.set_postfix(kl=f"{stats['approx_kl']:.4f}",
-                                     ev=f"{stats['explained_variance']:.2f}", refresh=False)
-                pbar.update(min(pbar.total - pbar.n, episodes.steps))
+                collected = self.train_round()
+                recent = self.episode_returns[-self.num_envs:]
+                if recent:
+                    pbar.set_description(f"Mean reward {np.mean(recent): .1f}", refresh=False)
+                if self.ppo.stats:
+                    pbar.set_postfix(kl=f"{self.ppo.stats['approx_kl']:.4f}",
+                                     ev=f"{self.ppo.stats['explained_variance']:.2f}", refresh=False)
+                pbar.update(min(pbar.total - pbar.n, collected.steps))
         return self.episode_returns
 
     def close(self) -> None:

@@ -1,4 +1,11 @@
-"""Collection loops, written with the same helpers a hand-written loop uses."""
+"""Collection loops, written with the same pieces a hand-written loop uses.
+
+Two shapes of collection:
+- `collect_episodes`: the original project's episode-synchronous round, one episode in every
+  env copy, through the `utils` helpers of the custom loop;
+- `FixedHorizonCollector`: every copy steps `num_steps` times per round and keeps going across
+  rounds (autoreset); unfinished episodes are bootstrapped at the horizon.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,7 +20,7 @@ from .vectorizer import EnvVectorizer
 
 @dataclass
 class EpisodeRound:
-    """What one episode-synchronous round collected: one episode per env."""
+    """What one round collected: its env steps and the episodes that finished in it."""
 
     steps: int
     episode_returns: np.ndarray
@@ -40,3 +47,37 @@ def collect_episodes(env: EnvVectorizer, buffer: VecMemory,
         env.envs_active = utils.update_active_environments_list(env.envs_active, dones)
         if np.all(env.envs_active):
             return EpisodeRound(int(episode_lengths.sum()), episode_returns, episode_lengths)
+
+
+class FixedHorizonCollector:
+    """Steps every env copy `num_steps` times per `collect` call, episodes running on across
+    calls; a copy whose episode ended is reset on its next step (that row is not stored)."""
+
+    def __init__(self, env: EnvVectorizer):
+        self.env = env
+        self.states: np.ndarray | None = None
+        self._returns = np.zeros(env.num_envs)
+        self._lengths = np.zeros(env.num_envs, dtype=np.int64)
+
+    def collect(self, buffer: VecMemory, get_action: Callable[[np.ndarray], np.ndarray],
+                num_steps: int) -> EpisodeRound:
+        if self.states is None:
+            self.states = self.env.reset()[0]
+        all_envs = np.arange(self.env.num_envs)
+        finished_returns, finished_lengths, steps = [], [], 0
+        for _ in range(num_steps):
+            actions = get_action(self.states)
+            next_states, rewards, terminated, truncated, valid = self.env.step_autoreset(actions)
+            buffer.append(all_envs, self.states, actions, rewards, terminated, truncated,
+                          next_states, valid=valid)
+            steps += int(valid.sum())
+            self._returns += np.where(valid, rewards, 0.0)
+            self._lengths += valid
+            ended = np.flatnonzero(terminated | truncated)
+            if len(ended):
+                finished_returns.extend(self._returns[ended])
+                finished_lengths.extend(self._lengths[ended])
+                self._returns[ended] = 0.0
+                self._lengths[ended] = 0
+            self.states = next_states
+        return EpisodeRound(steps, np.array(finished_returns), np.array(finished_lengths, np.int64))

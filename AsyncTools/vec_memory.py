@@ -5,26 +5,34 @@ import numpy as np
 
 from PPO.checks import check_positive_int
 
+_ENV_KEY = 1 << 40  # final states are keyed env * _ENV_KEY + row, which sorts them env-major
+
 
 class VecMemory:
-    """Per-env trajectories stored time-major: `states[t, i]` is env i's t-th stored step.
+    """Per-env trajectories stored time-major: `states[t, i]` is env i's t-th stored row.
 
-    `append` writes one step for a subset of envs in one vectorised operation per field; the
-    arrays grow by doubling. A step that ends an episode keeps its final observation (the
-    `next_state` the env returned), so the learner can bootstrap truncated episodes and RND can
-    score the last transition. `trajectories()` lays the envs' buffers end to end.
+    `append` writes one row for a set of envs with one vectorised operation per field (a plain
+    slice when all envs are at the same row); the arrays grow by doubling. Rows can be marked
+    not `valid` (an autoreset step that is no transition): they are dropped on the way out. A
+    step that ends an episode keeps its final observation (the `next_state` the env returned),
+    so the learner can bootstrap truncated episodes and RND can score the last transition.
+    `trajectories()` lays the envs' buffers end to end.
     """
 
     def __init__(self, num_envs: int, initial_capacity: int = 64):
         self.num_envs = check_positive_int("num_envs", num_envs)
         self._capacity = check_positive_int("initial_capacity", initial_capacity)
         self.lengths = np.zeros(self.num_envs, dtype=np.int64)
+        self._num_valid = 0
         self._arrays: dict[str, np.ndarray] = {}
-        self._final_states: dict[tuple[int, int], np.ndarray] = {}
+        self._final_keys: list[np.ndarray] = []
+        self._final_states: list[np.ndarray] = []
         self._last_next_states: np.ndarray | None = None
+        self._all_envs = np.arange(self.num_envs)
 
     def __len__(self) -> int:
-        return int(self.lengths.sum())
+        """Number of stored transitions (valid rows)."""
+        return self._num_valid
 
     def _allocate(self, states: np.ndarray, actions: np.ndarray) -> None:
         shape = (self._capacity, self.num_envs)
@@ -34,6 +42,7 @@ class VecMemory:
             "rewards": np.zeros(shape, dtype=np.float32),
             "terminated": np.zeros(shape, dtype=bool),
             "truncated": np.zeros(shape, dtype=bool),
+            "valid": np.zeros(shape, dtype=bool),
         }
         self._last_next_states = np.zeros((self.num_envs,) + states.shape[1:], dtype=np.float32)
 
@@ -46,16 +55,18 @@ class VecMemory:
             self._arrays[name] = grown
 
     def append(self, env_indices, states, actions, rewards, terminated, truncated,
-               next_states=None) -> None:
-        """Stores one step for each env in `env_indices` (row k of every array belongs to env
+               next_states=None, valid=None) -> None:
+        """Stores one row for each env in `env_indices` (row k of every array belongs to env
         `env_indices[k]`). `next_states`, when given, supplies the final observation of the
-        episodes that end here and the bootstrap state of unfinished ones."""
+        episodes that end here and the bootstrap state of unfinished ones. `valid` (default all
+        True) marks which rows are real transitions."""
         env_indices = np.asarray(env_indices, dtype=np.int64)
         count = len(env_indices)
         states = np.asarray(states, dtype=np.float32)
         actions = np.asarray(actions)
+        valid = np.ones(count, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
         columns = {"states": states, "actions": actions, "rewards": rewards,
-                   "terminated": terminated, "truncated": truncated}
+                   "terminated": terminated, "truncated": truncated, "valid": valid}
         for name, column in columns.items():
             if np.shape(column)[:1] != (count,):
                 raise ValueError(f"{name}: expected {count} rows (one per env in env_indices), got "
@@ -73,17 +84,28 @@ class VecMemory:
             raise ValueError(f"states: expected rows of shape {self._arrays['states'].shape[2:]}, "
                              f"got {states.shape[1:]}")
         rows = self.lengths[env_indices]
-        if rows.max() >= self._capacity:
-            self._grow(int(rows.max()) + 1)
-        for name, column in columns.items():
-            self._arrays[name][rows, env_indices] = column
+        top = int(rows.max())
+        if top >= self._capacity:
+            self._grow(top + 1)
+        if count == self.num_envs and int(rows.min()) == top and np.array_equal(env_indices, self._all_envs):
+            for name, column in columns.items():
+                self._arrays[name][top] = column
+        else:
+            for name, column in columns.items():
+                self._arrays[name][rows, env_indices] = column
         self.lengths[env_indices] += 1
+        self._num_valid += int(valid.sum())
+        self._remember_next_states(env_indices, rows, states if next_states is None else next_states,
+                                   (np.asarray(terminated) | np.asarray(truncated)) & valid, valid)
 
-        next_states = states if next_states is None else next_states
-        self._last_next_states[env_indices] = next_states
-        ended = np.flatnonzero(np.asarray(terminated) | np.asarray(truncated))
-        for k in ended:
-            self._final_states[(int(env_indices[k]), int(rows[k]))] = next_states[k].copy()
+    def _remember_next_states(self, env_indices, rows, next_states, ended, valid) -> None:
+        if valid.all():
+            self._last_next_states[env_indices] = next_states
+        else:
+            self._last_next_states[env_indices[valid]] = next_states[valid]
+        if ended.any():
+            self._final_keys.append(env_indices[ended] * _ENV_KEY + rows[ended])
+            self._final_states.append(next_states[ended].copy())
 
     def push(self, idx: int, state, action, reward, done) -> None:
         """The original per-env call: one step for env `idx`, `done` treated as termination."""
@@ -91,26 +113,36 @@ class VecMemory:
                     [False])
 
     def trajectories(self) -> dict[str, np.ndarray]:
-        """Every env's steps laid end to end (env 0 first), as flat arrays for `PPO.Memory.add`.
+        """Every env's transitions laid end to end (env 0 first), as flat arrays for
+        `PPO.Memory.add`.
 
-        An env whose last stored step does not end an episode is closed there as truncated,
-        bootstrapping from the last next state seen for it.
+        An env whose last stored transition does not end an episode is closed there as
+        truncated, bootstrapping from the last next state seen for it.
         """
         if not len(self):
             return {}
         used = int(self.lengths.max())
-        valid = (np.arange(used)[:, None] < self.lengths[None, :]).T
-        flat = {name: array[:used].swapaxes(0, 1)[valid] for name, array in self._arrays.items()}
-        ends_at = np.cumsum(self.lengths) - 1
-        final_states = dict(self._final_states)
-        for env in np.flatnonzero(self.lengths):
-            last = ends_at[env]
-            if not (flat["terminated"][last] or flat["truncated"][last]):
-                flat["truncated"][last] = True
-                final_states[(int(env), int(self.lengths[env] - 1))] = self._last_next_states[env]
-        flat["final_states"] = np.stack([final_states[key] for key in sorted(final_states)])
+        arrays = {name: array[:used].swapaxes(0, 1) for name, array in self._arrays.items()}
+        keep = arrays.pop("valid") & (np.arange(used)[None, :] < self.lengths[:, None])
+        flat = {name: array[keep] for name, array in arrays.items()}
+
+        final_keys = list(self._final_keys)
+        final_states = list(self._final_states)
+        per_env = keep.sum(axis=1)
+        last = np.cumsum(per_env) - 1
+        has_steps = per_env > 0
+        open_envs = np.flatnonzero(has_steps & ~(flat["terminated"] | flat["truncated"])[last.clip(0)])
+        if len(open_envs):
+            flat["truncated"][last[open_envs]] = True
+            last_rows = np.array([np.flatnonzero(keep[env])[-1] for env in open_envs])
+            final_keys.append(open_envs * _ENV_KEY + last_rows)
+            final_states.append(self._last_next_states[open_envs])
+        keys = np.concatenate(final_keys)
+        flat["final_states"] = np.concatenate(final_states)[np.argsort(keys, kind="stable")]
         return flat
 
     def clear(self) -> None:
         self.lengths[:] = 0
+        self._num_valid = 0
+        self._final_keys.clear()
         self._final_states.clear()

@@ -46,13 +46,13 @@ class PPO:
         observ_dim: int,
         action_dim: int,
         action_scaling: float | Sequence[float] | None = None,
-        lr: float = 1e-3,
-        k_epochs: int = 10,
+        lr: float = 2e-3,
+        k_epochs: int = 4,
         policy_clip: float = 0.2,
         GAE_lambda: float = 0.95,
         gamma: float = 0.99,
-        batch_size: int = 2048,
-        mini_batch_size: int = 512,
+        batch_size: int = 1024,
+        mini_batch_size: int = 256,
         use_RND: bool = False,
         beta: float = 0.001,
         *,
@@ -105,7 +105,7 @@ class PPO:
                                       normalize_obs=check_bool("normalize_obs", normalize_obs),
                                       log_std_init=log_std_init).to(self.device)
             self.rnd = RND(observ_dim).to(self.device) if use_RND else None
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.lr, eps=1e-5)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.lr, eps=1e-5, fused=True)
         self.memory = Memory(self.device)
         self.sample_generator = torch.Generator(self.device).manual_seed(self.seed)
         self.shuffle_generator = torch.Generator().manual_seed(self.seed + 1)

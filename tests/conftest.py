@@ -177,3 +177,35 @@ def cartpole():
 @pytest.fixture
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+class RaiseOnSeedEnv(CounterEnv):
+    """A never-ending counter that raises ValueError('boom') in only one copy: the one whose
+    first reset got seed `raise_seed` (EnvVectorizer seeds copy i with seed + i).
+
+    `raise_in="step"`: that copy raises on the step after `k` successful steps;
+    `raise_in="reset"`: it raises in that seeded reset. Module-level (importable as `conftest`)
+    and built by a picklable factory, so it also works in spawned subprocess workers.
+    """
+
+    def __init__(self, raise_seed: int, k: int = 2, raise_in: str = "step"):
+        super().__init__(episode_length=None)
+        self.raise_seed, self.k, self.raise_in = raise_seed, k, raise_in
+        self.armed = False
+
+    def reset(self, *, seed=None, options=None):
+        if seed is not None:
+            self.armed = seed == self.raise_seed
+            if self.armed and self.raise_in == "reset":
+                raise ValueError("boom")
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action):
+        if self.armed and self.raise_in == "step" and self.t >= self.k:
+            raise ValueError("boom")
+        return super().step(action)
+
+
+def make_raise_on_seed_env(raise_seed: int, k: int = 2, raise_in: str = "step") -> gym.Env:
+    """Factory for RaiseOnSeedEnv; use `functools.partial(make_raise_on_seed_env, ...)`."""
+    return RaiseOnSeedEnv(raise_seed, k, raise_in)

@@ -112,7 +112,7 @@ def test_ppo_for_env_fits_the_env():
 def test_run_stops_after_steps_and_returns_episode_returns():
     num_envs = 4
     runner = AsyncPPO(gym.make("CartPole-v1"), small_ppo(), num_envs=num_envs, steps=600,
-                      progress_bar=False)
+                      progress_bar=False, rollout="episodes")
     returns = runner.run()
     assert runner.total_steps >= 600
     assert returns is runner.episode_returns
@@ -134,7 +134,8 @@ def test_run_stops_after_steps_and_returns_episode_returns():
 def test_run_counts_exact_steps_on_counter_env():
     # Every episode lasts exactly 5 steps: 3 envs -> 15 steps per round, 4 rounds for 50 steps.
     ppo = small_ppo(observ_dim=2, batch_size=16, mini_batch_size=8)
-    runner = AsyncPPO(CounterEnv(episode_length=5), ppo, num_envs=3, steps=50, progress_bar=False)
+    runner = AsyncPPO(CounterEnv(episode_length=5), ppo, num_envs=3, steps=50, progress_bar=False,
+                      rollout="episodes")
     returns = runner.run()
     assert runner.total_steps == 60
     assert runner.episode_lengths == [5] * 12
@@ -145,6 +146,26 @@ def test_run_counts_exact_steps_on_counter_env():
     runner.steps = 75
     runner.run()
     assert runner.total_steps == 75 and len(runner.episode_returns) == 15
+
+
+def test_fixed_horizon_run_counts_transitions_not_reset_rows():
+    # num_steps=6 on 5-step episodes: 5 transitions and 1 autoreset row per env and round.
+    ppo = small_ppo(observ_dim=2, batch_size=16, mini_batch_size=8)
+    runner = AsyncPPO(CounterEnv(episode_length=5), ppo, num_envs=3, steps=50, progress_bar=False,
+                      rollout="steps", num_steps=6)
+    returns = runner.run()
+    assert runner.total_steps == 60
+    assert runner.episode_lengths == [5] * 12
+    assert returns == [1.0 + 2 + 3 + 4 + 5] * 12
+    assert ppo.stats["num_samples"] >= 16
+
+
+def test_one_liner_defaults_use_the_native_backend_and_fixed_horizon():
+    runner = AsyncPPO(gym.make("CartPole-v1"), small_ppo(), num_envs=4, steps=10, progress_bar=False)
+    assert runner.rollout == "steps" and runner.num_steps == 32
+    assert runner.env.backend_name == "VectorEnvBackend"
+    with pytest.raises(ValueError, match="rollout"):
+        AsyncPPO(gym.make("CartPole-v1"), small_ppo(), num_envs=4, rollout="episode")
 
 
 def _episode_returns(seed: int) -> list[float]:

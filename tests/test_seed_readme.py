@@ -190,8 +190,10 @@ def test_quickstart_trains_and_saves(quickstart):
     assert async_ppo.ppo is ppo
     assert async_ppo.num_envs == 32 and async_ppo.steps == STEPS
     assert async_ppo.total_steps >= STEPS
-    assert sum(async_ppo.episode_lengths) == async_ppo.total_steps
-    assert len(async_ppo.episode_returns) % 32 == 0 and len(async_ppo.episode_returns) >= 32
+    # Fixed-horizon rounds: finished episodes plus the ones still running in each copy.
+    unfinished = async_ppo.total_steps - sum(async_ppo.episode_lengths)
+    assert 0 <= unfinished <= async_ppo.num_envs * 500
+    assert len(async_ppo.episode_returns) >= 32
     # CartPole pays 1 per step: an episode's return is its length.
     np.testing.assert_array_equal(async_ppo.episode_returns, async_ppo.episode_lengths)
     assert ppo.stats and ppo.stats["num_samples"] >= 1024
