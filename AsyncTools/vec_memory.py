@@ -8,6 +8,13 @@ from PPO.checks import check_positive_int
 _ENV_KEY = 1 << 40  # final states are keyed env * _ENV_KEY + row, which sorts them env-major
 
 
+def as_state_array(states) -> np.ndarray:
+    """Observations as stored: floating point as float32, integer ones (images) as they are,
+    so uint8 frames take a quarter of the memory."""
+    states = np.asarray(states)
+    return states if states.dtype.kind in "iub" else states.astype(np.float32, copy=False)
+
+
 class VecMemory:
     """Per-env trajectories stored time-major: `states[t, i]` is env i's t-th stored row.
 
@@ -37,14 +44,14 @@ class VecMemory:
     def _allocate(self, states: np.ndarray, actions: np.ndarray) -> None:
         shape = (self._capacity, self.num_envs)
         self._arrays = {
-            "states": np.zeros(shape + states.shape[1:], dtype=np.float32),
+            "states": np.zeros(shape + states.shape[1:], dtype=states.dtype),
             "actions": np.zeros(shape + actions.shape[1:], dtype=actions.dtype),
             "rewards": np.zeros(shape, dtype=np.float32),
             "terminated": np.zeros(shape, dtype=bool),
             "truncated": np.zeros(shape, dtype=bool),
             "valid": np.zeros(shape, dtype=bool),
         }
-        self._last_next_states = np.zeros((self.num_envs,) + states.shape[1:], dtype=np.float32)
+        self._last_next_states = np.zeros((self.num_envs,) + states.shape[1:], dtype=states.dtype)
 
     def _grow(self, needed: int) -> None:
         while self._capacity < needed:
@@ -62,7 +69,7 @@ class VecMemory:
         True) marks which rows are real transitions."""
         env_indices = np.asarray(env_indices, dtype=np.int64)
         count = len(env_indices)
-        states = np.asarray(states, dtype=np.float32)
+        states = as_state_array(states)
         actions = np.asarray(actions)
         valid = np.ones(count, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
         columns = {"states": states, "actions": actions, "rewards": rewards,
@@ -72,7 +79,7 @@ class VecMemory:
                 raise ValueError(f"{name}: expected {count} rows (one per env in env_indices), got "
                                  f"shape {np.shape(column)}")
         if next_states is not None:
-            next_states = np.asarray(next_states, dtype=np.float32)
+            next_states = as_state_array(next_states)
             if next_states.shape != states.shape:
                 raise ValueError(f"next_states: expected shape {states.shape} like states, got "
                                  f"{next_states.shape}")

@@ -11,6 +11,8 @@ import numpy as np
 
 from PPO.checks import check_positive_int
 
+from .vec_memory import as_state_array
+
 BACKENDS = ("auto", "loop", "native", "subprocess")
 
 
@@ -156,7 +158,22 @@ def has_native_vector_env(env) -> bool:
     """True if `env` is exactly what `gym.make` builds for a spec with a vectorised
     implementation (e.g. CartPole-v1), so gymnasium's native vector env computes the same."""
     spec = getattr(env, "spec", None) if isinstance(env, gym.Env) else None
-    return spec is not None and spec.vector_entry_point is not None and not spec.additional_wrappers
+    # Without a time limit in the spec, a vectorised env would apply its own default one.
+    if spec is None or spec.vector_entry_point is None or spec.additional_wrappers \
+            or spec.max_episode_steps is None:
+        return False
+    reference = gym.make(spec)
+    same_stack = _wrapper_types(env) == _wrapper_types(reference)
+    reference.close()
+    return same_stack
+
+
+def _wrapper_types(env: gym.Env) -> list[type]:
+    types = [type(env)]
+    while isinstance(env, gym.Wrapper):
+        env = env.env
+        types.append(type(env))
+    return types
 
 
 def _make_backend(env, num_envs: int, backend: str):
@@ -198,7 +215,8 @@ class EnvVectorizer:
 
     Every copy has its own RNG: copy i is seeded with `seed + i` on the first reset when `seed`
     is given, and from fresh OS entropy otherwise (the native backend draws all copies from one
-    generator seeded with `seed`). Continuous actions are clipped to the action space before
+    generator seeded with `seed`); every later `reset()` reseeds each copy with a seed drawn from
+    a generator seeded with `seed`, so episode rounds are the same on every backend. Continuous actions are clipped to the action space before
     the env sees them (`clip_actions`); the caller's array is not changed.
     """
 
@@ -216,6 +234,9 @@ class EnvVectorizer:
         else:
             seeds = seed + np.arange(self.num_envs)
         self._pending_seeds: list[int] | None = [int(s) for s in seeds]
+        # Later resets seed every copy afresh from this generator, so that a run does not depend
+        # on whether a backend kept stepping (and drawing for) copies whose episode was over.
+        self._reset_seeds = np.random.default_rng(seed)
         self._filler_action = np.zeros(self.action_space.shape, dtype=self.action_space.dtype)
         self.envs_active = np.zeros(self.num_envs, dtype=bool)
         self.last_terminated = np.zeros(self.num_envs, dtype=bool)
@@ -252,6 +273,8 @@ class EnvVectorizer:
         if seed is not None:
             self._pending_seeds = [seed + i for i in range(self.num_envs)]
         seeds, self._pending_seeds = self._pending_seeds, None
+        if seeds is None:
+            seeds = [int(s) for s in self._reset_seeds.integers(0, 2**31 - 1, self.num_envs)]
         states, infos = self.backend.reset(seeds)
         states = self._as_states(states, np.arange(self.num_envs))
         self.envs_active = np.zeros(self.num_envs, dtype=bool)
@@ -303,9 +326,8 @@ class EnvVectorizer:
         return next_states, rewards, terminated, truncated, valid
 
     def _as_states(self, states, indices: np.ndarray) -> np.ndarray:
-        stacked = np.asarray(states if isinstance(states, np.ndarray) else np.stack(states))
-        stacked = stacked.astype(np.float32, copy=False)
-        if not np.isfinite(stacked).all():
+        stacked = as_state_array(states if isinstance(states, np.ndarray) else np.stack(states))
+        if stacked.dtype.kind == "f" and not np.isfinite(stacked).all():
             bad = indices[~np.isfinite(stacked.reshape(len(stacked), -1)).all(axis=1)]
             raise ValueError(f"env copies {bad.tolist()} returned non-finite observations")
         return stacked

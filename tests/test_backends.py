@@ -74,6 +74,7 @@ def test_native_matches_loop_on_cartpole_until_each_copy_first_resets():
     native.backend.vector_env.unwrapped.steps[3] = 495
 
     first_end: dict[int, int] = {}
+    end_kind: dict[int, str] = {}
     compared_steps = np.zeros(num_envs, dtype=int)
     for k in range(300):
         actions = rng.integers(0, 2, size=num_envs)
@@ -92,12 +93,13 @@ def test_native_matches_loop_on_cartpole_until_each_copy_first_resets():
             compared_steps[i] += 1
             if a[2][i] or a[3][i]:
                 first_end[i] = k
+                end_kind[i] = "terminated" if a[2][i] else "truncated"
         if len(first_end) == num_envs and k > max(first_end.values()) + 1:
             break
     assert len(first_end) == num_envs
     # The set-up states end as designed: falls, edge, time limit, and a random-policy fall.
     assert first_end[1] < 5 and first_end[3] == 4
-    assert loop.last_truncated[3] or True  # (flags after later steps are not compared)
+    assert end_kind == {0: "terminated", 1: "terminated", 2: "terminated", 3: "truncated"}
     assert compared_steps[0] > 5 and compared_steps.sum() > 20
     native.close()
     loop.close()
@@ -121,7 +123,10 @@ def test_native_truncation_and_termination_rows_are_the_loops():
     for _ in range(2):
         a, b = loop.step_autoreset(actions), native.step_autoreset(actions)
         for i in range(2):
-            assert_rows_equal(a, b, i)
+            if a[4][i]:
+                assert_rows_equal(a, b, i)
+            else:  # copy 1's reset row: flags equal, reset states from different RNGs
+                assert [x[i] for x in a[1:]] == [x[i] for x in b[1:]]
         rows.append(a)
     # Step 1: copy 1 falls (terminated). Step 2: copy 0 hits step 500 (truncated), copy 1 resets.
     assert rows[0][2].tolist() == [False, True] and rows[0][3].tolist() == [False, False]
@@ -157,8 +162,11 @@ def test_subprocess_matches_loop_with_step_autoreset():
         loop.close()
 
 
-def _lean_policy(states: np.ndarray) -> np.ndarray:
-    return (states[:, 2] + 0.3 * states[:, 3] > 0).astype(np.int64)
+def _random_policy(seed: int):
+    """Uniform random CartPole actions from a private generator: two policies made with the
+    same seed give the same actions for the same sequence of calls."""
+    rng = np.random.default_rng(seed)
+    return lambda states: rng.integers(0, 2, size=len(states))
 
 
 def test_subprocess_matches_loop_through_the_episode_api():
@@ -196,9 +204,10 @@ def test_subprocess_matches_loop_in_collect_episodes_first_round():
     sub = EnvVectorizer(gym.make("CartPole-v1"), 3, seed=21, backend="subprocess")
     try:
         mem_a, mem_b = VecMemory(3), VecMemory(3)
-        ra = collect_episodes(loop, mem_a, _lean_policy)
-        rb = collect_episodes(sub, mem_b, _lean_policy)
+        ra = collect_episodes(loop, mem_a, _random_policy(0))
+        rb = collect_episodes(sub, mem_b, _random_policy(0))
         assert ra.steps == rb.steps == len(mem_a) == len(mem_b) > 3
+        assert len(np.unique(ra.episode_lengths)) > 1  # the active set really shrank
         assert np.array_equal(ra.episode_returns, rb.episode_returns)
         assert np.array_equal(ra.episode_lengths, rb.episode_lengths)
         ta, tb = mem_a.trajectories(), mem_b.trajectories()
@@ -210,22 +219,15 @@ def test_subprocess_matches_loop_in_collect_episodes_first_round():
         loop.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG AsyncTools/vectorizer.py VectorEnvBackend.step (~line 104) / EnvVectorizer.step: in "
-    "the episode API an all-copies backend keeps stepping finished copies (filler action), so "
-    "their workers autoreset them and draw from the copy's RNG; the next reset() (seed None) "
-    "then starts from a different RNG state than the loop backend, whose finished copies are "
-    "untouched. Round 2+ of rollout='episodes' differs between loop and subprocess with the "
-    "same seed. Fix: make reset() seed every copy explicitly each round (e.g. per-copy seeds "
-    "drawn from np.random.SeedSequence(seed + i)), on every backend."))
 def test_subprocess_matches_loop_in_collect_episodes_second_round():
     loop = EnvVectorizer(gym.make("CartPole-v1"), 3, seed=21, backend="loop")
     sub = EnvVectorizer(gym.make("CartPole-v1"), 3, seed=21, backend="subprocess")
+    policy_a, policy_b = _random_policy(0), _random_policy(0)
     try:
         for _ in range(2):
             mem_a, mem_b = VecMemory(3), VecMemory(3)
-            ra = collect_episodes(loop, mem_a, _lean_policy)
-            rb = collect_episodes(sub, mem_b, _lean_policy)
+            ra = collect_episodes(loop, mem_a, policy_a)
+            rb = collect_episodes(sub, mem_b, policy_b)
             assert np.array_equal(ra.episode_lengths, rb.episode_lengths)
             ta, tb = mem_a.trajectories(), mem_b.trajectories()
             for key in ta:
@@ -331,7 +333,10 @@ def test_auto_picks_native_for_plain_cartpole():
     lambda: gym.wrappers.TransformReward(gym.make("CartPole-v1"), lambda r: 2.0 * r),
     lambda: gym.make("Pendulum-v1"),
     lambda: CounterEnv(3),
-], ids=["ClipReward", "TransformReward", "Pendulum", "custom"])
+    # The spec then says 1000 steps, but the inner TimeLimit still truncates at 500.
+    lambda: gym.wrappers.TimeLimit(gym.make("CartPole-v1"), max_episode_steps=1000),
+    lambda: gym.make("CartPole-v1").env,  # no TimeLimit
+], ids=["ClipReward", "TransformReward", "Pendulum", "custom", "outer-TimeLimit", "no-TimeLimit"])
 def test_auto_picks_loop_without_an_exact_native_implementation(make):
     env = make()
     vec = EnvVectorizer(env, 2, seed=0, backend="auto")
@@ -344,19 +349,42 @@ def test_auto_picks_loop_without_an_exact_native_implementation(make):
     vec.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG AsyncTools/vectorizer.py has_native_vector_env (~line 155): `gym.make('CartPole-v1')"
-    ".unwrapped` keeps the spec (max_episode_steps=500, no additional_wrappers), so 'auto' picks "
-    "native, whose CartPoleVectorEnv truncates at 500 steps although the bare env has no "
-    "TimeLimit (the loop never truncates it). Fix: also require that `env` is the wrapper stack "
-    "gym.make builds, e.g. a TimeLimit with spec.max_episode_steps in the chain (or compare "
-    "the wrapper types with those of gym.make(env.spec))."))
 def test_auto_picks_loop_for_the_bare_unwrapped_cartpole():
-    vec = EnvVectorizer(gym.make("CartPole-v1").unwrapped, 2, seed=0, backend="auto")
+    """`.unwrapped` keeps the spec (max_episode_steps=500) but has no TimeLimit: the native
+    vector env would truncate at 500 steps where the loop never does."""
+    env = gym.make("CartPole-v1").unwrapped
+    vec = EnvVectorizer(env, 2, seed=0, backend="auto")
     try:
-        assert isinstance(vec.backend, LoopBackend)
+        assert isinstance(vec.backend, LoopBackend) and vec.envs[0] is env
     finally:
         vec.close()
+    with pytest.raises(ValueError, match="backend"):
+        EnvVectorizer(gym.make("CartPole-v1").unwrapped, 2, backend="native")
+
+
+def test_auto_native_keeps_a_custom_time_limit():
+    env = gym.make("CartPole-v1", max_episode_steps=20)
+    loop = EnvVectorizer(env, 2, seed=0, backend="loop")
+    vec = EnvVectorizer(env, 2, seed=0, backend="auto")
+    try:
+        assert isinstance(vec.backend, VectorEnvBackend)
+        assert vec.backend.vector_env.unwrapped.max_episode_steps == 20
+        loop.reset()
+        vec.reset()
+        state = np.zeros(4)
+        for i in range(2):
+            loop.envs[i].unwrapped.state = state.copy()
+        vec.backend.vector_env.unwrapped.state = np.zeros((4, 2))
+        # Alternating pushes keep the pole up: both end by the 20-step limit, on step 20.
+        for k in range(20):
+            actions = np.full(2, k % 2)
+            a, b = loop.step_autoreset(actions), vec.step_autoreset(actions)
+            for i in range(2):
+                assert_rows_equal(a, b, i, f"step {k}")
+            assert not a[2].any() and a[3].tolist() == [k == 19] * 2
+    finally:
+        vec.close()
+        loop.close()
 
 
 @pytest.mark.parametrize("make", [

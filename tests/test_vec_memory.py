@@ -218,3 +218,19 @@ def test_push_unfinished_env_is_closed_truncated():
     np.testing.assert_array_equal(out["terminated"], [F, F])
     np.testing.assert_array_equal(out["truncated"], [F, T])
     assert out["final_states"].shape == (1, 2)
+
+
+def test_image_observations_are_stored_as_uint8():
+    memory = VecMemory(num_envs=2)
+    frames = np.random.default_rng(0).integers(0, 256, size=(2, 4, 6, 6), dtype=np.uint8)
+    memory.append([0, 1], frames, np.array([0, 1]), [1.0, 2.0], [True, False], [False, False],
+                  next_states=frames[::-1])
+    assert memory._arrays["states"].dtype == np.uint8
+    flat = memory.trajectories()
+    assert flat["states"].dtype == np.uint8 and flat["final_states"].dtype == np.uint8
+    np.testing.assert_array_equal(flat["states"], frames)
+    np.testing.assert_array_equal(flat["final_states"], frames[::-1])
+
+    floats = VecMemory(num_envs=1)
+    floats.append([0], np.ones((1, 3), dtype=np.float64), [0], [0.0], [True], [False])
+    assert floats.trajectories()["states"].dtype == np.float32
