@@ -3,7 +3,9 @@ backends: an in-process loop, gymnasium's native vector env, or subprocess worke
 from __future__ import annotations
 
 import copy
+import os
 import re
+import time
 from typing import Any, Callable
 
 import gymnasium as gym
@@ -176,11 +178,36 @@ def _wrapper_types(env: gym.Env) -> list[type]:
     return types
 
 
+SUBPROCESS_MIN_STEP_SECONDS = 1e-3  # below this, sending a step to a worker costs more than it saves
+
+
+def _seconds_per_step(env: gym.Env, probe_steps: int = 10) -> float:
+    """Times a few random steps of `env` (it is reseeded before training starts)."""
+    env.reset(seed=0)
+    start = time.perf_counter()
+    for _ in range(probe_steps):
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            env.reset()
+    return (time.perf_counter() - start) / probe_steps
+
+
+def _auto_backend(env, num_envs: int) -> str:
+    """native where the env has an exact vectorised twin; subprocess for an env whose step
+    costs over a millisecond when there are cores to run workers on; the loop otherwise."""
+    if has_native_vector_env(env):
+        return "native"
+    if num_envs > 1 and (os.cpu_count() or 1) >= 4 and isinstance(env, gym.Env) \
+            and _seconds_per_step(env) > SUBPROCESS_MIN_STEP_SECONDS:
+        return "subprocess"
+    return "loop"
+
+
 def _make_backend(env, num_envs: int, backend: str):
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
-        backend = "native" if has_native_vector_env(env) else "loop"
+        backend = _auto_backend(env, num_envs)
     if backend == "native":
         if not has_native_vector_env(env):
             raise ValueError("backend='native' needs an env made by gym.make from an id with a "
@@ -211,7 +238,9 @@ class EnvVectorizer:
 
     Backends: "loop" (in-process, steps only running copies), "native" (gymnasium's vectorised
     implementation, e.g. CartPole's NumPy one), "subprocess" (one worker process per copy,
-    observations in shared memory), "auto" (native where the env has one, else loop).
+    observations in shared memory), "auto" (native where the env has an exact vectorised twin;
+    subprocess when one step of the env takes over 1 ms, timed on a few random steps, and the
+    machine has at least 4 cores; else loop).
 
     Every copy has its own RNG: copy i is seeded with `seed + i` on the first reset when `seed`
     is given, and from fresh OS entropy otherwise (the native backend draws all copies from one

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import pickle
 import threading
+import time
 
 import gymnasium as gym
 import numpy as np
@@ -435,3 +436,26 @@ def test_one_update_is_identical_on_loop_and_subprocess():
     assert changed > 0  # the update really moved the weights
     for key, value in loop_ppo.policy.state_dict().items():
         assert torch.equal(value, sub_ppo.policy.state_dict()[key]), key
+
+
+class SlowStepEnv(gym.Env):
+    """A step that costs about 2 ms."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        time.sleep(0.002)
+        return np.zeros(2, np.float32), 0.0, False, False, {}
+
+
+@pytest.mark.parametrize("cores, expected", [(8, "subprocess"), (2, "loop")])
+def test_auto_picks_subprocess_for_slow_envs_only_with_cores_to_spare(monkeypatch, cores, expected):
+    from AsyncTools import vectorizer as vectorizer_module
+    monkeypatch.setattr(vectorizer_module.os, "cpu_count", lambda: cores)
+    assert vectorizer_module._auto_backend(SlowStepEnv(), num_envs=4) == expected
+    assert vectorizer_module._auto_backend(gym.make("Pendulum-v1"), num_envs=4) == "loop"
