@@ -77,7 +77,9 @@ class LoopBackend:
 
     def step(self, actions: np.ndarray, indices: np.ndarray):
         observations, rewards, terminated, truncated, infos = [], [], [], [], []
-        for i, action in zip(indices, actions[indices]):
+        chosen = actions[indices]
+        # Plain ints for discrete actions: Discrete.contains takes its fast path for them.
+        for i, action in zip(indices.tolist(), chosen.tolist() if chosen.ndim == 1 else chosen):
             if self._ended[i]:
                 obs, info = self._call(i, "reset")
                 reward, term, trunc = 0.0, False, False

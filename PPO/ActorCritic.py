@@ -99,9 +99,9 @@ class ActorCritic(nn.Module):
         if not self.is_continuous:
             if deterministic:
                 return out.argmax(-1)
-            uniform = torch.rand(out.shape, generator=generator, device=out.device)
-            gumbel = -torch.log(-torch.log(uniform.clamp_min(1e-20)))
-            return (out + gumbel).argmax(-1)
+            # Gumbel-max: argmax(logits + G) with G = -log(E), E ~ Exp(1), is a categorical sample.
+            exponential = torch.empty_like(out).exponential_(generator=generator)
+            return (out - exponential.log()).argmax(-1)
         if deterministic:
             u = out
         else:
