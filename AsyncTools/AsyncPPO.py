@@ -89,7 +89,7 @@ class AsyncPPO:
 
     def __init__(self, env: gym.Env | Callable[[], gym.Env], ppo: PPO, num_envs: int = 32,
                  steps: int = 100000, *, seed: int | None = None, progress_bar: bool = True,
-                 rollout: str = "steps", num_steps: int = 32, backend: str = "auto"):
+                 rollout: str = "steps", num_steps: int = 64, backend: str = "auto"):
         self.num_envs = check_positive_int("num_envs", num_envs)
         self.steps = check_positive_int("steps", steps)
         self.num_steps = check_positive_int("num_steps", num_steps)

@@ -22,6 +22,16 @@ description of its design, not from its code:
 Defaults are the original README's: 32 envs, lr 1e-3, k_epochs 11, GAE lambda 0.95, batch 1024,
 mini-batch 512, gamma 0.995, clip 0.2. Discrete actions only (CartPole is what it is timed on).
 
+Two details the description leaves open, chosen so that the model matches what the original is
+reported to do on this kind of machine (~7.7k env steps/s whole loop, CartPole solved in ~16 s):
+- `normalize_advantages=True`: advantages are standardised over the batch after GAE. Without it
+  the model plateaus near a mean return of 300 and does not solve CartPole within 300k steps.
+- `loader="batched"`: the DataLoader draws whole mini-batches of row indices (a BatchSampler over
+  the TensorDataset), the same shuffled mini-batches as the textbook
+  `DataLoader(TensorDataset(...), batch_size=..., shuffle=True)`, which fetches and collates row
+  by row. `loader="per_sample"` selects the textbook form: identical learning, but about 1.8x
+  slower whole loop (~4.5k steps/s here), as the per-row fetching dominates `learn()`.
+
     run_original("CartPole-v1", seed=0, steps=300_000, stop_return=475)  # per-round records
     run_original_rollout("CartPole-v1", seed=0, steps=50_000)            # collection only
 """
@@ -101,7 +111,7 @@ class Policy(nn.Module):
 class OriginalPPO:
     def __init__(self, observ_dim: int, action_dim: int, lr: float, k_epochs: int,
                  gae_lambda: float, batch_size: int, mini_batch_size: int, gamma: float,
-                 policy_clip: float, normalize_advantages: bool = True, loader: str = "per_sample"):
+                 policy_clip: float, normalize_advantages: bool = True, loader: str = "batched"):
         self.policy = Policy(observ_dim, action_dim)
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=lr)
         self.k_epochs, self.gae_lambda, self.gamma = k_epochs, gae_lambda, gamma

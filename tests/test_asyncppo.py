@@ -162,7 +162,7 @@ def test_fixed_horizon_run_counts_transitions_not_reset_rows():
 
 def test_one_liner_defaults_use_the_native_backend_and_fixed_horizon():
     runner = AsyncPPO(gym.make("CartPole-v1"), small_ppo(), num_envs=4, steps=10, progress_bar=False)
-    assert runner.rollout == "steps" and runner.num_steps == 32
+    assert runner.rollout == "steps" and runner.num_steps == 64
     assert runner.env.backend_name == "VectorEnvBackend"
     with pytest.raises(ValueError, match="rollout"):
         AsyncPPO(gym.make("CartPole-v1"), small_ppo(), num_envs=4, rollout="episode")
