@@ -226,6 +226,16 @@ def _make_backend(env, num_envs: int, backend: str):
     return LoopBackend(envs), envs[0].observation_space, envs[0].action_space
 
 
+def _valid_action(space: gym.Space) -> np.ndarray:
+    """A fixed action inside `space`: what an all-copies backend sends to copies whose episode
+    is over (their results are dropped)."""
+    if isinstance(space, gym.spaces.Discrete):
+        return np.asarray(space.start, dtype=space.dtype)
+    if isinstance(space, gym.spaces.Box):
+        return np.clip(np.zeros(space.shape, dtype=space.dtype), space.low, space.high)
+    return np.zeros(space.shape, dtype=space.dtype)
+
+
 class EnvVectorizer:
     """Steps `num_envs` independent copies of `env` (a gym.Env with all its wrappers, or a
     function returning a new one) in lockstep.
@@ -268,7 +278,7 @@ class EnvVectorizer:
         # Later resets seed every copy afresh from this generator, so that a run does not depend
         # on whether a backend kept stepping (and drawing for) copies whose episode was over.
         self._reset_seeds = np.random.default_rng(seed)
-        self._filler_action = np.zeros(self.action_space.shape, dtype=self.action_space.dtype)
+        self._filler_action = _valid_action(self.action_space)
         self.envs_active = np.zeros(self.num_envs, dtype=bool)
         self.last_terminated = np.zeros(self.num_envs, dtype=bool)
         self.last_truncated = np.zeros(self.num_envs, dtype=bool)
