@@ -104,6 +104,8 @@ class PPO:
                              f"{hidden_sizes!r}")
 
         self.device = torch.device(device) if device is not None else default_device()
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device: {device!r} was asked for, but torch sees no CUDA device here")
         self.seed = int(seed) if seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)

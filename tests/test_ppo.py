@@ -543,3 +543,9 @@ def test_value_clip_limits_the_value_update():
     moved_clipped = (clipped.policy.value(states).detach() - before).abs().mean()
     moved_free = (free.policy.value(states).detach() - before).abs().mean()
     assert moved_free > 5 * moved_clipped
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cuda_device_without_cuda_is_a_clear_error():
+    with pytest.raises(ValueError, match="device: 'cuda' was asked for"):
+        PPO(False, 4, 2, device="cuda")
