@@ -101,7 +101,11 @@ class AsyncPPO:
         self.ppo = ppo
         self.env = EnvVectorizer(env, self.num_envs, seed=ppo.seed if seed is None else seed,
                                  backend=backend)
-        check_spaces(self.env.observation_space, self.env.action_space, ppo)
+        try:
+            check_spaces(self.env.observation_space, self.env.action_space, ppo)
+        except (TypeError, ValueError):
+            self.env.close()  # subprocess workers must not outlive a refused configuration
+            raise
         if ppo.is_continuous and not ppo.action_bounds_given:
             space = self.env.action_space
             if np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high)):
