@@ -141,7 +141,7 @@ class VecMemory:
         open_envs = np.flatnonzero(has_steps & ~(flat["terminated"] | flat["truncated"])[last.clip(0)])
         if len(open_envs):
             flat["truncated"][last[open_envs]] = True
-            last_rows = np.array([np.flatnonzero(keep[env])[-1] for env in open_envs])
+            last_rows = used - 1 - np.argmax(keep[open_envs, ::-1], axis=1)
             final_keys.append(open_envs * _ENV_KEY + last_rows)
             final_states.append(self._last_next_states[open_envs])
         keys = np.concatenate(final_keys)

@@ -31,8 +31,13 @@ class EnvStepError(RuntimeError):
         self.env_index = env_index
 
 
-def _describe(index: int, num_envs: int, method: str, error: BaseException) -> str:
-    return f"env copy {index} of {num_envs} raised {type(error).__name__} in {method}(): {error}"
+def _call_named(env: gym.Env, index: int, num_envs: int, method: str, *args, **kwargs):
+    """env.method(*args, **kwargs), with any exception re-raised as an EnvStepError naming the copy."""
+    try:
+        return getattr(env, method)(*args, **kwargs)
+    except Exception as error:
+        raise EnvStepError(f"env copy {index} of {num_envs} raised {type(error).__name__} in "
+                           f"{method}(): {error}", index) from error
 
 
 class EpisodeOverFlags(np.ndarray):
@@ -64,10 +69,7 @@ class LoopBackend:
         self._ended = np.zeros(self.num_envs, dtype=bool)
 
     def _call(self, index: int, method: str, *args, **kwargs):
-        try:
-            return getattr(self.envs[index], method)(*args, **kwargs)
-        except Exception as error:
-            raise EnvStepError(_describe(index, self.num_envs, method, error), index) from error
+        return _call_named(self.envs[index], index, self.num_envs, method, *args, **kwargs)
 
     def reset(self, seeds: list[int] | None) -> tuple[list[np.ndarray], list[dict]]:
         self._ended[:] = False
@@ -128,16 +130,10 @@ class _NameErrors(gym.Wrapper):
         self.index, self.copies = index, num_envs
 
     def step(self, action):
-        try:
-            return self.env.step(action)
-        except Exception as error:
-            raise EnvStepError(_describe(self.index, self.copies, "step", error), self.index) from None
+        return _call_named(self.env, self.index, self.copies, "step", action)
 
     def reset(self, **kwargs):
-        try:
-            return self.env.reset(**kwargs)
-        except Exception as error:
-            raise EnvStepError(_describe(self.index, self.copies, "reset", error), self.index) from None
+        return _call_named(self.env, self.index, self.copies, "reset", **kwargs)
 
 
 def _copy_env(env: gym.Env) -> gym.Env:
