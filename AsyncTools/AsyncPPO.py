@@ -21,18 +21,25 @@ from .vectorizer import EnvStepError, EnvVectorizer
 __all__ = ["AsyncPPO", "EnvVectorizer", "VecMemory", "EnvStepError", "check_spaces", "ppo_for_env"]
 
 
-def ppo_for_env(env: gym.Env, **ppo_options) -> PPO:
-    """A PPO whose `is_continuous`, `observ_dim`, `action_dim` (and action bounds) fit `env`."""
-    observation_space, action_space = env.observation_space, env.action_space
+def _check_observation_space(observation_space: gym.Space) -> None:
     if not isinstance(observation_space, gym.spaces.Box):
         raise TypeError(f"observation_space: only Box observations are supported, got "
                         f"{observation_space}")
+
+
+def _has_finite_bounds(action_space: gym.spaces.Box) -> bool:
+    return bool(np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high)))
+
+
+def ppo_for_env(env: gym.Env, **ppo_options) -> PPO:
+    """A PPO whose `is_continuous`, `observ_dim`, `action_dim` (and action bounds) fit `env`."""
+    observation_space, action_space = env.observation_space, env.action_space
+    _check_observation_space(observation_space)
     if isinstance(action_space, gym.spaces.Discrete):
         dims = dict(is_continuous=False, action_dim=int(action_space.n))
     elif isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
         dims = dict(is_continuous=True, action_dim=int(action_space.shape[0]))
-        if "action_scaling" not in ppo_options and np.all(np.isfinite(action_space.low)) \
-                and np.all(np.isfinite(action_space.high)):
+        if "action_scaling" not in ppo_options and _has_finite_bounds(action_space):
             ppo_options.setdefault("action_low", action_space.low)
             ppo_options.setdefault("action_high", action_space.high)
     else:
@@ -45,9 +52,7 @@ def ppo_for_env(env: gym.Env, **ppo_options) -> PPO:
 
 def check_spaces(observation_space: gym.Space, action_space: gym.Space, ppo: PPO) -> None:
     """Raises a clear error if the env's spaces do not fit the PPO learner, or are unsupported."""
-    if not isinstance(observation_space, gym.spaces.Box):
-        raise TypeError(f"observation_space: only Box observations are supported, got "
-                        f"{observation_space}")
+    _check_observation_space(observation_space)
     obs_size = int(np.prod(observation_space.shape))
     if obs_size != ppo.observ_dim:
         raise ValueError(f"observ_dim: the PPO was built with observ_dim={ppo.observ_dim}, but the "
@@ -106,10 +111,9 @@ class AsyncPPO:
         except (TypeError, ValueError):
             self.env.close()  # subprocess workers must not outlive a refused configuration
             raise
-        if ppo.is_continuous and not ppo.action_bounds_given:
-            space = self.env.action_space
-            if np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high)):
-                ppo.set_action_bounds(space.low, space.high)
+        space = self.env.action_space
+        if ppo.is_continuous and not ppo.action_bounds_given and _has_finite_bounds(space):
+            ppo.set_action_bounds(space.low, space.high)
         self.buffer = VecMemory(self.num_envs)
         self.collector = FixedHorizonCollector(self.env)
         self.progress_bar = progress_bar
