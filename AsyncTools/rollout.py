@@ -81,3 +81,16 @@ class FixedHorizonCollector:
                 self._lengths[ended] = 0
             self.states = next_states
         return EpisodeRound(steps, np.array(finished_returns), np.array(finished_lengths, np.int64))
+
+
+def random_observations(env: EnvVectorizer, num_steps: int, seed: int | None = None) -> np.ndarray:
+    """Observations of `num_steps` uniformly random steps of every copy (from a fresh reset),
+    [num_steps * N, *obs_shape]: what RND's input statistics are warmed up with."""
+    env.action_space.seed(seed)
+    observations = [env.reset()[0]]
+    for _ in range(num_steps):
+        actions = np.stack([env.action_space.sample() for _ in range(env.num_envs)])
+        next_states, _, _, _, valid = env.step_autoreset(actions)
+        observations.append(next_states[valid])
+    env.reset()
+    return np.concatenate(observations)

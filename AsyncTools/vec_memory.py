@@ -23,7 +23,9 @@ class VecMemory:
     not `valid` (an autoreset step that is no transition): they are dropped on the way out. A
     step that ends an episode keeps its final observation (the `next_state` the env returned),
     so the learner can bootstrap truncated episodes and RND can score the last transition.
-    `trajectories()` lays the envs' buffers end to end.
+    Each row also records whether it starts an episode (which `clear` does not forget), so the
+    learner can carry an env's return across rounds. `trajectories()` lays the envs' buffers
+    end to end.
     """
 
     def __init__(self, num_envs: int, initial_capacity: int = 64):
@@ -36,6 +38,7 @@ class VecMemory:
         self._final_states: list[np.ndarray] = []
         self._last_next_states: np.ndarray | None = None
         self._all_envs = np.arange(self.num_envs)
+        self._in_episode = np.zeros(self.num_envs, dtype=bool)
 
     def __len__(self) -> int:
         """Number of stored transitions (valid rows)."""
@@ -50,6 +53,7 @@ class VecMemory:
             "terminated": np.zeros(shape, dtype=bool),
             "truncated": np.zeros(shape, dtype=bool),
             "valid": np.zeros(shape, dtype=bool),
+            "episode_starts": np.zeros(shape, dtype=bool),
         }
         self._last_next_states = np.zeros((self.num_envs,) + states.shape[1:], dtype=states.dtype)
 
@@ -90,6 +94,9 @@ class VecMemory:
         if self._arrays["states"].shape[2:] != states.shape[1:]:
             raise ValueError(f"states: expected rows of shape {self._arrays['states'].shape[2:]}, "
                              f"got {states.shape[1:]}")
+        ended = (np.asarray(terminated) | np.asarray(truncated)) & valid
+        columns["episode_starts"] = ~self._in_episode[env_indices]
+        self._in_episode[env_indices[valid]] = ~ended[valid]
         rows = self.lengths[env_indices]
         top = int(rows.max())
         if top >= self._capacity:
@@ -103,7 +110,7 @@ class VecMemory:
         self.lengths[env_indices] += 1
         self._num_valid += int(valid.sum())
         self._remember_next_states(env_indices, rows, states if next_states is None else next_states,
-                                   (np.asarray(terminated) | np.asarray(truncated)) & valid, valid)
+                                   ended, valid)
 
     def _remember_next_states(self, env_indices, rows, next_states, ended, valid) -> None:
         if valid.all():
@@ -132,6 +139,7 @@ class VecMemory:
         arrays = {name: array[:used].swapaxes(0, 1) for name, array in self._arrays.items()}
         keep = arrays.pop("valid") & (np.arange(used)[None, :] < self.lengths[:, None])
         flat = {name: array[keep] for name, array in arrays.items()}
+        flat["env_ids"] = np.broadcast_to(self._all_envs[:, None], keep.shape)[keep]
 
         final_keys = list(self._final_keys)
         final_states = list(self._final_states)

@@ -1,13 +1,18 @@
 """Policy and value networks, and the action distributions they define.
 
-Separate MLPs for the actor and the critic (the usual choice for vector observations), orthogonal
-initialisation (hidden layers sqrt(2), policy head 0.01, value head 1, zero biases).
+Vector observations: separate tanh MLPs for the actor and the critic (the usual choice for them).
+Image observations (uint8 frames, HxWxC or CxHxW): one Nature CNN torso shared by a policy head
+and a value head, the frames scaled to [0, 1] inside the network. Orthogonal initialisation
+everywhere (hidden layers sqrt(2), policy head 0.01, value head 1, zero biases).
 
-Discrete actions: a categorical over logits. Continuous actions: a diagonal Gaussian with a
+Discrete actions: a categorical over logits; MultiDiscrete: independent categoricals, one per
+sub-action, whose log-probs and entropies add up. Continuous actions: a diagonal Gaussian with a
 state-independent log std, expressed directly in the env's units: the network's mean `mu` and
 std live in [-1, 1]-ish units and are mapped by `action_center + action_half_range * (.)`.
 With `squash_actions=True` the Gaussian sample is passed through tanh first, and the log-prob
 carries the tanh correction, so it is the log-prob of exactly the action the env was sent.
+
+The critic has one value head, or two (extrinsic and intrinsic) when RND is on.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ TANH_EPS = 1e-6
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
-def layer_init(layer: nn.Linear, gain: float) -> nn.Linear:
+def layer_init(layer: nn.Module, gain: float) -> nn.Module:
     nn.init.orthogonal_(layer.weight, gain)
     nn.init.zeros_(layer.bias)
     return layer
@@ -39,9 +44,50 @@ def mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, out_gain: float)
     return nn.Sequential(*layers)
 
 
+def is_channels_last(shape: Sequence[int]) -> bool:
+    """HxWxC when the last axis is the shortest (84x84x3), CxHxW otherwise (4x84x84)."""
+    return shape[-1] < shape[0]
+
+
+class NatureCNN(nn.Module):
+    """The Atari torso of Mnih et al. (2015): three ReLU convolutions and a 512-unit ReLU layer,
+    over uint8 frames scaled to [0, 1] here (by `input_scale`). Frames are HxWxC or CxHxW
+    (`is_channels_last`)."""
+
+    def __init__(self, observation_shape: Sequence[int], features: int = 512,
+                 input_scale: float = 1 / 255):
+        super().__init__()
+        shape = tuple(int(d) for d in observation_shape)
+        self.input_scale = input_scale
+        self.channels_last = is_channels_last(shape)
+        channels, height, width = (shape[2], shape[0], shape[1]) if self.channels_last else shape
+        self.convs = nn.Sequential(
+            layer_init(nn.Conv2d(channels, 32, 8, stride=4), math.sqrt(2)), nn.ReLU(),
+            layer_init(nn.Conv2d(32, 64, 4, stride=2), math.sqrt(2)), nn.ReLU(),
+            layer_init(nn.Conv2d(64, 64, 3, stride=1), math.sqrt(2)), nn.ReLU(),
+            nn.Flatten())
+        if height < 36 or width < 36:
+            raise ValueError(f"observation_shape: the Nature CNN needs frames of at least 36x36, "
+                             f"got {shape}")
+        with torch.no_grad():
+            flat = self.convs(torch.zeros(1, channels, height, width)).shape[1]
+        self.linear = nn.Sequential(layer_init(nn.Linear(flat, features), math.sqrt(2)), nn.ReLU())
+        self.out_features = features
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        x = frames.float() * self.input_scale
+        if self.channels_last:
+            x = x.permute(0, 3, 1, 2)
+        return self.linear(self.convs(x))
+
+
 class ActorCritic(nn.Module):
-    """Actor and critic MLPs plus everything needed to act from raw observations: the
-    observation normaliser (optional) and the action bounds, all saved in `state_dict`."""
+    """Actor and critic plus everything needed to act from raw observations: the observation
+    normaliser (optional, vector observations) and the action bounds, all saved in `state_dict`.
+
+    `observation_shape` of three dimensions selects the image torso; `action_nvec` (discrete
+    only) splits the `action_dim` logits into independent categoricals of those sizes.
+    """
 
     def __init__(
         self,
@@ -52,14 +98,28 @@ class ActorCritic(nn.Module):
         squash_actions: bool = False,
         normalize_obs: bool = False,
         log_std_init: float = 0.0,
+        *,
+        observation_shape: Sequence[int] | None = None,
+        action_nvec: Sequence[int] | None = None,
+        num_values: int = 1,
     ):
         super().__init__()
         self.is_continuous = is_continuous
         self.observ_dim = observ_dim
         self.action_dim = action_dim
         self.squash_actions = squash_actions
-        self.actor = mlp(observ_dim, hidden_sizes, action_dim, out_gain=0.01)
-        self.critic = mlp(observ_dim, hidden_sizes, 1, out_gain=1.0)
+        self.num_values = num_values
+        self.action_nvec = None if is_continuous else tuple(action_nvec or (action_dim,))
+        self.observation_shape = tuple(observation_shape) if observation_shape else (observ_dim,)
+        self.is_image = len(self.observation_shape) == 3
+        if self.is_image:
+            self.torso = NatureCNN(self.observation_shape)
+            self.actor = layer_init(nn.Linear(self.torso.out_features, action_dim), 0.01)
+            self.critic = layer_init(nn.Linear(self.torso.out_features, num_values), 1.0)
+        else:
+            self.torso = None
+            self.actor = mlp(observ_dim, hidden_sizes, action_dim, out_gain=0.01)
+            self.critic = mlp(observ_dim, hidden_sizes, num_values, out_gain=1.0)
         self.obs_normalizer = RunningMeanStd(observ_dim) if normalize_obs else None
         if is_continuous:
             self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
@@ -79,13 +139,21 @@ class ActorCritic(nn.Module):
     def action_half_range(self) -> torch.Tensor:
         return (self.action_high - self.action_low) / 2
 
-    def preprocess(self, obs: torch.Tensor) -> torch.Tensor:
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        """Raw observations [B, ...] -> what the heads read: CNN features for images, the
+        flattened (and normalised, if on) observation for vectors."""
+        if self.is_image:
+            return self.torso(obs.reshape(obs.shape[0], *self.observation_shape))
         obs = obs.reshape(obs.shape[0], -1).float()
         return self.obs_normalizer.normalize(obs) if self.obs_normalizer is not None else obs
 
+    def _values(self, features: torch.Tensor) -> torch.Tensor:
+        values = self.critic(features)
+        return values.squeeze(-1) if self.num_values == 1 else values
+
     def value(self, obs: torch.Tensor) -> torch.Tensor:
-        """V(obs) for raw observations shaped [B, observ_dim]; returns [B]."""
-        return self.critic(self.preprocess(obs)).squeeze(-1)
+        """V(obs) for raw observations [B, ...]: [B], or [B, 2] (extrinsic, intrinsic) with two heads."""
+        return self._values(self.features(obs))
 
     def _log_std(self) -> torch.Tensor:
         return self.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
@@ -94,14 +162,12 @@ class ActorCritic(nn.Module):
     def act(self, obs: torch.Tensor, generator: torch.Generator | None = None,
             deterministic: bool = False) -> torch.Tensor:
         """Samples (or, deterministic, takes the mode of) the policy's actions for a batch."""
-        features = self.preprocess(obs)
-        out = self.actor(features)
+        out = self.actor(self.features(obs))
         if not self.is_continuous:
-            if deterministic:
-                return out.argmax(-1)
-            # Gumbel-max: argmax(logits + G) with G = -log(E), E ~ Exp(1), is a categorical sample.
-            exponential = torch.empty_like(out).exponential_(generator=generator)
-            return (out - exponential.log()).argmax(-1)
+            if len(self.action_nvec) == 1:
+                return _sample_categorical(out, generator, deterministic)
+            return torch.stack([_sample_categorical(logits, generator, deterministic)
+                                for logits in out.split(self.action_nvec, dim=-1)], dim=-1)
         if deterministic:
             u = out
         else:
@@ -119,13 +185,12 @@ class ActorCritic(nn.Module):
     def evaluate(self, obs: torch.Tensor, actions: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Log-probs of `actions` (exactly as they were returned by `act`), entropies and values."""
-        features = self.preprocess(obs)
-        values = self.critic(features).squeeze(-1)
+        features = self.features(obs)
+        values = self._values(features)
         out = self.actor(features)
         if not self.is_continuous:
-            log_probs_all = torch.log_softmax(out, dim=-1)
-            log_probs = log_probs_all.gather(-1, actions.long().reshape(-1, 1)).squeeze(-1)
-            entropy = -(log_probs_all.exp() * log_probs_all).sum(-1)
+            log_probs, entropy = _categorical_log_prob_entropy(
+                out, actions.long().reshape(out.shape[0], -1), self.action_nvec)
             return log_probs, entropy, values
         log_std = self._log_std().expand_as(out)
         unit_actions = (actions.reshape(out.shape) - self.action_center) / self.action_half_range
@@ -142,3 +207,26 @@ class ActorCritic(nn.Module):
         # Entropy of the Gaussian before squashing (the squashed one has no closed form).
         entropy = (0.5 + HALF_LOG_2PI + log_std).sum(-1) + torch.log(self.action_half_range).sum()
         return log_probs, entropy, values
+
+
+def _sample_categorical(logits: torch.Tensor, generator: torch.Generator | None,
+                        deterministic: bool) -> torch.Tensor:
+    if deterministic:
+        return logits.argmax(-1)
+    # Gumbel-max: argmax(logits + G) with G = -log(E), E ~ Exp(1), is a categorical sample.
+    exponential = torch.empty_like(logits).exponential_(generator=generator)
+    return (logits - exponential.log()).argmax(-1)
+
+
+def _categorical_log_prob_entropy(logits: torch.Tensor, actions: torch.Tensor,
+                                  nvec: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Independent categoricals over the blocks of `logits` sized `nvec`; actions [B, len(nvec)].
+    Log-probs and entropies of the blocks add up."""
+    log_probs, entropies = [], []
+    for k, block in enumerate(logits.split(tuple(nvec), dim=-1)):
+        block_log_probs = torch.log_softmax(block, dim=-1)
+        log_probs.append(block_log_probs.gather(-1, actions[:, k:k + 1]).squeeze(-1))
+        entropies.append(-(block_log_probs.exp() * block_log_probs).sum(-1))
+    if len(nvec) == 1:
+        return log_probs[0], entropies[0]
+    return torch.stack(log_probs).sum(0), torch.stack(entropies).sum(0)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
@@ -15,6 +16,11 @@ class Batch:
     means "cut without termination" (a time limit, or collection stopped mid-episode): the value of
     `final_states[k]` is bootstrapped there, k counting the closing steps in order. `final_states`
     holds one row per closing step, terminated ones too (RND scores them as next observations).
+
+    `env_ids[i]` names the env copy step i came from (one env's rows are contiguous and in time
+    order), and `episode_starts[i]` is True where step i is the first of an episode. Reward
+    scaling and RND's non-episodic returns use them to carry each env's return across batches.
+    Left out, every trajectory counts as its own env's and as the start of an episode.
     """
 
     states: torch.Tensor
@@ -23,6 +29,19 @@ class Batch:
     terminated: torch.Tensor
     truncated: torch.Tensor
     final_states: torch.Tensor
+    env_ids: Optional[torch.Tensor] = None
+    episode_starts: Optional[torch.Tensor] = None
+
+    def __post_init__(self) -> None:
+        self.terminated, self.truncated = self.terminated.bool(), self.truncated.bool()
+        ends = self.segment_ends.long()
+        if self.env_ids is None:
+            self.env_ids = torch.cumsum(ends, 0) - ends
+        if self.episode_starts is None:
+            self.episode_starts = torch.roll(ends, 1).bool()
+            if len(ends):
+                self.episode_starts[0] = True
+        self.env_ids, self.episode_starts = self.env_ids.long(), self.episode_starts.bool()
 
     @property
     def segment_ends(self) -> torch.Tensor:
@@ -48,17 +67,19 @@ class Memory:
         self.device = torch.device(device)
         self._chunks: list[Batch] = []
 
-    def add(self, states, actions, rewards, terminated, truncated, final_states) -> None:
-        chunk = Batch(*(self._to_tensor(x) for x in
-                        (states, actions, rewards, terminated, truncated, final_states)))
-        num_steps = len(chunk)
-        for name in ("actions", "rewards", "terminated", "truncated"):
-            if getattr(chunk, name).shape[0] != num_steps:
+    def add(self, states, actions, rewards, terminated, truncated, final_states,
+            env_ids=None, episode_starts=None) -> None:
+        columns = {"states": states, "actions": actions, "rewards": rewards, "terminated": terminated,
+                   "truncated": truncated, "env_ids": env_ids, "episode_starts": episode_starts}
+        columns = {name: None if x is None else self._to_tensor(x) for name, x in columns.items()}
+        num_steps = columns["states"].shape[0]
+        for name, column in columns.items():
+            if column is not None and column.shape[:1] != (num_steps,):
                 raise ValueError(f"{name}: expected {num_steps} rows like states, "
-                                 f"got {getattr(chunk, name).shape[0]}")
+                                 f"got shape {tuple(column.shape)}")
         if num_steps == 0:
             return
-        chunk.terminated, chunk.truncated = chunk.terminated.bool(), chunk.truncated.bool()
+        chunk = Batch(final_states=self._to_tensor(final_states), **columns)
         num_ends = int(chunk.segment_ends.sum())
         if not bool(chunk.segment_ends[-1]) or chunk.final_states.shape[0] != num_ends:
             raise ValueError("trajectories must each close with a terminated or truncated step and "

@@ -4,8 +4,9 @@ The whole update is `PPO.learn`, readable top to bottom.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -17,11 +18,15 @@ from .RND import RND
 from .advantages import compute_gae
 from .checkpoint import atomic_save, check_compatible, load_tensors
 from .checks import (check_bool, check_finite_float, check_non_negative_float, check_positive_float,
-                     check_positive_int, check_unit_interval)
+                     check_positive_int, check_shape, check_unit_interval)
+from .normalization import RewardScaler
 
 POLICY_FILE = "Policy_weights.pth"
 RND_FILE = "RND_weights.pth"
 EVAL_CHUNK = 65536
+# The options that decide the networks' layout: a weights file fits only a PPO built with the same.
+STRUCTURE = ("is_continuous", "observ_dim", "action_dim", "observation_shape", "action_nvec",
+             "hidden_sizes", "normalize_obs", "normalize_reward", "use_RND", "squash_actions")
 
 
 def _all_finite(x: torch.Tensor) -> bool:
@@ -31,13 +36,24 @@ def _all_finite(x: torch.Tensor) -> bool:
     return bool(torch.isfinite(x).all())
 
 
+def _plain(value: Any) -> Any:
+    """NumPy scalars and arrays, and tuples, as plain JSON-ready Python values."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 class PPO:
     """A PPO learner for one Box observation and a Discrete (`is_continuous=False`, `action_dim`
-    = number of actions) or Box (`is_continuous=True`, `action_dim` = its size) action.
+    = number of actions), MultiDiscrete (`action_nvec` = its sizes, `action_dim` = their sum) or
+    Box (`is_continuous=True`, `action_dim` = its size) action. Image observations (give their
+    3-D `observation_shape`, pixels 0-255) get a Nature CNN; any other shape is flattened.
 
     The positional parameters are the original project's, in its order; every newer option is
     keyword-only. `GAE_lambda` and `use_RND` keep the original's spelling.
@@ -61,7 +77,7 @@ class PPO:
         batch_size: int = 2048,
         mini_batch_size: int = 512,
         use_RND: bool = False,
-        beta: float = 0.001,
+        beta: float = 1.0,
         *,
         device: str | torch.device | None = None,
         seed: int | None = None,
@@ -77,7 +93,17 @@ class PPO:
         log_std_init: float = 0.0,
         action_low: Sequence[float] | None = None,
         action_high: Sequence[float] | None = None,
+        observation_shape: Sequence[int] | None = None,
+        action_nvec: Sequence[int] | None = None,
+        normalize_reward: bool = False,
+        anneal_lr: bool = False,
+        total_steps: int | None = None,
+        extrinsic_coef: float = 2.0,
+        intrinsic_gamma: float = 0.99,
+        rnd_update_fraction: float = 0.25,
     ):
+        self.config = {name: _plain(value) for name, value in locals().items()
+                       if name not in ("self", "device", "seed")}
         self.is_continuous = check_bool("is_continuous", is_continuous)
         self.observ_dim = check_positive_int("observ_dim", observ_dim)
         self.action_dim = check_positive_int("action_dim", action_dim)
@@ -99,9 +125,22 @@ class PPO:
         self.target_kl = None if target_kl is None else check_positive_float("target_kl", target_kl)
         self.normalize_advantages = check_bool("normalize_advantages", normalize_advantages)
         log_std_init = check_finite_float("log_std_init", log_std_init)
-        if not hidden_sizes or not all(isinstance(h, int) and h > 0 for h in hidden_sizes):
-            raise ValueError(f"hidden_sizes must be a non-empty sequence of positive integers, got "
-                             f"{hidden_sizes!r}")
+        hidden_sizes = check_shape("hidden_sizes", hidden_sizes)
+        self.observation_shape = self._check_observation_shape(observation_shape)
+        self.action_nvec = self._check_action_nvec(action_nvec)
+        self.normalize_reward = check_bool("normalize_reward", normalize_reward)
+        self.anneal_lr = check_bool("anneal_lr", anneal_lr)
+        self.total_steps = None if total_steps is None else check_positive_int("total_steps", total_steps)
+        self.extrinsic_coef = check_non_negative_float("extrinsic_coef", extrinsic_coef)
+        self.intrinsic_gamma = check_unit_interval("intrinsic_gamma", intrinsic_gamma)
+        rnd_update_fraction = check_unit_interval("rnd_update_fraction", rnd_update_fraction)
+        is_image = len(self.observation_shape) == 3
+        if is_image and normalize_obs:
+            raise ValueError("normalize_obs: image observations are scaled to [0, 1] inside the "
+                             "network; normalize_obs=True is for vector observations")
+        self.config.update(hidden_sizes=list(hidden_sizes), observation_shape=list(self.observation_shape),
+                           action_nvec=None if self.action_nvec is None else list(self.action_nvec),
+                           action_scaling=None, action_low=None, action_high=None)
 
         self.device = torch.device(device) if device is not None else default_device()
         if self.device.type == "cuda" and not torch.cuda.is_available():
@@ -112,17 +151,46 @@ class PPO:
             self.policy = ActorCritic(is_continuous, observ_dim, action_dim, hidden_sizes,
                                       squash_actions=check_bool("squash_actions", squash_actions),
                                       normalize_obs=check_bool("normalize_obs", normalize_obs),
-                                      log_std_init=log_std_init).to(self.device)
-            self.rnd = RND(observ_dim).to(self.device) if use_RND else None
+                                      log_std_init=log_std_init,
+                                      observation_shape=self.observation_shape,
+                                      action_nvec=self.action_nvec,
+                                      num_values=2 if use_RND else 1).to(self.device)
+            self.rnd = RND(observ_dim, observation_shape=self.observation_shape,
+                           update_fraction=rnd_update_fraction).to(self.device) if use_RND else None
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.lr, eps=1e-5, fused=True)
+        self.reward_scaler = RewardScaler(self.gamma).to(self.device) if normalize_reward else None
+        # Intrinsic returns never restart at episode ends (Burda et al.) and are not clipped.
+        self.intrinsic_scaler = (RewardScaler(self.intrinsic_gamma, clip=float("inf"), episodic=False)
+                                 .to(self.device) if use_RND else None)
         self.memory = Memory(self.device)
         self.sample_generator = torch.Generator(self.device).manual_seed(self.seed)
         self.shuffle_generator = torch.Generator().manual_seed(self.seed + 1)
+        self.samples_learned = 0
         self.stats: dict[str, float] = {}
 
         self.action_bounds_given = False
         if is_continuous:
             self._init_action_bounds(action_scaling, action_low, action_high)
+
+    def _check_observation_shape(self, observation_shape) -> tuple[int, ...]:
+        if observation_shape is None:
+            return (self.observ_dim,)
+        shape = check_shape("observation_shape", observation_shape)
+        if int(np.prod(shape)) != self.observ_dim:
+            raise ValueError(f"observation_shape: {shape} holds {int(np.prod(shape))} values, but "
+                             f"observ_dim={self.observ_dim}")
+        return shape
+
+    def _check_action_nvec(self, action_nvec) -> tuple[int, ...] | None:
+        if action_nvec is None:
+            return None
+        nvec = check_shape("action_nvec", action_nvec)
+        if self.is_continuous:
+            raise ValueError("action_nvec: MultiDiscrete sizes need is_continuous=False")
+        if sum(nvec) != self.action_dim:
+            raise ValueError(f"action_nvec: sizes {list(nvec)} add up to {sum(nvec)} logits, but "
+                             f"action_dim={self.action_dim} (it must be their sum)")
+        return nvec
 
     # ----------------------------------------------------------------- actions
     def _init_action_bounds(self, action_scaling, action_low, action_high) -> None:
@@ -160,18 +228,19 @@ class PPO:
         self.action_bounds_given = True
 
     def _check_states(self, state) -> tuple[torch.Tensor, bool]:
-        """Returns the states as a [B, observ_dim]-compatible tensor and whether a single
-        unbatched state was given."""
+        """Returns the states as a [B, ...] tensor of `observ_dim` values per row and whether a
+        single unbatched state was given."""
         if isinstance(state, np.ndarray):
             state = torch.from_numpy(state)
         if not isinstance(state, torch.Tensor):
             raise TypeError(f"state must be a torch.Tensor or numpy array, got {type(state).__name__}")
-        single = state.dim() == 1
+        single = state.dim() == 1 or tuple(state.shape) == self.observation_shape != (self.observ_dim,)
         if single:
             state = state.unsqueeze(0)
         if state.dim() < 2 or state.shape[0] == 0 or state.shape[1:].numel() != self.observ_dim:
-            raise ValueError(f"state: expected shape [batch, {self.observ_dim}] (batch >= 1) or "
-                             f"[{self.observ_dim}], got {list(state.shape if not single else state.shape[1:])}")
+            expected = ", ".join(str(d) for d in self.observation_shape)
+            raise ValueError(f"state: expected shape [batch, {expected}] (batch >= 1) or "
+                             f"[{expected}], got {list(state.shape if not single else state.shape[1:])}")
         if state.is_floating_point() and not _all_finite(state):
             rows = torch.nonzero(~torch.isfinite(state.reshape(state.shape[0], -1)).all(1)).flatten()
             raise ValueError(f"state: non-finite values (NaN or inf) in rows {rows.tolist()[:10]}")
@@ -180,7 +249,8 @@ class PPO:
     def get_action(self, state, deterministic: bool = False) -> np.ndarray:
         """Actions for a batch of states [B, observ_dim] (or one state [observ_dim]).
 
-        Discrete: int64 indices [B]. Continuous: float32 [B, action_dim] in the env's units, not
+        Discrete: int64 indices [B]; MultiDiscrete: int64 [B, len(action_nvec)]. Continuous:
+        float32 [B, action_dim] in the env's units, not
         clipped (the vectorizer clips what the env receives; the learner scores what was sampled).
         `deterministic=True` returns the most likely action.
         """
@@ -202,19 +272,55 @@ class PPO:
         return torch.cat(log_probs), torch.cat(values)
 
     @torch.no_grad()
+    def _values_of(self, states: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.policy.value(s) for s in states.split(EVAL_CHUNK)])
+
+    @torch.no_grad()
     def _advantages(self, batch: Batch, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """GAE with termination cutting the return and truncation bootstrapping V(final state)."""
+        """GAE with termination cutting the return and truncation bootstrapping V(final state).
+
+        Returns (advantages [L], returns [L] or, with RND, [L, 2]). With RND the intrinsic part
+        is non-episodic: it runs on through episode ends within each env's rows, bootstrapping
+        from V_int of the next stored state, and the advantages are combined as
+        `extrinsic_coef * A_ext + beta * A_int`.
+        """
         rewards = batch.rewards.float()
-        if self.rnd is not None:
-            intrinsic = self.rnd.intrinsic_reward(batch.next_states())
-            self.stats["intrinsic_reward"] = intrinsic.mean().item()
-            rewards = rewards + self.beta * intrinsic
+        if self.reward_scaler is not None:
+            rewards = self.reward_scaler(rewards, batch.env_ids, batch.episode_starts)
         ends = batch.segment_ends
-        final_values = torch.cat([self.policy.value(s) for s in batch.final_states.split(EVAL_CHUNK)])
-        final_values = final_values.masked_fill(batch.terminated[ends], 0.0)
-        next_values = torch.roll(values, -1)
+        final_values = self._values_of(batch.final_states)
+        next_values = torch.roll(values, -1, dims=0)
         next_values[ends] = final_values
-        return compute_gae(rewards, values, next_values, ends, self.gamma, self.GAE_lambda)
+        if self.rnd is None:
+            next_values[batch.terminated] = 0.0
+            return compute_gae(rewards, values, next_values, ends, self.gamma, self.GAE_lambda)
+
+        extrinsic_next = next_values[:, 0].masked_fill(batch.terminated, 0.0)
+        extrinsic, extrinsic_returns = compute_gae(rewards, values[:, 0], extrinsic_next, ends,
+                                                   self.gamma, self.GAE_lambda)
+        novelty = self.rnd.intrinsic_reward(batch.next_states())
+        self.stats["intrinsic_reward"] = novelty.mean().item()
+        intrinsic_rewards = self.intrinsic_scaler(novelty, batch.env_ids, batch.episode_starts)
+        run_ends = torch.ones_like(ends)
+        run_ends[:-1] = batch.env_ids[1:] != batch.env_ids[:-1]
+        intrinsic_next = torch.roll(values[:, 1], -1)
+        intrinsic_next[ends] = torch.where(run_ends[ends], final_values[:, 1], intrinsic_next[ends])
+        intrinsic, intrinsic_returns = compute_gae(intrinsic_rewards, values[:, 1], intrinsic_next,
+                                                   run_ends, self.intrinsic_gamma, self.GAE_lambda)
+        advantages = self.extrinsic_coef * extrinsic + self.beta * intrinsic
+        return advantages, torch.stack([extrinsic_returns, intrinsic_returns], dim=-1)
+
+    def _anneal_learning_rate(self) -> float:
+        """Linear decay from `lr` to 0 over `total_steps` learned samples (with `anneal_lr`)."""
+        if not self.anneal_lr:
+            return self.lr
+        if self.total_steps is None:
+            raise ValueError("total_steps: anneal_lr=True needs the number of env steps the "
+                             "learning rate decays over (AsyncPPO sets it from its steps)")
+        lr = self.lr * max(0.0, 1.0 - self.samples_learned / self.total_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
 
     def learn(self) -> dict[str, float] | None:
         """One PPO update on everything in `self.memory`, if it holds at least `batch_size` steps.
@@ -229,8 +335,10 @@ class PPO:
             self.policy.obs_normalizer.update(states)
         old_log_probs, old_values = self._evaluate_all(states, actions)
         advantages, returns = self._advantages(batch, old_values)
+        next_states = batch.next_states() if self.rnd is not None else None
+        learning_rate = self._anneal_learning_rate()
 
-        totals = torch.zeros(6, device=self.device)
+        totals = torch.zeros(7, device=self.device)
         num_updates = 0
         minibatches_per_epoch = -(-len(batch) // self.mini_batch_size)
         for epoch in range(self.k_epochs):
@@ -253,7 +361,8 @@ class PPO:
                     clipped = old_values[index] + (values - old_values[index]).clamp(
                         -self.value_clip, self.value_clip)
                     value_error = torch.max(value_error, (clipped - returns[index]).square())
-                value_loss = 0.5 * value_error.mean()
+                # With RND, the extrinsic and intrinsic heads' losses add up.
+                value_loss = 0.5 * value_error.reshape(index.numel(), -1).sum(-1).mean()
                 entropy = entropy.mean()
                 loss = policy_loss + self.value_coef * value_loss - self.entropy_coef * entropy
 
@@ -261,41 +370,59 @@ class PPO:
                 loss.backward()
                 nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
                 self.optimizer.step()
+                rnd_loss = (self.rnd.train_predictor(next_states[index], self.shuffle_generator)
+                            if self.rnd is not None else torch.zeros((), device=self.device))
 
                 with torch.no_grad():
                     approx_kl = ((ratio - 1) - log_ratio).mean()
                     clip_fraction = ((ratio - 1).abs() > self.policy_clip).float().mean()
                     totals += torch.stack([policy_loss, value_loss, entropy, approx_kl,
-                                           clip_fraction, torch.ones((), device=self.device)]).detach()
+                                           clip_fraction, rnd_loss,
+                                           torch.ones((), device=self.device)]).detach()
                     epoch_kl += approx_kl
                 num_updates += 1
-            if self.rnd is not None:
-                self.rnd.train_predictor(batch.next_states(), self.shuffle_generator)
             if self.target_kl is not None and epoch_kl.item() / minibatches_per_epoch > self.target_kl:
                 break
 
-        means = (totals[:5] / totals[5]).tolist()
-        explained = 1 - torch.var(returns - old_values) / (torch.var(returns) + 1e-8)
+        self.samples_learned += len(batch)
+        means = (totals[:6] / totals[6]).tolist()
+        extrinsic_returns = returns if returns.dim() == 1 else returns[:, 0]
+        extrinsic_values = old_values if old_values.dim() == 1 else old_values[:, 0]
+        explained = 1 - torch.var(extrinsic_returns - extrinsic_values) / (torch.var(extrinsic_returns) + 1e-8)
         self.stats.update(dict(zip(
             ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"), means)))
+        if self.rnd is not None:
+            self.stats["rnd_loss"] = means[5]
         self.stats.update(explained_variance=explained.item(), num_samples=float(len(batch)),
-                          epochs=float(epoch + 1), gradient_steps=float(num_updates))
+                          epochs=float(epoch + 1), gradient_steps=float(num_updates),
+                          learning_rate=learning_rate)
         return dict(self.stats)
 
     # ------------------------------------------------------------- save/load
     def _config_tensors(self) -> dict[str, torch.Tensor]:
-        return {"config.is_continuous": torch.tensor(int(self.is_continuous)),
-                "config.observ_dim": torch.tensor(self.observ_dim),
-                "config.action_dim": torch.tensor(self.action_dim)}
+        """The constructor's options, as JSON bytes in a uint8 tensor (no pickled objects)."""
+        encoded = json.dumps(self.config, sort_keys=True).encode()
+        return {"config.json": torch.tensor(list(encoded), dtype=torch.uint8)}
+
+    def _policy_state(self) -> dict[str, torch.Tensor]:
+        state = dict(self.policy.state_dict())
+        if self.reward_scaler is not None:
+            state.update({f"reward_scaler.{k}": v for k, v in self.reward_scaler.state_dict().items()})
+        return state
+
+    def _rnd_state(self) -> dict[str, torch.Tensor]:
+        return {**self.rnd.state_dict(),
+                **{f"intrinsic_scaler.{k}": v for k, v in self.intrinsic_scaler.state_dict().items()}}
 
     def save_weights(self, path: str | Path) -> None:
-        """Writes `Policy_weights.pth` (policy, observation statistics, action bounds) and, with
-        RND, `RND_weights.pth` into the directory `path` (created if missing). Each file is
-        written atomically: a crash mid-save leaves the previous file intact."""
+        """Writes `Policy_weights.pth` (policy, observation and reward statistics, action bounds,
+        the constructor's options) and, with RND, `RND_weights.pth` into the directory `path`
+        (created if missing). Each file is written atomically: a crash mid-save leaves the
+        previous file intact."""
         directory = Path(path)
-        atomic_save({**self.policy.state_dict(), **self._config_tensors()}, directory / POLICY_FILE)
+        atomic_save({**self._policy_state(), **self._config_tensors()}, directory / POLICY_FILE)
         if self.rnd is not None:
-            atomic_save(self.rnd.state_dict(), directory / RND_FILE)
+            atomic_save(self._rnd_state(), directory / RND_FILE)
 
     def load_weights(self, path: str | Path) -> "PPO":
         """Loads what `save_weights` wrote into `path`. Raises FileNotFoundError if a file is
@@ -304,23 +431,53 @@ class PPO:
         directory = Path(path)
         policy_file = directory / POLICY_FILE
         state = load_tensors(policy_file, self.device)
-        self._check_config(state, policy_file)
-        check_compatible(self.policy.state_dict(), state, policy_file)
+        self._check_config(read_config(state, policy_file), policy_file)
+        check_compatible(self._policy_state(), state, policy_file)
         if self.rnd is not None:  # check both files before changing anything
             rnd_file = directory / RND_FILE
             rnd_state = load_tensors(rnd_file, self.device)
-            check_compatible(self.rnd.state_dict(), rnd_state, rnd_file)
-            self.rnd.load_state_dict(rnd_state)
-        self.policy.load_state_dict(state)
+            check_compatible(self._rnd_state(), rnd_state, rnd_file)
+        self._load_prefixed(state, {"": self.policy, "reward_scaler.": self.reward_scaler})
+        if self.rnd is not None:
+            self._load_prefixed(rnd_state, {"": self.rnd, "intrinsic_scaler.": self.intrinsic_scaler})
         self.action_bounds_given = self.is_continuous
         return self
 
-    def _check_config(self, state: dict[str, torch.Tensor], file: Path) -> None:
-        for key, mine in self._config_tensors().items():
-            if key not in state:
-                raise ValueError(f"{file} was not written by PPO.save_weights (no {key})")
-            saved = state.pop(key)
-            if int(saved) != int(mine):
-                name = key.split(".", 1)[1]
-                raise ValueError(f"{file} was saved with {name}={int(saved)}, but this PPO has "
-                                 f"{name}={int(mine)}")
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device | None = None,
+             **overrides: Any) -> "PPO":
+        """A PPO built with the options its weights were saved with (`overrides` replace some),
+        with those weights loaded: `PPO.load('data/cartpole')` needs no sizes."""
+        config = read_config(load_tensors(Path(path) / POLICY_FILE, torch.device("cpu")),
+                             Path(path) / POLICY_FILE)
+        config.update(overrides)
+        return cls(**config, device=device).load_weights(path)
+
+    @staticmethod
+    def _load_prefixed(state: dict[str, torch.Tensor], modules: dict[str, nn.Module | None]) -> None:
+        prefixes = [p for p in modules if p]
+        for prefix, module in modules.items():
+            if module is None:
+                continue
+            if prefix:
+                part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            else:
+                part = {k: v for k, v in state.items() if not any(k.startswith(p) for p in prefixes)}
+            module.load_state_dict(part)
+
+    def _check_config(self, saved: dict[str, Any], file: Path) -> None:
+        differences = [f"{name}={saved.get(name)!r}, but this PPO has {name}={self.config[name]!r}"
+                       for name in STRUCTURE if saved.get(name) != self.config[name]]
+        if differences:
+            raise ValueError(f"{file} was saved with " + "; with ".join(differences)
+                             + " (PPO.load(path) builds a PPO with the saved options)")
+
+
+def read_config(state: dict[str, torch.Tensor], file: Path) -> dict[str, Any]:
+    """The constructor options stored by `save_weights`; removes them from `state`."""
+    if "config.json" not in state:
+        raise ValueError(f"{file} was not written by PPO.save_weights (no config.json entry)")
+    try:
+        return json.loads(bytes(state.pop("config.json").tolist()).decode())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"{file} has an unreadable config.json entry: {error}") from error

@@ -62,3 +62,29 @@ def _to_time_major_grid(x: torch.Tensor, segment_ends: torch.Tensor
     continues[grid_index] = (~ends).to(x.dtype)
     shape = (max_len, num_segments)
     return grid.reshape(shape), continues.reshape(shape), grid_index
+
+
+def discounted_running_sums(
+    rewards: torch.Tensor,
+    chain_starts: torch.Tensor,
+    initial: torch.Tensor,
+    gamma: float,
+) -> torch.Tensor:
+    """Forward discounted sums: R_i = r_i + gamma * R_{i-1}, where a chain start takes
+    `initial[i]` in place of R_{i-1} (0 for a fresh episode, or a value carried over from an
+    earlier batch). Returns R shaped like `rewards`.
+
+    This is the return an env has accumulated so far, whose running std scales rewards.
+    """
+    if rewards.numel() == 0:
+        return rewards.clone()
+    starts = chain_starts.bool().clone()
+    starts[0] = True
+    ends = torch.roll(starts, -1)
+    grid_rewards, _, grid_index = _to_time_major_grid(rewards, ends)
+    running = initial[starts].to(rewards.dtype)
+    grid_sums = torch.empty_like(grid_rewards)
+    for t in range(grid_rewards.shape[0]):
+        running = grid_rewards[t] + gamma * running
+        grid_sums[t] = running
+    return grid_sums.reshape(-1)[grid_index]

@@ -12,6 +12,12 @@ def check_positive_int(name: str, value: object) -> int:
     return int(value)
 
 
+def check_non_negative_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    return int(value)
+
+
 def check_positive_float(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
@@ -40,3 +46,15 @@ def check_bool(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False, got {value!r}")
     return value
+
+
+def check_shape(name: str, value: object) -> tuple[int, ...]:
+    """A non-empty sequence of positive integers (a shape, layer sizes, MultiDiscrete sizes)."""
+    try:
+        items = tuple(value)  # type: ignore[arg-type]
+    except TypeError:
+        items = ()
+    if not items or not all(isinstance(v, Integral) and not isinstance(v, bool) and v > 0
+                            for v in items):
+        raise ValueError(f"{name} must be a non-empty sequence of positive integers, got {value!r}")
+    return tuple(int(v) for v in items)

@@ -21,7 +21,8 @@ from conftest import counter_factory, make_counter_env
 # the 'both' copy terminates and truncates at once.
 SPECS = [(3, "terminate"), (4, "truncate"), (2, "both"), (5, "terminate")]
 WINDOWS = (7, 6)
-FIELDS = ("states", "actions", "rewards", "terminated", "truncated", "final_states")
+FIELDS = ("states", "actions", "rewards", "terminated", "truncated", "final_states", "env_ids",
+          "episode_starts")
 
 
 def parity_policy(states: np.ndarray) -> np.ndarray:
@@ -35,7 +36,7 @@ def reference_rollout(specs, windows, policy=parity_policy):
 
     Returns one entry per window: (segments, finished, stored, reset_rows) where `segments` are
     the window's trajectories in batch order (env 0 first), each a list of transitions
-    (state, action, reward, terminated, truncated, next_state) closed either by an episode end
+    (state, action, reward, terminated, truncated, next_state, env, starts_episode) closed either by an episode end
     or, at the horizon, as truncated; `finished` lists (return, length) of the episodes that
     ended in the window, in (step, env) order."""
     envs = [make_counter_env(length, end, offset=100.0 * i) for i, (length, end) in enumerate(specs)]
@@ -56,7 +57,7 @@ def reference_rollout(specs, windows, policy=parity_policy):
                 action = int(policy(states[i][None])[0])
                 next_state, reward, terminated, truncated, _ = env.step(action)
                 per_env[i].append((states[i], action, float(reward), bool(terminated),
-                                   bool(truncated), next_state))
+                                   bool(truncated), next_state, i, lengths[i] == 0))
                 returns[i] += reward
                 lengths[i] += 1
                 if terminated or truncated:
@@ -73,8 +74,7 @@ def reference_rollout(specs, windows, policy=parity_policy):
                     segments.append(current)
                     current = []
             if current:  # the horizon cuts this episode: closed as truncated
-                s, a, r, term, _, nxt = current[-1]
-                current[-1] = (s, a, r, term, True, nxt)
+                current[-1] = current[-1][:4] + (True,) + current[-1][5:]
                 segments.append(current)
         stored = sum(len(t) for t in per_env)
         out.append((segments, finished, stored, reset_rows))
@@ -90,6 +90,8 @@ def expected_batch(segments) -> dict[str, np.ndarray]:
         "terminated": np.array([r[3] for r in rows], dtype=bool),
         "truncated": np.array([r[4] for r in rows], dtype=bool),
         "final_states": np.array([segment[-1][5] for segment in segments], dtype=np.float32),
+        "env_ids": np.array([r[6] for r in rows], dtype=np.int64),
+        "episode_starts": np.array([r[7] for r in rows], dtype=bool),
     }
 
 
@@ -182,7 +184,7 @@ def naive_gae(segments, value, gamma, lam) -> tuple[np.ndarray, np.ndarray]:
         seg_adv = [0.0] * len(segment)
         running = 0.0
         for k in range(len(segment) - 1, -1, -1):
-            state, _, reward, terminated, truncated, next_state = segment[k]
+            state, _, reward, terminated, truncated, next_state = segment[k][:6]
             if k == len(segment) - 1:
                 next_value = 0.0 if terminated else value(next_state)
                 running = 0.0
@@ -315,8 +317,12 @@ def expected_trajectories() -> dict[str, np.ndarray]:
     out = {name: [] for name in FIELDS}
     for i in range(NUM_ENVS):
         rows = np.flatnonzero(VALID[:, i])
+        starts_episode = True
         for k, t in enumerate(rows):
             term, trunc = bool(TERMINATED[t, i]), bool(TRUNCATED[t, i])
+            out["env_ids"].append(i)
+            out["episode_starts"].append(starts_episode)
+            starts_episode = term or trunc
             if k == len(rows) - 1 and not (term or trunc):
                 trunc = True  # closed at the end of what was collected
             out["states"].append(states[t, i])

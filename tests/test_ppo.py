@@ -403,7 +403,7 @@ def test_load_other_action_dim(tmp_path):
 
 def test_load_other_architecture(tmp_path):
     make_ppo("discrete", hidden_sizes=(16,)).save_weights(tmp_path)
-    with pytest.raises(ValueError, match="does not match"):
+    with pytest.raises(ValueError, match=r"hidden_sizes=\[16\], but this PPO has hidden_sizes=\[64, 64\]"):
         make_ppo("discrete").load_weights(tmp_path)
 
 

@@ -7,6 +7,7 @@ import torch
 
 from PPO import PPO
 from PPO.RND import RND
+from PPO.advantages import compute_gae
 
 OBS_DIM = 4
 
@@ -53,21 +54,28 @@ def test_update_stats_false_leaves_statistics_alone():
         assert torch.equal(value, state[key]), key
 
 
-def test_intrinsic_reward_is_error_over_running_std():
+def test_intrinsic_reward_is_error_on_normalised_clipped_inputs():
     rnd = RND(OBS_DIM)
     seen, novel = clusters()
     batch = torch.cat([seen[:100], novel[:100]])
-    rewards = rnd.intrinsic_reward(batch)  # update_stats=True: observation and reward stats move
+    rewards = rnd.intrinsic_reward(batch)  # update_stats=True: the input statistics move first
     assert float(rnd.obs_normalizer.count) == 200
-    assert float(rnd.reward_normalizer.count) == 200
     torch.testing.assert_close(rnd.obs_normalizer.mean, batch.double().mean(0))
     with torch.no_grad():
         x = ((batch - rnd.obs_normalizer.mean.float())
              / torch.sqrt(rnd.obs_normalizer.var.float() + 1e-8)).clamp(-5, 5)
         errors = (rnd.predictor(x) - rnd.target(x)).square().mean(-1)
-    torch.testing.assert_close(rnd.reward_normalizer.var.float(), errors.var(unbiased=False),
-                               rtol=1e-4, atol=1e-7)
-    torch.testing.assert_close(rewards, errors / errors.std(unbiased=False), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(rewards, errors)
+    far = torch.full((1, OBS_DIM), 1e6)  # clipped to 5 std: a finite, bounded reward
+    assert torch.isfinite(rnd.intrinsic_reward(far, update_stats=False)).all()
+
+
+def test_update_obs_stats_warms_up_the_input_statistics():
+    rnd = RND(OBS_DIM)
+    warmup = torch.randn(500, OBS_DIM) * 3 + 7
+    rnd.update_obs_stats(warmup)
+    torch.testing.assert_close(rnd.obs_normalizer.mean, warmup.double().mean(0))
+    torch.testing.assert_close(rnd.obs_normalizer.var, warmup.double().var(0, unbiased=False))
 
 
 def test_train_predictor_uses_update_fraction():
@@ -130,9 +138,15 @@ def test_ppo_with_rnd_learns_and_round_trips(is_continuous, tmp_path):
 
 
 def test_ppo_rnd_missing_rnd_file(tmp_path):
-    PPO(False, OBS_DIM, 2, device="cpu", seed=0).save_weights(tmp_path)  # no RND file
-    assert not (tmp_path / "RND_weights.pth").exists()
+    PPO(False, OBS_DIM, 2, use_RND=True, device="cpu", seed=0).save_weights(tmp_path)
+    (tmp_path / "RND_weights.pth").unlink()
     with pytest.raises(FileNotFoundError, match="RND_weights.pth"):
+        PPO(False, OBS_DIM, 2, use_RND=True, device="cpu", seed=0).load_weights(tmp_path)
+
+
+def test_loading_weights_saved_without_rnd_names_the_option(tmp_path):
+    PPO(False, OBS_DIM, 2, device="cpu", seed=0).save_weights(tmp_path)
+    with pytest.raises(ValueError, match="use_RND=False, but this PPO has use_RND=True"):
         PPO(False, OBS_DIM, 2, use_RND=True, device="cpu", seed=0).load_weights(tmp_path)
 
 
@@ -144,9 +158,9 @@ def test_ppo_without_rnd_has_no_intrinsic_reward():
     assert "intrinsic_reward" not in ppo.learn()
 
 
-def test_beta_scales_the_intrinsic_reward_in_the_returns():
-    """With extrinsic rewards all zero, the returns are beta * intrinsic-driven: doubling beta
-    doubles (advantage + value - value) exactly when everything else is equal."""
+def test_beta_scales_the_intrinsic_advantage():
+    """With extrinsic rewards and all values zero, A_ext = 0 and the advantages are
+    beta * A_int: doubling beta doubles them exactly."""
     from PPO.Memory import Batch
 
     def advantages(beta):
@@ -158,8 +172,9 @@ def test_beta_scales_the_intrinsic_reward_in_the_returns():
                       rewards=torch.zeros(8), terminated=torch.tensor([0] * 7 + [1], dtype=torch.bool),
                       truncated=torch.zeros(8, dtype=torch.bool),
                       final_states=torch.randn(1, OBS_DIM, generator=g))
-        values = torch.zeros(8)  # isolate the reward part
-        adv, _ = ppo._advantages(batch, values)
+        torch.nn.init.zeros_(ppo.policy.critic[-1].weight)  # all values 0: only rewards count
+        adv, returns = ppo._advantages(batch, torch.zeros(8, 2))
+        assert returns.shape == (8, 2) and torch.all(returns[:, 0] == 0)
         return adv, ppo.stats["intrinsic_reward"]
 
     adv1, r1 = advantages(0.1)
@@ -170,10 +185,71 @@ def test_beta_scales_the_intrinsic_reward_in_the_returns():
 
 
 def test_failed_rnd_load_leaves_policy_untouched(tmp_path):
-    PPO(False, OBS_DIM, 2, device="cpu", seed=1).save_weights(tmp_path)  # policy file only
+    PPO(False, OBS_DIM, 2, use_RND=True, device="cpu", seed=1).save_weights(tmp_path)
+    (tmp_path / "RND_weights.pth").write_bytes(b"not a weights file")
     ppo = PPO(False, OBS_DIM, 2, use_RND=True, device="cpu", seed=0)
     before = {k: v.clone() for k, v in ppo.policy.state_dict().items()}
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ValueError, match="RND_weights.pth"):
         ppo.load_weights(tmp_path)
     for key, value in ppo.policy.state_dict().items():
         assert torch.equal(value, before[key]), key
+
+
+def test_rnd_gives_the_critic_two_value_heads():
+    ppo = PPO(False, OBS_DIM, 2, use_RND=True, device="cpu", seed=0)
+    assert ppo.policy.critic[-1].out_features == 2
+    assert ppo.policy.value(torch.randn(5, OBS_DIM)).shape == (5, 2)
+    assert PPO(False, OBS_DIM, 2, device="cpu", seed=0).policy.value(torch.randn(5, OBS_DIM)).shape == (5,)
+
+
+def test_intrinsic_returns_run_through_episode_ends_within_an_env():
+    """Env 0 has two episodes (the first terminated), env 1 one truncated episode. The extrinsic
+    GAE cuts at env 0's termination; the intrinsic GAE runs on into env 0's next episode
+    (bootstrapping V_int of its first state) and stops only where each env's rows end."""
+    from PPO.Memory import Batch
+    ppo = PPO(False, OBS_DIM, 2, use_RND=True, beta=1.0, extrinsic_coef=2.0, gamma=0.9,
+              intrinsic_gamma=0.8, GAE_lambda=0.7, device="cpu", seed=0)
+    g = torch.Generator().manual_seed(0)
+    states = torch.randn(7, OBS_DIM, generator=g)
+    finals = torch.randn(3, OBS_DIM, generator=g)
+    batch = Batch(states=states, actions=torch.zeros(7, dtype=torch.long),
+                  rewards=torch.arange(7, dtype=torch.float32),
+                  terminated=torch.tensor([0, 1, 0, 0, 1, 0, 0], dtype=torch.bool),
+                  truncated=torch.tensor([0, 0, 0, 0, 0, 0, 1], dtype=torch.bool),
+                  final_states=finals,
+                  env_ids=torch.tensor([0, 0, 0, 0, 0, 1, 1]),
+                  episode_starts=torch.tensor([1, 0, 1, 0, 0, 1, 0], dtype=torch.bool))
+    with torch.no_grad():
+        values = ppo.policy.value(states)
+        final_values = ppo.policy.value(finals)
+    advantages, returns = ppo._advantages(batch, values)
+    # scored after the batch joined RND's input statistics, as inside _advantages
+    novelty = ppo.rnd.intrinsic_reward(batch.next_states(), update_stats=False)
+
+    ends = batch.terminated | batch.truncated
+    ext_next = torch.stack([values[1, 0], torch.tensor(0.0), values[3, 0], values[4, 0],
+                            torch.tensor(0.0), values[6, 0], final_values[2, 0]])
+    ext_adv, ext_ret = compute_gae(batch.rewards, values[:, 0], ext_next, ends, 0.9, 0.7)
+    # Non-episodic: after env 0's termination at step 1 the intrinsic return flows on to step 2.
+    int_next = torch.stack([values[1, 1], values[2, 1], values[3, 1], values[4, 1],
+                            final_values[1, 1], values[6, 1], final_values[2, 1]])
+    run_ends = torch.tensor([0, 0, 0, 0, 1, 0, 1], dtype=torch.bool)
+    int_rewards = ppo.intrinsic_scaler.return_stats  # scaled by the std of the intrinsic return
+    scale = torch.sqrt(int_rewards.var + int_rewards.eps).float()
+    int_adv, int_ret = compute_gae(novelty / scale, values[:, 1], int_next, run_ends, 0.8, 0.7)
+    torch.testing.assert_close(returns[:, 0], ext_ret)
+    torch.testing.assert_close(returns[:, 1], int_ret)
+    torch.testing.assert_close(advantages, 2.0 * ext_adv + 1.0 * int_adv)
+
+
+def test_predictor_trains_on_a_fraction_of_every_minibatch():
+    ppo = PPO(False, OBS_DIM, 2, use_RND=True, rnd_update_fraction=0.5, batch_size=64,
+              mini_batch_size=16, k_epochs=2, device="cpu", seed=0)
+    sizes = []
+    original = ppo.rnd._errors
+    ppo.rnd._errors = lambda obs: sizes.append(obs.shape[0]) or original(obs)
+    fill_memory(ppo, 64, np.random.default_rng(0))
+    stats = ppo.learn()
+    # one scoring pass over the batch, then 2 epochs x 4 mini-batches of 8 (half of 16)
+    assert sizes == [64] + [8] * 8
+    assert stats["rnd_loss"] > 0

@@ -29,8 +29,11 @@ def test_subsets_are_laid_out_env_by_env_with_exact_values():
     np.testing.assert_array_equal(memory.lengths, [2, 1, 3])
 
     out = memory.trajectories()
-    assert set(out) == {"states", "actions", "rewards", "terminated", "truncated", "final_states"}
+    assert set(out) == {"states", "actions", "rewards", "terminated", "truncated", "final_states",
+                        "env_ids", "episode_starts"}
     np.testing.assert_array_equal(out["states"], s(0, 1, 10, 20, 21, 22))
+    np.testing.assert_array_equal(out["env_ids"], [0, 0, 1, 2, 2, 2])
+    np.testing.assert_array_equal(out["episode_starts"], [T, F, T, T, F, F])
     np.testing.assert_array_equal(out["actions"], [0, 1, 1, 0, 1, 0])
     np.testing.assert_array_equal(out["rewards"], [1.0, 4.0, 2.0, 3.0, 5.0, 6.0])
     np.testing.assert_array_equal(out["terminated"], [F, T, T, F, F, F])
