@@ -9,7 +9,8 @@ import argparse
 import gymnasium as gym
 import torch as t
 
-from AsyncTools.AsyncPPO import ppo_for_env
+from AsyncTools.AsyncPPO import check_spaces
+from PPO import PPO
 
 
 def play(ppo, env: gym.Env, episodes: int, seed: int | None = None,
@@ -20,7 +21,7 @@ def play(ppo, env: gym.Env, episodes: int, seed: int | None = None,
         state, _ = env.reset(seed=None if seed is None else seed + episode)
         total, done = 0.0, False
         while not done:
-            action = ppo.get_action(t.from_numpy(state).unsqueeze(0), deterministic=deterministic)[0]
+            action = ppo.get_action(t.as_tensor(state).unsqueeze(0), deterministic=deterministic)[0]
             state, reward, terminated, truncated, _ = env.step(action)
             total += float(reward)
             done = terminated or truncated
@@ -38,7 +39,8 @@ def main(argv=None) -> None:
     parser.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
     args = parser.parse_args(argv)
     env = gym.make(args.env)
-    ppo = ppo_for_env(env, device="cpu").load_weights(args.weights)
+    ppo = PPO.load(args.weights, device="cpu")  # built with the options it was saved with
+    check_spaces(env.observation_space, env.action_space, ppo)
     returns = play(ppo, env, args.episodes, args.seed, deterministic=not args.stochastic)
     for i, value in enumerate(returns):
         print(f"episode {i}: return {value:.1f}")

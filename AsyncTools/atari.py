@@ -35,6 +35,8 @@ from gymnasium.wrappers import (
     TransformReward,
 )
 
+from PPO.checks import check_non_negative_int, check_positive_int
+
 __all__ = ["make_atari_env", "wrap_atari", "EpisodicLifeEnv", "FireResetEnv", "sign_reward"]
 
 # ALE's own cap on a game: 108,000 frames (30 minutes of play at 60 Hz), as in Machado et
@@ -117,20 +119,14 @@ def sign_reward(reward: SupportsFloat) -> float:
     return float(np.sign(reward))
 
 
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
 def _check_arguments(noop_max: Any, frame_skip: Any, screen_size: Any, frame_stack: Any,
                      max_episode_steps: Any) -> None:
-    _check_positive_int("frame_skip", frame_skip)
-    _check_positive_int("screen_size", screen_size)
-    _check_positive_int("frame_stack", frame_stack)
+    check_positive_int("frame_skip", frame_skip)
+    check_positive_int("screen_size", screen_size)
+    check_positive_int("frame_stack", frame_stack)
     if max_episode_steps is not None:
-        _check_positive_int("max_episode_steps", max_episode_steps)
-    if isinstance(noop_max, bool) or not isinstance(noop_max, (int, np.integer)) or noop_max < 0:
-        raise ValueError(f"noop_max must be a non-negative int, got {noop_max!r}")
+        check_positive_int("max_episode_steps", max_episode_steps)
+    check_non_negative_int("noop_max", noop_max)
 
 
 def wrap_atari(env: gym.Env, *, noop_max: int = 30, frame_skip: int = 4, screen_size: int = 84,

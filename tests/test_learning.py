@@ -54,3 +54,19 @@ def test_pendulum_improves_clearly_over_random():
     # A random policy scores about -1200 on Pendulum-v1.
     assert first < -900, f"the untrained policy should score like a random one, got {first:.0f}"
     assert last > -600, f"mean of the last 32 episodes after 120k steps: {last:.0f}"
+
+
+@pytest.mark.parametrize("seed", [0, 1000])
+def test_mountaincar_with_rnd_reaches_the_flag(seed):
+    """MountainCar-v0 pays -1 a step until the car reaches the flag (within 200 steps); an
+    episode shorter than 200 steps reached it. With RND (and normalised observations and
+    rewards) a car gets there within 100k steps, and later episodes keep getting there."""
+    env = gym.make("MountainCar-v0")
+    ppo = ppo_for_env(env, seed=seed, device="cpu", use_RND=True, normalize_obs=True,
+                      normalize_reward=True)
+    runner = AsyncPPO(env=env, ppo=ppo, num_envs=32, steps=100_000, progress_bar=False)
+    runner.run()
+    reached = np.array(runner.episode_lengths) < 200
+    assert reached.any(), "no car reached the flag in 100k steps"
+    assert reached[-64:].mean() > 0.5, f"only {reached[-64:].mean():.0%} of the last 64 episodes reached it"
+    assert ppo.stats["intrinsic_reward"] > 0

@@ -1,0 +1,134 @@
+"""The one-liner with the newer options: the spaces ppo_for_env understands (images,
+MultiDiscrete) and the ones it refuses, RND's warm-up, LR annealing over `steps`, and the
+statistics shown in the progress bar."""
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from AsyncTools.AsyncPPO import AsyncPPO, check_spaces, format_stats, ppo_for_env, space_options
+from PPO import PPO
+from PPO.ActorCritic import NatureCNN
+
+
+class SpacesEnv(gym.Env):
+    """Random observations of any Box space and any action space; episodes of 8 steps.
+    Records the actions it receives."""
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space):
+        self.observation_space, self.action_space = observation_space, action_space
+        self.received: list = []
+        self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        self.received.append(np.asarray(action))
+        self.t += 1
+        return self.observation_space.sample(), 1.0, self.t >= 8, False, {}
+
+
+FRAMES = gym.spaces.Box(0, 255, shape=(4, 84, 84), dtype=np.uint8)
+VECTOR = gym.spaces.Box(-1, 1, shape=(3,), dtype=np.float32)
+
+
+def test_space_options_for_every_supported_space():
+    assert space_options(VECTOR, gym.spaces.Discrete(4)) == dict(observ_dim=3, is_continuous=False,
+                                                                  action_dim=4)
+    assert space_options(FRAMES, gym.spaces.MultiDiscrete([3, 2])) == dict(
+        observ_dim=4 * 84 * 84, observation_shape=(4, 84, 84), is_continuous=False, action_dim=5,
+        action_nvec=(3, 2))
+    float_cube = gym.spaces.Box(0, 1, shape=(2, 3, 4), dtype=np.float32)  # not frames: flattened
+    assert space_options(float_cube, gym.spaces.Box(-1, 1, (2,))) == dict(
+        observ_dim=24, is_continuous=True, action_dim=2)
+
+
+@pytest.mark.parametrize("action_space", [
+    gym.spaces.MultiBinary(3),
+    gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Discrete(3))),
+    gym.spaces.Box(-1, 1, shape=(2, 2)),
+    gym.spaces.MultiDiscrete([[2, 3], [4, 5]]),
+])
+def test_unsupported_action_spaces_are_named(action_space):
+    with pytest.raises(TypeError, match=r"action_space: only Discrete, 1-D MultiDiscrete and 1-D Box"):
+        ppo_for_env(SpacesEnv(VECTOR, action_space), device="cpu")
+    with pytest.raises(TypeError, match=str(action_space).replace("(", r"\(").replace(")", r"\)")
+                       .replace("[", r"\[").replace("]", r"\]")):
+        ppo_for_env(SpacesEnv(VECTOR, action_space), device="cpu")
+
+
+def test_unsupported_observation_space_is_named():
+    obs = gym.spaces.Dict({"a": VECTOR})
+    with pytest.raises(TypeError, match=r"observation_space: only Box observations.*Dict"):
+        ppo_for_env(SpacesEnv(obs, gym.spaces.Discrete(2)), device="cpu")
+
+
+def test_multidiscrete_env_trains_and_receives_valid_actions():
+    env = SpacesEnv(VECTOR, gym.spaces.MultiDiscrete([3, 2, 4]))
+    ppo = ppo_for_env(env, seed=0, device="cpu", batch_size=64, mini_batch_size=32)
+    assert ppo.action_nvec == (3, 2, 4) and ppo.action_dim == 9
+    runner = AsyncPPO(env, ppo, num_envs=4, steps=128, progress_bar=False, backend="loop")
+    runner.run()
+    received = np.stack([a for copy in runner.env.envs for a in copy.received])
+    assert received.shape[1] == 3 and len(received) >= 128
+    assert all(env.action_space.contains(a.astype(np.int64)) for a in received)
+    assert ppo.stats["num_samples"] >= 64
+
+
+def test_image_env_gets_the_cnn_and_trains():
+    env = SpacesEnv(FRAMES, gym.spaces.Discrete(3))
+    ppo = ppo_for_env(env, seed=0, device="cpu", batch_size=32, mini_batch_size=16, k_epochs=1)
+    assert isinstance(ppo.policy.torso, NatureCNN) and ppo.observation_shape == (4, 84, 84)
+    runner = AsyncPPO(env, ppo, num_envs=2, steps=32, progress_bar=False, backend="loop", num_steps=16)
+    runner.run()
+    assert ppo.stats["num_samples"] >= 32 and np.isfinite(ppo.stats["value_loss"])
+
+
+def test_check_spaces_names_a_multidiscrete_mismatch():
+    ppo = PPO(False, 3, 5, action_nvec=[2, 3], device="cpu")
+    check_spaces(VECTOR, gym.spaces.MultiDiscrete([2, 3]), ppo)
+    with pytest.raises(ValueError, match=r"action_dim: the PPO was built with action_dim=5, "
+                                         r"action_nvec=\[2, 3\], but the env's action space"):
+        check_spaces(VECTOR, gym.spaces.MultiDiscrete([3, 2]), ppo)
+    with pytest.raises(ValueError, match="action_dim"):
+        check_spaces(VECTOR, gym.spaces.Discrete(5), ppo)
+
+
+def test_rnd_observation_statistics_are_warmed_up_before_the_first_round():
+    env = gym.make("MountainCar-v0")
+    ppo = ppo_for_env(env, use_RND=True, seed=0, device="cpu", batch_size=64, mini_batch_size=32)
+    runner = AsyncPPO(env, ppo, num_envs=4, steps=64, num_steps=16, rnd_warmup_steps=10,
+                      progress_bar=False)
+    runner.train_round()
+    # 4 reset observations + 10 random steps of 4 copies (every copy valid: no episode ends
+    # in 10 steps), then the round's 64 next-states scored in learn()
+    assert float(ppo.rnd.obs_normalizer.count) == 4 + 40 + 64
+    assert runner.total_steps == 64  # warm-up steps are not training steps
+    with pytest.raises(ValueError, match="rnd_warmup_steps"):
+        AsyncPPO(env, ppo, num_envs=2, rnd_warmup_steps=-1)
+
+
+def test_anneal_lr_runs_over_the_runners_steps():
+    env = gym.make("CartPole-v1")
+    ppo = ppo_for_env(env, anneal_lr=True, lr=1e-3, seed=0, device="cpu", batch_size=64,
+                      mini_batch_size=64)
+    runner = AsyncPPO(env, ppo, num_envs=4, num_steps=32, steps=512, progress_bar=False)
+    assert ppo.total_steps == 512
+    rates, learned = [], 0
+    while runner.total_steps < 512:
+        runner.train_round()
+        rates.append(ppo.stats["learning_rate"])
+        np.testing.assert_allclose(rates[-1], 1e-3 * (1 - learned / 512))
+        learned += int(ppo.stats["num_samples"])
+    assert rates[0] == 1e-3 and rates[-1] < 0.3e-3
+
+
+def test_format_stats_shows_the_learning_statistics():
+    text = format_stats(dict(policy_loss=-0.01234, value_loss=12.5, entropy=0.6931, approx_kl=0.00456,
+                             clip_fraction=0.125, explained_variance=0.91, num_samples=2048.0))
+    assert text == "pi=-0.012 v=12.5 ent=0.693 kl=0.0046 clip=0.12 ev=0.91"
+    assert "int=" in format_stats(dict(intrinsic_reward=0.5))
