@@ -86,7 +86,8 @@ class ActorCritic(nn.Module):
     normaliser (optional, vector observations) and the action bounds, all saved in `state_dict`.
 
     `observation_shape` of three dimensions selects the image torso; `action_nvec` (discrete
-    only) splits the `action_dim` logits into independent categoricals of those sizes.
+    only) splits the `action_dim` logits into independent categoricals of those sizes;
+    `orthogonal_init=False` keeps PyTorch's default initialisation.
     """
 
     def __init__(
@@ -102,6 +103,7 @@ class ActorCritic(nn.Module):
         observation_shape: Sequence[int] | None = None,
         action_nvec: Sequence[int] | None = None,
         num_values: int = 1,
+        orthogonal_init: bool = True,
     ):
         super().__init__()
         self.is_continuous = is_continuous
@@ -120,6 +122,10 @@ class ActorCritic(nn.Module):
             self.torso = None
             self.actor = mlp(observ_dim, hidden_sizes, action_dim, out_gain=0.01)
             self.critic = mlp(observ_dim, hidden_sizes, num_values, out_gain=1.0)
+        if not orthogonal_init:  # PyTorch's default initialisation instead
+            for module in self.modules():
+                if isinstance(module, (nn.Linear, nn.Conv2d)):
+                    module.reset_parameters()
         self.obs_normalizer = RunningMeanStd(observ_dim) if normalize_obs else None
         if is_continuous:
             self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))

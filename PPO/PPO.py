@@ -101,6 +101,8 @@ class PPO:
         extrinsic_coef: float = 2.0,
         intrinsic_gamma: float = 0.99,
         rnd_update_fraction: float = 0.25,
+        orthogonal_init: bool = True,
+        adam_eps: float = 1e-5,
     ):
         self.config = {name: _plain(value) for name, value in locals().items()
                        if name not in ("self", "device", "seed")}
@@ -154,10 +156,13 @@ class PPO:
                                       log_std_init=log_std_init,
                                       observation_shape=self.observation_shape,
                                       action_nvec=self.action_nvec,
-                                      num_values=2 if use_RND else 1).to(self.device)
+                                      num_values=2 if use_RND else 1,
+                                      orthogonal_init=check_bool("orthogonal_init", orthogonal_init),
+                                      ).to(self.device)
             self.rnd = RND(observ_dim, observation_shape=self.observation_shape,
                            update_fraction=rnd_update_fraction).to(self.device) if use_RND else None
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.lr, eps=1e-5, fused=True)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.lr, fused=True,
+                                          eps=check_positive_float("adam_eps", adam_eps))
         self.reward_scaler = RewardScaler(self.gamma).to(self.device) if normalize_reward else None
         # Intrinsic returns never restart at episode ends (Burda et al.) and are not clipped.
         self.intrinsic_scaler = (RewardScaler(self.intrinsic_gamma, clip=float("inf"), episodic=False)

@@ -297,3 +297,21 @@ def test_a_new_process_plays_exactly_as_the_trained_model(tmp_path):
                                   ppo.get_action(states, deterministic=True))
     np.testing.assert_array_equal(np.load(tmp_path / "values.npy"),
                                   ppo.policy.value(torch.from_numpy(states)).detach().numpy())
+
+
+# ------------------------------------------------------------------ initialisation and Adam
+def test_orthogonal_init_can_be_turned_off():
+    torch.manual_seed(0)
+    default = PPO(False, 6, 3, hidden_sizes=(32,), device="cpu", seed=0, orthogonal_init=False)
+    head = default.policy.actor[-1].weight
+    assert head.abs().max() > 0.05  # not the 0.01-gain orthogonal policy head
+    assert torch.count_nonzero(default.policy.actor[0].bias) > 0  # PyTorch's default biases
+    ortho = PPO(False, 6, 3, hidden_sizes=(32,), device="cpu", seed=0)
+    assert ortho.policy.actor[-1].weight.abs().max() <= 0.01 + 1e-7
+
+
+def test_adam_eps_reaches_the_optimizer():
+    assert PPO(False, 3, 2, device="cpu").optimizer.param_groups[0]["eps"] == 1e-5
+    assert PPO(False, 3, 2, device="cpu", adam_eps=1e-8).optimizer.param_groups[0]["eps"] == 1e-8
+    with pytest.raises(ValueError, match="adam_eps"):
+        PPO(False, 3, 2, device="cpu", adam_eps=0.0)
