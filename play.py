@@ -1,50 +1,70 @@
-"""Load saved weights and play episodes, printing each return.
+"""Load saved weights and play episodes, printing each return; optionally record them.
 
-    python play.py --weights data/CartPole-v1 --env CartPole-v1 --episodes 5
+  python play.py --weights data/CartPole-v1 --env CartPole-v1 --episodes 5
+  python play.py --weights data/CartPole-v1 --env CartPole-v1 --gif runs/cartpole.gif
+  python play.py --weights data/CartPole-v1 --env CartPole-v1 --video runs/videos
 """
 from __future__ import annotations
 
 import argparse
-
-import gymnasium as gym
-import torch as t
-
-from AsyncTools.AsyncPPO import check_spaces
-from PPO import PPO
+from pathlib import Path
+from typing import Sequence
 
 
-def play(ppo, env: gym.Env, episodes: int, seed: int | None = None,
-         deterministic: bool = True) -> list[float]:
-    """Plays `episodes` episodes with `ppo`'s policy; returns their returns."""
-    returns = []
-    for episode in range(episodes):
-        state, _ = env.reset(seed=None if seed is None else seed + episode)
-        total, done = 0.0, False
-        while not done:
-            action = ppo.get_action(t.as_tensor(state).unsqueeze(0), deterministic=deterministic)[0]
-            state, reward, terminated, truncated, _ = env.step(action)
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-    return returns
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Lists every option's default and keeps the example lines above as written."""
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
     parser.add_argument("--weights", required=True, help="directory written by save_weights")
     parser.add_argument("--env", default="CartPole-v1", help="Gymnasium env id")
-    parser.add_argument("--episodes", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
+    parser.add_argument("--episodes", type=int, default=5, help="episodes to play")
+    parser.add_argument("--seed", type=int, default=0, help="episode k is reset with seed + k")
+    parser.add_argument("--stochastic", action="store_true",
+                        help="sample actions instead of taking the most likely one")
+    record = parser.add_mutually_exclusive_group()
+    record.add_argument("--gif", default=None, help="write the episodes to this animated GIF")
+    record.add_argument("--video", default=None,
+                        help="write one MP4 per episode into this folder (needs moviepy)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
-    env = gym.make(args.env)
-    ppo = PPO.load(args.weights, device="cpu")  # built with the options it was saved with
+    if args.episodes < 1:
+        parser.error(f"--episodes must be at least 1, got {args.episodes}")
+    if not Path(args.weights).is_dir():
+        parser.error(f"--weights: no such directory: {args.weights}")
+
+    # Imported after the arguments are checked, so --help and usage errors answer at once.
+    import gymnasium as gym
+
+    from AsyncTools.AsyncPPO import check_spaces
+    from AsyncTools.evaluation import evaluate, record_gif, record_video
+    from PPO import PPO
+
+    try:
+        ppo = PPO.load(args.weights, device="cpu")  # built with the options it was saved with
+    except (FileNotFoundError, ValueError) as error:  # no weights file, or a corrupt one
+        parser.error(f"--weights {args.weights}: {error}")
+    recording = args.gif is not None or args.video is not None
+    env = gym.make(args.env, render_mode="rgb_array" if recording else None)
     check_spaces(env.observation_space, env.action_space, ppo)
-    returns = play(ppo, env, args.episodes, args.seed, deterministic=not args.stochastic)
+    options = dict(episodes=args.episodes, deterministic=not args.stochastic, seed=args.seed)
+    if args.gif is not None:
+        returns = record_gif(ppo, env, args.gif, **options)
+    elif args.video is not None:
+        returns = record_video(ppo, env, args.video, **options)
+    else:
+        returns = evaluate(ppo, env, **options)
+    env.close()
+    if recording:
+        print(f"recorded to {args.gif or args.video}")
     for i, value in enumerate(returns):
         print(f"episode {i}: return {value:.1f}")
-    print(f"mean return {sum(returns) / len(returns):.1f}")
+    print(f"mean return {sum(returns) / len(returns):.1f}")  # the last line: tests parse it
 
 
 if __name__ == "__main__":

@@ -1,16 +1,51 @@
-"""Train PPO on a Gymnasium env with the one-liner and save the weights.
+"""Train PPO on a Gymnasium env with the one-liner, log the run and save the weights.
 
-    python train.py                      # CartPole-v1, 32 envs, 150k steps -> data/CartPole-v1
-    python train.py --env Pendulum-v1 --steps 300000 --save-dir data/pendulum
+    python train.py                                        # CartPole-v1, 32 envs, 150k steps
+    python train.py --env HalfCheetah-v5 --num-envs 8 --num-steps 256 --steps 1000000 \\
+        --lr 3e-4 --anneal-lr --k-epochs 10 --mini-batch-size 64 --normalize-obs --normalize-reward
+    python train.py --resume runs/CartPole-v1_20260101-120000_seed0 --steps 300000
+
+Every run writes a run folder under --log-dir (printed at the start): progress.csv,
+episodes.csv, TensorBoard events (if tensorboard is installed), checkpoints, the final weights
+and learning_curve.png. Ctrl-C saves a checkpoint and stops; --resume continues from it with
+the run's own settings (train_args.json in the run folder): only --steps, --timeout, --quiet,
+--checkpoint-every and --save-dir come from the new command line.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 
-from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env
+from AsyncTools.AsyncPPO import AsyncPPO, ROLLOUTS, ppo_for_env
+from AsyncTools.vectorizer import BACKENDS
+
+# Learner options: (flag, PPO keyword, type, default, help). Defaults None defer to PPO's own.
+PPO_OPTIONS = [
+    ("--lr", "lr", float, None, "Adam learning rate (PPO default 3e-3)"),
+    ("--k-epochs", "k_epochs", int, None, "passes over each batch (PPO default 4)"),
+    ("--batch-size", "batch_size", int, None, "steps before an update (PPO default 2048)"),
+    ("--mini-batch-size", "mini_batch_size", int, None, "steps per gradient step (PPO default 512)"),
+    ("--gamma", "gamma", float, None, "discount (PPO default 0.99)"),
+    ("--gae-lambda", "GAE_lambda", float, None, "GAE lambda (PPO default 0.95)"),
+    ("--policy-clip", "policy_clip", float, None, "PPO ratio clip (PPO default 0.2)"),
+    ("--entropy-coef", "entropy_coef", float, None, "entropy bonus (default 0.01 discrete, 0 continuous)"),
+    ("--value-clip", "value_clip", float, None, "clip the value update (default off)"),
+    ("--target-kl", "target_kl", float, None, "stop an update's epochs above this KL (default off)"),
+    ("--log-std-init", "log_std_init", float, None, "continuous: initial log std (default 0)"),
+    ("--beta", "beta", float, None, "RND: weight of the intrinsic advantage (default 1)"),
+]
+PPO_SWITCHES = [
+    ("--normalize-obs", "normalize_obs", "normalise observations (running mean/std)"),
+    ("--normalize-reward", "normalize_reward", "scale rewards by the std of the discounted return"),
+    ("--anneal-lr", "anneal_lr", "decay the learning rate linearly to 0 over --steps"),
+    ("--squash-actions", "squash_actions", "continuous: tanh-squashed Gaussian"),
+    ("--use-rnd", "use_RND", "add the RND exploration bonus"),
+]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -21,22 +56,73 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=150_000, help="env steps to train for")
     parser.add_argument("--seed", type=int, default=0, help="seed of the learner and env copies")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available)")
-    parser.add_argument("--save-dir", default=None, help="where to save weights (default: data/ENV)")
+    parser.add_argument("--num-steps", type=int, default=64, help="steps per copy per round")
+    parser.add_argument("--rollout", choices=ROLLOUTS, default="steps", help="collection mode")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="how copies are stepped")
+    parser.add_argument("--hidden-sizes", type=int, nargs="+", default=[64, 64],
+                        help="hidden layers of the actor and of the critic")
+    for flag, _, kind, default, text in PPO_OPTIONS:
+        parser.add_argument(flag, type=kind, default=default, help=text)
+    for flag, _, text in PPO_SWITCHES:
+        parser.add_argument(flag, action="store_true", help=text)
+    parser.add_argument("--log-dir", default="runs", help="parent folder of the run folders")
+    parser.add_argument("--checkpoint-every", type=int, default=100_000,
+                        help="env steps between checkpoints (0: only at the end)")
+    parser.add_argument("--resume", default=None, help="a run folder to continue")
+    parser.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    parser.add_argument("--save-dir", default=None, help="also save the weights here (default: data/ENV)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> None:
+def ppo_options(args: argparse.Namespace) -> dict:
+    options = {name: getattr(args, name_of(flag)) for flag, name, *_ in PPO_OPTIONS
+               if getattr(args, name_of(flag)) is not None}
+    options.update({name: True for flag, name, _ in PPO_SWITCHES if getattr(args, name_of(flag))})
+    return dict(options, hidden_sizes=tuple(args.hidden_sizes), seed=args.seed, device=args.device)
+
+
+def name_of(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
+RESUME_KEEPS = ("steps", "timeout", "quiet", "checkpoint_every", "save_dir", "resume")
+ARGS_FILE = "train_args.json"
+
+
+def with_saved_settings(args: argparse.Namespace) -> argparse.Namespace:
+    """For --resume: the run's own settings, but this command's RESUME_KEEPS."""
+    file = Path(args.resume) / ARGS_FILE
+    if not file.is_file():
+        raise SystemExit(f"train.py: error: --resume: {file} not found (not a train.py run folder)")
+    saved = json.loads(file.read_text())
+    return argparse.Namespace(**{**saved, **{key: getattr(args, key) for key in RESUME_KEEPS}})
+
+
+def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.resume is not None:
+        args = with_saved_settings(args)
     env = gym.make(args.env)
-    ppo = ppo_for_env(env, seed=args.seed, device=args.device)
-    runner = AsyncPPO(env=env, ppo=ppo, num_envs=args.num_envs, steps=args.steps)
-    returns = runner.run()
+    ppo = ppo_for_env(env, **ppo_options(args))
+    runner = AsyncPPO(env=env, ppo=ppo, num_envs=args.num_envs, steps=args.steps,
+                      num_steps=args.num_steps, rollout=args.rollout, backend=args.backend,
+                      progress_bar=not args.quiet, log_dir=args.log_dir,
+                      checkpoint_every=args.checkpoint_every, resume=args.resume)
+    runner.run_dir.mkdir(parents=True, exist_ok=True)
+    (runner.run_dir / ARGS_FILE).write_text(json.dumps(vars(args), indent=1))
+    try:
+        returns = runner.run(timeout=args.timeout)
+    finally:
+        runner.close()
     save_dir = args.save_dir or f"data/{args.env}"
     ppo.save_weights(save_dir)
-    print(f"trained {runner.total_steps} steps; mean return of the last {args.num_envs} episodes: "
-          f"{np.mean(returns[-args.num_envs:]):.1f}; weights saved to {save_dir}")
-    runner.close()
+    recent = np.mean(returns[-args.num_envs:]) if returns else float("nan")
+    ending = "interrupted" if runner.interrupted else "trained"
+    print(f"{ending} {runner.total_steps} steps; mean return of the last {args.num_envs} episodes: "
+          f"{recent:.1f}; weights saved to {save_dir}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -4,6 +4,8 @@
 """
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Callable
 
 import gymnasium as gym
@@ -12,12 +14,15 @@ import torch
 from tqdm import tqdm
 
 from PPO import PPO
-from PPO.checks import check_non_negative_int, check_positive_int
+from PPO.checkpoint import atomic_save, load_state
+from PPO.checks import check_non_negative_int, check_positive_float, check_positive_int
 
 from . import utils
+from .evaluation import evaluate
 from .rollout import EpisodeRound, FixedHorizonCollector, collect_episodes, random_observations
+from .run_log import RunLogger
 from .vec_memory import VecMemory
-from .vectorizer import EnvStepError, EnvVectorizer
+from .vectorizer import EnvStepError, EnvVectorizer, new_env as _new_env
 
 __all__ = ["AsyncPPO", "EnvVectorizer", "VecMemory", "EnvStepError", "check_spaces", "ppo_for_env",
            "space_options"]
@@ -90,6 +95,10 @@ def check_spaces(observation_space: gym.Space, action_space: gym.Space, ppo: PPO
 ROLLOUTS = ("episodes", "steps")
 
 
+CHECKPOINT_FILE = "checkpoint.pth"
+CHECKPOINT_FORMAT = "parallel-ppo checkpoint 1"
+
+
 class AsyncPPO:
     """Trains `ppo` on `num_envs` independent copies of `env` for `steps` env steps.
 
@@ -103,16 +112,24 @@ class AsyncPPO:
     every copy warm up RND's observation statistics before the first round (not counted in
     `steps`). Copies are seeded `seed + i` (default: the PPO's seed), so the same seeds give
     the same run on CPU.
+
+    Run folder: with `log_dir`, `run()` writes `log_dir/<env>_<time>_seed<seed>/` (printed at
+    the start): progress.csv, episodes.csv, TensorBoard events (if installed), a checkpoint every
+    `checkpoint_every` env steps and at the end (also on Ctrl-C), the final weights in
+    `weights/` and learning_curve.png. `resume=<run folder>` continues that run: same learner
+    state, counters and files (its env copies start new episodes, seeded `seed + steps so far + i`).
     """
 
     def __init__(self, env: gym.Env | Callable[[], gym.Env], ppo: PPO, num_envs: int = 32,
                  steps: int = 100000, *, seed: int | None = None, progress_bar: bool = True,
                  rollout: str = "steps", num_steps: int = 64, backend: str = "auto",
-                 rnd_warmup_steps: int = 64):
+                 rnd_warmup_steps: int = 64, log_dir: str | Path | None = None,
+                 checkpoint_every: int = 100_000, resume: str | Path | None = None):
         self.num_envs = check_positive_int("num_envs", num_envs)
         self.steps = check_positive_int("steps", steps)
         self.num_steps = check_positive_int("num_steps", num_steps)
         self.rnd_warmup_steps = check_non_negative_int("rnd_warmup_steps", rnd_warmup_steps)
+        self.checkpoint_every = check_non_negative_int("checkpoint_every", checkpoint_every)
         if rollout not in ROLLOUTS:
             raise ValueError(f"rollout must be one of {ROLLOUTS}, got {rollout!r}")
         self.rollout = rollout
@@ -122,23 +139,33 @@ class AsyncPPO:
         if ppo.anneal_lr and ppo.total_steps is None:
             ppo.total_steps = self.steps
         self.seed = ppo.seed if seed is None else seed
-        self.env = EnvVectorizer(env, self.num_envs, seed=self.seed, backend=backend)
+        self.total_steps, self.rounds, self.seconds = 0, 0, 0.0
+        self.episode_returns: list[float] = []
+        self.episode_lengths: list[int] = []
+        self.episode_end_steps: list[int] = []
+        checkpoint = self._read_checkpoint(resume) if resume is not None else None
+        self.run_dir = Path(resume) if resume is not None else (
+            None if log_dir is None else Path(log_dir) / _run_name(env, self.seed))
+        self._env_source = env
+        self.env = EnvVectorizer(env, self.num_envs, seed=self.seed + self.total_steps,
+                                 backend=backend)
         try:
             check_spaces(self.env.observation_space, self.env.action_space, ppo)
+            space = self.env.action_space
+            if ppo.is_continuous and not ppo.action_bounds_given and _has_finite_bounds(space):
+                ppo.set_action_bounds(space.low, space.high)
+            if checkpoint is not None:
+                ppo.load_training_state(checkpoint["learner"], self.run_dir / CHECKPOINT_FILE)
         except (TypeError, ValueError):
             self.env.close()  # subprocess workers must not outlive a refused configuration
             raise
-        space = self.env.action_space
-        if ppo.is_continuous and not ppo.action_bounds_given and _has_finite_bounds(space):
-            ppo.set_action_bounds(space.low, space.high)
         self.buffer = VecMemory(self.num_envs)
         self.collector = FixedHorizonCollector(self.env)
         self.progress_bar = progress_bar
-        self.total_steps = 0
-        self.episode_returns: list[float] = []
-        self.episode_lengths: list[int] = []
-        self._rnd_warmed_up = False
+        self.interrupted = False
+        self._rnd_warmed_up = checkpoint is not None
 
+    # ------------------------------------------------------------------ training
     def train_round(self) -> EpisodeRound:
         """Collects one round, transfers it to `ppo.memory` and calls `ppo.learn()`."""
         if self.ppo.rnd is not None and not self._rnd_warmed_up:
@@ -152,26 +179,124 @@ class AsyncPPO:
         utils.buffer_to_target_buffer_transfer(self.buffer, self.ppo.memory)
         self.ppo.learn()
         self.total_steps += collected.steps
+        self.rounds += 1
         self.episode_returns.extend(collected.episode_returns.tolist())
         self.episode_lengths.extend(collected.episode_lengths.tolist())
+        self.episode_end_steps.extend([self.total_steps] * len(collected.episode_returns))
         return collected
 
-    def run(self) -> list[float]:
-        """Trains until `steps` env steps are collected; returns every finished episode's return."""
+    def run(self, timeout: float | None = None) -> list[float]:
+        """Trains until `steps` env steps are collected, or `timeout` seconds have passed (the
+        round under way is finished); returns every finished episode's return. Ctrl-C stops
+        training cleanly after saving a checkpoint (with a run folder); `interrupted` says so."""
+        if timeout is not None:
+            timeout = check_positive_float("timeout", timeout)
+        logger = self._start_run_folder()
+        start, seconds_before = time.perf_counter(), self.seconds
+        next_checkpoint = self.total_steps + self.checkpoint_every
         with tqdm(total=self.steps, initial=min(self.total_steps, self.steps), unit="step",
                   disable=not self.progress_bar, dynamic_ncols=True) as pbar:
-            while self.total_steps < self.steps:
-                collected = self.train_round()
-                recent = self.episode_returns[-self.num_envs:]
-                if recent:
-                    pbar.set_description(f"Mean reward {np.mean(recent): .1f}", refresh=False)
-                if self.ppo.stats:
-                    pbar.set_postfix_str(format_stats(self.ppo.stats), refresh=False)
-                pbar.update(min(pbar.total - pbar.n, collected.steps))
+            try:
+                while self.total_steps < self.steps:
+                    if timeout is not None and time.perf_counter() - start >= timeout:
+                        break
+                    episodes_before = len(self.episode_returns)
+                    collected = self.train_round()
+                    self.seconds = seconds_before + time.perf_counter() - start
+                    self._show_progress(pbar, collected.steps)
+                    if logger is not None:
+                        self._log_round(logger, episodes_before)
+                        if self.checkpoint_every and self.total_steps >= next_checkpoint:
+                            self.save_checkpoint()
+                            next_checkpoint = self.total_steps + self.checkpoint_every
+            except KeyboardInterrupt:
+                self.interrupted = True
+                pbar.write(f"interrupted at step {self.total_steps}"
+                           + (f"; checkpoint saved in {self.run_dir}" if logger is not None else ""))
+            finally:
+                if logger is not None:
+                    self._finish_run_folder(logger)
         return self.episode_returns
+
+    def _show_progress(self, pbar: tqdm, new_steps: int) -> None:
+        recent = self.episode_returns[-self.num_envs:]
+        if recent:
+            pbar.set_description(f"Mean reward {np.mean(recent): .1f}", refresh=False)
+        if self.ppo.stats:
+            pbar.set_postfix_str(format_stats(self.ppo.stats), refresh=False)
+        pbar.update(min(pbar.total - pbar.n, new_steps))
+
+    # ------------------------------------------------------------------ run folder
+    def _start_run_folder(self) -> RunLogger | None:
+        if self.run_dir is None:
+            return None
+        logger = RunLogger(self.run_dir)
+        print(f"run folder: {self.run_dir}", flush=True)
+        return logger
+
+    def _log_round(self, logger: RunLogger, episodes_before: int) -> None:
+        ends = zip(self.episode_end_steps[episodes_before:], self.episode_returns[episodes_before:],
+                   self.episode_lengths[episodes_before:])
+        logger.log_round(self.total_steps, self.seconds, self.ppo.stats,
+                         self.episode_returns[-self.num_envs:], list(ends), len(self.episode_returns))
+
+    def _finish_run_folder(self, logger: RunLogger) -> None:
+        self.save_checkpoint()
+        self.ppo.save_weights(self.run_dir / "weights")
+        logger.close()
+
+    def save_checkpoint(self, file: str | Path | None = None) -> Path:
+        """Writes everything needed to resume (learner state, counters, episode history)
+        atomically to `file` (default: the run folder's checkpoint.pth); returns the path."""
+        if file is None:
+            if self.run_dir is None:
+                raise ValueError("file: this AsyncPPO has no run folder (log_dir=None); pass a file")
+            file = self.run_dir / CHECKPOINT_FILE
+        runner = dict(total_steps=self.total_steps, rounds=self.rounds, seconds=self.seconds,
+                      seed=self.seed, steps=self.steps,
+                      episode_returns=torch.tensor(self.episode_returns, dtype=torch.float64),
+                      episode_lengths=torch.tensor(self.episode_lengths, dtype=torch.int64),
+                      episode_end_steps=torch.tensor(self.episode_end_steps, dtype=torch.int64))
+        atomic_save({"format": CHECKPOINT_FORMAT, "learner": self.ppo.training_state(),
+                     "runner": runner}, Path(file))
+        return Path(file)
+
+    def _read_checkpoint(self, resume: str | Path) -> dict:
+        run_dir = Path(resume)
+        file = run_dir / CHECKPOINT_FILE
+        if not run_dir.is_dir():
+            raise FileNotFoundError(f"resume: no run folder at {run_dir}")
+        state = load_state(file, self.ppo.device)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"resume: {file} was not written by AsyncPPO.save_checkpoint")
+        runner = state["runner"]
+        self.total_steps, self.rounds = int(runner["total_steps"]), int(runner["rounds"])
+        self.seconds = float(runner["seconds"])
+        self.episode_returns = runner["episode_returns"].tolist()
+        self.episode_lengths = runner["episode_lengths"].tolist()
+        self.episode_end_steps = runner["episode_end_steps"].tolist()
+        return state
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, env: gym.Env | None = None, episodes: int = 10, deterministic: bool = True,
+                 seed: int | None = None) -> list[float]:
+        """Returns of `episodes` whole episodes of the trained policy, on `env` or, by default,
+        on a fresh copy of the training env."""
+        return evaluate(self.ppo, env if env is not None else self.make_env(), episodes,
+                        deterministic, seed)
+
+    def make_env(self) -> gym.Env:
+        """A new, independent copy of the training env."""
+        return _new_env(self._env_source)
 
     def close(self) -> None:
         self.env.close()
+
+
+def _run_name(env, seed: int) -> str:
+    spec = getattr(env, "spec", None) if isinstance(env, gym.Env) else None
+    name = spec.id.replace("/", "-") if spec is not None else "env"
+    return f"{name}_{time.strftime('%Y%m%d-%H%M%S')}_seed{seed}"
 
 
 STATS_SHOWN = {"policy_loss": ("pi", ".3f"), "value_loss": ("v", ".3g"), "entropy": ("ent", ".3f"),

@@ -146,12 +146,23 @@ def _copy_env(env: gym.Env) -> gym.Env:
         return gym.make(env.spec)
 
 
+def _check_env_source(env) -> None:
+    if not isinstance(env, gym.Env) and not callable(env):
+        raise TypeError(f"env must be a gymnasium.Env or a function returning one, got "
+                        f"{type(env).__name__}")
+
+
+def new_env(env: gym.Env | Callable[[], gym.Env]) -> gym.Env:
+    """A new copy of `env` (an env, copied; or a function, called), independent of it."""
+    _check_env_source(env)
+    return _copy_env(env) if isinstance(env, gym.Env) else env()
+
+
 def _env_factories(env, num_envs: int) -> list[Callable[[], gym.Env]]:
-    if isinstance(env, gym.Env):
+    _check_env_source(env)
+    if isinstance(env, gym.Env):  # the first copy is the env itself
         return [lambda: env] + [lambda: _copy_env(env) for _ in range(num_envs - 1)]
-    if callable(env):
-        return [env] * num_envs
-    raise TypeError(f"env must be a gymnasium.Env or a function returning one, got {type(env).__name__}")
+    return [env] * num_envs
 
 
 def has_native_vector_env(env) -> bool:

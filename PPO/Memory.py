@@ -106,3 +106,12 @@ class Memory:
 
     def clear(self) -> None:
         self._chunks.clear()
+
+    def state(self) -> list[dict[str, torch.Tensor]]:
+        """The stored chunks as plain dicts of tensors (for checkpoints)."""
+        return [dict(vars(chunk)) for chunk in self._chunks]
+
+    def load_state(self, chunks: list[dict[str, torch.Tensor]]) -> None:
+        """Replaces the contents with chunks from `state()`."""
+        self._chunks = [Batch(**{name: value.to(self.device) for name, value in chunk.items()})
+                        for chunk in chunks]

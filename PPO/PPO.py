@@ -16,7 +16,7 @@ from .ActorCritic import ActorCritic
 from .Memory import Batch, Memory
 from .RND import RND
 from .advantages import compute_gae
-from .checkpoint import atomic_save, check_compatible, load_tensors
+from .checkpoint import atomic_save, check_compatible, load_state, load_tensors
 from .checks import (check_bool, check_finite_float, check_non_negative_float, check_positive_float,
                      check_positive_int, check_shape, check_unit_interval)
 from .normalization import RewardScaler
@@ -447,6 +447,50 @@ class PPO:
             self._load_prefixed(rnd_state, {"": self.rnd, "intrinsic_scaler.": self.intrinsic_scaler})
         self.action_bounds_given = self.is_continuous
         return self
+
+    def training_state(self) -> dict[str, Any]:
+        """Everything needed to go on training exactly where this learner is: the weights and
+        statistics (as `save_weights` writes them), the optimisers, the random generators, the
+        learned-sample counter (LR annealing), each env's running returns (reward scaling) and
+        the steps waiting in `memory`. Tensors and plain values only, so it loads with
+        `weights_only=True`."""
+        state: dict[str, Any] = {
+            "weights": {**self._policy_state(), **self._config_tensors()},
+            "optimizer": self.optimizer.state_dict(),
+            "sample_generator": self.sample_generator.get_state(),
+            "shuffle_generator": self.shuffle_generator.get_state(),
+            "samples_learned": self.samples_learned,
+            "memory": self.memory.state(),
+        }
+        if self.reward_scaler is not None:
+            state["reward_scaler_carried"] = self.reward_scaler._carried
+        if self.rnd is not None:
+            state.update(rnd=self._rnd_state(), rnd_optimizer=self.rnd.optimizer.state_dict(),
+                         intrinsic_scaler_carried=self.intrinsic_scaler._carried)
+        return state
+
+    def load_training_state(self, state: dict[str, Any], file: Path | str = "checkpoint") -> None:
+        """Restores what `training_state` returned (checked first: a state saved for another
+        model raises ValueError naming what differs, and changes nothing)."""
+        file = Path(file)
+        weights = dict(state["weights"])
+        self._check_config(read_config(weights, file), file)
+        check_compatible(self._policy_state(), weights, file)
+        if self.rnd is not None:
+            check_compatible(self._rnd_state(), state["rnd"], file)
+        self._load_prefixed(weights, {"": self.policy, "reward_scaler.": self.reward_scaler})
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.sample_generator.set_state(state["sample_generator"].cpu())
+        self.shuffle_generator.set_state(state["shuffle_generator"].cpu())
+        self.samples_learned = int(state["samples_learned"])
+        self.memory.load_state(state["memory"])
+        if self.reward_scaler is not None:
+            self.reward_scaler._carried = state["reward_scaler_carried"].to(self.device)
+        if self.rnd is not None:
+            self._load_prefixed(state["rnd"], {"": self.rnd, "intrinsic_scaler.": self.intrinsic_scaler})
+            self.rnd.optimizer.load_state_dict(state["rnd_optimizer"])
+            self.intrinsic_scaler._carried = state["intrinsic_scaler_carried"].to(self.device)
+        self.action_bounds_given = self.is_continuous
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device | None = None,

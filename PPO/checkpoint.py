@@ -4,11 +4,12 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
 
-def atomic_save(state: dict[str, torch.Tensor], file: Path) -> None:
+def atomic_save(state: dict[str, Any], file: Path) -> None:
     """Writes `state` to a temporary file beside `file`, then renames it over `file`, so a crash
     mid-write leaves the previous file intact."""
     file.parent.mkdir(parents=True, exist_ok=True)
@@ -27,15 +28,24 @@ def atomic_save(state: dict[str, torch.Tensor], file: Path) -> None:
         raise
 
 
-def load_tensors(file: Path, device: torch.device) -> dict[str, torch.Tensor]:
-    """Loads a dict of tensors without executing code from the file."""
+def load_state(file: Path, device: torch.device, what: str = "checkpoint") -> dict[str, Any]:
+    """Loads a dict of tensors and plain values (numbers, strings, lists, dicts) without
+    executing code from the file; `what` names the file in errors."""
     if not file.is_file():
-        raise FileNotFoundError(f"weights file not found: {file}")
+        raise FileNotFoundError(f"{what} not found: {file}")
     try:
         state = torch.load(file, map_location=device, weights_only=True)
     except Exception as error:
-        raise ValueError(f"{file} is not a readable weights file: {error}") from error
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{file} is not a readable {what}: {error}") from error
+    if not isinstance(state, dict):
+        raise ValueError(f"{file} does not hold a {what} dict")
+    return state
+
+
+def load_tensors(file: Path, device: torch.device) -> dict[str, torch.Tensor]:
+    """Loads a dict of tensors without executing code from the file."""
+    state = load_state(file, device, what="weights file")
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{file} does not hold a dict of tensors")
     return state
 

@@ -209,3 +209,9 @@ class RaiseOnSeedEnv(CounterEnv):
 def make_raise_on_seed_env(raise_seed: int, k: int = 2, raise_in: str = "step") -> gym.Env:
     """Factory for RaiseOnSeedEnv; use `functools.partial(make_raise_on_seed_env, ...)`."""
     return RaiseOnSeedEnv(raise_seed, k, raise_in)
+
+
+def rows_logged(log_dir: Path) -> int:
+    """Data rows in the progress.csv of the run folder under `log_dir` (0 if none yet)."""
+    files = list(Path(log_dir).glob("*/progress.csv"))
+    return max(0, len(files[0].read_text().splitlines()) - 1) if files else 0

@@ -1,0 +1,130 @@
+"""Evaluation: play whole episodes with a PPO's policy and record them as a GIF or an MP4.
+
+    returns = evaluate(ppo, gym.make("CartPole-v1"), episodes=10, seed=0)
+    record_gif(ppo, gym.make("CartPole-v1", render_mode="rgb_array"), "runs/cartpole.gif")
+    record_video(ppo, gym.make("CartPole-v1", render_mode="rgb_array"), "runs/videos")
+
+All three play episodes with the same loop (`play_episodes`): episode k is reset with
+`seed + k` when a seed is given, and continuous actions are clipped to the action space, as the
+training collectors clip them. Frame convention of the recordings: one frame after the reset
+and one after every step, so an episode of n steps gives n + 1 frames.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Callable
+
+import gymnasium as gym
+import numpy as np
+
+from PPO import PPO
+from PPO.checks import check_bool, check_positive_int
+
+__all__ = ["evaluate", "play_episodes", "record_gif", "record_video"]
+
+
+def play_episodes(ppo: PPO, env: gym.Env, episodes: int, deterministic: bool = True,
+                  seed: int | None = None,
+                  on_frame: Callable[[], None] | None = None) -> list[float]:
+    """Plays `episodes` whole episodes with `ppo.get_action`; returns each episode's return.
+
+    `on_frame` is called after every reset and after every step (the moments a recorder
+    renders a frame). Episode k is reset with `seed + k` when `seed` is given."""
+    episodes = check_positive_int("episodes", episodes)
+    deterministic = check_bool("deterministic", deterministic)
+    bounds = ((env.action_space.low, env.action_space.high)
+              if isinstance(env.action_space, gym.spaces.Box) else None)
+    returns = []
+    for k in range(episodes):
+        obs, _ = env.reset(seed=None if seed is None else seed + k)
+        if on_frame is not None:
+            on_frame()
+        total, done = 0.0, False
+        while not done:
+            # A batch of one: works for every observation shape, flattened or image.
+            action = ppo.get_action(np.asarray(obs)[None], deterministic=deterministic)[0]
+            if bounds is not None:
+                action = np.clip(action, *bounds)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            done = bool(terminated or truncated)
+            if on_frame is not None:
+                on_frame()
+        returns.append(total)
+    return returns
+
+
+def evaluate(ppo: PPO, env: gym.Env, episodes: int = 10, deterministic: bool = True,
+             seed: int | None = None) -> list[float]:
+    """The returns of `episodes` whole episodes played by `ppo` in `env` (the most likely
+    action with `deterministic=True`, a sampled one otherwise)."""
+    return play_episodes(ppo, env, episodes, deterministic, seed)
+
+
+def _check_rgb_array(env: gym.Env, caller: str) -> None:
+    if env.render_mode != "rgb_array":
+        raise ValueError(f"{caller}: the env renders with render_mode={env.render_mode!r}; make "
+                         f"the env with render_mode=\"rgb_array\" "
+                         f"(e.g. gym.make(env_id, render_mode=\"rgb_array\"))")
+
+
+def record_gif(ppo: PPO, env: gym.Env, file: str | os.PathLike, *, episodes: int = 1,
+               deterministic: bool = True, seed: int | None = None, fps: int = 30,
+               max_frames: int | None = None) -> list[float]:
+    """Plays `episodes` episodes and writes their frames (`env.render()`, one after the reset
+    and one after every step) to the animated GIF `file`; returns the episodes' returns.
+
+    `max_frames` caps the frames written; the episodes are still played to their end (their
+    returns are whole-episode returns) but nothing is rendered past the cap. Parent folders are
+    created, and the file is written to a temporary name and renamed, so it is never half
+    written. Pillow merges identical consecutive frames into one longer frame, so the GIF may
+    hold fewer frames than were rendered (the total duration is unchanged). Each frame lasts
+    round(1000 / fps) ms, which GIF stores in steps of 10 ms (fps=30 shows 30 ms frames)."""
+    _check_rgb_array(env, "record_gif")
+    fps = check_positive_int("fps", fps)
+    if max_frames is not None:
+        max_frames = check_positive_int("max_frames", max_frames)
+    from PIL import Image  # pillow is only needed for GIFs
+
+    frames: list[np.ndarray] = []
+
+    def capture() -> None:
+        if max_frames is None or len(frames) < max_frames:
+            frames.append(np.asarray(env.render(), dtype=np.uint8))
+
+    returns = play_episodes(ppo, env, episodes, deterministic, seed, on_frame=capture)
+    images = [Image.fromarray(frame) for frame in frames]
+    path = Path(file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        images[0].save(temporary, format="GIF", save_all=True, append_images=images[1:],
+                       duration=round(1000 / fps), loop=0)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)  # only left behind when saving failed
+    return returns
+
+
+def record_video(ppo: PPO, env: gym.Env, folder: str | os.PathLike, *, episodes: int = 1,
+                 deterministic: bool = True, seed: int | None = None, name_prefix: str = "eval",
+                 fps: int | None = None) -> list[float]:
+    """Plays `episodes` episodes and writes one MP4 per episode into `folder`
+    (`{name_prefix}-episode-{k}.mp4`, k from 0, replacing files of the same name) with
+    gymnasium's `RecordVideo`, which needs `moviepy`; returns the episodes' returns.
+    `fps` defaults to the env's `render_fps` (30 if it has none). `env` is not closed."""
+    _check_rgb_array(env, "record_video")
+    episodes = check_positive_int("episodes", episodes)  # before RecordVideo makes the folder
+    try:
+        import moviepy  # noqa: F401  (RecordVideo writes the MP4 files with it)
+    except ImportError as error:
+        raise ImportError("record_video needs moviepy to write MP4 files: pip install moviepy"
+                          ) from error
+    recorder = gym.wrappers.RecordVideo(env, video_folder=str(folder), episode_trigger=lambda _: True,
+                                        name_prefix=name_prefix, fps=fps, disable_logger=True)
+    returns = play_episodes(ppo, recorder, episodes, deterministic, seed)
+    if recorder.recording:  # the last episode's video; closing the recorder would close env
+        recorder.stop_recording()
+    return returns

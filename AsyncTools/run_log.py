@@ -1,0 +1,104 @@
+"""The run folder: what a training run leaves behind besides its weights.
+
+    progress.csv        one row per round: steps, time, speed, mean return, the learner's statistics
+    episodes.csv        one row per finished episode: the step it ended at, its return and length
+    events.out.tfevents TensorBoard scalars, when the `tensorboard` package is installed
+    learning_curve.png  episode returns over steps, written by `close()` (needs matplotlib)
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+PROGRESS_FIELDS = ("steps", "seconds", "steps_per_second", "episodes", "mean_return",
+                   "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction",
+                   "explained_variance", "learning_rate", "intrinsic_reward", "rnd_loss")
+EPISODE_FIELDS = ("steps", "return", "length")
+
+
+class RunLogger:
+    """Appends to the CSV files of `run_dir` (created if missing; a resumed run goes on in the
+    same files) and mirrors the progress rows to TensorBoard where it is installed."""
+
+    def __init__(self, run_dir: str | Path):
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._progress = self._open_csv("progress.csv", PROGRESS_FIELDS)
+        self._episodes = self._open_csv("episodes.csv", EPISODE_FIELDS)
+        self._tensorboard = _tensorboard_writer(self.run_dir)
+
+    def _open_csv(self, name: str, fields: Sequence[str]):
+        file = self.run_dir / name
+        new = not file.exists() or file.stat().st_size == 0
+        handle = open(file, "a", newline="")
+        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        return handle, writer
+
+    def log_round(self, steps: int, seconds: float, stats: dict[str, float],
+                  recent_returns: Sequence[float], episode_ends: Sequence[tuple[int, float, int]],
+                  total_episodes: int) -> None:
+        """One progress row (the mean of `recent_returns`, the learner's `stats`) and one row for
+        each (end step, return, length) in `episode_ends`; flushed, so a crash loses nothing."""
+        row = dict(stats, steps=steps, seconds=round(seconds, 3),
+                   steps_per_second=round(steps / seconds, 1) if seconds > 0 else "",
+                   episodes=total_episodes,
+                   mean_return=float(np.mean(recent_returns)) if len(recent_returns) else "")
+        handle, writer = self._progress
+        writer.writerow(row)
+        handle.flush()
+        handle, writer = self._episodes
+        writer.writerows({"steps": s, "return": r, "length": n} for s, r, n in episode_ends)
+        handle.flush()
+        if self._tensorboard is not None:
+            for name in PROGRESS_FIELDS[1:]:
+                if isinstance(row.get(name), (int, float)):
+                    self._tensorboard.add_scalar(name, row[name], steps)
+
+    def close(self) -> Path | None:
+        """Closes the files and writes learning_curve.png; returns its path (None without
+        matplotlib or episodes)."""
+        for handle, _ in (self._progress, self._episodes):
+            handle.close()
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+        return plot_learning_curve(self.run_dir / "episodes.csv", self.run_dir / "learning_curve.png")
+
+
+def _tensorboard_writer(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard not installed: CSV only
+        return None
+    return SummaryWriter(log_dir=str(run_dir))
+
+
+def plot_learning_curve(episodes_csv: Path, png: Path, window: int = 32) -> Path | None:
+    """Episode returns over env steps, with their running mean over `window` episodes."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    with open(episodes_csv, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return None
+    steps = np.array([float(row["steps"]) for row in rows])
+    returns = np.array([float(row["return"]) for row in rows])
+    running = np.convolve(returns, np.ones(window), "valid") / window if len(returns) >= window else returns
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    axis.plot(steps, returns, ".", markersize=2, alpha=0.3, label="episode return")
+    axis.plot(steps[len(steps) - len(running):], running, label=f"mean of {min(window, len(returns))}")
+    axis.set_xlabel("env steps")
+    axis.set_ylabel("return")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(png, dpi=100)
+    plt.close(figure)
+    return png
