@@ -174,3 +174,16 @@ def test_evaluate_plays_a_fresh_copy_of_the_training_env():
     assert returns == runner.evaluate(episodes=3, seed=5)  # deterministic, seeded
     np.testing.assert_array_equal(copy_zero.unwrapped.state, state_before)  # training copies untouched
     assert runner.evaluate(gym.make("CartPole-v1"), episodes=1, seed=5) == returns[:1]
+
+
+def test_tensorboard_events_mirror_the_progress_rows(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    runner = cartpole_runner(tmp_path, steps=1024)
+    runner.run()
+    (events,) = runner.run_dir.glob("events.out.tfevents*")
+    accumulator = EventAccumulator(str(events))
+    accumulator.Reload()
+    progress = read_csv(runner.run_dir / "progress.csv")
+    logged = accumulator.Scalars("steps_per_second")
+    assert [event.step for event in logged] == [int(row["steps"]) for row in progress]
+    assert "policy_loss" in accumulator.Tags()["scalars"]
