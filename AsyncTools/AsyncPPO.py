@@ -19,6 +19,7 @@ from PPO.checks import check_non_negative_int, check_positive_float, check_posit
 
 from . import utils
 from .evaluation import evaluate
+from .ray_backend import RayCollector  # imports ray only when backend="ray" builds one
 from .rollout import EpisodeRound, FixedHorizonCollector, collect_episodes, random_observations
 from .run_log import RunLogger
 from .vec_memory import VecMemory
@@ -118,13 +119,19 @@ class AsyncPPO:
     `checkpoint_every` env steps and at the end (also on Ctrl-C), the final weights in
     `weights/` and learning_curve.png. `resume=<run folder>` continues that run: same learner
     state, counters and files (its env copies start new episodes, seeded `seed + steps so far + i`).
+
+    `backend="ray"` steps the copies on `ray_workers` Ray actors instead
+    (AsyncTools/ray_backend.py), joining the cluster at `ray_address` (or `RAY_ADDRESS`) or
+    starting Ray on this machine; `worker_restarts` counts the workers that died and were
+    restarted.
     """
 
     def __init__(self, env: gym.Env | Callable[[], gym.Env], ppo: PPO, num_envs: int = 32,
                  steps: int = 100000, *, seed: int | None = None, progress_bar: bool = True,
                  rollout: str = "steps", num_steps: int = 64, backend: str = "auto",
                  rnd_warmup_steps: int = 64, log_dir: str | Path | None = None,
-                 checkpoint_every: int = 100_000, resume: str | Path | None = None):
+                 checkpoint_every: int = 100_000, resume: str | Path | None = None,
+                 ray_workers: int | None = None, ray_address: str | None = None):
         self.num_envs = check_positive_int("num_envs", num_envs)
         self.steps = check_positive_int("steps", steps)
         self.num_steps = check_positive_int("num_steps", num_steps)
@@ -147,8 +154,15 @@ class AsyncPPO:
         self.run_dir = Path(resume) if resume is not None else (
             None if log_dir is None else Path(log_dir) / _run_name(env, self.seed))
         self._env_source = env
-        self.env = EnvVectorizer(env, self.num_envs, seed=self.seed + self.total_steps,
-                                 backend=backend)
+        if backend == "ray":
+            self.env = RayCollector(env, ppo, self.num_envs, seed=self.seed + self.total_steps,
+                                    rollout=rollout, num_steps=self.num_steps,
+                                    num_workers=ray_workers, address=ray_address)
+        elif ray_workers is not None or ray_address is not None:
+            raise ValueError(f"ray_workers and ray_address are for backend='ray', not {backend!r}")
+        else:
+            self.env = EnvVectorizer(env, self.num_envs, seed=self.seed + self.total_steps,
+                                     backend=backend)
         try:
             check_spaces(self.env.observation_space, self.env.action_space, ppo)
             space = self.env.action_space
@@ -156,11 +170,13 @@ class AsyncPPO:
                 ppo.set_action_bounds(space.low, space.high)
             if checkpoint is not None:
                 ppo.load_training_state(checkpoint["learner"], self.run_dir / CHECKPOINT_FILE)
+            if self._on_ray:
+                self.env.publish(ppo.policy)
         except (TypeError, ValueError):
             self.env.close()  # subprocess workers must not outlive a refused configuration
             raise
         self.buffer = VecMemory(self.num_envs)
-        self.collector = FixedHorizonCollector(self.env)
+        self.collector = None if self._on_ray else FixedHorizonCollector(self.env)
         self.progress_bar = progress_bar
         self.interrupted = False
         self._rnd_warmed_up = checkpoint is not None
@@ -169,20 +185,44 @@ class AsyncPPO:
     def train_round(self) -> EpisodeRound:
         """Collects one round, transfers it to `ppo.memory` and calls `ppo.learn()`."""
         if self.ppo.rnd is not None and not self._rnd_warmed_up:
-            observations = random_observations(self.env, self.rnd_warmup_steps, self.seed)
+            observations = (self.env.random_observations(self.rnd_warmup_steps) if self._on_ray
+                            else random_observations(self.env, self.rnd_warmup_steps, self.seed))
             self.ppo.rnd.update_obs_stats(torch.from_numpy(observations).to(self.ppo.device))
             self._rnd_warmed_up = True
-        if self.rollout == "episodes":
-            collected = collect_episodes(self.env, self.buffer, self.ppo.get_action)
+        if self._on_ray:
+            collected = self._collect_and_learn_on_ray()
         else:
-            collected = self.collector.collect(self.buffer, self.ppo.get_action, self.num_steps)
-        utils.buffer_to_target_buffer_transfer(self.buffer, self.ppo.memory)
-        self.ppo.learn()
+            if self.rollout == "episodes":
+                collected = collect_episodes(self.env, self.buffer, self.ppo.get_action)
+            else:
+                collected = self.collector.collect(self.buffer, self.ppo.get_action, self.num_steps)
+            utils.buffer_to_target_buffer_transfer(self.buffer, self.ppo.memory)
+            self.ppo.learn()
         self.total_steps += collected.steps
         self.rounds += 1
         self.episode_returns.extend(collected.episode_returns.tolist())
         self.episode_lengths.extend(collected.episode_lengths.tolist())
         self.episode_end_steps.extend([self.total_steps] * len(collected.episode_returns))
+        return collected
+
+    # ------------------------------------------------------------------ Ray backend
+    @property
+    def _on_ray(self) -> bool:
+        return isinstance(self.env, RayCollector)
+
+    @property
+    def worker_restarts(self) -> int:
+        """Ray backend: how many times a worker died and was restarted (0 on the others)."""
+        return self.env.worker_restarts if self._on_ray else 0
+
+    def _collect_and_learn_on_ray(self) -> EpisodeRound:
+        """The Ray workers collect with the last published weights; the merged trajectories go
+        to `ppo.memory` and, after an update, the new weights are published once."""
+        trajectories, collected = self.env.collect()
+        if trajectories:
+            self.ppo.memory.add(**trajectories)
+        if self.ppo.learn() is not None:
+            self.env.publish(self.ppo.policy)
         return collected
 
     def run(self, timeout: float | None = None) -> list[float]:

@@ -164,14 +164,19 @@ def plot(results: list[dict], file: Path) -> None:
         print("matplotlib not installed: no plot")
         return
     tasks = list(dict.fromkeys(r["task"] for r in results))
-    figure, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.2), squeeze=False)
-    for axis, task in zip(axes[0], tasks):
+    columns = min(4, len(tasks))
+    rows = -(-len(tasks) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.2 * rows), squeeze=False)
+    for axis in axes.flat[len(tasks):]:
+        axis.set_visible(False)
+    for axis, task in zip(axes.flat, tasks):
         for run in (r for r in results if r["task"] == task):
             steps, returns = zip(*run["curve"]) if run["curve"] else ((), ())
             axis.plot(steps, returns, label=f"seed {run['seed']}")
-        axis.set_title(TASKS[task]["env"])
+        axis.set_title(f"{TASKS[task]['env']} ({task})", fontsize=9)
         axis.set_xlabel("env steps")
-        axis.set_ylabel(f"mean return, last {TRAIN_WINDOW} episodes")
+        axis.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
+        axis.set_ylabel(f"mean return, last {TRAIN_WINDOW} episodes", fontsize=8)
         axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(file, dpi=90)
@@ -198,11 +203,16 @@ def main(argv=None) -> None:
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time")
     parser.add_argument("--quick", action="store_true", help="1/20 of each budget, 1 seed")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "learning"))
+    parser.add_argument("--replot", action="store_true", help="redraw OUT/learning.png from OUT/learning.json")
     parser.add_argument("--worker", nargs=3, metavar=("TASK", "SEED", "STEPS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         task, seed, steps = args.worker
         print(json.dumps(train_and_evaluate(task, int(seed), int(steps))))
+        return
+    if args.replot:
+        plot(json.loads((Path(args.out) / "learning.json").read_text())["runs"],
+             Path(args.out) / "learning.png")
         return
     tasks = [t for t in args.tasks.split(",") if t]
     unknown = [t for t in tasks if t not in TASKS]

@@ -1,0 +1,435 @@
+"""Collection on Ray: remote env workers feeding the single-GPU learner.
+
+`RayCollector` splits the N env copies of a run into contiguous slices, one per Ray actor
+(`RolloutWorker`). Each worker steps its slice with the same pieces as the local backends (an
+in-process `EnvVectorizer`, a `VecMemory`, `collect_episodes` or `FixedHorizonCollector`) and acts
+with a CPU copy of the learner's policy. A round:
+
+1. the learner's policy weights are in the object store (`publish`, once after each update);
+2. every worker loads them if they are new, collects its slice and returns
+   `VecMemory.trajectories()` and its episodes;
+3. the driver shifts `env_ids` to global copy indices and concatenates the slices in env order,
+   which is exactly what a local `VecMemory` of all N copies returns.
+
+Ray is an optional dependency: nothing here imports it until a collector is built.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import pickle
+import re
+import sys
+import time
+import uuid
+import warnings
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from PPO import PPO
+from PPO.checks import check_non_negative_int, check_positive_float, check_positive_int
+
+from .rollout import EpisodeRound, FixedHorizonCollector, collect_episodes, random_observations
+from .vec_memory import VecMemory
+from .vectorizer import EnvStepError, EnvVectorizer
+
+__all__ = ["RayCollector", "RolloutWorker", "import_ray", "init_local_ray", "connect_ray",
+           "worker_env_factory", "worker_slices", "merge_trajectories", "merge_rounds"]
+
+MAX_RESTARTS = 3
+ROLLOUTS = ("episodes", "steps")
+
+
+def import_ray():
+    """The `ray` module, or an ImportError that says how to install it."""
+    try:
+        import ray
+    except ImportError as error:
+        raise ImportError("backend='ray' needs the ray package: pip install -e .[ray] "
+                          "(or pip install ray)") from error
+    return ray
+
+
+# ------------------------------------------------------------------ connecting
+def init_local_ray(num_cpus: int | None = None) -> None:
+    """Starts a Ray instance on this machine (no dashboard) whose workers import what this
+    process imports: the project's own folders on `sys.path` are passed on to them, as the
+    subprocess backend's spawned workers get them."""
+    ray = import_ray()
+    own_paths = [path for path in sys.path if path and os.path.isdir(path)
+                 and not path.startswith((sys.prefix, sys.base_prefix))]
+    inherited = os.environ.get("PYTHONPATH")
+    # Through the environment Ray's processes start with, rather than a runtime_env, which
+    # would make Ray start new worker processes instead of using the ones it keeps ready.
+    os.environ["PYTHONPATH"] = os.pathsep.join(own_paths + ([inherited] if inherited else []))
+    try:
+        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False)
+    finally:
+        if inherited is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = inherited
+
+
+def connect_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
+    """Makes sure this process is connected to Ray. Joins the cluster at `address` (or
+    `RAY_ADDRESS`), keeps a connection made before, or else starts a local instance. Returns
+    True only in the last case: then the caller owns that instance and shuts it down."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address)
+        return False
+    init_local_ray(num_cpus)
+    return True
+
+
+# ------------------------------------------------------------------ what the workers get
+def worker_env_factory(env: gym.Env | Callable[[], gym.Env]) -> Callable[[], gym.Env]:
+    """A function that builds a new copy of `env` inside a Ray worker: `gym.make(env.spec)` for
+    an env, the function itself for a factory. Raises TypeError naming `env` where that cannot
+    work: an env without a spec, a wrapper its spec cannot re-apply, or a function that does not
+    pickle (a lambda or a function defined inside another one)."""
+    if isinstance(env, gym.Env):
+        spec = env.spec
+        if spec is None:
+            raise TypeError("env: backend='ray' re-makes the env inside each worker with "
+                            "gym.make(env.spec), but this env has no spec; pass a module-level "
+                            "function that builds it (or a functools.partial of one) instead")
+        unrecorded = [w.name for w in spec.additional_wrappers if w.kwargs is None]
+        if unrecorded:
+            raise TypeError(f"env: its wrappers {unrecorded} did not record their arguments in "
+                            f"env.spec, so gym.make(env.spec) cannot re-make it inside a Ray "
+                            f"worker; pass a module-level function that builds the env instead")
+        factory = functools.partial(gym.make, spec)
+    elif callable(env):
+        factory = env
+    else:
+        raise TypeError(f"env must be a gymnasium.Env or a function returning one, got "
+                        f"{type(env).__name__}")
+    try:
+        pickle.dumps(factory)
+    except Exception as error:
+        raise TypeError(f"env: {env!r} cannot be pickled to send it to the Ray workers ({error}); "
+                        f"a lambda or a function defined inside another function does not work "
+                        f"across processes: pass a module-level function or a functools.partial "
+                        f"of one") from error
+    return factory
+
+
+def worker_slices(num_envs: int, num_workers: int) -> list[tuple[int, int]]:
+    """(first copy, number of copies) of each worker: contiguous, in order, sizes differing by
+    at most one."""
+    sizes = [len(part) for part in np.array_split(np.arange(num_envs), num_workers)]
+    firsts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    return [(int(first), size) for first, size in zip(firsts, sizes)]
+
+
+class _RunResetSeeds:
+    """Stands in for an EnvVectorizer's generator of later-reset seeds: draws the seeds of all
+    `total` copies of the run, as one EnvVectorizer of the whole run would, and hands out this
+    worker's slice, so that episode rounds are the same as on the local backends."""
+
+    def __init__(self, seed: int, first: int, total: int):
+        self._generator = np.random.default_rng(seed)
+        self.first, self.total = first, total
+
+    def integers(self, low: int, high: int, size: int) -> np.ndarray:
+        return self._generator.integers(low, high, self.total)[self.first:self.first + size]
+
+
+def _was_restarted() -> bool:
+    ray = import_ray()
+    with warnings.catch_warnings():  # some Ray versions warn about their own deprecated accessor
+        warnings.simplefilter("ignore")
+        return bool(ray.get_runtime_context().was_current_actor_reconstructed)
+
+
+# ------------------------------------------------------------------ the worker (a Ray actor)
+class RolloutWorker:
+    """One Ray actor: steps env copies `first .. first + num_envs - 1` of a run of `total_envs`
+    with an in-process EnvVectorizer and a CPU copy of the policy.
+
+    Copy `first + j` is seeded `seed + first + j`, exactly as in a local run. A worker that Ray
+    restarted after it died builds its copies afresh from the factory with a fresh seed.
+    """
+
+    def __init__(self, env_factory: Callable[[], gym.Env], ppo_config: dict, rank: int,
+                 first: int, num_envs: int, total_envs: int, seed: int, rollout: str,
+                 num_steps: int, deterministic: bool = False):
+        torch.set_num_threads(1)  # workers share the machine's cores; these nets need no more
+        if _was_restarted():
+            seed = int(np.random.SeedSequence().generate_state(1)[0] % 2**30)
+        self.rank, self.first, self.total_envs, self.seed = rank, first, total_envs, seed
+        self.rollout, self.num_steps, self.deterministic = rollout, num_steps, deterministic
+        self.incarnation = uuid.uuid4().hex
+        self.env = EnvVectorizer(env_factory, num_envs, seed=seed + first, backend="loop")
+        self.env._reset_seeds = _RunResetSeeds(seed, first, total_envs)
+        self.buffer = VecMemory(num_envs)
+        self.collector = FixedHorizonCollector(self.env)
+        self.ppo = PPO(**ppo_config, device="cpu", seed=seed + first)
+        self.weights_version = -1
+
+    def ready(self) -> dict[str, Any]:
+        """Answers once the worker is built; names this life of it and its env's spaces."""
+        return {"incarnation": self.incarnation, "observation_space": self.env.observation_space,
+                "action_space": self.env.action_space}
+
+    def _act(self, states: np.ndarray) -> np.ndarray:
+        return self.ppo.get_action(states, deterministic=self.deterministic)
+
+    def collect(self, weights: dict[str, torch.Tensor], version: int) -> dict[str, Any]:
+        """Loads the policy weights if they are newer than its own, collects one round and
+        returns its trajectories (local env ids) and episodes."""
+        if version != self.weights_version:
+            self.ppo.policy.load_state_dict(weights)
+            self.weights_version = version
+        try:
+            if self.rollout == "episodes":
+                collected = collect_episodes(self.env, self.buffer, self._act)
+            else:
+                collected = self.collector.collect(self.buffer, self._act, self.num_steps)
+        except EnvStepError as error:
+            raise self._global_error(error) from error
+        trajectories = self.buffer.trajectories()
+        self.buffer.clear()
+        return {"incarnation": self.incarnation, "weights_version": self.weights_version,
+                "trajectories": trajectories, "steps": collected.steps,
+                "episode_returns": collected.episode_returns,
+                "episode_lengths": collected.episode_lengths}
+
+    def random_observations(self, num_steps: int) -> dict[str, Any]:
+        """Observations of `num_steps` random steps of every copy (RND's warm-up)."""
+        try:
+            observations = random_observations(self.env, num_steps, self.seed + self.first)
+        except EnvStepError as error:
+            raise self._global_error(error) from error
+        return {"incarnation": self.incarnation, "observations": observations}
+
+    def _global_error(self, error: EnvStepError) -> EnvStepError:
+        index = self.first + (error.env_index or 0)
+        message = re.sub(r"^env copy \d+ of \d+", f"env copy {index} of {self.total_envs}",
+                         str(error))
+        return EnvStepError(f"{message} (in ray worker {self.rank})", index)
+
+
+# ------------------------------------------------------------------ merging on the driver
+def merge_trajectories(parts: list[tuple[int, dict[str, np.ndarray]]]) -> dict[str, np.ndarray]:
+    """Concatenates workers' `VecMemory.trajectories()` dicts, given as (first global copy,
+    dict) in env order, shifting `env_ids` to global indices: the dict a `VecMemory` of all the
+    copies would return. Empty dicts (no steps) are skipped; all empty gives {}."""
+    parts = [(first, part) for first, part in parts if part]
+    if not parts:
+        return {}
+    merged = {name: np.concatenate([part[name] for _, part in parts]) for name in parts[0][1]}
+    merged["env_ids"] = np.concatenate([part["env_ids"] + first for first, part in parts])
+    return merged
+
+
+def merge_rounds(rounds: list[EpisodeRound]) -> EpisodeRound:
+    """One EpisodeRound from the workers' (steps added up, episodes in worker order)."""
+    returns = [r.episode_returns for r in rounds] or [np.zeros(0)]
+    lengths = [r.episode_lengths for r in rounds] or [np.zeros(0, dtype=np.int64)]
+    return EpisodeRound(sum(r.steps for r in rounds), np.concatenate(returns).astype(np.float64),
+                        np.concatenate(lengths).astype(np.int64))
+
+
+def _cpu_weights(policy: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().cpu() for name, tensor in policy.state_dict().items()}
+
+
+# ------------------------------------------------------------------ the driver's side
+class RayCollector:
+    """Collects rounds of `num_envs` copies of `env` on `num_workers` Ray actors.
+
+    `env`: a gym.Env with a spec (re-made in each worker with `gym.make(env.spec)`) or a picklable
+    function building one. `ppo` gives the policy's structure (`ppo.config`); its weights reach
+    the workers through `publish`. `rollout`, `num_steps` and the seeds (`seed + i` for copy i)
+    mean what they mean for `AsyncPPO`; `deterministic=True` makes the workers act with the most
+    likely action. `num_workers` defaults to the cluster's CPUs (at most `num_envs`). Ray is
+    joined at `address` (or `RAY_ADDRESS`), or started here (`started_ray`) and then shut down
+    by `close()`.
+
+    `workers` are the actor handles, `slices` their (first copy, number of copies);
+    `weights_version` counts the published weights (0 is the first) and `weights_versions[k]`
+    is the one worker k acted with in its last round.
+
+    Faults: workers are Ray actors with `max_restarts`. A worker that dies is restarted by Ray
+    with fresh env copies (the next call waits for it, up to `restart_timeout` seconds); a round
+    it dies in goes on without its data, and `worker_restarts` counts it. An env that raises
+    inside a worker raises EnvStepError naming the global copy.
+    """
+
+    def __init__(self, env: gym.Env | Callable[[], gym.Env], ppo: PPO, num_envs: int, *, seed: int,
+                 rollout: str = "steps", num_steps: int = 64, num_workers: int | None = None,
+                 address: str | None = None, deterministic: bool = False,
+                 max_restarts: int = MAX_RESTARTS, restart_timeout: float = 300.0):
+        import_ray()
+        self.num_envs = check_positive_int("num_envs", num_envs)
+        if rollout not in ROLLOUTS:
+            raise ValueError(f"rollout must be one of {ROLLOUTS}, got {rollout!r}")
+        if num_workers is not None and check_positive_int("ray_workers", num_workers) > num_envs:
+            raise ValueError(f"ray_workers: each worker needs at least one of the {num_envs} env "
+                             f"copies, got ray_workers={num_workers}")
+        self.max_restarts = check_non_negative_int("max_restarts", max_restarts)
+        self.restart_timeout = check_positive_float("restart_timeout", restart_timeout)
+        worker_options = dict(env_factory=worker_env_factory(env), ppo_config=ppo.config,
+                              total_envs=self.num_envs, seed=int(seed), rollout=rollout,
+                              num_steps=check_positive_int("num_steps", num_steps),
+                              deterministic=deterministic)
+        self.workers: list = []
+        self.started_ray = connect_ray(address)
+        try:
+            self._start_workers(num_workers, worker_options)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_workers(self, num_workers: int | None, worker_options: dict) -> None:
+        ray = import_ray()
+        self.num_workers = num_workers or max(1, min(self.num_envs, _cluster_cpus(ray)))
+        self.slices = worker_slices(self.num_envs, self.num_workers)
+        self.worker_restarts = 0
+        self.weights_versions: list[int | None] = [None] * self.num_workers
+        self.weights_version, self._weights = -1, None
+        self._incarnations: list[str | None] = [None] * self.num_workers
+        self._restarting: set[int] = set()
+        remote = ray.remote(RolloutWorker).options(
+            max_restarts=self.max_restarts, max_task_retries=0, scheduling_strategy="SPREAD")
+        self.workers = [remote.remote(rank=rank, first=first, num_envs=size, **worker_options)
+                        for rank, (first, size) in enumerate(self.slices)]
+        answers = self._gather("ready", retry=True)
+        self.observation_space = answers[0]["observation_space"]
+        self.action_space = answers[0]["action_space"]
+
+    # --------------------------------------------------------------- the round
+    def publish(self, policy: torch.nn.Module) -> None:
+        """Puts the policy's weights (CPU tensors) into the object store, once; every worker
+        loads them before its next rollout."""
+        self._weights = import_ray().put(_cpu_weights(policy))
+        self.weights_version += 1
+
+    def collect(self) -> tuple[dict[str, np.ndarray], EpisodeRound]:
+        """One round on every worker: (the merged trajectories for `ppo.memory.add`, the merged
+        EpisodeRound). The data of a worker that died during the round is left out."""
+        if self._weights is None:
+            raise RuntimeError("publish(policy) must be called before the first collect()")
+        results = self._gather("collect", self._weights, self.weights_version, retry=False)
+        parts, rounds = [], []
+        for k, ((first, _), result) in enumerate(zip(self.slices, results)):
+            if result is None:
+                continue
+            self.weights_versions[k] = result["weights_version"]
+            parts.append((first, result["trajectories"]))
+            rounds.append(EpisodeRound(result["steps"], result["episode_returns"],
+                                       result["episode_lengths"]))
+        return merge_trajectories(parts), merge_rounds(rounds)
+
+    def random_observations(self, num_steps: int) -> np.ndarray:
+        """Observations of `num_steps` random steps of every copy, from all workers."""
+        results = self._gather("random_observations", num_steps, retry=True)
+        return np.concatenate([result["observations"] for result in results])
+
+    # --------------------------------------------------------------- calls and faults
+    def _gather(self, method: str, *args, retry: bool) -> list[dict[str, Any] | None]:
+        """Calls `method` on every worker and collects the answers as they come. A worker that
+        dies is called again once Ray has restarted it (`retry`), or left out (None)."""
+        ray = import_ray()
+        for k in sorted(self._restarting):
+            self._wait_until_restarted(k)
+        pending = {getattr(w, method).remote(*args): k for k, w in enumerate(self.workers)}
+        results: list[dict[str, Any] | None] = [None] * self.num_workers
+        while pending:
+            [ref], _ = ray.wait(list(pending), num_returns=1)
+            k = pending.pop(ref)
+            try:
+                results[k] = ray.get(ref)
+            except ray.exceptions.RayActorError as error:
+                self._worker_died(k, error, retried=retry)
+                if retry:
+                    self._wait_until_restarted(k)
+                    pending[getattr(self.workers[k], method).remote(*args)] = k
+                continue
+            except ray.exceptions.RayTaskError as error:
+                env_error = _env_step_error(error)
+                if env_error is None:
+                    raise  # Ray re-raises it as an instance of the worker's exception type too
+                raise env_error from error
+            self._note_incarnation(k, results[k]["incarnation"])
+        return results
+
+    def _worker_died(self, k: int, error, retried: bool) -> None:
+        if getattr(error, "actor_init_failed", False):
+            raise RuntimeError(f"ray worker {k} could not start (env copies "
+                               f"{self._copies(k)}): {error}") from error
+        what = "its call is sent again" if retried else "its rollout dropped"
+        self._record_restart(f"ray worker {k} died; restarted, {what}")
+        self._restarting.add(k)
+
+    def _wait_until_restarted(self, k: int) -> None:
+        """Blocks until Ray has restarted worker k (calls to a restarting actor fail at once
+        rather than wait); raises RuntimeError if Ray gave it up or `restart_timeout` passes."""
+        ray = import_ray()
+        restarting = getattr(ray.exceptions, "ActorUnavailableError", ())  # Ray >= 2.22
+        deadline, pause = time.monotonic() + self.restart_timeout, 0.05
+        while True:
+            try:
+                answer = ray.get(self.workers[k].ready.remote())
+                break
+            except restarting as error:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"ray worker {k} was not back {self.restart_timeout} s "
+                                       f"after it died") from error
+                time.sleep(pause)
+                pause = min(2 * pause, 0.25)
+            except ray.exceptions.RayActorError as error:
+                raise RuntimeError(f"ray worker {k} (env copies {self._copies(k)}) died and Ray "
+                                   f"did not restart it (max_restarts={self.max_restarts}): "
+                                   f"{error}") from error
+        self._incarnations[k] = answer["incarnation"]
+        self._restarting.discard(k)
+
+    def _note_incarnation(self, k: int, incarnation: str) -> None:
+        known = self._incarnations[k]
+        if known is not None and known != incarnation:  # it died and came back between calls
+            self._record_restart(f"ray worker {k} died between rounds; restarted with fresh env "
+                                 f"copies")
+        self._incarnations[k] = incarnation
+
+    def _record_restart(self, message: str) -> None:
+        self.worker_restarts += 1
+        tqdm.write(message)
+
+    def _copies(self, k: int) -> str:
+        first, size = self.slices[k]
+        return f"{first}-{first + size - 1}"
+
+    def close(self) -> None:
+        """Ends the workers, and the Ray instance if this collector started it."""
+        ray = import_ray()
+        for worker in self.workers:
+            try:
+                ray.kill(worker, no_restart=True)
+            except Exception:  # already gone
+                pass
+        self.workers = []
+        if self.started_ray and ray.is_initialized():
+            ray.shutdown()
+        self.started_ray = False
+
+
+def _cluster_cpus(ray) -> int:
+    return int(ray.cluster_resources().get("CPU", 1))
+
+
+def _env_step_error(error) -> EnvStepError | None:
+    """The EnvStepError a worker raised (its message names the global copy), without Ray's
+    wrapper; None if the worker raised something else."""
+    cause = getattr(error, "cause", None)
+    return EnvStepError(str(cause), cause.env_index) if isinstance(cause, EnvStepError) else None
