@@ -58,7 +58,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available)")
     parser.add_argument("--num-steps", type=int, default=64, help="steps per copy per round")
     parser.add_argument("--rollout", choices=ROLLOUTS, default="steps", help="collection mode")
-    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="how copies are stepped")
+    parser.add_argument("--backend", choices=BACKENDS + ("ray",), default="auto",
+                        help="how copies are stepped (ray: Ray actors on this machine or RAY_ADDRESS)")
     parser.add_argument("--hidden-sizes", type=int, nargs="+", default=[64, 64],
                         help="hidden layers of the actor and of the critic")
     for flag, _, kind, default, text in PPO_OPTIONS:
