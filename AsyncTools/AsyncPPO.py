@@ -20,7 +20,8 @@ from PPO.checks import check_non_negative_int, check_positive_float, check_posit
 from . import utils
 from .evaluation import evaluate
 from .ray_backend import RayCollector  # imports ray only when backend="ray" builds one
-from .rollout import EpisodeRound, FixedHorizonCollector, collect_episodes, random_observations
+from .rollout import (ROLLOUTS, EpisodeRound, FixedHorizonCollector, check_rollout,
+                      collect_episodes, random_observations)
 from .run_log import RunLogger
 from .vec_memory import VecMemory
 from .vectorizer import EnvStepError, EnvVectorizer, new_env as _new_env
@@ -93,9 +94,6 @@ def check_spaces(observation_space: gym.Space, action_space: gym.Space, ppo: PPO
                          f"is {action_space}")
 
 
-ROLLOUTS = ("episodes", "steps")
-
-
 CHECKPOINT_FILE = "checkpoint.pth"
 CHECKPOINT_FORMAT = "parallel-ppo checkpoint 1"
 
@@ -137,9 +135,7 @@ class AsyncPPO:
         self.num_steps = check_positive_int("num_steps", num_steps)
         self.rnd_warmup_steps = check_non_negative_int("rnd_warmup_steps", rnd_warmup_steps)
         self.checkpoint_every = check_non_negative_int("checkpoint_every", checkpoint_every)
-        if rollout not in ROLLOUTS:
-            raise ValueError(f"rollout must be one of {ROLLOUTS}, got {rollout!r}")
-        self.rollout = rollout
+        self.rollout = check_rollout(rollout)
         if not isinstance(ppo, PPO):
             raise TypeError(f"ppo must be a PPO instance, got {type(ppo).__name__}")
         self.ppo = ppo

@@ -33,7 +33,8 @@ from tqdm import tqdm
 from PPO import PPO
 from PPO.checks import check_non_negative_int, check_positive_float, check_positive_int
 
-from .rollout import EpisodeRound, FixedHorizonCollector, collect_episodes, random_observations
+from .rollout import (EpisodeRound, FixedHorizonCollector, check_rollout, collect_episodes,
+                      random_observations)
 from .vec_memory import VecMemory
 from .vectorizer import EnvStepError, EnvVectorizer
 
@@ -41,7 +42,6 @@ __all__ = ["RayCollector", "RolloutWorker", "import_ray", "init_local_ray", "con
            "worker_env_factory", "worker_slices", "merge_trajectories", "merge_rounds"]
 
 MAX_RESTARTS = 3
-ROLLOUTS = ("episodes", "steps")
 
 
 def import_ray():
@@ -272,8 +272,7 @@ class RayCollector:
                  max_restarts: int = MAX_RESTARTS, restart_timeout: float = 300.0):
         import_ray()
         self.num_envs = check_positive_int("num_envs", num_envs)
-        if rollout not in ROLLOUTS:
-            raise ValueError(f"rollout must be one of {ROLLOUTS}, got {rollout!r}")
+        check_rollout(rollout)
         if num_workers is not None and check_positive_int("ray_workers", num_workers) > num_envs:
             raise ValueError(f"ray_workers: each worker needs at least one of the {num_envs} env "
                              f"copies, got ray_workers={num_workers}")

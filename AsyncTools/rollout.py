@@ -18,6 +18,15 @@ from .vec_memory import VecMemory
 from .vectorizer import EnvVectorizer
 
 
+ROLLOUTS = ("episodes", "steps")
+
+
+def check_rollout(rollout: str) -> str:
+    if rollout not in ROLLOUTS:
+        raise ValueError(f"rollout must be one of {ROLLOUTS}, got {rollout!r}")
+    return rollout
+
+
 @dataclass
 class EpisodeRound:
     """What one round collected: its env steps and the episodes that finished in it."""
