@@ -200,6 +200,7 @@ def main(argv=None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated: " + ", ".join(TASKS))
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seed index to start from")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time")
     parser.add_argument("--quick", action="store_true", help="1/20 of each budget, 1 seed")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "learning"))
@@ -220,7 +221,7 @@ def main(argv=None) -> None:
         parser.error(f"--tasks: unknown {unknown}; choose from {list(TASKS)}")
     seeds = 1 if args.quick else args.seeds
     jobs = [(task, seed * SEED_SPACING, TASKS[task]["steps"] // (20 if args.quick else 1))
-            for task in tasks for seed in range(seeds)]
+            for task in tasks for seed in range(args.first_seed, args.first_seed + seeds)]
     with ThreadPoolExecutor(args.jobs) as pool:
         results = list(pool.map(lambda job: run_worker(*job), jobs))
     out = Path(args.out)
