@@ -435,18 +435,29 @@ class PPO:
         Returns self, so `PPO(...).load_weights(path)` gives the loaded learner."""
         directory = Path(path)
         policy_file = directory / POLICY_FILE
-        state = load_tensors(policy_file, self.device)
-        self._check_config(read_config(state, policy_file), policy_file)
-        check_compatible(self._policy_state(), state, policy_file)
+        state = self._checked_weights(load_tensors(policy_file, self.device), policy_file)
+        rnd_state = None
         if self.rnd is not None:  # check both files before changing anything
             rnd_file = directory / RND_FILE
             rnd_state = load_tensors(rnd_file, self.device)
             check_compatible(self._rnd_state(), rnd_state, rnd_file)
+        self._apply_weights(state, rnd_state)
+        return self
+
+    def _checked_weights(self, state: dict[str, torch.Tensor], file: Path) -> dict[str, torch.Tensor]:
+        """`state` (as `save_weights` writes the policy file) without its config entry, once its
+        options and tensor shapes are found to fit this PPO; ValueError naming what differs."""
+        state = dict(state)
+        self._check_config(read_config(state, file), file)
+        check_compatible(self._policy_state(), state, file)
+        return state
+
+    def _apply_weights(self, state: dict[str, torch.Tensor],
+                       rnd_state: dict[str, torch.Tensor] | None) -> None:
         self._load_prefixed(state, {"": self.policy, "reward_scaler.": self.reward_scaler})
         if self.rnd is not None:
             self._load_prefixed(rnd_state, {"": self.rnd, "intrinsic_scaler.": self.intrinsic_scaler})
         self.action_bounds_given = self.is_continuous
-        return self
 
     def training_state(self) -> dict[str, Any]:
         """Everything needed to go on training exactly where this learner is: the weights and
@@ -473,12 +484,10 @@ class PPO:
         """Restores what `training_state` returned (checked first: a state saved for another
         model raises ValueError naming what differs, and changes nothing)."""
         file = Path(file)
-        weights = dict(state["weights"])
-        self._check_config(read_config(weights, file), file)
-        check_compatible(self._policy_state(), weights, file)
+        weights = self._checked_weights(state["weights"], file)
         if self.rnd is not None:
             check_compatible(self._rnd_state(), state["rnd"], file)
-        self._load_prefixed(weights, {"": self.policy, "reward_scaler.": self.reward_scaler})
+        self._apply_weights(weights, state.get("rnd"))
         self.optimizer.load_state_dict(state["optimizer"])
         self.sample_generator.set_state(state["sample_generator"].cpu())
         self.shuffle_generator.set_state(state["shuffle_generator"].cpu())
@@ -487,10 +496,8 @@ class PPO:
         if self.reward_scaler is not None:
             self.reward_scaler._carried = state["reward_scaler_carried"].to(self.device)
         if self.rnd is not None:
-            self._load_prefixed(state["rnd"], {"": self.rnd, "intrinsic_scaler.": self.intrinsic_scaler})
             self.rnd.optimizer.load_state_dict(state["rnd_optimizer"])
             self.intrinsic_scaler._carried = state["intrinsic_scaler_carried"].to(self.device)
-        self.action_bounds_given = self.is_continuous
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device | None = None,
