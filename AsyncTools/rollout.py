@@ -72,14 +72,13 @@ class FixedHorizonCollector:
                 num_steps: int) -> EpisodeRound:
         if self.states is None:
             self.states = self.env.reset()[0]
-        all_envs = np.arange(self.env.num_envs)
         finished_returns, finished_lengths, steps = [], [], 0
         for _ in range(num_steps):
             actions = get_action(self.states)
             next_states, rewards, terminated, truncated, valid = self.env.step_autoreset(actions)
-            buffer.append(all_envs, self.states, actions, rewards, terminated, truncated,
+            buffer.append(None, self.states, actions, rewards, terminated, truncated,
                           next_states, valid=valid)
-            steps += int(valid.sum())
+            steps += int(np.count_nonzero(valid))
             self._returns += np.where(valid, rewards, 0.0)
             self._lengths += valid
             ended = np.flatnonzero(terminated | truncated)

@@ -39,6 +39,7 @@ class VecMemory:
         self._last_next_states: np.ndarray | None = None
         self._all_envs = np.arange(self.num_envs)
         self._in_episode = np.zeros(self.num_envs, dtype=bool)
+        self._aligned_row: int | None = 0  # the row every env is at, while they all are at one
 
     def __len__(self) -> int:
         """Number of stored transitions (valid rows)."""
@@ -68,10 +69,12 @@ class VecMemory:
     def append(self, env_indices, states, actions, rewards, terminated, truncated,
                next_states=None, valid=None) -> None:
         """Stores one row for each env in `env_indices` (row k of every array belongs to env
-        `env_indices[k]`). `next_states`, when given, supplies the final observation of the
-        episodes that end here and the bootstrap state of unfinished ones. `valid` (default all
-        True) marks which rows are real transitions."""
-        env_indices = np.asarray(env_indices, dtype=np.int64)
+        `env_indices[k]`); `env_indices=None` means every env in order, the quickest case (a
+        fixed-horizon rollout's step). `next_states`, when given, supplies the final observation
+        of the episodes that end here and the bootstrap state of unfinished ones. `valid` (default
+        all True) marks which rows are real transitions."""
+        every_env = env_indices is None
+        env_indices = self._all_envs if every_env else np.asarray(env_indices, dtype=np.int64)
         count = len(env_indices)
         states = as_state_array(states)
         actions = np.asarray(actions)
@@ -95,31 +98,43 @@ class VecMemory:
             raise ValueError(f"states: expected rows of shape {self._arrays['states'].shape[2:]}, "
                              f"got {states.shape[1:]}")
         ended = (np.asarray(terminated) | np.asarray(truncated)) & valid
-        columns["episode_starts"] = ~self._in_episode[env_indices]
-        self._in_episode[env_indices[valid]] = ~ended[valid]
-        rows = self.lengths[env_indices]
-        top = int(rows.max())
-        if top >= self._capacity:
-            self._grow(top + 1)
-        if count == self.num_envs and int(rows.min()) == top and np.array_equal(env_indices, self._all_envs):
-            for name, column in columns.items():
-                self._arrays[name][top] = column
-        else:
-            for name, column in columns.items():
-                self._arrays[name][rows, env_indices] = column
-        self.lengths[env_indices] += 1
-        self._num_valid += int(valid.sum())
-        self._remember_next_states(env_indices, rows, states if next_states is None else next_states,
-                                   ended, valid)
-
-    def _remember_next_states(self, env_indices, rows, next_states, ended, valid) -> None:
-        if valid.all():
-            self._last_next_states[env_indices] = next_states
+        envs = slice(None) if every_env else env_indices  # a slice is the quicker index
+        columns["episode_starts"] = ~self._in_episode[envs]
+        self._in_episode[envs] = np.where(valid, ~ended, self._in_episode[envs])
+        rows = self._write(env_indices, every_env, columns)
+        num_valid = int(np.count_nonzero(valid))
+        self._num_valid += num_valid
+        next_states = states if next_states is None else next_states
+        if num_valid == count:
+            self._last_next_states[envs] = next_states
         else:
             self._last_next_states[env_indices[valid]] = next_states[valid]
         if ended.any():
             self._final_keys.append(env_indices[ended] * _ENV_KEY + rows[ended])
             self._final_states.append(next_states[ended].copy())
+
+    def _write(self, env_indices: np.ndarray, every_env: bool, columns: dict) -> np.ndarray:
+        """Writes the columns at each env's next row; returns those rows."""
+        aligned = every_env and self._aligned_row is not None
+        if aligned:  # every env at the same row: one slice per column
+            top = self._aligned_row
+            rows = np.full(self.num_envs, top)
+        else:
+            rows = self.lengths[env_indices]
+            top = int(rows.max())
+        if top >= self._capacity:
+            self._grow(top + 1)
+        if aligned:
+            for name, column in columns.items():
+                self._arrays[name][top] = column
+            self.lengths += 1
+            self._aligned_row += 1
+        else:
+            for name, column in columns.items():
+                self._arrays[name][rows, env_indices] = column
+            self.lengths[env_indices] += 1
+            self._aligned_row = None
+        return rows
 
     def push(self, idx: int, state, action, reward, done) -> None:
         """The original per-env call: one step for env `idx`, `done` treated as termination."""
@@ -158,6 +173,7 @@ class VecMemory:
 
     def clear(self) -> None:
         self.lengths[:] = 0
+        self._aligned_row = 0
         self._num_valid = 0
         self._final_keys.clear()
         self._final_states.clear()

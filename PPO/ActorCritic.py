@@ -169,17 +169,26 @@ class ActorCritic(nn.Module):
             deterministic: bool = False) -> torch.Tensor:
         """Samples (or, deterministic, takes the mode of) the policy's actions for a batch."""
         out = self.actor(self.features(obs))
+        noise = None if deterministic else self.draw_noise(out.shape[0], generator, out.device)
         if not self.is_continuous:
-            if len(self.action_nvec) == 1:
-                return _sample_categorical(out, generator, deterministic)
-            return torch.stack([_sample_categorical(logits, generator, deterministic)
-                                for logits in out.split(self.action_nvec, dim=-1)], dim=-1)
-        if deterministic:
-            u = out
-        else:
-            noise = torch.randn(out.shape, generator=generator, device=out.device)
-            u = out + self._log_std().exp() * noise
+            blocks = out.split(self.action_nvec, dim=-1)
+            if noise is None:
+                noise = [None] * len(blocks)
+            actions = [_sample_categorical(logits, block_noise)
+                       for logits, block_noise in zip(blocks, noise)]
+            return actions[0] if len(actions) == 1 else torch.stack(actions, dim=-1)
+        u = out if deterministic else out + self._log_std().exp() * noise[0]
         return self._to_env_units(u)
+
+    def draw_noise(self, batch: int, generator: torch.Generator | None,
+                   device: torch.device | None = None) -> list[torch.Tensor]:
+        """The random draws behind one batch of sampled actions, in the order `act` uses them:
+        Exp(1) noise for each categorical block (Gumbel-max), or N(0, 1) noise for the Gaussian.
+        The NumPy actor draws the same, so both sample the same actions from the same generator."""
+        if self.is_continuous:
+            return [torch.randn((batch, self.action_dim), generator=generator, device=device)]
+        return [torch.empty((batch, n), device=device).exponential_(generator=generator)
+                for n in self.action_nvec]
 
     def _to_env_units(self, u: torch.Tensor) -> torch.Tensor:
         if not self.squash_actions:
@@ -215,12 +224,11 @@ class ActorCritic(nn.Module):
         return log_probs, entropy, values
 
 
-def _sample_categorical(logits: torch.Tensor, generator: torch.Generator | None,
-                        deterministic: bool) -> torch.Tensor:
-    if deterministic:
+def _sample_categorical(logits: torch.Tensor, exponential: torch.Tensor | None) -> torch.Tensor:
+    """The mode without noise; with Exp(1) noise E, the Gumbel-max sample argmax(logits - log E),
+    which is distributed as the categorical of `logits`."""
+    if exponential is None:
         return logits.argmax(-1)
-    # Gumbel-max: argmax(logits + G) with G = -log(E), E ~ Exp(1), is a categorical sample.
-    exponential = torch.empty_like(logits).exponential_(generator=generator)
     return (logits - exponential.log()).argmax(-1)
 
 

@@ -5,6 +5,7 @@ The whole update is `PPO.learn`, readable top to bottom.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,6 +21,7 @@ from .checkpoint import atomic_save, check_compatible, load_state, load_tensors
 from .checks import (check_bool, check_finite_float, check_non_negative_float, check_positive_float,
                      check_positive_int, check_shape, check_unit_interval)
 from .normalization import RewardScaler
+from .numpy_actor import NumpyActor
 
 POLICY_FILE = "Policy_weights.pth"
 RND_FILE = "RND_weights.pth"
@@ -29,11 +31,20 @@ STRUCTURE = ("is_continuous", "observ_dim", "action_dim", "observation_shape", "
              "hidden_sizes", "normalize_obs", "normalize_reward", "use_RND", "squash_actions")
 
 
-def _all_finite(x: torch.Tensor) -> bool:
+def _non_finite_rows(x: np.ndarray | torch.Tensor) -> list[int]:
+    """The rows of a [B, ...] batch holding NaN or inf (none for integer data)."""
+    if isinstance(x, np.ndarray):
+        if x.dtype.kind not in "fc" or np.isfinite(x).all():
+            return []
+        return np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(1)).tolist()
+    if not x.is_floating_point():
+        return []
     # NumPy is several times quicker than torch for this on the small CPU batches of a rollout.
     if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
-        return bool(np.isfinite(x.detach().numpy()).all())
-    return bool(torch.isfinite(x).all())
+        return _non_finite_rows(x.detach().numpy())
+    if bool(torch.isfinite(x).all()):
+        return []
+    return torch.nonzero(~torch.isfinite(x.reshape(len(x), -1)).all(1)).flatten().tolist()
 
 
 def _plain(value: Any) -> Any:
@@ -169,6 +180,10 @@ class PPO:
                                  .to(self.device) if use_RND else None)
         self.memory = Memory(self.device)
         self.sample_generator = torch.Generator(self.device).manual_seed(self.seed)
+        # On the CPU, rollout actions of vector policies are sampled in NumPy (same actions, less
+        # overhead per call; see numpy_actor.py). Set to None to sample through torch.
+        self.numpy_actor = (NumpyActor(self.policy) if self.device.type == "cpu" and not is_image
+                            else None)
         self.shuffle_generator = torch.Generator().manual_seed(self.seed + 1)
         self.samples_learned = 0
         self.stats: dict[str, float] = {}
@@ -232,23 +247,22 @@ class PPO:
         self.policy.set_action_bounds(low.to(self.device), high.to(self.device))
         self.action_bounds_given = True
 
-    def _check_states(self, state) -> tuple[torch.Tensor, bool]:
-        """Returns the states as a [B, ...] tensor of `observ_dim` values per row and whether a
-        single unbatched state was given."""
-        if isinstance(state, np.ndarray):
-            state = torch.from_numpy(state)
-        if not isinstance(state, torch.Tensor):
+    def _check_states(self, state) -> tuple[np.ndarray | torch.Tensor, bool]:
+        """Returns the states as a [B, ...] array or tensor (as given) of `observ_dim` values per
+        row, and whether a single unbatched state was given."""
+        if not isinstance(state, (np.ndarray, torch.Tensor)):
             raise TypeError(f"state must be a torch.Tensor or numpy array, got {type(state).__name__}")
-        single = state.dim() == 1 or tuple(state.shape) == self.observation_shape != (self.observ_dim,)
+        shape = tuple(state.shape)
+        single = len(shape) == 1 or shape == self.observation_shape != (self.observ_dim,)
         if single:
-            state = state.unsqueeze(0)
-        if state.dim() < 2 or state.shape[0] == 0 or state.shape[1:].numel() != self.observ_dim:
+            state = state[None]
+        if state.ndim < 2 or state.shape[0] == 0 or math.prod(state.shape[1:]) != self.observ_dim:
             expected = ", ".join(str(d) for d in self.observation_shape)
             raise ValueError(f"state: expected shape [batch, {expected}] (batch >= 1) or "
-                             f"[{expected}], got {list(state.shape if not single else state.shape[1:])}")
-        if state.is_floating_point() and not _all_finite(state):
-            rows = torch.nonzero(~torch.isfinite(state.reshape(state.shape[0], -1)).all(1)).flatten()
-            raise ValueError(f"state: non-finite values (NaN or inf) in rows {rows.tolist()[:10]}")
+                             f"[{expected}], got {list(shape)}")
+        bad_rows = _non_finite_rows(state)
+        if bad_rows:
+            raise ValueError(f"state: non-finite values (NaN or inf) in rows {bad_rows[:10]}")
         return state, single
 
     def get_action(self, state, deterministic: bool = False) -> np.ndarray:
@@ -260,8 +274,12 @@ class PPO:
         `deterministic=True` returns the most likely action.
         """
         states, single = self._check_states(state)
-        actions = self.policy.act(states.to(self.device, non_blocking=True),
-                                  self.sample_generator, deterministic).cpu().numpy()
+        if self.numpy_actor is not None and (isinstance(states, np.ndarray) or states.device.type == "cpu"):
+            states = states if isinstance(states, np.ndarray) else states.detach().numpy()
+            actions = self.numpy_actor.act(states, self.sample_generator, deterministic)
+        else:
+            states = torch.as_tensor(states).to(self.device, non_blocking=True)
+            actions = self.policy.act(states, self.sample_generator, deterministic).cpu().numpy()
         return actions[0] if single else actions
 
     # ------------------------------------------------------------------ update
@@ -389,6 +407,8 @@ class PPO:
             if self.target_kl is not None and epoch_kl.item() / minibatches_per_epoch > self.target_kl:
                 break
 
+        if self.numpy_actor is not None:
+            self.numpy_actor.refresh()  # the fused Adam step does not bump tensor versions
         self.samples_learned += len(batch)
         means = (totals[:6] / totals[6]).tolist()
         extrinsic_returns = returns if returns.dim() == 1 else returns[:, 0]

@@ -237,3 +237,34 @@ def test_image_observations_are_stored_as_uint8():
     floats = VecMemory(num_envs=1)
     floats.append([0], np.ones((1, 3), dtype=np.float64), [0], [0.0], [True], [False])
     assert floats.trajectories()["states"].dtype == np.float32
+
+
+def test_every_env_fast_path_stores_what_explicit_indices_store():
+    """append(None, ...) (one row for every env, the fixed-horizon rollout's call) writes whole
+    rows while the envs are aligned; it must give exactly what append(range(N), ...) gives,
+    including across growth, invalid rows, a partial append that breaks alignment, and clear()."""
+    rng = np.random.default_rng(0)
+    fast, reference = VecMemory(num_envs=3, initial_capacity=2), VecMemory(num_envs=3, initial_capacity=2)
+    for t in range(9):
+        if t == 5:  # a partial append: the envs are no longer at the same row
+            for memory in (fast, reference):
+                memory.append([1], s(50), np.array([1]), [0.5], [F], [F], next_states=s(51))
+            continue
+        states, next_states = s(*rng.normal(size=3)), s(*rng.normal(size=3))
+        ends = rng.random(3) < 0.3
+        valid = rng.random(3) < 0.8
+        args = (states, rng.integers(0, 2, 3), rng.normal(size=3).astype(np.float32),
+                ends & (rng.random(3) < 0.5), ends & (rng.random(3) >= 0.5), next_states)
+        fast.append(None, *args, valid=valid)
+        reference.append(np.arange(3), *args, valid=valid)
+        if t == 7:
+            got, expected = fast.trajectories(), reference.trajectories()
+            assert set(got) == set(expected)
+            for name in expected:
+                np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+            np.testing.assert_array_equal(fast.lengths, reference.lengths)
+            assert len(fast) == len(reference)
+            fast.clear(), reference.clear()
+    got, expected = fast.trajectories(), reference.trajectories()
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
