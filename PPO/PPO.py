@@ -47,6 +47,18 @@ def _non_finite_rows(x: np.ndarray | torch.Tensor) -> list[int]:
     return torch.nonzero(~torch.isfinite(x.reshape(len(x), -1)).all(1)).flatten().tolist()
 
 
+def clip_grad_norm(parameters: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """Scales the gradients so that their global L2 norm is at most `max_norm`, and returns the
+    norm before scaling: `nn.utils.clip_grad_norm_` (same formula, tests check the equality) in
+    four operations, where torch's general version costs several times more on small networks."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    total_norm = torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads]))
+    scale = (max_norm / (total_norm + 1e-6)).clamp(max=1.0)
+    for grad in grads:
+        grad.mul_(scale)
+    return total_norm
+
+
 def _plain(value: Any) -> Any:
     """NumPy scalars and arrays, and tuples, as plain JSON-ready Python values."""
     if isinstance(value, (np.ndarray, np.generic)):
@@ -172,7 +184,8 @@ class PPO:
                                       ).to(self.device)
             self.rnd = RND(observ_dim, observation_shape=self.observation_shape,
                            update_fraction=rnd_update_fraction).to(self.device) if use_RND else None
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.lr, fused=True,
+        self._policy_parameters = list(self.policy.parameters())
+        self.optimizer = torch.optim.Adam(self._policy_parameters, lr=self.lr, fused=True,
                                           eps=check_positive_float("adam_eps", adam_eps))
         self.reward_scaler = RewardScaler(self.gamma).to(self.device) if normalize_reward else None
         # Intrinsic returns never restart at episode ends (Burda et al.) and are not clipped.
@@ -391,7 +404,7 @@ class PPO:
 
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+                clip_grad_norm(self._policy_parameters, self.max_grad_norm)
                 self.optimizer.step()
                 rnd_loss = (self.rnd.train_predictor(next_states[index], self.shuffle_generator)
                             if self.rnd is not None else torch.zeros((), device=self.device))

@@ -315,3 +315,30 @@ def test_adam_eps_reaches_the_optimizer():
     assert PPO(False, 3, 2, device="cpu", adam_eps=1e-8).optimizer.param_groups[0]["eps"] == 1e-8
     with pytest.raises(ValueError, match="adam_eps"):
         PPO(False, 3, 2, device="cpu", adam_eps=0.0)
+
+
+@pytest.mark.parametrize("max_norm", [0.05, 0.5, 1e6])
+def test_clip_grad_norm_equals_torch(max_norm):
+    """The learner's lean clipping scales the gradients exactly as nn.utils.clip_grad_norm_,
+    both when it clips and when the norm is already below max_norm; parameters without a
+    gradient are skipped."""
+    from PPO.PPO import clip_grad_norm
+    torch.manual_seed(0)
+    net = ActorCritic(True, 5, 2)
+    net.value(torch.randn(64, 5)).sum().backward()
+    params = list(net.parameters())
+    assert any(p.grad is None for p in params)  # the actor's head had no part in the value
+    reference = [None if p.grad is None else p.grad.clone() for p in params]
+    reference_params = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    for p, g in zip(reference_params, reference):
+        p.grad = g
+    expected_norm = torch.nn.utils.clip_grad_norm_(reference_params, max_norm)
+    norm = clip_grad_norm(params, max_norm)
+    torch.testing.assert_close(norm, expected_norm)
+    for p, q in zip(params, reference_params):
+        if q.grad is None:
+            assert p.grad is None
+        else:
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-6, atol=1e-9)
+    clipped = torch.linalg.vector_norm(torch.cat([p.grad.reshape(-1) for p in params if p.grad is not None]))
+    assert clipped <= max_norm * (1 + 1e-5) or norm < max_norm
