@@ -572,6 +572,16 @@ def median_or_inf(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def loop_rate(records: list[dict]) -> float:
+    """Env steps per second of the training loop itself: from the end of the first round (or
+    rollout) to the last, so that building the envs and model, which every run pays once,
+    does not count against the runs that finish soonest."""
+    if len(records) < 2 or records[-1]["time"] <= records[0]["time"]:
+        return float("nan")
+    first, last = records[0], records[-1]
+    return (last["steps"] - first["steps"]) / (last["time"] - first["time"])
+
+
 def summarize_solve(runs: list[dict]) -> dict:
     good = [r for r in runs if ok(r)]
     if not good:
@@ -581,7 +591,9 @@ def summarize_solve(runs: list[dict]) -> dict:
     steps = [r["steps"] if r["solved"] else inf for r in good]
     return dict(solved=sum(bool(r["solved"]) for r in good), runs=len(good),
                 median_time=median_or_inf(times), median_steps=median_or_inf(steps),
-                times=[round(t, 1) for t in times], steps_per_s=median_or_inf([r["steps_per_s"] for r in good]))
+                times=[round(t, 1) for t in times],
+                steps_per_s=median_or_inf([loop_rate(r["records"]) for r in good]),
+                steps_per_s_with_setup=median_or_inf([r["steps_per_s"] for r in good]))
 
 
 def summarize_fixed_budget(runs: list[dict]) -> dict:
@@ -760,7 +772,7 @@ def markdown_speed(results: dict) -> list[str]:
                             ("original", "original design")):
             envs = {"ours": 32, "sb3": 8, "original": 32}[impl]
             lines.append(f"| whole loop, CartPole solve runs (median) | {label} | {envs} "
-                         f"| {fmt(solve[impl].get('steps_per_s'))} | steps / wall time while training to solve |")
+                         f"| {fmt(solve[impl].get('steps_per_s'))} | steps / wall time while training to solve, after the first round |")
     return lines
 
 
@@ -848,6 +860,17 @@ def continuous_notes(cont: dict) -> list[str]:
             "std of half the action range) starts near a random policy's -300.",
         ]
     return notes
+
+
+def unfinite(value):
+    """The inverse of `finite`: the strings "inf", "-inf" and "nan" back to floats."""
+    if value in ("inf", "-inf", "nan"):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: unfinite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unfinite(v) for v in value]
+    return value
 
 
 def finite(value):
@@ -969,12 +992,21 @@ def main(argv=None) -> None:
     parser.add_argument("--continuous-env", choices=("auto", "halfcheetah", "pendulum"), default="auto",
                         help="the continuous section's env: auto = HalfCheetah-v5 where it can be "
                              "built, else Pendulum-v1")
+    parser.add_argument("--replot", action="store_true",
+                        help="measure nothing: recompute the summaries, ratios, table and plot "
+                             "from OUT/results.json (after a change to how they are computed)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--kwargs", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         worker_main(args.worker, args.kwargs, args.result, int(args.threads))
+        return
+
+    if args.replot:
+        results = json.loads((Path(args.out) / "results.json").read_text(), parse_float=float,
+                             parse_constant=float)
+        write_results(summarize(unfinite(results)), Path(args.out))
         return
 
     budget = dict(QUICK if args.quick else FULL)
@@ -1001,16 +1033,26 @@ def main(argv=None) -> None:
                                           steps=budget["original_rollout_steps"])
     if "cartpole" in sections:
         results["cartpole"] = bench_cartpole(run, budget, results["threads"], seeds)
-        results["cartpole_summary"] = {impl: summarize_solve(runs) for impl, runs in results["cartpole"].items()}
     if "continuous" in sections:
         choice = continuous_env_choice(run, args.continuous_env)
-        cont = bench_continuous(run, budget, results["threads"], seeds, args.seeds, choice)
-        cont["summary"] = {impl: summarize_fixed_budget(runs) for impl, runs in cont["runs"].items()}
-        results["continuous"] = cont
-    results["ratios"] = compute_ratios(results)
+        results["continuous"] = bench_continuous(run, budget, results["threads"], seeds, args.seeds, choice)
     results["total_wall_s"] = time.perf_counter() - start
     results["log"] = run.log
+    write_results(summarize(results), out)
 
+
+def summarize(results: dict) -> dict:
+    """Adds the per-implementation summaries and the ratios to the raw measurements."""
+    if "cartpole" in results:
+        results["cartpole_summary"] = {impl: summarize_solve(runs) for impl, runs in results["cartpole"].items()}
+    if "continuous" in results:
+        cont = results["continuous"]
+        cont["summary"] = {impl: summarize_fixed_budget(runs) for impl, runs in cont["runs"].items()}
+    results["ratios"] = compute_ratios(results)
+    return results
+
+
+def write_results(results: dict, out: Path) -> None:
     text = markdown(results)
     (out / "results.md").write_text(text)
     (out / "results.json").write_text(json.dumps(finite(results), indent=1, default=str))
