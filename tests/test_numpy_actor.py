@@ -135,3 +135,33 @@ def test_image_ppo_acts_through_torch():
     ppo = PPO(False, 4 * 84 * 84, 3, device="cpu", seed=0, observation_shape=(4, 84, 84))
     assert ppo.numpy_actor is None
     assert ppo.get_action(np.zeros((2, 4, 84, 84), np.uint8)).shape == (2,)
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_training_with_the_numpy_actor_equals_training_through_torch(env_id):
+    """The whole loop, both ways from the same seeds. Discrete: the same transitions are
+    collected, so the weights after several updates are bit-for-bit the same. Continuous: NumPy's
+    and torch's matrix products round differently in the last bits, so the actions (and then the
+    weights) agree to float32 precision rather than bit for bit."""
+    import gymnasium as gym
+    from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env
+
+    def train(use_numpy: bool) -> dict:
+        env = gym.make(env_id)
+        ppo = ppo_for_env(env, seed=3, device="cpu", batch_size=256, mini_batch_size=64,
+                          normalize_obs=True)
+        if not use_numpy:
+            ppo.numpy_actor = None
+        runner = AsyncPPO(env, ppo, num_envs=8, num_steps=32, seed=3, progress_bar=False)
+        for _ in range(4):
+            runner.train_round()
+        runner.close()
+        assert ppo.stats["num_samples"] >= 200
+        return ppo.policy.state_dict()
+
+    with_numpy, with_torch = train(True), train(False)
+    for name, tensor in with_torch.items():
+        if env_id == "CartPole-v1":
+            assert torch.equal(with_numpy[name], tensor), name
+        else:
+            torch.testing.assert_close(with_numpy[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
