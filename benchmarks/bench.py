@@ -1004,8 +1004,7 @@ def main(argv=None) -> None:
         return
 
     if args.replot:
-        results = json.loads((Path(args.out) / "results.json").read_text(), parse_float=float,
-                             parse_constant=float)
+        results = json.loads((Path(args.out) / "results.json").read_text())
         write_results(summarize(unfinite(results)), Path(args.out))
         return
 
