@@ -7,22 +7,30 @@
 
 Every run writes a run folder under --log-dir (printed at the start): progress.csv,
 episodes.csv, TensorBoard events (if tensorboard is installed), checkpoints, the final weights
-and learning_curve.png. Ctrl-C saves a checkpoint and stops; --resume continues from it with
-the run's own settings (train_args.json in the run folder): only --steps, --timeout, --quiet,
---checkpoint-every and --save-dir come from the new command line.
+and learning_curve.png. Ctrl-C or SIGTERM saves a checkpoint and the weights and stops (a
+second signal stops at once); --resume continues from it with the run's own settings
+(train_args.json in the run folder): only --steps, --timeout, --quiet, --checkpoint-every and
+--save-dir come from the new command line.
+
+Exit status: 0 when the run ended by itself (--steps reached or --timeout), 130 after Ctrl-C
+(SIGINT) and 143 after SIGTERM (checkpoint and weights saved), 1 on an error (the last
+checkpoint left intact), 2 for bad arguments.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import time
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 
 from AsyncTools.AsyncPPO import AsyncPPO, ROLLOUTS, ppo_for_env
-from AsyncTools.vectorizer import BACKENDS
+from AsyncTools.vectorizer import BACKENDS, NON_FINITE_REWARD_CHOICES
+from PPO.PPO import POLICY_FILE
 
 # Learner options: (flag, PPO keyword, type, default, help). Defaults None defer to PPO's own.
 PPO_OPTIONS = [
@@ -60,6 +68,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--rollout", choices=ROLLOUTS, default="steps", help="collection mode")
     parser.add_argument("--backend", choices=BACKENDS + ("ray",), default="auto",
                         help="how copies are stepped (ray: Ray actors on this machine or RAY_ADDRESS)")
+    parser.add_argument("--non-finite-rewards", choices=NON_FINITE_REWARD_CHOICES, default="raise",
+                        help="a NaN/inf reward from the env: stop with an error naming the env "
+                             "copy, or replace it by 0")
     parser.add_argument("--hidden-sizes", type=int, nargs="+", default=[64, 64],
                         help="hidden layers of the actor and of the critic")
     for flag, _, kind, default, text in PPO_OPTIONS:
@@ -87,6 +98,9 @@ def name_of(flag: str) -> str:
     return flag.lstrip("-").replace("-", "_")
 
 
+# The exit status: 0 when the run ended by itself (its steps or --timeout); 128 + the signal's
+# number when SIGINT (Ctrl-C) or SIGTERM stopped it, after saving the checkpoint and weights.
+EXIT_CODES = {None: 0, "timeout": 0, "SIGINT": 128 + signal.SIGINT, "SIGTERM": 128 + signal.SIGTERM}
 RESUME_KEEPS = ("steps", "timeout", "quiet", "checkpoint_every", "save_dir", "resume")
 ARGS_FILE = "train_args.json"
 
@@ -97,32 +111,46 @@ def with_saved_settings(args: argparse.Namespace) -> argparse.Namespace:
     if not file.is_file():
         raise SystemExit(f"train.py: error: --resume: {file} not found (not a train.py run folder)")
     saved = json.loads(file.read_text())
-    return argparse.Namespace(**{**saved, **{key: getattr(args, key) for key in RESUME_KEEPS}})
+    defaults = vars(parse_args([]))  # for options newer than the run's train_args.json
+    return argparse.Namespace(**{**defaults, **saved,
+                                 **{key: getattr(args, key) for key in RESUME_KEEPS}})
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.resume is not None:
         args = with_saved_settings(args)
+    started = time.time()
     env = gym.make(args.env)
     ppo = ppo_for_env(env, **ppo_options(args))
     runner = AsyncPPO(env=env, ppo=ppo, num_envs=args.num_envs, steps=args.steps,
                       num_steps=args.num_steps, rollout=args.rollout, backend=args.backend,
                       progress_bar=not args.quiet, log_dir=args.log_dir,
-                      checkpoint_every=args.checkpoint_every, resume=args.resume)
-    runner.run_dir.mkdir(parents=True, exist_ok=True)
+                      checkpoint_every=args.checkpoint_every, resume=args.resume,
+                      non_finite_rewards=args.non_finite_rewards)
     (runner.run_dir / ARGS_FILE).write_text(json.dumps(vars(args), indent=1))
     try:
         returns = runner.run(timeout=args.timeout)
     finally:
         runner.close()
-    save_dir = args.save_dir or f"data/{args.env}"
+    save_dir = Path(args.save_dir or f"data/{args.env}")
+    say_if_replacing(save_dir, started)
     ppo.save_weights(save_dir)
     recent = np.mean(returns[-args.num_envs:]) if returns else float("nan")
     ending = "interrupted" if runner.interrupted else "trained"
     print(f"{ending} {runner.total_steps} steps; mean return of the last {args.num_envs} episodes: "
           f"{recent:.1f}; weights saved to {save_dir}")
-    return 0
+    return EXIT_CODES[runner.stopped_by]
+
+
+def say_if_replacing(save_dir: Path, started: float) -> None:
+    """Weights in `save_dir` written before this run started belong to another run (or to this
+    run's earlier part): say that they are being replaced."""
+    existing = save_dir / POLICY_FILE
+    if existing.is_file() and existing.stat().st_mtime < started:
+        written = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(existing.stat().st_mtime))
+        print(f"replacing the weights in {save_dir} written at {written} by an earlier run "
+              f"(pass --save-dir to keep them)", file=sys.stderr)
 
 
 if __name__ == "__main__":

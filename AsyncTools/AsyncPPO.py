@@ -4,9 +4,14 @@
 """
 from __future__ import annotations
 
+import itertools
+import signal
+import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -15,13 +20,14 @@ from tqdm import tqdm
 
 from PPO import PPO
 from PPO.checkpoint import atomic_save, load_state
-from PPO.checks import check_non_negative_int, check_positive_float, check_positive_int
+from PPO.checks import (NonFiniteError, check_non_negative_int, check_positive_float,
+                        check_positive_int)
 
 from . import utils
 from .evaluation import evaluate
 from .ray_backend import RayCollector  # imports ray only when backend="ray" builds one
-from .rollout import (ROLLOUTS, EpisodeRound, FixedHorizonCollector, check_rollout,
-                      collect_episodes, random_observations)
+from .rollout import (EPISODE_STEP_CAP, ROLLOUTS, EpisodeRound, FixedHorizonCollector,
+                      check_episode_step_cap, check_rollout, collect_episodes, random_observations)
 from .run_log import RunLogger
 from .vec_memory import VecMemory
 from .vectorizer import EnvStepError, EnvVectorizer, new_env as _new_env
@@ -110,12 +116,16 @@ class AsyncPPO:
     but no `total_steps` anneals over `steps`. With RND, `rnd_warmup_steps` random steps of
     every copy warm up RND's observation statistics before the first round (not counted in
     `steps`). Copies are seeded `seed + i` (default: the PPO's seed), so the same seeds give
-    the same run on CPU.
+    the same run on CPU. A NaN or infinite reward from a copy raises an EnvOutputError naming
+    the copy and the step; `non_finite_rewards="zero"` replaces it by 0 instead (counted in
+    `env.non_finite_rewards_replaced`). In `episodes` rounds, an episode still running after
+    `episode_step_cap` steps is cut there (bootstrapped, with a warning).
 
-    Run folder: with `log_dir`, `run()` writes `log_dir/<env>_<time>_seed<seed>/` (printed at
-    the start): progress.csv, episodes.csv, TensorBoard events (if installed), a checkpoint every
-    `checkpoint_every` env steps and at the end (also on Ctrl-C), the final weights in
-    `weights/` and learning_curve.png. `resume=<run folder>` continues that run: same learner
+    Run folder: with `log_dir`, `run()` writes `log_dir/<env>_<time>_seed<seed>/` (created
+    exclusively, with a `-1`, `-2`... suffix when taken; printed at the start): progress.csv,
+    episodes.csv, TensorBoard events (if installed), a checkpoint every `checkpoint_every` env
+    steps and at the end (also on Ctrl-C, SIGTERM or an error, unless the learner diverged),
+    the final weights in `weights/` and learning_curve.png. `resume=<run folder>` continues that run: same learner
     state, counters and files (its env copies start new episodes, seeded `seed + steps so far + i`).
 
     `backend="ray"` steps the copies on `ray_workers` Ray actors instead
@@ -129,13 +139,15 @@ class AsyncPPO:
                  rollout: str = "steps", num_steps: int = 64, backend: str = "auto",
                  rnd_warmup_steps: int = 64, log_dir: str | Path | None = None,
                  checkpoint_every: int = 100_000, resume: str | Path | None = None,
-                 ray_workers: int | None = None, ray_address: str | None = None):
+                 ray_workers: int | None = None, ray_address: str | None = None,
+                 episode_step_cap: int = EPISODE_STEP_CAP, non_finite_rewards: str = "raise"):
         self.num_envs = check_positive_int("num_envs", num_envs)
         self.steps = check_positive_int("steps", steps)
         self.num_steps = check_positive_int("num_steps", num_steps)
         self.rnd_warmup_steps = check_non_negative_int("rnd_warmup_steps", rnd_warmup_steps)
         self.checkpoint_every = check_non_negative_int("checkpoint_every", checkpoint_every)
         self.rollout = check_rollout(rollout)
+        self.episode_step_cap = check_episode_step_cap(episode_step_cap)
         if not isinstance(ppo, PPO):
             raise TypeError(f"ppo must be a PPO instance, got {type(ppo).__name__}")
         self.ppo = ppo
@@ -147,10 +159,11 @@ class AsyncPPO:
         self.episode_lengths: list[int] = []
         self.episode_end_steps: list[int] = []
         checkpoint = self._read_checkpoint(resume) if resume is not None else None
-        self.run_dir = Path(resume) if resume is not None else (
-            None if log_dir is None else Path(log_dir) / _run_name(env, self.seed))
         self._env_source = env
         if backend == "ray":
+            if non_finite_rewards != "raise":
+                raise ValueError(f"non_finite_rewards={non_finite_rewards!r} is for the local "
+                                 f"backends; the Ray workers always raise on a non-finite reward")
             self.env = RayCollector(env, ppo, self.num_envs, seed=self.seed + self.total_steps,
                                     rollout=rollout, num_steps=self.num_steps,
                                     num_workers=ray_workers, address=ray_address)
@@ -158,23 +171,27 @@ class AsyncPPO:
             raise ValueError(f"ray_workers and ray_address are for backend='ray', not {backend!r}")
         else:
             self.env = EnvVectorizer(env, self.num_envs, seed=self.seed + self.total_steps,
-                                     backend=backend)
+                                     backend=backend, non_finite_rewards=non_finite_rewards)
         try:
             check_spaces(self.env.observation_space, self.env.action_space, ppo)
             space = self.env.action_space
             if ppo.is_continuous and not ppo.action_bounds_given and _has_finite_bounds(space):
                 ppo.set_action_bounds(space.low, space.high)
             if checkpoint is not None:
-                ppo.load_training_state(checkpoint["learner"], self.run_dir / CHECKPOINT_FILE)
+                ppo.load_training_state(checkpoint["learner"], Path(resume) / CHECKPOINT_FILE)
             if self._on_ray:
                 self.env.publish(ppo.policy)
         except (TypeError, ValueError):
             self.env.close()  # subprocess workers must not outlive a refused configuration
             raise
+        self.run_dir = Path(resume) if resume is not None else (
+            None if log_dir is None else new_run_folder(Path(log_dir), _run_name(env, self.seed)))
         self.buffer = VecMemory(self.num_envs)
         self.collector = None if self._on_ray else FixedHorizonCollector(self.env)
         self.progress_bar = progress_bar
         self.interrupted = False
+        self.stopped_by: str | None = None
+        self._deadline: float | None = None
         self._rnd_warmed_up = checkpoint is not None
 
     # ------------------------------------------------------------------ training
@@ -189,7 +206,9 @@ class AsyncPPO:
             collected = self._collect_and_learn_on_ray()
         else:
             if self.rollout == "episodes":
-                collected = collect_episodes(self.env, self.buffer, self.ppo.get_action)
+                collected = collect_episodes(self.env, self.buffer, self.ppo.get_action,
+                                             episode_step_cap=self.episode_step_cap,
+                                             should_stop=self._should_stop)
             else:
                 collected = self.collector.collect(self.buffer, self.ppo.get_action, self.num_steps)
             utils.buffer_to_target_buffer_transfer(self.buffer, self.ppo.memory)
@@ -222,20 +241,27 @@ class AsyncPPO:
         return collected
 
     def run(self, timeout: float | None = None) -> list[float]:
-        """Trains until `steps` env steps are collected, or `timeout` seconds have passed (the
-        round under way is finished); returns every finished episode's return. Ctrl-C stops
-        training cleanly after saving a checkpoint (with a run folder); `interrupted` says so."""
+        """Trains until `steps` env steps are collected, or `timeout` seconds have passed;
+        returns every finished episode's return.
+
+        Ctrl-C (SIGINT) and SIGTERM stop training after the round under way (a second signal
+        stops at once), save a checkpoint and the weights (with a run folder) and return;
+        `interrupted` is then True and `stopped_by` names the signal ("timeout" for a timeout).
+        An `episodes` round under way when the time is up or a signal comes is cut short.
+        If training fails with an error, the checkpoint and weights are still saved when the
+        learner is finite (never over good files when it diverged), and the error is raised."""
         if timeout is not None:
             timeout = check_positive_float("timeout", timeout)
         logger = self._start_run_folder()
         start, seconds_before = time.perf_counter(), self.seconds
+        self._deadline = None if timeout is None else start + timeout
+        self.stopped_by, failure = None, None
         next_checkpoint = self.total_steps + self.checkpoint_every
         with tqdm(total=self.steps, initial=min(self.total_steps, self.steps), unit="step",
-                  disable=not self.progress_bar, dynamic_ncols=True) as pbar:
+                  disable=not self.progress_bar, dynamic_ncols=True) as pbar, \
+                stop_signals(self._stop_on_signal):
             try:
-                while self.total_steps < self.steps:
-                    if timeout is not None and time.perf_counter() - start >= timeout:
-                        break
+                while self.total_steps < self.steps and not self._should_stop():
                     episodes_before = len(self.episode_returns)
                     collected = self.train_round()
                     self.seconds = seconds_before + time.perf_counter() - start
@@ -245,14 +271,35 @@ class AsyncPPO:
                         if self.checkpoint_every and self.total_steps >= next_checkpoint:
                             self.save_checkpoint()
                             next_checkpoint = self.total_steps + self.checkpoint_every
-            except KeyboardInterrupt:
-                self.interrupted = True
-                pbar.write(f"interrupted at step {self.total_steps}"
-                           + (f"; checkpoint saved in {self.run_dir}" if logger is not None else ""))
+            except KeyboardInterrupt:  # a second signal, or Ctrl-C where no handler could be set
+                self.stopped_by = self.stopped_by or "SIGINT"
+            except BaseException as error:
+                failure = error
+                raise
             finally:
+                self._deadline = None
+                self.interrupted = self.stopped_by in STOP_SIGNALS
+                if self.stopped_by is not None:
+                    pbar.write(self._stop_message(timeout, logger is not None))
                 if logger is not None:
-                    self._finish_run_folder(logger)
+                    self._finish_run_folder(logger, failure)
         return self.episode_returns
+
+    def _stop_on_signal(self, name: str) -> None:
+        self.stopped_by = self.stopped_by or name
+
+    def _should_stop(self) -> bool:
+        """True once a stop signal came or the run's timeout has passed."""
+        if self.stopped_by is None and self._deadline is not None \
+                and time.perf_counter() >= self._deadline:
+            self.stopped_by = "timeout"
+        return self.stopped_by is not None
+
+    def _stop_message(self, timeout: float | None, saved: bool) -> str:
+        cause = (f"stopped by the timeout ({timeout:g} s)" if self.stopped_by == "timeout"
+                 else f"interrupted by {self.stopped_by}")
+        return f"{cause} at step {self.total_steps}" + (
+            f"; checkpoint saved in {self.run_dir}" if saved else "")
 
     def _show_progress(self, pbar: tqdm, new_steps: int) -> None:
         recent = self.episode_returns[-self.num_envs:]
@@ -276,10 +323,19 @@ class AsyncPPO:
         logger.log_round(self.total_steps, self.seconds, self.ppo.stats,
                          self.episode_returns[-self.num_envs:], list(ends), len(self.episode_returns))
 
-    def _finish_run_folder(self, logger: RunLogger) -> None:
-        self.save_checkpoint()
-        self.ppo.save_weights(self.run_dir / "weights")
-        logger.close()
+    def _finish_run_folder(self, logger: RunLogger, failure: BaseException | None) -> None:
+        """Saves the checkpoint and the weights, unless the learner went non-finite, and closes
+        the logs. After a failure, a save that fails too is reported without hiding the error."""
+        try:
+            if failure is None or not self.ppo.non_finite_weights():
+                self.save_checkpoint()
+                self.ppo.save_weights(self.run_dir / "weights")
+        except (OSError, NonFiniteError) as error:
+            if failure is None:
+                raise
+            print(f"could not save the run folder after the error below: {error}", file=sys.stderr)
+        finally:
+            logger.close()
 
     def save_checkpoint(self, file: str | Path | None = None) -> Path:
         """Writes everything needed to resume (learner state, counters, episode history)
@@ -319,7 +375,7 @@ class AsyncPPO:
         """Returns of `episodes` whole episodes of the trained policy, on `env` or, by default,
         on a fresh copy of the training env."""
         return evaluate(self.ppo, env if env is not None else self.make_env(), episodes,
-                        deterministic, seed)
+                        deterministic, seed, episode_step_cap=self.episode_step_cap)
 
     def make_env(self) -> gym.Env:
         """A new, independent copy of the training env."""
@@ -327,6 +383,47 @@ class AsyncPPO:
 
     def close(self) -> None:
         self.env.close()
+
+
+def new_run_folder(parent: Path, name: str) -> Path:
+    """Creates `parent/name`, or `parent/name-1`, `-2`... if taken: created exclusively, so
+    runs started at the same moment never share a folder."""
+    parent.mkdir(parents=True, exist_ok=True)
+    for attempt in itertools.count():
+        folder = parent / (name if attempt == 0 else f"{name}-{attempt}")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
+    raise AssertionError("unreachable")
+
+
+STOP_SIGNALS = ("SIGINT", "SIGTERM")
+
+
+@contextmanager
+def stop_signals(on_signal: Callable[[str], None]) -> Iterator[None]:
+    """While inside: SIGINT and SIGTERM call `on_signal(name)` (the run stops after the round
+    under way) and a second one raises KeyboardInterrupt at once. Handlers can only be set in
+    the main thread; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[str] = []
+
+    def handle(signum: int, _frame) -> None:
+        if received:
+            raise KeyboardInterrupt(f"second stop signal ({signal.Signals(signum).name})")
+        received.append(signal.Signals(signum).name)
+        on_signal(received[0])
+
+    previous = {name: signal.signal(getattr(signal, name), handle) for name in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), signal.SIG_DFL if handler is None else handler)
 
 
 def _run_name(env, seed: int) -> str:

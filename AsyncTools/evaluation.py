@@ -12,7 +12,6 @@ and one after every step, so an episode of n steps gives n + 1 frames.
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 from typing import Callable
 
@@ -20,19 +19,25 @@ import gymnasium as gym
 import numpy as np
 
 from PPO import PPO
+from PPO.checkpoint import temporary_path
 from PPO.checks import check_bool, check_positive_int
+
+from .rollout import EPISODE_STEP_CAP, check_episode_step_cap, warn_episode_cut
 
 __all__ = ["evaluate", "play_episodes", "record_gif", "record_video"]
 
 
 def play_episodes(ppo: PPO, env: gym.Env, episodes: int, deterministic: bool = True,
                   seed: int | None = None,
-                  on_frame: Callable[[], None] | None = None) -> list[float]:
+                  on_frame: Callable[[], None] | None = None, *,
+                  episode_step_cap: int = EPISODE_STEP_CAP) -> list[float]:
     """Plays `episodes` whole episodes with `ppo.get_action`; returns each episode's return.
 
     `on_frame` is called after every reset and after every step (the moments a recorder
-    renders a frame). Episode k is reset with `seed + k` when `seed` is given."""
+    renders a frame). Episode k is reset with `seed + k` when `seed` is given. An episode
+    still running after `episode_step_cap` steps is ended there, with a warning."""
     episodes = check_positive_int("episodes", episodes)
+    episode_step_cap = check_episode_step_cap(episode_step_cap)
     deterministic = check_bool("deterministic", deterministic)
     bounds = ((env.action_space.low, env.action_space.high)
               if isinstance(env.action_space, gym.spaces.Box) else None)
@@ -41,7 +46,7 @@ def play_episodes(ppo: PPO, env: gym.Env, episodes: int, deterministic: bool = T
         obs, _ = env.reset(seed=None if seed is None else seed + k)
         if on_frame is not None:
             on_frame()
-        total, done = 0.0, False
+        total, done, length = 0.0, False, 0
         while not done:
             # A batch of one: works for every observation shape, flattened or image.
             action = ppo.get_action(np.asarray(obs)[None], deterministic=deterministic)[0]
@@ -50,17 +55,22 @@ def play_episodes(ppo: PPO, env: gym.Env, episodes: int, deterministic: bool = T
             obs, reward, terminated, truncated, _ = env.step(action)
             total += float(reward)
             done = bool(terminated or truncated)
+            length += 1
             if on_frame is not None:
                 on_frame()
+            if not done and length >= episode_step_cap:
+                warn_episode_cut(f"evaluation episode {k}", episode_step_cap)
+                done = True
         returns.append(total)
     return returns
 
 
 def evaluate(ppo: PPO, env: gym.Env, episodes: int = 10, deterministic: bool = True,
-             seed: int | None = None) -> list[float]:
+             seed: int | None = None, *, episode_step_cap: int = EPISODE_STEP_CAP) -> list[float]:
     """The returns of `episodes` whole episodes played by `ppo` in `env` (the most likely
-    action with `deterministic=True`, a sampled one otherwise)."""
-    return play_episodes(ppo, env, episodes, deterministic, seed)
+    action with `deterministic=True`, a sampled one otherwise); an episode still running after
+    `episode_step_cap` steps is ended there, with a warning."""
+    return play_episodes(ppo, env, episodes, deterministic, seed, episode_step_cap=episode_step_cap)
 
 
 def _check_rgb_array(env: gym.Env, caller: str) -> None:
@@ -98,7 +108,7 @@ def record_gif(ppo: PPO, env: gym.Env, file: str | os.PathLike, *, episodes: int
     images = [Image.fromarray(frame) for frame in frames]
     path = Path(file)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    temporary = temporary_path(path)
     try:
         images[0].save(temporary, format="GIF", save_all=True, append_images=images[1:],
                        duration=round(1000 / fps), loop=0)

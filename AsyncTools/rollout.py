@@ -9,9 +9,12 @@ Two shapes of collection:
 from __future__ import annotations
 
 from dataclasses import dataclass
+import warnings
 from typing import Callable
 
 import numpy as np
+
+from PPO.checks import check_positive_int
 
 from . import utils
 from .vec_memory import VecMemory
@@ -36,26 +39,57 @@ class EpisodeRound:
     episode_lengths: np.ndarray
 
 
+EPISODE_STEP_CAP = 10_000  # default cap on one episode in rollout="episodes" rounds and in evaluation
+
+
+def check_episode_step_cap(cap: int) -> int:
+    return check_positive_int("episode_step_cap", cap)
+
+
+def warn_episode_cut(episodes: str, cap: int) -> None:
+    """The message given when `episodes` are cut at the step cap (once per place, as warnings go)."""
+    warnings.warn(f"{episodes}: still running after episode_step_cap={cap} steps, cut there "
+                  f"(as a time limit would cut it); pass episode_step_cap= to change "
+                  f"the cap", RuntimeWarning, stacklevel=3)
+
+
 def collect_episodes(env: EnvVectorizer, buffer: VecMemory,
-                     get_action: Callable[[np.ndarray], np.ndarray]) -> EpisodeRound:
+                     get_action: Callable[[np.ndarray], np.ndarray], *,
+                     episode_step_cap: int = EPISODE_STEP_CAP,
+                     should_stop: Callable[[], bool] | None = None) -> EpisodeRound:
     """Runs one episode in every env copy, storing every step in `buffer`; returns when all
-    episodes are over (the original project's collection)."""
+    episodes are over (the original project's collection).
+
+    An episode still running after `episode_step_cap` steps is cut there (a warning says so),
+    and once `should_stop()` turns True every running episode is cut at the step under way
+    (a timeout or a stop signal): cut episodes are stored as truncated, so their last state's
+    value is bootstrapped. Episodes cut by `should_stop` are not counted as finished."""
     states = env.reset()[0]
     episode_returns = np.zeros(env.num_envs)
     episode_lengths = np.zeros(env.num_envs, dtype=np.int64)
+    unfinished = np.zeros(env.num_envs, dtype=bool)
     while True:
         actions = get_action(states)
         running = env.active_indices()
         next_states, rewards, terminated, truncated, _ = env.step(actions)
-        dones = terminated | truncated
-        utils.buffer_append(buffer, states, actions, rewards, dones,
-                            is_env_terminal=env.envs_active, num_envs=env.num_envs)
         episode_returns[running] += rewards
         episode_lengths[running] += 1
+        capped = (episode_lengths[running] >= episode_step_cap) & ~(terminated | truncated)
+        if capped.any():
+            warn_episode_cut(f'rollout="episodes", env copies {running[capped].tolist()}',
+                             episode_step_cap)
+        if should_stop is not None and should_stop():
+            unfinished[running[~(terminated | truncated | capped)]] = True
+            capped[:] = ~(terminated | truncated)
+        dones = terminated | truncated | capped
+        utils.buffer_append(buffer, states, actions, rewards, dones, is_env_terminal=env.envs_active,
+                            num_envs=env.num_envs, terminated=terminated, next_states=next_states)
         states = utils.inactive_states_dropout(next_states, dones)
         env.envs_active = utils.update_active_environments_list(env.envs_active, dones)
         if np.all(env.envs_active):
-            return EpisodeRound(int(episode_lengths.sum()), episode_returns, episode_lengths)
+            finished = ~unfinished
+            return EpisodeRound(int(episode_lengths.sum()), episode_returns[finished],
+                                episode_lengths[finished])
 
 
 class FixedHorizonCollector:

@@ -8,8 +8,10 @@
 from __future__ import annotations
 
 import csv
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -25,10 +27,11 @@ class RunLogger:
 
     def __init__(self, run_dir: str | Path):
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._progress = self._open_csv("progress.csv", PROGRESS_FIELDS)
-        self._episodes = self._open_csv("episodes.csv", EPISODE_FIELDS)
-        self._tensorboard = _tensorboard_writer(self.run_dir)
+        with _naming_write_errors(self.run_dir):
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._progress = self._open_csv("progress.csv", PROGRESS_FIELDS)
+            self._episodes = self._open_csv("episodes.csv", EPISODE_FIELDS)
+            self._tensorboard = _tensorboard_writer(self.run_dir)
 
     def _open_csv(self, name: str, fields: Sequence[str]):
         file = self.run_dir / name
@@ -48,25 +51,42 @@ class RunLogger:
                    steps_per_second=round(steps / seconds, 1) if seconds > 0 else "",
                    episodes=total_episodes,
                    mean_return=float(np.mean(recent_returns)) if len(recent_returns) else "")
-        handle, writer = self._progress
-        writer.writerow(row)
-        handle.flush()
-        handle, writer = self._episodes
-        writer.writerows({"steps": s, "return": r, "length": n} for s, r, n in episode_ends)
-        handle.flush()
+        with _naming_write_errors(self.run_dir / "progress.csv"):
+            handle, writer = self._progress
+            writer.writerow(row)
+            handle.flush()
+        with _naming_write_errors(self.run_dir / "episodes.csv"):
+            handle, writer = self._episodes
+            writer.writerows({"steps": s, "return": r, "length": n} for s, r, n in episode_ends)
+            handle.flush()
         if self._tensorboard is not None:
-            for name in PROGRESS_FIELDS[1:]:
-                if isinstance(row.get(name), (int, float)):
-                    self._tensorboard.add_scalar(name, row[name], steps)
+            with _naming_write_errors(Path(self._tensorboard.get_logdir())):
+                for name in PROGRESS_FIELDS[1:]:
+                    if isinstance(row.get(name), (int, float)):
+                        self._tensorboard.add_scalar(name, row[name], steps)
 
     def close(self) -> Path | None:
         """Closes the files and writes learning_curve.png; returns its path (None without
         matplotlib or episodes)."""
-        for handle, _ in (self._progress, self._episodes):
-            handle.close()
-        if self._tensorboard is not None:
-            self._tensorboard.close()
-        return plot_learning_curve(self.run_dir / "episodes.csv", self.run_dir / "learning_curve.png")
+        try:
+            for handle, _ in (self._progress, self._episodes):
+                handle.close()
+            if self._tensorboard is not None:
+                self._tensorboard.close()
+            return plot_learning_curve(self.run_dir / "episodes.csv", self.run_dir / "learning_curve.png")
+        except OSError as error:  # the rows were flushed as they came; this must not hide how the run ended
+            warnings.warn(f"closing the run folder {self.run_dir}: {error}", RuntimeWarning)
+            return None
+
+
+@contextmanager
+def _naming_write_errors(file: Path) -> Iterator[None]:
+    """Re-raises a failed write (a full disk: ENOSPC) as an OSError that names `file`."""
+    try:
+        yield
+    except OSError as error:
+        raise OSError(error.errno, f"could not write {file} ({error.strerror or error})",
+                      str(file)) from error
 
 
 def _tensorboard_writer(run_dir: Path):

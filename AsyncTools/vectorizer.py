@@ -2,11 +2,16 @@
 backends: an in-process loop, gymnasium's native vector env, or subprocess workers."""
 from __future__ import annotations
 
+import atexit
+import contextlib
 import copy
+import multiprocessing.connection
 import os
 import re
+import signal
 import time
-from typing import Any, Callable
+import traceback
+from typing import Any, Callable, Iterator, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -16,6 +21,7 @@ from PPO.checks import check_positive_int
 from .vec_memory import as_state_array
 
 BACKENDS = ("auto", "loop", "native", "subprocess")
+NON_FINITE_REWARD_CHOICES = ("raise", "zero")
 
 
 class EnvStepError(RuntimeError):
@@ -29,6 +35,48 @@ class EnvStepError(RuntimeError):
             found = re.search(r"env copy (\d+)", str(message))
             env_index = int(found.group(1)) if found else None
         self.env_index = env_index
+
+
+class EnvOutputError(EnvStepError, ValueError):
+    """An env copy returned something unusable: an observation of the wrong shape or not
+    finite, a reward that is not a scalar or (by default) not finite. `env_index` says which."""
+
+
+def _copies(indices: Sequence[int], num_envs: int) -> str:
+    """'env copy 2 of 8', or 'env copies [2, 5] of 8'."""
+    if len(indices) == 1:
+        return f"env copy {indices[0]} of {num_envs}"
+    return f"env copies {list(indices)} of {num_envs}"
+
+
+def _wrong_observation_shape(index: int, num_envs: int, method: str, shape: Any,
+                             space: gym.Space) -> EnvOutputError:
+    return EnvOutputError(f"env copy {index} of {num_envs} returned an observation of shape "
+                          f"{shape} from {method}(), but its observation_space {space} has shape "
+                          f"{space.shape}", index)
+
+
+def _wrong_reward(index: int, num_envs: int, what: str) -> EnvOutputError:
+    return EnvOutputError(f"env copy {index} of {num_envs} returned {what} from step(); a "
+                          f"reward must be a scalar number", index)
+
+
+def _shape_of(value: Any) -> Any:
+    """np.shape(value), or 'ragged' where the value is a nested sequence of uneven lengths."""
+    try:
+        return np.shape(value)
+    except ValueError:
+        return "ragged"
+
+
+def _reward_problem(reward: Any) -> str | None:
+    """What is wrong with one copy's reward ('a reward of shape (1,)'), or None if it is a
+    scalar number."""
+    try:
+        value = np.asarray(reward, dtype=np.float32)
+    except (TypeError, ValueError):
+        return f"a reward of type {type(reward).__name__}"
+    return None if value.shape == () else f"a reward of shape {value.shape}"
 
 
 def _call_named(env: gym.Env, index: int, num_envs: int, method: str, *args, **kwargs):
@@ -122,18 +170,195 @@ class VectorEnvBackend:
         self.vector_env.close()
 
 
+class SubprocessBackend(VectorEnvBackend):
+    """gymnasium's AsyncVectorEnv: one worker process per copy.
+
+    A worker that dies (killed, out of memory) makes `reset`/`step` raise an EnvStepError
+    naming its copy and how it died, instead of the bare EOFError or BrokenPipeError of its
+    pipe; every later call raises it again. `close` returns within a few seconds whatever state
+    the workers are in; it also runs at interpreter exit for a backend left open, since the
+    workers ignore the SIGTERM with which multiprocessing would stop them there.
+    """
+
+    def __init__(self, vector_env: gym.vector.AsyncVectorEnv):
+        super().__init__(vector_env, seed_all_from_first=False)
+        self._worker_death: EnvStepError | None = None
+        atexit.register(self.close)
+
+    def reset(self, seeds: list[int] | None):
+        with self._naming_dead_workers():
+            return super().reset(seeds)
+
+    def step(self, actions: np.ndarray, indices: np.ndarray):
+        with self._naming_dead_workers():
+            return super().step(actions, indices)
+
+    @contextlib.contextmanager
+    def _naming_dead_workers(self) -> Iterator[None]:
+        """Turns the pipe error that a dead worker causes into an EnvStepError naming it."""
+        if self._worker_death is not None:
+            raise EnvStepError(str(self._worker_death), self._worker_death.env_index)
+        try:
+            yield
+        except (EOFError, OSError) as error:  # OSError: BrokenPipeError, ConnectionResetError
+            death = _worker_death_error(self.vector_env.processes)
+            if death is None:
+                raise
+            self._worker_death = death
+            raise death from error
+
+    def close(self) -> None:
+        """Asks the workers to close; stops the ones that do not within WORKER_CLOSE_SECONDS.
+        Safe to call again, and after an error or a KeyboardInterrupt in `reset`/`step`."""
+        if self.vector_env.closed:
+            return
+        _stop_workers(self.vector_env.parent_pipes, self.vector_env.processes)
+        self.vector_env.closed = True  # its own close would wait on the workers without a bound
+        atexit.unregister(self.close)
+
+
+WORKER_CLOSE_SECONDS = 3.0  # how long `close` waits for the workers to finish on their own
+WORKER_STOP_SECONDS = 1.0  # how long it then waits after terminating, and after killing, them
+
+
+def _worker_death_error(processes: Sequence[multiprocessing.Process],
+                        wait_seconds: float = 2.0) -> EnvStepError | None:
+    """An EnvStepError naming the first worker process that has ended, or None if all still
+    run after `wait_seconds` (a pipe can report the end a moment before the process does)."""
+    ended = multiprocessing.connection.wait([p.sentinel for p in processes], wait_seconds)
+    dead = [i for i, process in enumerate(processes) if process.sentinel in ended]
+    if not dead:
+        return None
+    process = processes[dead[0]]
+    process.join(wait_seconds)  # reaps it, so that its exit code is known
+    message = (f"env copy {dead[0]} of {len(processes)}: its worker process died "
+               f"({_describe_exit(process.exitcode)})")
+    if len(dead) > 1:
+        message += f"; the workers of copies {dead[1:]} died too"
+    return EnvStepError(message, dead[0])
+
+
+def _describe_exit(exitcode: int | None) -> str:
+    """'killed by signal 9, SIGKILL', 'exit code 1'."""
+    if exitcode is None:
+        return "exit code unknown"
+    if exitcode >= 0:
+        return f"exit code {exitcode}"
+    try:
+        return f"killed by signal {-exitcode}, {signal.Signals(-exitcode).name}"
+    except ValueError:
+        return f"killed by signal {-exitcode}"
+
+
+def _stop_workers(pipes: Sequence[Any], processes: Sequence[multiprocessing.Process]) -> None:
+    """Sends every worker gymnasium's 'close' command and waits WORKER_CLOSE_SECONDS for them
+    to exit; terminates, then kills, the ones still running; closes the pipes. A worker busy
+    with a step sent before (a KeyboardInterrupt left it unread) finishes it, then closes."""
+    for pipe in pipes:
+        if pipe is not None and not pipe.closed:
+            try:
+                pipe.send(("close", None))
+            except OSError:  # that worker is gone already
+                pass
+    _join_all(processes, WORKER_CLOSE_SECONDS)
+    # The workers ignore SIGTERM (see _WorkerEnvFactory), so `terminate` stops only those
+    # whose env re-enabled it; `kill` stops the rest.
+    for stop in (multiprocessing.Process.terminate, multiprocessing.Process.kill):
+        running = [process for process in processes if process.is_alive()]
+        for process in running:
+            stop(process)
+        _join_all(running, WORKER_STOP_SECONDS)
+    for pipe in pipes:
+        if pipe is not None:
+            pipe.close()
+
+
+def _join_all(processes: Sequence[multiprocessing.Process], seconds: float) -> None:
+    """Joins the processes, waiting at most `seconds` for all of them together."""
+    deadline = time.monotonic() + seconds
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+
+
 class _NameErrors(gym.Wrapper):
-    """Runs inside a subprocess worker: re-raises an env's exception with the copy's index."""
+    """Runs inside a subprocess worker: re-raises an env's exception with the copy's index, and
+    checks the shapes of its observations and rewards (the main process cannot: observations
+    arrive there already written into the shared batch array)."""
 
     def __init__(self, env: gym.Env, index: int, num_envs: int):
         super().__init__(env)
         self.index, self.copies = index, num_envs
 
     def step(self, action):
-        return _call_named(self.env, self.index, self.copies, "step", action)
+        result = _call_named(self.env, self.index, self.copies, "step", action)
+        self._check_observation(result[0], "step")
+        problem = _reward_problem(result[1])
+        if problem is not None:
+            raise _wrong_reward(self.index, self.copies, problem)
+        return result
 
     def reset(self, **kwargs):
-        return _call_named(self.env, self.index, self.copies, "reset", **kwargs)
+        result = _call_named(self.env, self.index, self.copies, "reset", **kwargs)
+        self._check_observation(result[0], "reset")
+        return result
+
+    def _check_observation(self, observation: Any, method: str) -> None:
+        space = self.observation_space
+        if space.shape is not None and _shape_of(observation) != space.shape:
+            raise _wrong_observation_shape(self.index, self.copies, method,
+                                           _shape_of(observation), space)
+
+
+class _FailedEnv(gym.Env):
+    """Stands in, inside a worker, for an env copy whose constructor raised: it has the copy's
+    spaces, so the worker starts as usual, and its `reset` and `step` raise `error`, which
+    gymnasium then sends to the main process."""
+
+    def __init__(self, error: EnvStepError, observation_space: gym.Space,
+                 action_space: gym.Space):
+        self.error = error
+        self.observation_space, self.action_space = observation_space, action_space
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        raise self.error
+
+    def step(self, action):
+        raise self.error
+
+
+class _WorkerEnvFactory:
+    """Makes env copy `index` for gymnasium's AsyncVectorEnv (a picklable callable).
+
+    In a worker process it first makes the process ignore SIGINT and SIGTERM: Ctrl-C in a
+    terminal signals the whole process group, and only the main process should decide what
+    happens then (it closes the workers; a worker also ends when its pipe to the main process
+    closes). If the env's constructor raises there, it returns a `_FailedEnv` whose first
+    `reset` raises an EnvStepError naming the copy, with the original error and traceback. In
+    the main process (gymnasium makes one copy there to read the spaces) it only makes the env.
+    """
+
+    def __init__(self, make_env: Callable[[], gym.Env], index: int, num_envs: int,
+                 observation_space: gym.Space, action_space: gym.Space):
+        self.make_env, self.index, self.num_envs = make_env, index, num_envs
+        self.observation_space, self.action_space = observation_space, action_space
+        self.main_pid = os.getpid()
+
+    def __call__(self) -> gym.Env:
+        if os.getpid() == self.main_pid:
+            return _NameErrors(self.make_env(), self.index, self.num_envs)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            env = self.make_env()
+        except Exception as error:
+            return _FailedEnv(self._start_error(error), self.observation_space, self.action_space)
+        return _NameErrors(env, self.index, self.num_envs)
+
+    def _start_error(self, error: Exception) -> EnvStepError:
+        trace = "".join(traceback.format_exception(error))
+        return EnvStepError(f"env copy {self.index} of {self.num_envs} could not be made in its "
+                            f"worker process: the env constructor raised "
+                            f"{type(error).__name__}: {error}\n{trace}", self.index)
 
 
 def _copy_env(env: gym.Env) -> gym.Env:
@@ -156,6 +381,18 @@ def new_env(env: gym.Env | Callable[[], gym.Env]) -> gym.Env:
     """A new copy of `env` (an env, copied; or a function, called), independent of it."""
     _check_env_source(env)
     return _copy_env(env) if isinstance(env, gym.Env) else env()
+
+
+def _spaces_of(env) -> tuple[gym.Space, gym.Space]:
+    """(observation_space, action_space) of `env`, an env or a function making one (called
+    once here; the env it makes is closed)."""
+    if isinstance(env, gym.Env):
+        return env.observation_space, env.action_space
+    probe = env()
+    try:
+        return probe.observation_space, probe.action_space
+    finally:
+        probe.close()
 
 
 def _env_factories(env, num_envs: int) -> list[Callable[[], gym.Env]]:
@@ -225,10 +462,12 @@ def _make_backend(env, num_envs: int, backend: str):
         return VectorEnvBackend(vector_env, seed_all_from_first=True), env.observation_space, env.action_space
     factories = _env_factories(env, num_envs)
     if backend == "subprocess":
-        named = [lambda f=f, i=i: _NameErrors(f(), i, num_envs) for i, f in enumerate(factories)]
-        vector_env = gym.vector.AsyncVectorEnv(named, shared_memory=True)
-        return (VectorEnvBackend(vector_env, seed_all_from_first=False),
-                vector_env.single_observation_space, vector_env.single_action_space)
+        spaces = _spaces_of(env)
+        workers = [_WorkerEnvFactory(make, i, num_envs, *spaces)
+                   for i, make in enumerate(factories)]
+        vector_env = gym.vector.AsyncVectorEnv(workers, shared_memory=True)
+        return (SubprocessBackend(vector_env), vector_env.single_observation_space,
+                vector_env.single_action_space)
     envs = [make() for make in factories]
     return LoopBackend(envs), envs[0].observation_space, envs[0].action_space
 
@@ -266,11 +505,31 @@ class EnvVectorizer:
     generator seeded with `seed`); every later `reset()` reseeds each copy with a seed drawn from
     a generator seeded with `seed`, so episode rounds are the same on every backend. Continuous actions are clipped to the action space before
     the env sees them (`clip_actions`); the caller's array is not changed.
+
+    What the copies return is checked on every backend: an observation whose shape is not the
+    observation space's, a non-finite observation, or a reward that is not a scalar raises an
+    EnvOutputError (a ValueError and an EnvStepError) naming the copy. A NaN or infinite
+    reward does too with `non_finite_rewards="raise"` (the default), naming the step
+    (`step_count`, the number of `step`/`step_autoreset` calls); with `"zero"` it is replaced
+    by 0.0 and counted in `non_finite_rewards_replaced`.
+
+    A subprocess worker that dies, or whose env's constructor raises, makes `reset`/`step`
+    raise an EnvStepError naming the copy; the workers ignore SIGINT and SIGTERM (Ctrl-C is for
+    the main process to handle). `close()` returns within a few seconds, also after such an
+    error or a KeyboardInterrupt, and may be called twice.
     """
 
     def __init__(self, env: gym.Env | Callable[[], gym.Env], num_envs: int = 1,
-                 seed: int | None = None, clip_actions: bool = True, backend: str = "loop"):
+                 seed: int | None = None, clip_actions: bool = True, backend: str = "loop",
+                 non_finite_rewards: str = "raise"):
         self.num_envs = check_positive_int("num_envs", num_envs)
+        if not isinstance(non_finite_rewards, str) \
+                or non_finite_rewards not in NON_FINITE_REWARD_CHOICES:
+            raise ValueError(f"non_finite_rewards must be one of {NON_FINITE_REWARD_CHOICES}, "
+                             f"got {non_finite_rewards!r}")
+        self.non_finite_rewards = non_finite_rewards
+        self.non_finite_rewards_replaced = 0
+        self.step_count = 0
         self.backend, self.observation_space, self.action_space = _make_backend(
             env, self.num_envs, backend)
         self.backend_name = type(self.backend).__name__
@@ -324,7 +583,7 @@ class EnvVectorizer:
         if seeds is None:
             seeds = [int(s) for s in self._reset_seeds.integers(0, 2**31 - 1, self.num_envs)]
         states, infos = self.backend.reset(seeds)
-        states = self._as_states(states, np.arange(self.num_envs))
+        states = self._as_states(states, np.arange(self.num_envs), "reset")
         self.envs_active = np.zeros(self.num_envs, dtype=bool)
         self._ended[:] = False
         self.last_next_states = states.copy()
@@ -344,10 +603,11 @@ class EnvVectorizer:
         if actions.shape[:1] != (len(indices),):
             raise ValueError(f"actions: expected one action per running env ({len(indices)}), got "
                              f"an array of shape {actions.shape}")
+        self.step_count += 1
         next_states, rewards, terminated, truncated, infos = self.backend.step(
             self._env_actions(actions, indices), indices)
-        next_states = self._as_states(next_states, indices)
-        rewards = np.asarray(rewards, dtype=np.float32)
+        next_states = self._as_states(next_states, indices, "step")
+        rewards = self._as_rewards(rewards, indices)
         terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
         self.last_terminated[indices] = terminated
         self.last_truncated[indices] = truncated
@@ -373,12 +633,63 @@ class EnvVectorizer:
         self._ended = terminated | truncated
         return next_states, rewards, terminated, truncated, valid
 
-    def _as_states(self, states, indices: np.ndarray) -> np.ndarray:
-        stacked = as_state_array(states if isinstance(states, np.ndarray) else np.stack(states))
+    def _as_states(self, states, indices: np.ndarray, method: str) -> np.ndarray:
+        """The observations of copies `indices` (from `method`, 'reset' or 'step') as one
+        array; an EnvOutputError if one has the wrong shape or is not finite."""
+        expected = self.observation_space.shape
+        try:
+            stacked = as_state_array(states if isinstance(states, np.ndarray) else np.stack(states))
+        except ValueError:  # the copies' observations differ in shape
+            if expected is None:
+                raise
+            stacked = None
+        if expected is not None and (stacked is None or stacked.shape[1:] != expected):
+            raise self._observation_shape_error(states, indices, method)
         if stacked.dtype.kind == "f" and not np.isfinite(stacked).all():
-            bad = indices[~np.isfinite(stacked.reshape(len(stacked), -1)).all(axis=1)]
-            raise ValueError(f"env copies {bad.tolist()} returned non-finite observations")
+            bad = indices[~np.isfinite(stacked.reshape(len(stacked), -1)).all(axis=1)].tolist()
+            raise EnvOutputError(f"{_copies(bad, self.num_envs)} returned non-finite "
+                                 f"observations from {method}()", bad[0])
         return stacked
+
+    def _observation_shape_error(self, states, indices: np.ndarray,
+                                 method: str) -> EnvOutputError:
+        space = self.observation_space
+        for row, state in enumerate(states):
+            if _shape_of(state) != space.shape:
+                return _wrong_observation_shape(int(indices[row]), self.num_envs, method,
+                                                _shape_of(state), space)
+        return EnvOutputError(f"the {self.backend_name} returned observations of shape "
+                              f"{_shape_of(states)} from {method}() for {len(indices)} env "
+                              f"copies of observation_space {space}")
+
+    def _as_rewards(self, rewards, indices: np.ndarray) -> np.ndarray:
+        """The rewards of copies `indices` as a float32 array; an EnvOutputError if one is not
+        a scalar, or is not finite (unless `non_finite_rewards` is "zero": then it becomes 0)."""
+        try:
+            array = np.asarray(rewards, dtype=np.float32)
+        except (TypeError, ValueError):  # one copy's reward is a sequence, or not a number
+            array = None
+        if array is None or array.shape != (len(indices),):
+            raise self._reward_error(rewards, indices)
+        finite = np.isfinite(array)
+        if finite.all():
+            return array
+        bad_rows = np.flatnonzero(~finite)
+        if self.non_finite_rewards == "zero":
+            self.non_finite_rewards_replaced += len(bad_rows)
+            return np.where(finite, array, np.float32(0.0))
+        row = bad_rows[0]
+        raise EnvOutputError(f"env copy {indices[row]} of {self.num_envs} returned reward "
+                             f"{array[row]} at step {self.step_count} (vectorizer step count)",
+                             int(indices[row]))
+
+    def _reward_error(self, rewards, indices: np.ndarray) -> EnvOutputError:
+        for row, reward in enumerate(rewards):
+            problem = _reward_problem(reward)
+            if problem is not None:
+                return _wrong_reward(int(indices[row]), self.num_envs, problem)
+        return EnvOutputError(f"the {self.backend_name} returned rewards of shape "
+                              f"{_shape_of(rewards)} for {len(indices)} env copies")
 
     def close(self) -> None:
         self.backend.close()

@@ -17,14 +17,15 @@ from .ActorCritic import ActorCritic
 from .Memory import Batch, Memory
 from .RND import RND
 from .advantages import compute_gae
-from .checkpoint import atomic_save, check_compatible, load_state, load_tensors
+from .checkpoint import atomic_save, check_compatible, load_state, load_tensors, non_finite_entries
 from .checks import (check_bool, check_finite_float, check_non_negative_float, check_positive_float,
-                     check_positive_int, check_shape, check_unit_interval)
+                     check_positive_int, check_shape, check_unit_interval, NonFiniteError)
 from .normalization import RewardScaler
 from .numpy_actor import NumpyActor
 
 POLICY_FILE = "Policy_weights.pth"
-RND_FILE = "RND_weights.pth"
+RND_PREFIX = "rnd."  # RND's entries in the policy file
+LEGACY_RND_FILE = "RND_weights.pth"
 EVAL_CHUNK = 65536
 # The options that decide the networks' layout: a weights file fits only a PPO built with the same.
 STRUCTURE = ("is_continuous", "observ_dim", "action_dim", "observation_shape", "action_nvec",
@@ -366,6 +367,11 @@ class PPO:
         if len(self.memory) < self.batch_size:
             return None
         batch = self.memory.take()
+        bad_rows = _non_finite_rows(batch.rewards)
+        if bad_rows:
+            raise NonFiniteError(f"rewards: {len(bad_rows)} of the batch's {len(batch)} steps hold "
+                                 f"NaN or inf (rows {bad_rows[:5]}); the batch was dropped and "
+                                 f"the learner is unchanged")
         states, actions = batch.states, batch.actions
         if self.policy.obs_normalizer is not None:
             self.policy.obs_normalizer.update(states)
@@ -420,10 +426,11 @@ class PPO:
             if self.target_kl is not None and epoch_kl.item() / minibatches_per_epoch > self.target_kl:
                 break
 
+        means = (totals[:6] / totals[6]).tolist()
+        self._check_finite_after_update(dict(zip(("policy_loss", "value_loss", "entropy"), means)))
         if self.numpy_actor is not None:
             self.numpy_actor.refresh()  # the fused Adam step does not bump tensor versions
         self.samples_learned += len(batch)
-        means = (totals[:6] / totals[6]).tolist()
         extrinsic_returns = returns if returns.dim() == 1 else returns[:, 0]
         extrinsic_values = old_values if old_values.dim() == 1 else old_values[:, 0]
         explained = 1 - torch.var(extrinsic_returns - extrinsic_values) / (torch.var(extrinsic_returns) + 1e-8)
@@ -435,6 +442,21 @@ class PPO:
                           epochs=float(epoch + 1), gradient_steps=float(num_updates),
                           learning_rate=learning_rate)
         return dict(self.stats)
+
+    def non_finite_weights(self) -> list[str]:
+        """The names of the weights and statistics (as `save_weights` writes them) that hold
+        NaN or inf; empty for a healthy learner."""
+        return list(non_finite_entries(self._weights_state()))
+
+    def _check_finite_after_update(self, losses: dict[str, float]) -> None:
+        bad = self.non_finite_weights()
+        if not bad and all(math.isfinite(value) for value in losses.values()):
+            return
+        shown = ", ".join(f"{name}={value:.4g}" for name, value in losses.items())
+        raise NonFiniteError(
+            f"the update diverged ({shown}; NaN or inf in {bad[:5] or 'no weights yet'}): this "
+            f"learner can no longer be trained or saved, and nothing is saved over earlier files. "
+            f"Resume from the last checkpoint, e.g. with a lower lr or normalize_reward=True")
 
     # ------------------------------------------------------------- save/load
     def _config_tensors(self) -> dict[str, torch.Tensor]:
@@ -453,37 +475,42 @@ class PPO:
                 **{f"intrinsic_scaler.{k}": v for k, v in self.intrinsic_scaler.state_dict().items()}}
 
     def save_weights(self, path: str | Path) -> None:
-        """Writes `Policy_weights.pth` (policy, observation and reward statistics, action bounds,
-        the constructor's options) and, with RND, `RND_weights.pth` into the directory `path`
-        (created if missing). Each file is written atomically: a crash mid-save leaves the
-        previous file intact."""
+        """Writes `Policy_weights.pth` into the directory `path` (created if missing): the policy,
+        the observation and reward statistics, the action bounds, the constructor's options and,
+        with RND, RND's networks and statistics (entries named `rnd.*`). One file, written
+        atomically: a crash mid-save leaves the previous save whole. Raises NonFiniteError, and
+        writes nothing, if the learner holds NaN or inf."""
         directory = Path(path)
-        atomic_save({**self._policy_state(), **self._config_tensors()}, directory / POLICY_FILE)
+        atomic_save(self._weights_state(), directory / POLICY_FILE)
+        # Saves before RND moved into the policy file wrote RND_weights.pth beside it.
+        (directory / LEGACY_RND_FILE).unlink(missing_ok=True)
+
+    def _weights_state(self) -> dict[str, torch.Tensor]:
+        state = {**self._policy_state(), **self._config_tensors()}
         if self.rnd is not None:
-            atomic_save(self._rnd_state(), directory / RND_FILE)
+            state.update({RND_PREFIX + k: v for k, v in self._rnd_state().items()})
+        return state
 
     def load_weights(self, path: str | Path) -> "PPO":
-        """Loads what `save_weights` wrote into `path`. Raises FileNotFoundError if a file is
-        missing and ValueError if a file is corrupt or was saved for a different model.
-        Returns self, so `PPO(...).load_weights(path)` gives the loaded learner."""
-        directory = Path(path)
-        policy_file = directory / POLICY_FILE
-        state = self._checked_weights(load_tensors(policy_file, self.device), policy_file)
-        rnd_state = None
-        if self.rnd is not None:  # check both files before changing anything
-            rnd_file = directory / RND_FILE
-            rnd_state = load_tensors(rnd_file, self.device)
-            check_compatible(self._rnd_state(), rnd_state, rnd_file)
-        self._apply_weights(state, rnd_state)
+        """Loads what `save_weights` wrote into `path`. Raises FileNotFoundError if the file is
+        missing and ValueError if it is corrupt or was saved for a different model, naming what
+        differs. Returns self, so `PPO(...).load_weights(path)` gives the loaded learner."""
+        policy_file = Path(path) / POLICY_FILE
+        self._apply_weights(*self._checked_weights(load_tensors(policy_file, self.device), policy_file))
         return self
 
-    def _checked_weights(self, state: dict[str, torch.Tensor], file: Path) -> dict[str, torch.Tensor]:
-        """`state` (as `save_weights` writes the policy file) without its config entry, once its
-        options and tensor shapes are found to fit this PPO; ValueError naming what differs."""
+    def _checked_weights(self, state: dict[str, torch.Tensor], file: Path
+                         ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """`state` (as `_weights_state` makes it) split into the policy's and RND's entries, once
+        its options and tensor shapes are found to fit this PPO; ValueError naming what differs.
+        Everything is checked before anything is loaded."""
         state = dict(state)
+        rnd_state = {k[len(RND_PREFIX):]: state.pop(k) for k in list(state) if k.startswith(RND_PREFIX)}
         self._check_config(read_config(state, file), file)
         check_compatible(self._policy_state(), state, file)
-        return state
+        if self.rnd is not None:
+            check_compatible(self._rnd_state(), rnd_state, file)
+        return state, rnd_state
 
     def _apply_weights(self, state: dict[str, torch.Tensor],
                        rnd_state: dict[str, torch.Tensor] | None) -> None:
@@ -499,7 +526,7 @@ class PPO:
         the steps waiting in `memory`. Tensors and plain values only, so it loads with
         `weights_only=True`."""
         state: dict[str, Any] = {
-            "weights": {**self._policy_state(), **self._config_tensors()},
+            "weights": self._weights_state(),
             "optimizer": self.optimizer.state_dict(),
             "sample_generator": self.sample_generator.get_state(),
             "shuffle_generator": self.shuffle_generator.get_state(),
@@ -509,7 +536,7 @@ class PPO:
         if self.reward_scaler is not None:
             state["reward_scaler_carried"] = self.reward_scaler._carried
         if self.rnd is not None:
-            state.update(rnd=self._rnd_state(), rnd_optimizer=self.rnd.optimizer.state_dict(),
+            state.update(rnd_optimizer=self.rnd.optimizer.state_dict(),
                          intrinsic_scaler_carried=self.intrinsic_scaler._carried)
         return state
 
@@ -517,10 +544,7 @@ class PPO:
         """Restores what `training_state` returned (checked first: a state saved for another
         model raises ValueError naming what differs, and changes nothing)."""
         file = Path(file)
-        weights = self._checked_weights(state["weights"], file)
-        if self.rnd is not None:
-            check_compatible(self._rnd_state(), state["rnd"], file)
-        self._apply_weights(weights, state.get("rnd"))
+        self._apply_weights(*self._checked_weights(state["weights"], file))
         self.optimizer.load_state_dict(state["optimizer"])
         self.sample_generator.set_state(state["sample_generator"].cpu())
         self.shuffle_generator.set_state(state["shuffle_generator"].cpu())

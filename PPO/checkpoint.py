@@ -1,30 +1,90 @@
-"""Saving and loading tensors safely: atomic writes, weights-only loads, clear shape errors."""
+"""Saving and loading tensors safely: atomic writes that refuse non-finite values, weights-only
+loads, clear shape errors."""
 from __future__ import annotations
 
+import io
 import os
-import tempfile
+import secrets
+import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
+
+from .checks import NonFiniteError
+
+
+def non_finite_entries(state: Any, prefix: str = "") -> Iterator[str]:
+    """The names (dotted paths) of the floating-point tensors in `state`, a nest of dicts and
+    lists, that hold a NaN or an infinity."""
+    if isinstance(state, torch.Tensor):
+        if state.is_floating_point() and not bool(torch.isfinite(state).all()):
+            yield prefix or "tensor"
+    elif isinstance(state, dict):
+        for key, value in state.items():
+            yield from non_finite_entries(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(state, (list, tuple)):
+        for index, value in enumerate(state):
+            yield from non_finite_entries(value, f"{prefix}[{index}]")
+
+
+def temporary_path(file: Path) -> Path:
+    """A new hidden name beside `file` to write to before renaming over it. The name carries
+    this process's id and host, so `remove_stale_temporaries` can tell abandoned ones."""
+    return file.with_name(f".{file.name}.{os.getpid()}@{socket.gethostname()}."
+                          f"{secrets.token_hex(4)}.tmp")
+
+
+def remove_stale_temporaries(file: Path) -> None:
+    """Deletes the temporaries of `file` left by processes of this host that no longer run
+    (a save killed mid-write); those of running processes and of other hosts are kept."""
+    host = socket.gethostname()
+    for temporary in file.parent.glob(f".{file.name}.*.tmp"):
+        owner = temporary.name[len(file.name) + 2:-len(".tmp")].rsplit(".", 1)[0]
+        pid, _, owner_host = owner.partition("@")
+        if owner_host == host and pid.isdigit() and not _process_exists(int(pid)):
+            temporary.unlink(missing_ok=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by another user
+        return True
+    return True
 
 
 def atomic_save(state: dict[str, Any], file: Path) -> None:
     """Writes `state` to a temporary file beside `file`, then renames it over `file`, so a crash
-    mid-write leaves the previous file intact."""
-    file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
+    mid-write leaves the previous file intact.
+
+    Raises NonFiniteError, writing nothing, if a tensor in `state` holds NaN or inf (a learner
+    that has diverged is never saved over good files), and OSError with the errno of the
+    failure (ENOSPC for a full disk) and the path if the file cannot be written."""
+    bad = list(non_finite_entries(state))
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise NonFiniteError(f"not saving {file}: NaN or inf in {shown}; the file on disk, if "
+                             f"any, is unchanged")
+    serialised = io.BytesIO()
+    torch.save(state, serialised)  # in memory first: a write error then comes from Python, named
+    temporary = temporary_path(file)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(file)
+        with open(temporary, "xb") as handle:
+            handle.write(serialised.getbuffer())
             handle.flush()
             os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_name, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp_name, file)
+        os.replace(temporary, file)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise OSError(error.errno, f"could not write {file} ({error.strerror or error}); the "
+                      f"previous file, if any, is unchanged", str(file)) from error
     except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
 
 

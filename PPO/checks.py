@@ -58,3 +58,8 @@ def check_shape(name: str, value: object) -> tuple[int, ...]:
                             for v in items):
         raise ValueError(f"{name} must be a non-empty sequence of positive integers, got {value!r}")
     return tuple(int(v) for v in items)
+
+
+class NonFiniteError(FloatingPointError):
+    """NaN or inf where only finite numbers make sense: a reward, a loss, the learner's weights,
+    or a state about to be saved."""

@@ -6,6 +6,7 @@ The envs are plain Python classes (no registration): pass an instance, or a fact
 from __future__ import annotations
 
 import itertools
+import threading
 from pathlib import Path
 
 import gymnasium as gym
@@ -215,3 +216,20 @@ def rows_logged(log_dir: Path) -> int:
     """Data rows in the progress.csv of the run folder under `log_dir` (0 if none yet)."""
     files = list(Path(log_dir).glob("*/progress.csv"))
     return max(0, len(files[0].read_text().splitlines()) - 1) if files else 0
+
+
+def call_with_deadline(fn, seconds: float = 30.0) -> tuple[bool, BaseException | None, object]:
+    """Runs `fn` in a daemon thread for at most `seconds`; returns (finished, the exception it
+    raised or None, its result)."""
+    outcome: dict = {}
+
+    def target():
+        try:
+            outcome["result"] = fn()
+        except BaseException as error:  # noqa: BLE001 - handed back to the test
+            outcome["error"] = error
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return not thread.is_alive(), outcome.get("error"), outcome.get("result")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import pickle
-import threading
 import time
 
 import gymnasium as gym
@@ -19,7 +18,7 @@ from AsyncTools.vec_memory import VecMemory
 from AsyncTools.vectorizer import (BACKENDS, EnvStepError, EnvVectorizer, LoopBackend,
                                    VectorEnvBackend)
 from PPO import PPO
-from conftest import CounterEnv, RaiseOnSeedEnv, make_raise_on_seed_env
+from conftest import CounterEnv, RaiseOnSeedEnv, call_with_deadline, make_raise_on_seed_env
 
 FIELDS = ("next_states", "rewards", "terminated", "truncated", "valid")
 
@@ -29,27 +28,8 @@ def assert_rows_equal(a, b, row, context=""):
         assert np.array_equal(x[row], y[row]), f"{context} {name}[{row}]: {x[row]!r} != {y[row]!r}"
 
 
-def call_with_deadline(fn, seconds: float = 30.0):
-    """Runs `fn` in a daemon thread; returns (finished, exception raised or None)."""
-    outcome: dict = {}
-
-    def target():
-        try:
-            outcome["result"] = fn()
-        except BaseException as error:  # noqa: BLE001 - handed back to the test
-            outcome["error"] = error
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    return not thread.is_alive(), outcome.get("error")
-
-
 def close_vectorizer(vec: EnvVectorizer, finished: bool = True) -> None:
-    if finished:
-        vec.close()
-    else:  # a hung worker: kill the processes rather than wait on them
-        vec.backend.vector_env.close(terminate=True)
+    vec.close()  # bounded, also with a hung worker: terminates, then kills, what does not answer
 
 
 # --------------------------------------------------------------------- native vs loop
@@ -253,7 +233,7 @@ def test_env_error_names_copy_and_returns(backend, api):
         for t in (1, 2):
             out = stepper(np.zeros(3, dtype=np.int64))
             assert out[0][:, 0].tolist() == [t, t, t] and out[1].tolist() == [t, t, t]
-        finished, error = call_with_deadline(lambda: stepper(np.zeros(3, dtype=np.int64)))
+        finished, error, _ = call_with_deadline(lambda: stepper(np.zeros(3, dtype=np.int64)))
         assert finished, "the failing step did not return within 30 s"
         assert isinstance(error, EnvStepError)
         message = str(error)
@@ -272,7 +252,7 @@ def test_env_error_in_reset_names_copy(backend):
                         seed=10, backend=backend)
     finished = True
     try:
-        finished, error = call_with_deadline(vec.reset)
+        finished, error, _ = call_with_deadline(vec.reset)
         assert finished
         assert isinstance(error, EnvStepError)
         assert "boom" in str(error) and "reset" in str(error) and "env copy 1" in str(error)
@@ -312,7 +292,7 @@ def test_subprocess_backend_under_spawn_start_method(monkeypatch):
                 np.array([1, 0]))
             assert next_states.tolist() == [[t, 1.0], [t, 0.0]]
             assert rewards.tolist() == [t, t] and valid.all() and not terminated.any()
-        finished, error = call_with_deadline(lambda: vec.step_autoreset(np.array([1, 0])))
+        finished, error, _ = call_with_deadline(lambda: vec.step_autoreset(np.array([1, 0])))
         assert finished and isinstance(error, EnvStepError)
         assert error.env_index == 1 and "boom" in str(error)
     finally:

@@ -128,7 +128,7 @@ def test_ppo_with_rnd_learns_and_round_trips(is_continuous, tmp_path):
     assert float(ppo.rnd.obs_normalizer.count) == 128
 
     ppo.save_weights(tmp_path)
-    assert (tmp_path / "RND_weights.pth").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Policy_weights.pth"]  # one atomic file
     fresh = PPO(is_continuous, OBS_DIM, 2, use_RND=True, device="cpu", seed=123).load_weights(tmp_path)
     for key, value in ppo.rnd.state_dict().items():
         assert torch.equal(fresh.rnd.state_dict()[key], value), key
@@ -137,11 +137,19 @@ def test_ppo_with_rnd_learns_and_round_trips(is_continuous, tmp_path):
                        ppo.rnd.intrinsic_reward(probe, update_stats=False))
 
 
-def test_ppo_rnd_missing_rnd_file(tmp_path):
+def test_rnd_entries_missing_from_the_weights_file_are_named(tmp_path):
     PPO(False, OBS_DIM, 2, use_RND=True, device="cpu", seed=0).save_weights(tmp_path)
-    (tmp_path / "RND_weights.pth").unlink()
-    with pytest.raises(FileNotFoundError, match="RND_weights.pth"):
+    file = tmp_path / "Policy_weights.pth"
+    state = torch.load(file, weights_only=True)
+    torch.save({k: v for k, v in state.items() if not k.startswith("rnd.predictor")}, file)
+    with pytest.raises(ValueError, match="missing predictor"):
         PPO(False, OBS_DIM, 2, use_RND=True, device="cpu", seed=0).load_weights(tmp_path)
+
+
+def test_saving_removes_the_rnd_file_of_older_saves(tmp_path):
+    (tmp_path / "RND_weights.pth").write_bytes(b"from an older version")
+    PPO(False, OBS_DIM, 2, use_RND=True, device="cpu", seed=0).save_weights(tmp_path)
+    assert not (tmp_path / "RND_weights.pth").exists()
 
 
 def test_loading_weights_saved_without_rnd_names_the_option(tmp_path):
@@ -185,11 +193,15 @@ def test_beta_scales_the_intrinsic_advantage():
 
 
 def test_failed_rnd_load_leaves_policy_untouched(tmp_path):
-    PPO(False, OBS_DIM, 2, use_RND=True, device="cpu", seed=1).save_weights(tmp_path)
-    (tmp_path / "RND_weights.pth").write_bytes(b"not a weights file")
+    """RND entries of the wrong shape are found before anything is loaded."""
+    PPO(False, OBS_DIM + 1, 2, use_RND=True, device="cpu", seed=1).save_weights(tmp_path)
+    file = tmp_path / "Policy_weights.pth"
+    state = torch.load(file, weights_only=True)
+    fitting = PPO(False, OBS_DIM, 2, use_RND=True, device="cpu", seed=2)._weights_state()
+    torch.save({k: (v if k.startswith("rnd.") else fitting[k]) for k, v in state.items()}, file)
     ppo = PPO(False, OBS_DIM, 2, use_RND=True, device="cpu", seed=0)
     before = {k: v.clone() for k, v in ppo.policy.state_dict().items()}
-    with pytest.raises(ValueError, match="RND_weights.pth"):
+    with pytest.raises(ValueError, match="Policy_weights.pth does not match this model"):
         ppo.load_weights(tmp_path)
     for key, value in ppo.policy.state_dict().items():
         assert torch.equal(value, before[key]), key
