@@ -12,7 +12,7 @@ second signal stops at once); --resume continues from it with the run's own sett
 (train_args.json in the run folder): only --steps, --timeout, --quiet, --checkpoint-every and
 --save-dir come from the new command line.
 
-Exit status: 0 when the run ended by itself (--steps reached or --timeout), 130 after Ctrl-C
+Exit status: 0 when the run ended by itself (--steps, --timeout or --stop-at-return), 130 after Ctrl-C
 (SIGINT) and 143 after SIGTERM (checkpoint and weights saved), 1 on an error (the last
 checkpoint left intact), 2 for bad arguments.
 """
@@ -77,6 +77,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.add_argument(flag, type=kind, default=default, help=text)
     for flag, _, text in PPO_SWITCHES:
         parser.add_argument(flag, action="store_true", help=text)
+    parser.add_argument("--eval-every", type=int, default=None,
+                        help="env steps between deterministic evaluations on a separate env copy; "
+                             "the best model goes to the run folder's best/ (default: a twentieth "
+                             "of --steps; 0: no evaluation)")
+    parser.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation")
+    parser.add_argument("--stop-at-return", type=float, default=None,
+                        help="stop once an evaluation's mean return reaches this")
     parser.add_argument("--log-dir", default="runs", help="parent folder of the run folders")
     parser.add_argument("--checkpoint-every", type=int, default=100_000,
                         help="env steps between checkpoints (0: only at the end)")
@@ -100,7 +107,8 @@ def name_of(flag: str) -> str:
 
 # The exit status: 0 when the run ended by itself (its steps or --timeout); 128 + the signal's
 # number when SIGINT (Ctrl-C) or SIGTERM stopped it, after saving the checkpoint and weights.
-EXIT_CODES = {None: 0, "timeout": 0, "SIGINT": 128 + signal.SIGINT, "SIGTERM": 128 + signal.SIGTERM}
+EXIT_CODES = {None: 0, "timeout": 0, "stop_at_return": 0, "callback": 0,
+              "SIGINT": 128 + signal.SIGINT, "SIGTERM": 128 + signal.SIGTERM}
 RESUME_KEEPS = ("steps", "timeout", "quiet", "checkpoint_every", "save_dir", "resume")
 ARGS_FILE = "train_args.json"
 
@@ -127,7 +135,9 @@ def main(argv=None) -> int:
                       num_steps=args.num_steps, rollout=args.rollout, backend=args.backend,
                       progress_bar=not args.quiet, log_dir=args.log_dir,
                       checkpoint_every=args.checkpoint_every, resume=args.resume,
-                      non_finite_rewards=args.non_finite_rewards)
+                      non_finite_rewards=args.non_finite_rewards,
+                      eval_every=eval_every(args), eval_episodes=args.eval_episodes,
+                      stop_at_return=args.stop_at_return)
     (runner.run_dir / ARGS_FILE).write_text(json.dumps(vars(args), indent=1))
     try:
         returns = runner.run(timeout=args.timeout)
@@ -141,6 +151,12 @@ def main(argv=None) -> int:
     print(f"{ending} {runner.total_steps} steps; mean return of the last {args.num_envs} episodes: "
           f"{recent:.1f}; weights saved to {save_dir}")
     return EXIT_CODES[runner.stopped_by]
+
+
+def eval_every(args: argparse.Namespace) -> int | None:
+    """--eval-every, with its default (a twentieth of the run) filled in; None for 0 (off)."""
+    every = args.eval_every if args.eval_every is not None else max(1, args.steps // 20)
+    return every or None
 
 
 def say_if_replacing(save_dir: Path, started: float) -> None:

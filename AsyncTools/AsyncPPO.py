@@ -20,11 +20,11 @@ from tqdm import tqdm
 
 from PPO import PPO
 from PPO.checkpoint import atomic_save, load_state
-from PPO.checks import (NonFiniteError, check_non_negative_int, check_positive_float,
-                        check_positive_int)
+from PPO.checks import (NonFiniteError, check_finite_float, check_non_negative_int,
+                        check_positive_float, check_positive_int)
 
 from . import utils
-from .evaluation import evaluate
+from .evaluation import EVAL_SEED_OFFSET, PeriodicEvaluation, evaluate
 from .ray_backend import RayCollector  # imports ray only when backend="ray" builds one
 from .rollout import (EPISODE_STEP_CAP, ROLLOUTS, EpisodeRound, FixedHorizonCollector,
                       check_episode_step_cap, check_rollout, collect_episodes, random_observations)
@@ -101,6 +101,7 @@ def check_spaces(observation_space: gym.Space, action_space: gym.Space, ppo: PPO
 
 
 CHECKPOINT_FILE = "checkpoint.pth"
+BEST_DIR = "best"  # the run folder's best model, by periodic evaluation
 CHECKPOINT_FORMAT = "parallel-ppo checkpoint 1"
 
 
@@ -140,7 +141,10 @@ class AsyncPPO:
                  rnd_warmup_steps: int = 64, log_dir: str | Path | None = None,
                  checkpoint_every: int = 100_000, resume: str | Path | None = None,
                  ray_workers: int | None = None, ray_address: str | None = None,
-                 episode_step_cap: int = EPISODE_STEP_CAP, non_finite_rewards: str = "raise"):
+                 episode_step_cap: int = EPISODE_STEP_CAP, non_finite_rewards: str = "raise",
+                 eval_every: int | None = None, eval_episodes: int = 10,
+                 stop_at_return: float | None = None,
+                 callback: Callable[["AsyncPPO", dict], bool | None] | None = None):
         self.num_envs = check_positive_int("num_envs", num_envs)
         self.steps = check_positive_int("steps", steps)
         self.num_steps = check_positive_int("num_steps", num_steps)
@@ -148,6 +152,11 @@ class AsyncPPO:
         self.checkpoint_every = check_non_negative_int("checkpoint_every", checkpoint_every)
         self.rollout = check_rollout(rollout)
         self.episode_step_cap = check_episode_step_cap(episode_step_cap)
+        self.stop_at_return = _check_stop_at_return(stop_at_return, eval_every)
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be a function (runner, stats) -> bool, got "
+                            f"{type(callback).__name__}")
+        self.callback = callback
         if not isinstance(ppo, PPO):
             raise TypeError(f"ppo must be a PPO instance, got {type(ppo).__name__}")
         self.ppo = ppo
@@ -193,32 +202,84 @@ class AsyncPPO:
         self.stopped_by: str | None = None
         self._deadline: float | None = None
         self._rnd_warmed_up = checkpoint is not None
+        self.evaluation = None if eval_every is None else PeriodicEvaluation(
+            self.make_env, eval_every, eval_episodes, self.seed + EVAL_SEED_OFFSET,
+            episode_step_cap=self.episode_step_cap, start_step=self.total_steps,
+            best_return=None if checkpoint is None else checkpoint["runner"].get("best_eval_return"))
+        self._logger: RunLogger | None = None
+        self._next_checkpoint = self.total_steps + self.checkpoint_every
 
     # ------------------------------------------------------------------ training
     def train_round(self) -> EpisodeRound:
-        """Collects one round, transfers it to `ppo.memory` and calls `ppo.learn()`."""
+        """One round: collects it, transfers it to `ppo.memory` and calls `ppo.learn()`; then,
+        as in `run()`, logs it in the run folder, checkpoints when due, evaluates when due
+        (saving a new best model; `stop_at_return`) and calls `callback`."""
+        started, episodes_before = time.perf_counter(), len(self.episode_returns)
+        collected = self._collect_and_learn()
+        self.seconds += time.perf_counter() - started
+        self.total_steps += collected.steps
+        self.rounds += 1
+        self.episode_returns.extend(collected.episode_returns.tolist())
+        self.episode_lengths.extend(collected.episode_lengths.tolist())
+        self.episode_end_steps.extend([self.total_steps] * len(collected.episode_returns))
+        self._after_round(episodes_before)
+        return collected
+
+    def _collect_and_learn(self) -> EpisodeRound:
         if self.ppo.rnd is not None and not self._rnd_warmed_up:
             observations = (self.env.random_observations(self.rnd_warmup_steps) if self._on_ray
                             else random_observations(self.env, self.rnd_warmup_steps, self.seed))
             self.ppo.rnd.update_obs_stats(torch.from_numpy(observations).to(self.ppo.device))
             self._rnd_warmed_up = True
         if self._on_ray:
-            collected = self._collect_and_learn_on_ray()
+            return self._collect_and_learn_on_ray()
+        if self.rollout == "episodes":
+            collected = collect_episodes(self.env, self.buffer, self.ppo.get_action,
+                                         episode_step_cap=self.episode_step_cap,
+                                         should_stop=self._should_stop)
         else:
-            if self.rollout == "episodes":
-                collected = collect_episodes(self.env, self.buffer, self.ppo.get_action,
-                                             episode_step_cap=self.episode_step_cap,
-                                             should_stop=self._should_stop)
-            else:
-                collected = self.collector.collect(self.buffer, self.ppo.get_action, self.num_steps)
-            utils.buffer_to_target_buffer_transfer(self.buffer, self.ppo.memory)
-            self.ppo.learn()
-        self.total_steps += collected.steps
-        self.rounds += 1
-        self.episode_returns.extend(collected.episode_returns.tolist())
-        self.episode_lengths.extend(collected.episode_lengths.tolist())
-        self.episode_end_steps.extend([self.total_steps] * len(collected.episode_returns))
+            collected = self.collector.collect(self.buffer, self.ppo.get_action, self.num_steps)
+        utils.buffer_to_target_buffer_transfer(self.buffer, self.ppo.memory)
+        self.ppo.learn()
         return collected
+
+    def _after_round(self, episodes_before: int) -> None:
+        eval_return = None
+        if self.evaluation is not None and self.evaluation.due(self.total_steps):
+            eval_return = self._evaluate_periodically()
+        logger = self._open_logger()
+        if logger is not None:
+            self._log_round(logger, episodes_before, eval_return)
+            if self.checkpoint_every and self.total_steps >= self._next_checkpoint:
+                self.save_checkpoint()
+                self._next_checkpoint = self.total_steps + self.checkpoint_every
+        if self.callback is not None and self.callback(self, self.round_stats(eval_return)) is False:
+            self.stopped_by = self.stopped_by or "callback"
+
+    def _evaluate_periodically(self) -> float:
+        """The periodic evaluation: its mean return; a new best is saved in the run folder's
+        `best/`, and reaching `stop_at_return` stops the run."""
+        mean, improved = self.evaluation(self.ppo, self.total_steps)
+        if improved and self.run_dir is not None:
+            self.ppo.save_weights(self.run_dir / BEST_DIR)
+        if self.stop_at_return is not None and mean >= self.stop_at_return:
+            self.stopped_by = self.stopped_by or "stop_at_return"
+        return mean
+
+    def round_stats(self, eval_return: float | None = None) -> dict[str, float]:
+        """What the callback receives after a round: the learner's statistics and the run's
+        counters (steps, rounds, seconds, episodes, mean_return of the last num_envs
+        episodes, eval_return when the round was evaluated, best_eval_return)."""
+        recent = self.episode_returns[-self.num_envs:]
+        stats = dict(self.ppo.stats, steps=self.total_steps, rounds=self.rounds,
+                     seconds=self.seconds, episodes=len(self.episode_returns))
+        if recent:
+            stats["mean_return"] = float(np.mean(recent))
+        if eval_return is not None:
+            stats["eval_return"] = eval_return
+        if self.evaluation is not None and self.evaluation.best_return is not None:
+            stats["best_eval_return"] = self.evaluation.best_return
+        return stats
 
     # ------------------------------------------------------------------ Ray backend
     @property
@@ -252,25 +313,16 @@ class AsyncPPO:
         learner is finite (never over good files when it diverged), and the error is raised."""
         if timeout is not None:
             timeout = check_positive_float("timeout", timeout)
-        logger = self._start_run_folder()
-        start, seconds_before = time.perf_counter(), self.seconds
-        self._deadline = None if timeout is None else start + timeout
+        self._open_logger()
+        self._deadline = None if timeout is None else time.perf_counter() + timeout
         self.stopped_by, failure = None, None
-        next_checkpoint = self.total_steps + self.checkpoint_every
         with tqdm(total=self.steps, initial=min(self.total_steps, self.steps), unit="step",
                   disable=not self.progress_bar, dynamic_ncols=True) as pbar, \
                 stop_signals(self._stop_on_signal):
             try:
                 while self.total_steps < self.steps and not self._should_stop():
-                    episodes_before = len(self.episode_returns)
                     collected = self.train_round()
-                    self.seconds = seconds_before + time.perf_counter() - start
                     self._show_progress(pbar, collected.steps)
-                    if logger is not None:
-                        self._log_round(logger, episodes_before)
-                        if self.checkpoint_every and self.total_steps >= next_checkpoint:
-                            self.save_checkpoint()
-                            next_checkpoint = self.total_steps + self.checkpoint_every
             except KeyboardInterrupt:  # a second signal, or Ctrl-C where no handler could be set
                 self.stopped_by = self.stopped_by or "SIGINT"
             except BaseException as error:
@@ -280,9 +332,9 @@ class AsyncPPO:
                 self._deadline = None
                 self.interrupted = self.stopped_by in STOP_SIGNALS
                 if self.stopped_by is not None:
-                    pbar.write(self._stop_message(timeout, logger is not None))
-                if logger is not None:
-                    self._finish_run_folder(logger, failure)
+                    pbar.write(self._stop_message(timeout))
+                if self.run_dir is not None:
+                    self._finish_run_folder(failure)
         return self.episode_returns
 
     def _stop_on_signal(self, name: str) -> None:
@@ -295,35 +347,43 @@ class AsyncPPO:
             self.stopped_by = "timeout"
         return self.stopped_by is not None
 
-    def _stop_message(self, timeout: float | None, saved: bool) -> str:
-        cause = (f"stopped by the timeout ({timeout:g} s)" if self.stopped_by == "timeout"
-                 else f"interrupted by {self.stopped_by}")
+    def _stop_message(self, timeout: float | None) -> str:
+        causes = {"timeout": f"stopped by the timeout ({timeout or 0:g} s)",
+                  "callback": "stopped by the callback",
+                  "stop_at_return": f"stopped: the evaluation return reached "
+                                    f"stop_at_return={self.stop_at_return:g}"
+                                    if self.stop_at_return is not None else ""}
+        cause = causes.get(self.stopped_by, f"interrupted by {self.stopped_by}")
         return f"{cause} at step {self.total_steps}" + (
-            f"; checkpoint saved in {self.run_dir}" if saved else "")
+            f"; checkpoint saved in {self.run_dir}" if self.run_dir is not None else "")
 
     def _show_progress(self, pbar: tqdm, new_steps: int) -> None:
         recent = self.episode_returns[-self.num_envs:]
         if recent:
             pbar.set_description(f"Mean reward {np.mean(recent): .1f}", refresh=False)
         if self.ppo.stats:
-            pbar.set_postfix_str(format_stats(self.ppo.stats), refresh=False)
+            shown = format_stats(self.ppo.stats)
+            if self.evaluation is not None and self.evaluation.last_return is not None:
+                shown = f"eval={self.evaluation.last_return:.1f} " + shown
+            pbar.set_postfix_str(shown, refresh=False)
         pbar.update(min(pbar.total - pbar.n, new_steps))
 
     # ------------------------------------------------------------------ run folder
-    def _start_run_folder(self) -> RunLogger | None:
-        if self.run_dir is None:
-            return None
-        logger = RunLogger(self.run_dir)
-        print(f"run folder: {self.run_dir}", flush=True)
-        return logger
+    def _open_logger(self) -> RunLogger | None:
+        """The run folder's logger (opened at the first call; None without a run folder)."""
+        if self.run_dir is not None and self._logger is None:
+            self._logger = RunLogger(self.run_dir)
+            print(f"run folder: {self.run_dir}", flush=True)
+        return self._logger
 
-    def _log_round(self, logger: RunLogger, episodes_before: int) -> None:
+    def _log_round(self, logger: RunLogger, episodes_before: int, eval_return: float | None) -> None:
         ends = zip(self.episode_end_steps[episodes_before:], self.episode_returns[episodes_before:],
                    self.episode_lengths[episodes_before:])
         logger.log_round(self.total_steps, self.seconds, self.ppo.stats,
-                         self.episode_returns[-self.num_envs:], list(ends), len(self.episode_returns))
+                         self.episode_returns[-self.num_envs:], list(ends), len(self.episode_returns),
+                         eval_return=eval_return)
 
-    def _finish_run_folder(self, logger: RunLogger, failure: BaseException | None) -> None:
+    def _finish_run_folder(self, failure: BaseException | None) -> None:
         """Saves the checkpoint and the weights, unless the learner went non-finite, and closes
         the logs. After a failure, a save that fails too is reported without hiding the error."""
         try:
@@ -335,7 +395,12 @@ class AsyncPPO:
                 raise
             print(f"could not save the run folder after the error below: {error}", file=sys.stderr)
         finally:
-            logger.close()
+            self._close_logger()
+
+    def _close_logger(self) -> None:
+        if self._logger is not None:
+            self._logger.close()
+            self._logger = None
 
     def save_checkpoint(self, file: str | Path | None = None) -> Path:
         """Writes everything needed to resume (learner state, counters, episode history)
@@ -346,6 +411,7 @@ class AsyncPPO:
             file = self.run_dir / CHECKPOINT_FILE
         runner = dict(total_steps=self.total_steps, rounds=self.rounds, seconds=self.seconds,
                       seed=self.seed, steps=self.steps,
+                      best_eval_return=None if self.evaluation is None else self.evaluation.best_return,
                       episode_returns=torch.tensor(self.episode_returns, dtype=torch.float64),
                       episode_lengths=torch.tensor(self.episode_lengths, dtype=torch.int64),
                       episode_end_steps=torch.tensor(self.episode_end_steps, dtype=torch.int64))
@@ -382,7 +448,20 @@ class AsyncPPO:
         return _new_env(self._env_source)
 
     def close(self) -> None:
+        """Closes the env copies, the evaluation env and the run folder's log files."""
         self.env.close()
+        if self.evaluation is not None:
+            self.evaluation.close()
+        self._close_logger()
+
+
+def _check_stop_at_return(stop_at_return: float | None, eval_every: int | None) -> float | None:
+    if stop_at_return is None:
+        return None
+    if eval_every is None:
+        raise ValueError("stop_at_return: it stops at a periodic evaluation's mean return, so it "
+                         "needs eval_every (e.g. eval_every=10_000)")
+    return check_finite_float("stop_at_return", stop_at_return)
 
 
 def new_run_folder(parent: Path, name: str) -> Path:

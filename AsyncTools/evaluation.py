@@ -24,7 +24,7 @@ from PPO.checks import check_bool, check_positive_int
 
 from .rollout import EPISODE_STEP_CAP, check_episode_step_cap, warn_episode_cut
 
-__all__ = ["evaluate", "play_episodes", "record_gif", "record_video"]
+__all__ = ["evaluate", "play_episodes", "record_gif", "record_video", "PeriodicEvaluation"]
 
 
 def play_episodes(ppo: PPO, env: gym.Env, episodes: int, deterministic: bool = True,
@@ -71,6 +71,50 @@ def evaluate(ppo: PPO, env: gym.Env, episodes: int = 10, deterministic: bool = T
     action with `deterministic=True`, a sampled one otherwise); an episode still running after
     `episode_step_cap` steps is ended there, with a warning."""
     return play_episodes(ppo, env, episodes, deterministic, seed, episode_step_cap=episode_step_cap)
+
+
+EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes are seeded apart from the training copies
+
+
+class PeriodicEvaluation:
+    """Deterministic evaluation of a learner every `every` env steps on an env copy of its own
+    (made by `make_env` at the first evaluation). Every evaluation plays the same `episodes`
+    episodes (episode k seeded `seed + k`), so evaluations compare like with like; the best
+    mean return so far is kept in `best_return`, the latest in `last_return`."""
+
+    def __init__(self, make_env: Callable[[], gym.Env], every: int, episodes: int, seed: int,
+                 *, episode_step_cap: int = EPISODE_STEP_CAP, start_step: int = 0,
+                 best_return: float | None = None):
+        self.every = check_positive_int("eval_every", every)
+        self.episodes = check_positive_int("eval_episodes", episodes)
+        self.seed, self.episode_step_cap = seed, episode_step_cap
+        self.next_step = start_step + self.every
+        self.best_return, self.last_return = best_return, None
+        self._make_env = make_env
+        self._env: gym.Env | None = None
+
+    def due(self, steps: int) -> bool:
+        """True once `steps` env steps have passed the next evaluation's turn."""
+        return steps >= self.next_step
+
+    def __call__(self, ppo: PPO, steps: int) -> tuple[float, bool]:
+        """Evaluates `ppo` now (at `steps` env steps); returns (mean return, True if it is the
+        best so far)."""
+        if self._env is None:
+            self._env = self._make_env()
+        returns = evaluate(ppo, self._env, self.episodes, deterministic=True, seed=self.seed,
+                           episode_step_cap=self.episode_step_cap)
+        self.last_return = float(np.mean(returns))
+        improved = self.best_return is None or self.last_return > self.best_return
+        if improved:
+            self.best_return = self.last_return
+        self.next_step = steps + self.every
+        return self.last_return, improved
+
+    def close(self) -> None:
+        if self._env is not None:
+            self._env.close()
+            self._env = None
 
 
 def _check_rgb_array(env: gym.Env, caller: str) -> None:

@@ -1,6 +1,7 @@
 """The run folder: what a training run leaves behind besides its weights.
 
-    progress.csv        one row per round: steps, time, speed, mean return, the learner's statistics
+    progress.csv        one row per round: steps, time, speed, mean return, evaluation return (on
+                        rounds with a periodic evaluation), the learner's statistics
     episodes.csv        one row per finished episode: the step it ended at, its return and length
     events.out.tfevents TensorBoard scalars, when the `tensorboard` package is installed
     learning_curve.png  episode returns over steps, written by `close()` (needs matplotlib)
@@ -15,7 +16,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-PROGRESS_FIELDS = ("steps", "seconds", "steps_per_second", "episodes", "mean_return",
+PROGRESS_FIELDS = ("steps", "seconds", "steps_per_second", "episodes", "mean_return", "eval_return",
                    "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction",
                    "explained_variance", "learning_rate", "intrinsic_reward", "rnd_loss")
 EPISODE_FIELDS = ("steps", "return", "length")
@@ -34,8 +35,12 @@ class RunLogger:
             self._tensorboard = _tensorboard_writer(self.run_dir)
 
     def _open_csv(self, name: str, fields: Sequence[str]):
+        """Opens `name` for appending; a file begun by an earlier version keeps its own columns."""
         file = self.run_dir / name
         new = not file.exists() or file.stat().st_size == 0
+        if not new:
+            with open(file, newline="") as existing:
+                fields = next(csv.reader(existing), None) or fields
         handle = open(file, "a", newline="")
         writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
         if new:
@@ -44,13 +49,15 @@ class RunLogger:
 
     def log_round(self, steps: int, seconds: float, stats: dict[str, float],
                   recent_returns: Sequence[float], episode_ends: Sequence[tuple[int, float, int]],
-                  total_episodes: int) -> None:
-        """One progress row (the mean of `recent_returns`, the learner's `stats`) and one row for
-        each (end step, return, length) in `episode_ends`; flushed, so a crash loses nothing."""
+                  total_episodes: int, eval_return: float | None = None) -> None:
+        """One progress row (the mean of `recent_returns`, the periodic evaluation's mean return
+        if this round had one, the learner's `stats`) and one row for each (end step, return,
+        length) in `episode_ends`; flushed, so a crash loses nothing."""
         row = dict(stats, steps=steps, seconds=round(seconds, 3),
                    steps_per_second=round(steps / seconds, 1) if seconds > 0 else "",
                    episodes=total_episodes,
-                   mean_return=float(np.mean(recent_returns)) if len(recent_returns) else "")
+                   mean_return=float(np.mean(recent_returns)) if len(recent_returns) else "",
+                   eval_return="" if eval_return is None else eval_return)
         with _naming_write_errors(self.run_dir / "progress.csv"):
             handle, writer = self._progress
             writer.writerow(row)

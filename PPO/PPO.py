@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -73,6 +74,34 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+# torch's thread count when this module was imported, and the last count a PPO chose: any other
+# count found later was set by the user (torch.set_num_threads), whose choice stands.
+_THREADS_AT_IMPORT = torch.get_num_threads()
+_threads_chosen: int | None = None
+CNN_THREADS = 4  # image policies: their convolutions gain from a few threads; vector MLPs lose
+
+
+def choose_torch_threads(requested: int | None, is_image: bool) -> int:
+    """Sets torch's intra-op thread count for a CPU learner and returns it.
+
+    `requested` wins. Otherwise the user's own choice stands (OMP_NUM_THREADS, or
+    torch.set_num_threads called after importing PPO); failing that: 1 thread for vector
+    policies, whose small matrix products only lose time to threads (4x slower beside another
+    busy process), and up to CNN_THREADS for image policies."""
+    global _threads_chosen
+    current = torch.get_num_threads()
+    if requested is None:
+        user_chose = "OMP_NUM_THREADS" in os.environ or current not in (_THREADS_AT_IMPORT,
+                                                                         _threads_chosen)
+        if user_chose:
+            return current
+        requested = min(CNN_THREADS, os.cpu_count() or 1) if is_image else 1
+    if requested != current:
+        torch.set_num_threads(requested)
+    _threads_chosen = requested
+    return requested
+
+
 class PPO:
     """A PPO learner for one Box observation and a Discrete (`is_continuous=False`, `action_dim`
     = number of actions), MultiDiscrete (`action_nvec` = its sizes, `action_dim` = their sum) or
@@ -127,9 +156,10 @@ class PPO:
         rnd_update_fraction: float = 0.25,
         orthogonal_init: bool = True,
         adam_eps: float = 1e-5,
+        num_threads: int | None = None,
     ):
         self.config = {name: _plain(value) for name, value in locals().items()
-                       if name not in ("self", "device", "seed")}
+                       if name not in ("self", "device", "seed", "num_threads")}
         self.is_continuous = check_bool("is_continuous", is_continuous)
         self.observ_dim = check_positive_int("observ_dim", observ_dim)
         self.action_dim = check_positive_int("action_dim", action_dim)
@@ -171,6 +201,10 @@ class PPO:
         self.device = torch.device(device) if device is not None else default_device()
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device: {device!r} was asked for, but torch sees no CUDA device here")
+        if num_threads is not None:
+            num_threads = check_positive_int("num_threads", num_threads)
+        self.num_threads = (choose_torch_threads(num_threads, is_image)
+                            if self.device.type == "cpu" else torch.get_num_threads())
         self.seed = int(seed) if seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
