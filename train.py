@@ -1,8 +1,8 @@
 """Train PPO on a Gymnasium env with the one-liner, log the run and save the weights.
 
     python train.py                                        # CartPole-v1, 32 envs, 150k steps
-    python train.py --env HalfCheetah-v5 --num-envs 8 --num-steps 256 --steps 1000000 \\
-        --lr 3e-4 --anneal-lr --k-epochs 10 --mini-batch-size 64 --normalize-obs --normalize-reward
+    python train.py --env Pendulum-v1 --steps 200000       # settings from the env's preset
+    python train.py --env HalfCheetah-v5 --steps 1000000 --lr 1e-4   # any option overrides
     python train.py --resume runs/CartPole-v1_20260101-120000_seed0 --steps 300000
 
 Every run writes a run folder under --log-dir (printed at the start): progress.csv,
@@ -12,9 +12,13 @@ second signal stops at once); --resume continues from it with the run's own sett
 (train_args.json in the run folder): only --steps, --timeout, --quiet, --checkpoint-every and
 --save-dir come from the new command line.
 
-Exit status: 0 when the run ended by itself (--steps, --timeout or --stop-at-return), 130 after Ctrl-C
-(SIGINT) and 143 after SIGTERM (checkpoint and weights saved), 1 on an error (the last
-checkpoint left intact), 2 for bad arguments.
+Settings: every option not given comes from the env id's preset (AsyncTools/presets.json) or,
+for ids without one, from the defaults of the env's family (discrete, continuous, image);
+train_args.json in the run folder records the values used.
+
+Exit status: 0 when the run ended by itself (--steps, --timeout or --stop-at-return), 130
+after Ctrl-C (SIGINT) and 143 after SIGTERM (checkpoint and weights saved), 1 on an error (the
+last checkpoint left intact), 2 for bad arguments.
 """
 from __future__ import annotations
 
@@ -32,22 +36,23 @@ from AsyncTools.AsyncPPO import AsyncPPO, ROLLOUTS, ppo_for_env
 from AsyncTools.vectorizer import BACKENDS, NON_FINITE_REWARD_CHOICES
 from PPO.PPO import POLICY_FILE
 
-# Learner options: (flag, PPO keyword, type, default, help). Defaults None defer to PPO's own.
+# Learner options: (flag, PPO keyword, type, help). Not given, they come from the env's preset or
+# family (AsyncTools/presets.py), else from PPO's own defaults; train_args.json records the values used.
 PPO_OPTIONS = [
-    ("--lr", "lr", float, None, "Adam learning rate (PPO default 3e-3)"),
-    ("--k-epochs", "k_epochs", int, None, "passes over each batch (PPO default 4)"),
-    ("--batch-size", "batch_size", int, None, "steps before an update (PPO default 2048)"),
-    ("--mini-batch-size", "mini_batch_size", int, None, "steps per gradient step (PPO default 512)"),
-    ("--gamma", "gamma", float, None, "discount (PPO default 0.99)"),
-    ("--gae-lambda", "GAE_lambda", float, None, "GAE lambda (PPO default 0.95)"),
-    ("--policy-clip", "policy_clip", float, None, "PPO ratio clip (PPO default 0.2)"),
-    ("--entropy-coef", "entropy_coef", float, None, "entropy bonus (default 0.01 discrete, 0 continuous)"),
-    ("--value-clip", "value_clip", float, None, "clip the value update (default off)"),
-    ("--target-kl", "target_kl", float, None, "stop an update's epochs above this KL (default off)"),
-    ("--log-std-init", "log_std_init", float, None, "continuous: initial log std (default 0)"),
-    ("--beta", "beta", float, None, "RND: weight of the intrinsic advantage (default 1)"),
+    ("--lr", "lr", float, "Adam learning rate"),
+    ("--k-epochs", "k_epochs", int, "passes over each batch"),
+    ("--batch-size", "batch_size", int, "steps before an update"),
+    ("--mini-batch-size", "mini_batch_size", int, "steps per gradient step"),
+    ("--gamma", "gamma", float, "discount"),
+    ("--gae-lambda", "GAE_lambda", float, "GAE lambda"),
+    ("--policy-clip", "policy_clip", float, "PPO ratio clip"),
+    ("--entropy-coef", "entropy_coef", float, "entropy bonus (PPO: 0.01 discrete, 0 continuous)"),
+    ("--value-clip", "value_clip", float, "clip the value update"),
+    ("--target-kl", "target_kl", float, "stop an update's epochs above this KL"),
+    ("--log-std-init", "log_std_init", float, "continuous: initial log std"),
+    ("--beta", "beta", float, "RND: weight of the intrinsic advantage"),
 ]
-PPO_SWITCHES = [
+PPO_SWITCHES = [  # --name / --no-name
     ("--normalize-obs", "normalize_obs", "normalise observations (running mean/std)"),
     ("--normalize-reward", "normalize_reward", "scale rewards by the std of the discounted return"),
     ("--anneal-lr", "anneal_lr", "decay the learning rate linearly to 0 over --steps"),
@@ -56,15 +61,28 @@ PPO_SWITCHES = [
 ]
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default where it has one, and the description's lines as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--env", default="CartPole-v1", help="Gymnasium env id")
-    parser.add_argument("--num-envs", type=int, default=32, help="env copies stepped in lockstep")
+    parser.add_argument("--num-envs", type=int, default=None,
+                        help="env copies stepped in lockstep (default: the env's preset, else 32 "
+                             "discrete, 8 continuous or image)")
     parser.add_argument("--steps", type=int, default=150_000, help="env steps to train for")
     parser.add_argument("--seed", type=int, default=0, help="seed of the learner and env copies")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available)")
-    parser.add_argument("--num-steps", type=int, default=64, help="steps per copy per round")
+    parser.add_argument("--num-steps", type=int, default=None,
+                        help="steps per copy per round (default: the env's preset, else 64 "
+                             "discrete, 256 continuous, 128 image)")
+    parser.add_argument("--preset", choices=("auto", "none"), default="auto",
+                        help="auto: settings from the env id's preset (AsyncTools/presets.json) "
+                             "for every option not given; none: only the env family's defaults")
     parser.add_argument("--rollout", choices=ROLLOUTS, default="steps", help="collection mode")
     parser.add_argument("--backend", choices=BACKENDS + ("ray",), default="auto",
                         help="how copies are stepped (ray: Ray actors on this machine or RAY_ADDRESS)")
@@ -73,10 +91,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "copy, or replace it by 0")
     parser.add_argument("--hidden-sizes", type=int, nargs="+", default=[64, 64],
                         help="hidden layers of the actor and of the critic")
-    for flag, _, kind, default, text in PPO_OPTIONS:
-        parser.add_argument(flag, type=kind, default=default, help=text)
+    for flag, _, kind, text in PPO_OPTIONS:
+        parser.add_argument(flag, type=kind, default=None, help=text + " (default: see --preset)")
     for flag, _, text in PPO_SWITCHES:
-        parser.add_argument(flag, action="store_true", help=text)
+        parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                            help=text + " (default: see --preset)")
     parser.add_argument("--eval-every", type=int, default=None,
                         help="env steps between deterministic evaluations on a separate env copy; "
                              "the best model goes to the run folder's best/ (default: a twentieth "
@@ -95,9 +114,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def ppo_options(args: argparse.Namespace) -> dict:
-    options = {name: getattr(args, name_of(flag)) for flag, name, *_ in PPO_OPTIONS
+    options = {name: getattr(args, name_of(flag)) for flag, name, *_ in PPO_OPTIONS + PPO_SWITCHES
                if getattr(args, name_of(flag)) is not None}
-    options.update({name: True for flag, name, _ in PPO_SWITCHES if getattr(args, name_of(flag))})
     return dict(options, hidden_sizes=tuple(args.hidden_sizes), seed=args.seed, device=args.device)
 
 
@@ -130,15 +148,15 @@ def main(argv=None) -> int:
         args = with_saved_settings(args)
     started = time.time()
     env = gym.make(args.env)
-    ppo = ppo_for_env(env, **ppo_options(args))
+    ppo = ppo_for_env(env, preset=args.preset == "auto", **ppo_options(args))
     runner = AsyncPPO(env=env, ppo=ppo, num_envs=args.num_envs, steps=args.steps,
                       num_steps=args.num_steps, rollout=args.rollout, backend=args.backend,
                       progress_bar=not args.quiet, log_dir=args.log_dir,
                       checkpoint_every=args.checkpoint_every, resume=args.resume,
                       non_finite_rewards=args.non_finite_rewards,
                       eval_every=eval_every(args), eval_episodes=args.eval_episodes,
-                      stop_at_return=args.stop_at_return)
-    (runner.run_dir / ARGS_FILE).write_text(json.dumps(vars(args), indent=1))
+                      stop_at_return=args.stop_at_return, preset=args.preset == "auto")
+    (runner.run_dir / ARGS_FILE).write_text(json.dumps(resolved(args, ppo, runner), indent=1))
     try:
         returns = runner.run(timeout=args.timeout)
     finally:
@@ -146,11 +164,21 @@ def main(argv=None) -> int:
     save_dir = Path(args.save_dir or f"data/{args.env}")
     say_if_replacing(save_dir, started)
     ppo.save_weights(save_dir)
-    recent = np.mean(returns[-args.num_envs:]) if returns else float("nan")
+    recent = np.mean(returns[-runner.num_envs:]) if returns else float("nan")
     ending = "interrupted" if runner.interrupted else "trained"
-    print(f"{ending} {runner.total_steps} steps; mean return of the last {args.num_envs} episodes: "
+    print(f"{ending} {runner.total_steps} steps; mean return of the last {runner.num_envs} episodes: "
           f"{recent:.1f}; weights saved to {save_dir}")
     return EXIT_CODES[runner.stopped_by]
+
+
+def resolved(args: argparse.Namespace, ppo, runner: AsyncPPO) -> dict:
+    """The command line with every default filled in by the value actually used (from the
+    family defaults, the preset or the learner's own defaults): what train_args.json records."""
+    settings = dict(vars(args), num_envs=runner.num_envs, num_steps=runner.num_steps,
+                    eval_every=runner.evaluation.every if runner.evaluation is not None else 0)
+    for flag, name, *_ in PPO_OPTIONS + PPO_SWITCHES:
+        settings[name_of(flag)] = getattr(ppo, name, ppo.config[name])
+    return settings
 
 
 def eval_every(args: argparse.Namespace) -> int | None:

@@ -28,6 +28,7 @@ from .evaluation import EVAL_SEED_OFFSET, PeriodicEvaluation, evaluate
 from .ray_backend import RayCollector  # imports ray only when backend="ray" builds one
 from .rollout import (EPISODE_STEP_CAP, ROLLOUTS, EpisodeRound, FixedHorizonCollector,
                       check_episode_step_cap, check_rollout, collect_episodes, random_observations)
+from .presets import env_id_of, family, settings_for
 from .run_log import RunLogger
 from .vec_memory import VecMemory
 from .vectorizer import EnvStepError, EnvVectorizer, new_env as _new_env
@@ -70,9 +71,13 @@ def space_options(observation_space: gym.Space, action_space: gym.Space) -> dict
                     f"supported, got {action_space}")
 
 
-def ppo_for_env(env: gym.Env, **ppo_options) -> PPO:
-    """A PPO whose sizes (and, for Box actions, bounds) fit `env`; `ppo_options` are passed on."""
+def ppo_for_env(env: gym.Env, *, preset: bool = True, **ppo_options) -> PPO:
+    """A PPO whose sizes (and, for Box actions, bounds) fit `env`, with settings that learn on
+    it: the defaults of its family (discrete, continuous or image; see AsyncTools/presets.py)
+    and, unless `preset=False`, its env id's preset; `ppo_options` override both."""
     options = space_options(env.observation_space, env.action_space)
+    kind = family(options["is_continuous"], "observation_shape" in options)
+    ppo_options = {**settings_for(env_id_of(env), kind, "ppo", preset), **ppo_options}
     action_space = env.action_space
     if options["is_continuous"] and "action_scaling" not in ppo_options \
             and _has_finite_bounds(action_space):
@@ -135,19 +140,26 @@ class AsyncPPO:
     restarted.
     """
 
-    def __init__(self, env: gym.Env | Callable[[], gym.Env], ppo: PPO, num_envs: int = 32,
+    def __init__(self, env: gym.Env | Callable[[], gym.Env], ppo: PPO, num_envs: int | None = None,
                  steps: int = 100000, *, seed: int | None = None, progress_bar: bool = True,
-                 rollout: str = "steps", num_steps: int = 64, backend: str = "auto",
+                 rollout: str = "steps", num_steps: int | None = None, backend: str = "auto",
                  rnd_warmup_steps: int = 64, log_dir: str | Path | None = None,
                  checkpoint_every: int = 100_000, resume: str | Path | None = None,
                  ray_workers: int | None = None, ray_address: str | None = None,
                  episode_step_cap: int = EPISODE_STEP_CAP, non_finite_rewards: str = "raise",
                  eval_every: int | None = None, eval_episodes: int = 10,
                  stop_at_return: float | None = None,
-                 callback: Callable[["AsyncPPO", dict], bool | None] | None = None):
-        self.num_envs = check_positive_int("num_envs", num_envs)
+                 callback: Callable[["AsyncPPO", dict], bool | None] | None = None,
+                 preset: bool = True):
+        if not isinstance(ppo, PPO):
+            raise TypeError(f"ppo must be a PPO instance, got {type(ppo).__name__}")
+        defaults = settings_for(env_id_of(env), family(ppo.is_continuous, ppo.is_image), "runner",
+                                preset)
+        self.num_envs = check_positive_int("num_envs", defaults["num_envs"] if num_envs is None
+                                           else num_envs)
         self.steps = check_positive_int("steps", steps)
-        self.num_steps = check_positive_int("num_steps", num_steps)
+        self.num_steps = check_positive_int("num_steps", defaults["num_steps"] if num_steps is None
+                                            else num_steps)
         self.rnd_warmup_steps = check_non_negative_int("rnd_warmup_steps", rnd_warmup_steps)
         self.checkpoint_every = check_non_negative_int("checkpoint_every", checkpoint_every)
         self.rollout = check_rollout(rollout)
@@ -157,8 +169,6 @@ class AsyncPPO:
             raise TypeError(f"callback must be a function (runner, stats) -> bool, got "
                             f"{type(callback).__name__}")
         self.callback = callback
-        if not isinstance(ppo, PPO):
-            raise TypeError(f"ppo must be a PPO instance, got {type(ppo).__name__}")
         self.ppo = ppo
         if ppo.anneal_lr and ppo.total_steps is None:
             ppo.total_steps = self.steps

@@ -190,7 +190,7 @@ class PPO:
         self.extrinsic_coef = check_non_negative_float("extrinsic_coef", extrinsic_coef)
         self.intrinsic_gamma = check_unit_interval("intrinsic_gamma", intrinsic_gamma)
         rnd_update_fraction = check_unit_interval("rnd_update_fraction", rnd_update_fraction)
-        is_image = len(self.observation_shape) == 3
+        self.is_image = is_image = len(self.observation_shape) == 3
         if is_image and normalize_obs:
             raise ValueError("normalize_obs: image observations are scaled to [0, 1] inside the "
                              "network; normalize_obs=True is for vector observations")

@@ -1,0 +1,106 @@
+"""Settings chosen by the env: family defaults from the spaces, the per-id presets table, the
+user's options winning over both, and train.py recording the values it used."""
+from __future__ import annotations
+
+import inspect
+import json
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env
+from AsyncTools.presets import FAMILY_DEFAULTS, presets, settings_for
+from PPO import PPO
+from conftest import REPO_ROOT
+
+PPO_KEYWORDS = set(inspect.signature(PPO).parameters)
+RUNNER_KEYWORDS = set(inspect.signature(AsyncPPO).parameters)
+
+
+def test_every_preset_names_real_options_and_its_source():
+    assert {"CartPole-v1", "Pendulum-v1", "HalfCheetah-v5", "LunarLander-v3"} <= set(presets())
+    for env_id, entry in presets().items():
+        gym.spec(env_id)  # a registered id
+        assert entry["source"], env_id
+        assert set(entry["ppo"]) <= PPO_KEYWORDS, (env_id, set(entry["ppo"]) - PPO_KEYWORDS)
+        assert set(entry["runner"]) <= RUNNER_KEYWORDS, env_id
+    for family in FAMILY_DEFAULTS.values():
+        assert set(family["ppo"]) <= PPO_KEYWORDS and set(family["runner"]) <= RUNNER_KEYWORDS
+
+
+def test_ppo_for_env_applies_the_preset_under_the_users_options():
+    env = gym.make("Pendulum-v1")
+    ppo = ppo_for_env(env, device="cpu")
+    assert (ppo.gamma, ppo.lr, ppo.k_epochs, ppo.mini_batch_size) == (0.9, 1e-3, 10, 256)
+    assert ppo.normalize_reward and ppo.config["normalize_obs"]
+    mine = ppo_for_env(env, device="cpu", gamma=0.95, normalize_reward=False)
+    assert (mine.gamma, mine.normalize_reward, mine.k_epochs) == (0.95, False, 10)
+
+
+def test_without_a_preset_the_family_defaults_apply():
+    continuous = ppo_for_env(gym.make("Pendulum-v1"), device="cpu", preset=False)
+    assert (continuous.gamma, continuous.lr, continuous.k_epochs, continuous.mini_batch_size,
+            continuous.value_clip, continuous.anneal_lr) == (0.99, 3e-4, 10, 64, 0.2, True)
+    discrete = ppo_for_env(gym.make("Acrobot-v1"), device="cpu")
+    assert (discrete.lr, discrete.k_epochs, discrete.mini_batch_size) == (3e-3, 4, 512)
+    assert settings_for("NoSuchEnv-v0", "image", "ppo")["policy_clip"] == 0.1
+
+
+def test_the_runner_takes_envs_and_steps_from_the_preset_unless_given():
+    env = gym.make("Pendulum-v1")
+    ppo = ppo_for_env(env, device="cpu")
+    runner = AsyncPPO(env, ppo, steps=1000, progress_bar=False, backend="loop")
+    assert (runner.num_envs, runner.num_steps) == (16, 128)
+    given = AsyncPPO(env, ppo, num_envs=4, steps=1000, num_steps=32, progress_bar=False, backend="loop")
+    assert (given.num_envs, given.num_steps) == (4, 32)
+    # a function making the env has no id: the continuous family's defaults
+    made = AsyncPPO(lambda: gym.make("Pendulum-v1"), ppo, steps=1000, progress_bar=False,
+                    backend="loop")
+    assert (made.num_envs, made.num_steps) == (8, 256)
+    cartpole = gym.make("CartPole-v1")
+    assert AsyncPPO(cartpole, ppo_for_env(cartpole, device="cpu"), progress_bar=False,
+                    backend="loop").num_envs == 32
+
+
+def train_args(tmp_path, *flags: str) -> dict:
+    done = subprocess.run([sys.executable, "train.py", "--log-dir", str(tmp_path / "runs"),
+                           "--save-dir", str(tmp_path / "w"), "--steps", "200", "--quiet",
+                           "--backend", "loop", *flags],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    return json.loads((run_dir / "train_args.json").read_text())
+
+
+def test_train_args_records_the_values_used(tmp_path):
+    used = train_args(tmp_path, "--env", "Pendulum-v1", "--no-normalize-obs")
+    assert (used["num_envs"], used["num_steps"], used["gamma"], used["lr"]) == (16, 128, 0.9, 1e-3)
+    assert used["normalize_obs"] is False and used["normalize_reward"] is True
+    assert used["entropy_coef"] == 0.0 and used["eval_every"] == 10
+    assert all(used[k] is not None for k in ("k_epochs", "batch_size", "gae_lambda", "policy_clip"))
+
+
+def test_preset_none_leaves_the_family_defaults(tmp_path):
+    used = train_args(tmp_path, "--env", "Pendulum-v1", "--preset", "none")
+    assert (used["num_envs"], used["num_steps"], used["gamma"], used["lr"]) == (8, 256, 0.99, 3e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_id, steps, threshold", [("Acrobot-v1", 100_000, -120),
+                                                      ("Pendulum-v1", 100_000, -300)])
+def test_the_cli_with_no_flags_learns(tmp_path, env_id, steps, threshold):
+    """`python train.py --env ID --steps N`, nothing else: the final policy, played
+    deterministically, clearly beats random play (Acrobot -500, Pendulum about -1200)."""
+    done = subprocess.run([sys.executable, "train.py", "--env", env_id, "--steps", str(steps),
+                           "--quiet", "--log-dir", str(tmp_path / "runs"), "--save-dir",
+                           str(tmp_path / "w")],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    played = subprocess.run([sys.executable, "play.py", "--weights", str(tmp_path / "w"), "--env",
+                             env_id, "--episodes", "10"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    mean = float(played.stdout.strip().splitlines()[-1].split()[-1])
+    assert mean > threshold, f"{env_id}: mean return {mean:.0f} after {steps} steps"
