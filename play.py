@@ -39,9 +39,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"--weights: no such directory: {args.weights}")
 
     # Imported after the arguments are checked, so --help and usage errors answer at once.
-    import gymnasium as gym
-
     from AsyncTools.AsyncPPO import check_spaces
+    from AsyncTools.envs import env_from_id
     from AsyncTools.evaluation import evaluate, record_gif, record_video
     from PPO import PPO
 
@@ -50,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (FileNotFoundError, ValueError) as error:  # no weights file, or a corrupt one
         parser.error(f"--weights {args.weights}: {error}")
     recording = args.gif is not None or args.video is not None
-    env = gym.make(args.env, render_mode="rgb_array" if recording else None)
+    env = env_from_id(args.env, render_mode="rgb_array" if recording else None)
     check_spaces(env.observation_space, env.action_space, ppo)
     options = dict(episodes=args.episodes, deterministic=not args.stochastic, seed=args.seed)
     if args.gif is not None:

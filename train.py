@@ -29,7 +29,6 @@ import sys
 import time
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 
 from AsyncTools.AsyncPPO import AsyncPPO, ROLLOUTS, ppo_for_env
@@ -70,7 +69,9 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument("--env", default="CartPole-v1", help="Gymnasium env id")
+    parser.add_argument("--env", default="CartPole-v1",
+                        help="Gymnasium env id; Atari ids (ALE/Breakout-v5, Breakout-v5, "
+                             "BreakoutNoFrameskip-v4) get the standard Atari preprocessing")
     parser.add_argument("--num-envs", type=int, default=None,
                         help="env copies stepped in lockstep (default: the env's preset, else 32 "
                              "discrete, 8 continuous or image)")
@@ -147,9 +148,8 @@ def main(argv=None) -> int:
     if args.resume is not None:
         args = with_saved_settings(args)
     started = time.time()
-    env = gym.make(args.env)
-    ppo = ppo_for_env(env, preset=args.preset == "auto", **ppo_options(args))
-    runner = AsyncPPO(env=env, ppo=ppo, num_envs=args.num_envs, steps=args.steps,
+    ppo = ppo_for_env(args.env, preset=args.preset == "auto", **ppo_options(args))
+    runner = AsyncPPO(env=args.env, ppo=ppo, num_envs=args.num_envs, steps=args.steps,
                       num_steps=args.num_steps, rollout=args.rollout, backend=args.backend,
                       progress_bar=not args.quiet, log_dir=args.log_dir,
                       checkpoint_every=args.checkpoint_every, resume=args.resume,

@@ -28,6 +28,7 @@ from .evaluation import EVAL_SEED_OFFSET, PeriodicEvaluation, evaluate
 from .ray_backend import RayCollector  # imports ray only when backend="ray" builds one
 from .rollout import (EPISODE_STEP_CAP, ROLLOUTS, EpisodeRound, FixedHorizonCollector,
                       check_episode_step_cap, check_rollout, collect_episodes, random_observations)
+from .envs import env_from_id, env_source
 from .presets import env_id_of, family, settings_for
 from .run_log import RunLogger
 from .vec_memory import VecMemory
@@ -71,10 +72,15 @@ def space_options(observation_space: gym.Space, action_space: gym.Space) -> dict
                     f"supported, got {action_space}")
 
 
-def ppo_for_env(env: gym.Env, *, preset: bool = True, **ppo_options) -> PPO:
-    """A PPO whose sizes (and, for Box actions, bounds) fit `env`, with settings that learn on
-    it: the defaults of its family (discrete, continuous or image; see AsyncTools/presets.py)
-    and, unless `preset=False`, its env id's preset; `ppo_options` override both."""
+def ppo_for_env(env: gym.Env | str, *, preset: bool = True, **ppo_options) -> PPO:
+    """A PPO whose sizes (and, for Box actions, bounds) fit `env` (an env or an env id), with
+    settings that learn on it: the defaults of its family (discrete, continuous or image; see
+    AsyncTools/presets.py) and, unless `preset=False`, its env id's preset; `ppo_options`
+    override both."""
+    if isinstance(env, str):
+        made = env_from_id(env)
+        made.close()
+        return ppo_for_env(made, preset=preset, **ppo_options)
     options = space_options(env.observation_space, env.action_space)
     kind = family(options["is_continuous"], "observation_shape" in options)
     ppo_options = {**settings_for(env_id_of(env), kind, "ppo", preset), **ppo_options}
@@ -111,7 +117,8 @@ CHECKPOINT_FORMAT = "parallel-ppo checkpoint 1"
 
 
 class AsyncPPO:
-    """Trains `ppo` on `num_envs` independent copies of `env` for `steps` env steps.
+    """Trains `ppo` on `num_envs` independent copies of `env` (an env, a function making one,
+    or an env id: Atari ids get the standard Atari preprocessing) for `steps` env steps.
 
     Each round collects trajectories, hands them to `ppo.memory` and calls `ppo.learn()`:
     - `rollout="episodes"`: one episode in every copy (episode-synchronous, as in the original);
@@ -140,7 +147,8 @@ class AsyncPPO:
     restarted.
     """
 
-    def __init__(self, env: gym.Env | Callable[[], gym.Env], ppo: PPO, num_envs: int | None = None,
+    def __init__(self, env: gym.Env | Callable[[], gym.Env] | str, ppo: PPO,
+                 num_envs: int | None = None,
                  steps: int = 100000, *, seed: int | None = None, progress_bar: bool = True,
                  rollout: str = "steps", num_steps: int | None = None, backend: str = "auto",
                  rnd_warmup_steps: int = 64, log_dir: str | Path | None = None,
@@ -153,7 +161,10 @@ class AsyncPPO:
                  preset: bool = True):
         if not isinstance(ppo, PPO):
             raise TypeError(f"ppo must be a PPO instance, got {type(ppo).__name__}")
-        defaults = settings_for(env_id_of(env), family(ppo.is_continuous, ppo.is_image), "runner",
+        self.env_id = env if isinstance(env, str) else env_id_of(env)
+        if isinstance(env, str):
+            env = env_source(env)
+        defaults = settings_for(self.env_id, family(ppo.is_continuous, ppo.is_image), "runner",
                                 preset)
         self.num_envs = check_positive_int("num_envs", defaults["num_envs"] if num_envs is None
                                            else num_envs)
@@ -177,6 +188,10 @@ class AsyncPPO:
         self.episode_returns: list[float] = []
         self.episode_lengths: list[int] = []
         self.episode_end_steps: list[int] = []
+        # Whole games the env reported (Atari through the helper: the real, unclipped score of
+        # a game of several lives); where there are any, they are the run's headline returns.
+        self.game_returns: list[float] = []
+        self.game_end_steps: list[int] = []
         checkpoint = self._read_checkpoint(resume) if resume is not None else None
         self._env_source = env
         if backend == "ray":
@@ -204,7 +219,7 @@ class AsyncPPO:
             self.env.close()  # subprocess workers must not outlive a refused configuration
             raise
         self.run_dir = Path(resume) if resume is not None else (
-            None if log_dir is None else new_run_folder(Path(log_dir), _run_name(env, self.seed)))
+            None if log_dir is None else new_run_folder(Path(log_dir), _run_name(self.env_id, self.seed)))
         self.buffer = VecMemory(self.num_envs)
         self.collector = None if self._on_ray else FixedHorizonCollector(self.env)
         self.progress_bar = progress_bar
@@ -224,7 +239,8 @@ class AsyncPPO:
         """One round: collects it, transfers it to `ppo.memory` and calls `ppo.learn()`; then,
         as in `run()`, logs it in the run folder, checkpoints when due, evaluates when due
         (saving a new best model; `stop_at_return`) and calls `callback`."""
-        started, episodes_before = time.perf_counter(), len(self.episode_returns)
+        started = time.perf_counter()
+        episodes_before, games_before = len(self.episode_returns), len(self.game_returns)
         collected = self._collect_and_learn()
         self.seconds += time.perf_counter() - started
         self.total_steps += collected.steps
@@ -232,7 +248,9 @@ class AsyncPPO:
         self.episode_returns.extend(collected.episode_returns.tolist())
         self.episode_lengths.extend(collected.episode_lengths.tolist())
         self.episode_end_steps.extend([self.total_steps] * len(collected.episode_returns))
-        self._after_round(episodes_before)
+        self.game_returns.extend(collected.game_returns.tolist())
+        self.game_end_steps.extend([self.total_steps] * len(collected.game_returns))
+        self._after_round(episodes_before, games_before)
         return collected
 
     def _collect_and_learn(self) -> EpisodeRound:
@@ -253,13 +271,19 @@ class AsyncPPO:
         self.ppo.learn()
         return collected
 
-    def _after_round(self, episodes_before: int) -> None:
+    def recent_returns(self) -> list[float]:
+        """The returns the run reports (bar, progress.csv's mean_return, callback): the last
+        `num_envs` whole games where the env reports games (Atari: real scores), else the last
+        `num_envs` episodes."""
+        return (self.game_returns or self.episode_returns)[-self.num_envs:]
+
+    def _after_round(self, episodes_before: int, games_before: int) -> None:
         eval_return = None
         if self.evaluation is not None and self.evaluation.due(self.total_steps):
             eval_return = self._evaluate_periodically()
         logger = self._open_logger()
         if logger is not None:
-            self._log_round(logger, episodes_before, eval_return)
+            self._log_round(logger, episodes_before, games_before, eval_return)
             if self.checkpoint_every and self.total_steps >= self._next_checkpoint:
                 self.save_checkpoint()
                 self._next_checkpoint = self.total_steps + self.checkpoint_every
@@ -280,7 +304,7 @@ class AsyncPPO:
         """What the callback receives after a round: the learner's statistics and the run's
         counters (steps, rounds, seconds, episodes, mean_return of the last num_envs
         episodes, eval_return when the round was evaluated, best_eval_return)."""
-        recent = self.episode_returns[-self.num_envs:]
+        recent = self.recent_returns()
         stats = dict(self.ppo.stats, steps=self.total_steps, rounds=self.rounds,
                      seconds=self.seconds, episodes=len(self.episode_returns))
         if recent:
@@ -368,7 +392,7 @@ class AsyncPPO:
             f"; checkpoint saved in {self.run_dir}" if self.run_dir is not None else "")
 
     def _show_progress(self, pbar: tqdm, new_steps: int) -> None:
-        recent = self.episode_returns[-self.num_envs:]
+        recent = self.recent_returns()
         if recent:
             pbar.set_description(f"Mean reward {np.mean(recent): .1f}", refresh=False)
         if self.ppo.stats:
@@ -386,12 +410,15 @@ class AsyncPPO:
             print(f"run folder: {self.run_dir}", flush=True)
         return self._logger
 
-    def _log_round(self, logger: RunLogger, episodes_before: int, eval_return: float | None) -> None:
+    def _log_round(self, logger: RunLogger, episodes_before: int, games_before: int,
+                   eval_return: float | None) -> None:
         ends = zip(self.episode_end_steps[episodes_before:], self.episode_returns[episodes_before:],
                    self.episode_lengths[episodes_before:])
-        logger.log_round(self.total_steps, self.seconds, self.ppo.stats,
-                         self.episode_returns[-self.num_envs:], list(ends), len(self.episode_returns),
-                         eval_return=eval_return)
+        games = zip(self.game_end_steps[games_before:], self.game_returns[games_before:])
+        logger.log_round(self.total_steps, self.seconds, self.ppo.stats, self.recent_returns(),
+                         list(ends), len(self.episode_returns), eval_return=eval_return,
+                         recent_episode_returns=self.episode_returns[-self.num_envs:],
+                         game_ends=list(games))
 
     def _finish_run_folder(self, failure: BaseException | None) -> None:
         """Saves the checkpoint and the weights, unless the learner went non-finite, and closes
@@ -424,7 +451,9 @@ class AsyncPPO:
                       best_eval_return=None if self.evaluation is None else self.evaluation.best_return,
                       episode_returns=torch.tensor(self.episode_returns, dtype=torch.float64),
                       episode_lengths=torch.tensor(self.episode_lengths, dtype=torch.int64),
-                      episode_end_steps=torch.tensor(self.episode_end_steps, dtype=torch.int64))
+                      episode_end_steps=torch.tensor(self.episode_end_steps, dtype=torch.int64),
+                      game_returns=torch.tensor(self.game_returns, dtype=torch.float64),
+                      game_end_steps=torch.tensor(self.game_end_steps, dtype=torch.int64))
         atomic_save({"format": CHECKPOINT_FORMAT, "learner": self.ppo.training_state(),
                      "runner": runner}, Path(file))
         return Path(file)
@@ -443,6 +472,8 @@ class AsyncPPO:
         self.episode_returns = runner["episode_returns"].tolist()
         self.episode_lengths = runner["episode_lengths"].tolist()
         self.episode_end_steps = runner["episode_end_steps"].tolist()
+        self.game_returns = runner.get("game_returns", torch.zeros(0)).tolist()
+        self.game_end_steps = runner.get("game_end_steps", torch.zeros(0)).tolist()
         return state
 
     # ------------------------------------------------------------------ evaluation
@@ -515,9 +546,8 @@ def stop_signals(on_signal: Callable[[str], None]) -> Iterator[None]:
             signal.signal(getattr(signal, name), signal.SIG_DFL if handler is None else handler)
 
 
-def _run_name(env, seed: int) -> str:
-    spec = getattr(env, "spec", None) if isinstance(env, gym.Env) else None
-    name = spec.id.replace("/", "-") if spec is not None else "env"
+def _run_name(env_id: str | None, seed: int) -> str:
+    name = env_id.replace("/", "-") if env_id is not None else "env"
     return f"{name}_{time.strftime('%Y%m%d-%H%M%S')}_seed{seed}"
 
 

@@ -33,6 +33,9 @@ def play_episodes(ppo: PPO, env: gym.Env, episodes: int, deterministic: bool = T
                   episode_step_cap: int = EPISODE_STEP_CAP) -> list[float]:
     """Plays `episodes` whole episodes with `ppo.get_action`; returns each episode's return.
 
+    Where the env reports whole games (a RecordEpisodeStatistics wrapper in its stack, as the
+    Atari helper has inside its life-loss and reward-clipping wrappers), an episode is a whole
+    game, played on through lost lives, and its return is the reported, unclipped score.
     `on_frame` is called after every reset and after every step (the moments a recorder
     renders a frame). Episode k is reset with `seed + k` when `seed` is given. An episode
     still running after `episode_step_cap` steps is ended there, with a warning."""
@@ -41,28 +44,44 @@ def play_episodes(ppo: PPO, env: gym.Env, episodes: int, deterministic: bool = T
     deterministic = check_bool("deterministic", deterministic)
     bounds = ((env.action_space.low, env.action_space.high)
               if isinstance(env.action_space, gym.spaces.Box) else None)
+    whole_games = reports_games(env)
     returns = []
     for k in range(episodes):
         obs, _ = env.reset(seed=None if seed is None else seed + k)
         if on_frame is not None:
             on_frame()
-        total, done, length = 0.0, False, 0
-        while not done:
+        total, length = 0.0, 0
+        while True:
             # A batch of one: works for every observation shape, flattened or image.
             action = ppo.get_action(np.asarray(obs)[None], deterministic=deterministic)[0]
             if bounds is not None:
                 action = np.clip(action, *bounds)
-            obs, reward, terminated, truncated, _ = env.step(action)
+            obs, reward, terminated, truncated, info = env.step(action)
             total += float(reward)
-            done = bool(terminated or truncated)
             length += 1
             if on_frame is not None:
                 on_frame()
-            if not done and length >= episode_step_cap:
+            if terminated or truncated:
+                if not whole_games or "episode" in info:
+                    total = float(info["episode"]["r"]) if whole_games else total
+                    break
+                obs, _ = env.reset()  # a lost life: the game goes on
+                if on_frame is not None:
+                    on_frame()
+            if length >= episode_step_cap:
                 warn_episode_cut(f"evaluation episode {k}", episode_step_cap)
-                done = True
+                break
         returns.append(total)
     return returns
+
+
+def reports_games(env: gym.Env) -> bool:
+    """True if a RecordEpisodeStatistics wrapper in `env`'s stack reports whole games."""
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, gym.wrappers.RecordEpisodeStatistics):
+            return True
+        env = env.env
+    return False
 
 
 def evaluate(ppo: PPO, env: gym.Env, episodes: int = 10, deterministic: bool = True,

@@ -202,7 +202,8 @@ class RolloutWorker:
         return {"incarnation": self.incarnation, "weights_version": self.weights_version,
                 "trajectories": trajectories, "steps": collected.steps,
                 "episode_returns": collected.episode_returns,
-                "episode_lengths": collected.episode_lengths}
+                "episode_lengths": collected.episode_lengths,
+                "game_returns": collected.game_returns}
 
     def random_observations(self, num_steps: int) -> dict[str, Any]:
         """Observations of `num_steps` random steps of every copy (RND's warm-up)."""
@@ -236,8 +237,10 @@ def merge_rounds(rounds: list[EpisodeRound]) -> EpisodeRound:
     """One EpisodeRound from the workers' (steps added up, episodes in worker order)."""
     returns = [r.episode_returns for r in rounds] or [np.zeros(0)]
     lengths = [r.episode_lengths for r in rounds] or [np.zeros(0, dtype=np.int64)]
+    games = [r.game_returns for r in rounds] or [np.zeros(0)]
     return EpisodeRound(sum(r.steps for r in rounds), np.concatenate(returns).astype(np.float64),
-                        np.concatenate(lengths).astype(np.int64))
+                        np.concatenate(lengths).astype(np.int64),
+                        np.concatenate(games).astype(np.float64))
 
 
 def _cpu_weights(policy: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -327,7 +330,7 @@ class RayCollector:
             self.weights_versions[k] = result["weights_version"]
             parts.append((first, result["trajectories"]))
             rounds.append(EpisodeRound(result["steps"], result["episode_returns"],
-                                       result["episode_lengths"]))
+                                       result["episode_lengths"], result["game_returns"]))
         return merge_trajectories(parts), merge_rounds(rounds)
 
     def random_observations(self, num_steps: int) -> np.ndarray:

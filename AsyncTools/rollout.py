@@ -8,7 +8,7 @@ Two shapes of collection:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import warnings
 from typing import Callable
 
@@ -32,11 +32,19 @@ def check_rollout(rollout: str) -> str:
 
 @dataclass
 class EpisodeRound:
-    """What one round collected: its env steps and the episodes that finished in it."""
+    """What one round collected: its env steps, the episodes that finished in it and the
+    whole-game returns the env reported (`vectorizer.game_returns`; Atari: real scores)."""
 
     steps: int
     episode_returns: np.ndarray
     episode_lengths: np.ndarray
+    game_returns: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+def reported_games(env: EnvVectorizer) -> list[float]:
+    """The whole-game returns the env reported at its last step."""
+    games = env.last_game_returns
+    return [] if games is None else games[np.isfinite(games)].tolist()
 
 
 EPISODE_STEP_CAP = 10_000  # default cap on one episode in rollout="episodes" rounds and in evaluation
@@ -68,10 +76,12 @@ def collect_episodes(env: EnvVectorizer, buffer: VecMemory,
     episode_returns = np.zeros(env.num_envs)
     episode_lengths = np.zeros(env.num_envs, dtype=np.int64)
     unfinished = np.zeros(env.num_envs, dtype=bool)
+    games: list[float] = []
     while True:
         actions = get_action(states)
         running = env.active_indices()
         next_states, rewards, terminated, truncated, _ = env.step(actions)
+        games += reported_games(env)
         episode_returns[running] += rewards
         episode_lengths[running] += 1
         capped = (episode_lengths[running] >= episode_step_cap) & ~(terminated | truncated)
@@ -89,7 +99,7 @@ def collect_episodes(env: EnvVectorizer, buffer: VecMemory,
         if np.all(env.envs_active):
             finished = ~unfinished
             return EpisodeRound(int(episode_lengths.sum()), episode_returns[finished],
-                                episode_lengths[finished])
+                                episode_lengths[finished], np.array(games))
 
 
 class FixedHorizonCollector:
@@ -106,13 +116,14 @@ class FixedHorizonCollector:
                 num_steps: int) -> EpisodeRound:
         if self.states is None:
             self.states = self.env.reset()[0]
-        finished_returns, finished_lengths, steps = [], [], 0
+        finished_returns, finished_lengths, games, steps = [], [], [], 0
         for _ in range(num_steps):
             actions = get_action(self.states)
             next_states, rewards, terminated, truncated, valid = self.env.step_autoreset(actions)
             buffer.append(None, self.states, actions, rewards, terminated, truncated,
                           next_states, valid=valid)
             steps += int(np.count_nonzero(valid))
+            games += reported_games(self.env)
             self._returns += np.where(valid, rewards, 0.0)
             self._lengths += valid
             ended = np.flatnonzero(terminated | truncated)
@@ -122,7 +133,8 @@ class FixedHorizonCollector:
                 self._returns[ended] = 0.0
                 self._lengths[ended] = 0
             self.states = next_states
-        return EpisodeRound(steps, np.array(finished_returns), np.array(finished_lengths, np.int64))
+        return EpisodeRound(steps, np.array(finished_returns), np.array(finished_lengths, np.int64),
+                            np.array(games))
 
 
 def random_observations(env: EnvVectorizer, num_steps: int, seed: int | None = None) -> np.ndarray:

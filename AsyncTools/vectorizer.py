@@ -79,6 +79,28 @@ def _reward_problem(reward: Any) -> str | None:
     return None if value.shape == () else f"a reward of shape {value.shape}"
 
 
+def game_returns(infos: Any, indices: np.ndarray) -> np.ndarray | None:
+    """The whole-game returns that gymnasium's RecordEpisodeStatistics reported in `infos`
+    (its `info["episode"]["r"]`), one per copy in `indices` (NaN for copies that reported
+    none), or None if none did. Inside life-loss and reward-clipping wrappers, as the Atari
+    helper puts it, that is the real, unclipped score of a game of several lives.
+
+    `infos` is a list of per-copy dicts (loop backend, copies `indices`) or gymnasium's dict of
+    arrays over all copies, with the `_episode` mask (vector env backends)."""
+    if isinstance(infos, dict):
+        if "episode" not in infos:
+            return None
+        reported = np.where(infos["_episode"], infos["episode"]["r"], np.nan)[indices]
+        return reported.astype(np.float64) if np.isfinite(reported).any() else None
+    ended = [row for row, info in enumerate(infos) if "episode" in info]
+    if not ended:
+        return None
+    reported = np.full(len(indices), np.nan)
+    for row in ended:
+        reported[row] = float(infos[row]["episode"]["r"])
+    return reported
+
+
 def _call_named(env: gym.Env, index: int, num_envs: int, method: str, *args, **kwargs):
     """env.method(*args, **kwargs), with any exception re-raised as an EnvStepError naming the copy."""
     try:
@@ -549,6 +571,9 @@ class EnvVectorizer:
         self.last_terminated = np.zeros(self.num_envs, dtype=bool)
         self.last_truncated = np.zeros(self.num_envs, dtype=bool)
         self.last_next_states: np.ndarray | None = None
+        # Per stepped copy, the return of a whole game that ended at the last step, where the
+        # env reports one (NaN elsewhere); None when no copy did (see `game_returns`).
+        self.last_game_returns: np.ndarray | None = None
         self._ended = np.zeros(self.num_envs, dtype=bool)
 
     @property
@@ -608,6 +633,7 @@ class EnvVectorizer:
             self._env_actions(actions, indices), indices)
         next_states = self._as_states(next_states, indices, "step")
         rewards = self._as_rewards(rewards, indices)
+        self.last_game_returns = game_returns(infos, indices)
         terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
         self.last_terminated[indices] = terminated
         self.last_truncated[indices] = truncated

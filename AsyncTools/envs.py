@@ -1,0 +1,47 @@
+"""Envs from ids, as the command line and the presets name them: `gym.make(env_id)`, except
+that Atari ids get the standard Atari preprocessing (`atari.make_atari_env`), which PPO on
+Atari needs to learn (frame skip, 84x84 grey frames, life loss, clipped rewards, 4 frames)."""
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import gymnasium as gym
+
+from .atari import make_atari_env
+
+
+def atari_id(env_id: str) -> str | None:
+    """The registered ALE id that `env_id` names ("ALE/Breakout-v5", "BreakoutNoFrameskip-v4",
+    or "Breakout-v5" for "ALE/Breakout-v5"), or None if it is not an Atari game (or ale-py,
+    which registers them, is not installed)."""
+    try:
+        import ale_py
+    except ImportError:
+        return None
+    gym.register_envs(ale_py)
+    for candidate in (env_id, f"ALE/{env_id}"):
+        try:
+            spec = gym.spec(candidate)
+        except gym.error.Error:
+            continue
+        if str(spec.entry_point).startswith("ale_py"):
+            return candidate
+    return None
+
+
+def env_from_id(env_id: str, render_mode: str | None = None) -> gym.Env:
+    """`gym.make(env_id)`, or the preprocessed Atari env for an Atari id."""
+    game = atari_id(env_id)
+    if game is not None:
+        return make_atari_env(game, render_mode=render_mode)
+    return gym.make(env_id, render_mode=render_mode)
+
+
+def env_source(env_id: str) -> gym.Env | Callable[[], gym.Env]:
+    """What `AsyncPPO` copies for `env_id`: the env itself (copied per env copy, and eligible
+    for gymnasium's native vector env), or, for Atari ids, a picklable function making the
+    preprocessed Atari env anew for each copy (ALE envs cannot be copied)."""
+    if atari_id(env_id) is not None:
+        return functools.partial(env_from_id, env_id)
+    return gym.make(env_id)
