@@ -8,7 +8,8 @@ Families (`FAMILY_DEFAULTS`):
   256 steps, lr 3e-4 annealed, 10 epochs of 64, observation and reward normalisation, value
   clipping 0.2).
 - "image": uint8 frames (Atari): CleanRL's ppo_atari.py (8 envs x 128 steps, lr 2.5e-4
-  annealed, 4 epochs of 256, clip 0.1, entropy 0.01, value clipping 0.1).
+  annealed, 4 epochs of 256, clip 0.1, entropy 0.01, value clipping 0.1; rewards are clipped
+  to their sign by the Atari stack, so no reward scaling).
 
 What the user passes always wins over both; `preset=False` leaves out the per-id table (the
 family defaults still apply).
@@ -33,7 +34,7 @@ FAMILY_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "image": {
         "ppo": {"lr": 2.5e-4, "anneal_lr": True, "k_epochs": 4, "batch_size": 1024,
                 "mini_batch_size": 256, "gamma": 0.99, "GAE_lambda": 0.95, "policy_clip": 0.1,
-                "entropy_coef": 0.01, "value_clip": 0.1},
+                "entropy_coef": 0.01, "value_clip": 0.1, "normalize_reward": False},
         "runner": {"num_envs": 8, "num_steps": 128},
     },
 }

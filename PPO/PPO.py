@@ -148,7 +148,7 @@ class PPO:
         action_high: Sequence[float] | None = None,
         observation_shape: Sequence[int] | None = None,
         action_nvec: Sequence[int] | None = None,
-        normalize_reward: bool = False,
+        normalize_reward: bool = True,
         anneal_lr: bool = False,
         total_steps: int | None = None,
         extrinsic_coef: float = 2.0,

@@ -127,7 +127,8 @@ def test_learn_refuses_non_finite_rewards_and_leaves_the_learner_unchanged():
 
 def test_an_update_that_diverges_raises_and_names_the_losses():
     """Finite but huge rewards overflow the returns to inf: the update's losses go non-finite."""
-    ppo = PPO(False, OBS_DIM, 2, device="cpu", seed=0, batch_size=64, mini_batch_size=32)
+    ppo = PPO(False, OBS_DIM, 2, device="cpu", seed=0, batch_size=64, mini_batch_size=32,
+              normalize_reward=False)
     fill_memory(ppo, np.full(64, 3e38))
     with pytest.raises(NonFiniteError, match=r"the update diverged \(policy_loss=.*value_loss=(inf|nan)"):
         ppo.learn()
@@ -147,7 +148,7 @@ class RewardSwitch(gym.Wrapper):
 
 def small_runner(env, log_dir: Path, steps: int, **options) -> AsyncPPO:
     ppo = ppo_for_env(gym.make("CartPole-v1"), seed=0, device="cpu", batch_size=256,
-                      mini_batch_size=128)
+                      mini_batch_size=128, normalize_reward=False)  # raw rewards: they can overflow
     return AsyncPPO(env, ppo, num_envs=4, num_steps=64, steps=steps, progress_bar=False,
                     backend="loop", log_dir=log_dir, **options)
 

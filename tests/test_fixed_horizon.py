@@ -203,7 +203,7 @@ def test_gae_on_the_collected_batch_equals_the_naive_reference(critic):
     batch, _, _ = collect_batch()
     reference = reference_rollout(SPECS, WINDOWS)
     segments = [segment for segs, *_ in reference for segment in segs]
-    ppo = PPO(False, 2, 2, gamma=0.9, GAE_lambda=0.8, seed=0, device="cpu")
+    ppo = PPO(False, 2, 2, gamma=0.9, GAE_lambda=0.8, seed=0, device="cpu", normalize_reward=False)
     if critic == "linear":  # a known value function: V(s) = 0.01 * t - 0.5 * last_action + 2
         ppo.policy.value = lambda obs: (0.01 * obs[:, 0] - 0.5 * obs[:, 1] + 2.0).float()
 

@@ -273,7 +273,7 @@ def test_ppo_load_rebuilds_from_the_saved_options(tmp_path):
 
 def test_loading_into_other_options_names_every_difference(tmp_path):
     trained_ppo(tmp_path)
-    other = PPO(True, 3, 2, hidden_sizes=(32,), device="cpu", seed=0)
+    other = PPO(True, 3, 2, hidden_sizes=(32,), device="cpu", seed=0, normalize_reward=False)
     with pytest.raises(ValueError, match=r"normalize_obs=True, but this PPO has normalize_obs=False"
                                          r".*normalize_reward=True, but this PPO has"):
         other.load_weights(tmp_path)

@@ -24,7 +24,9 @@ STAT_KEYS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction
 
 
 def make_ppo(kind="discrete", **kwargs):
-    base = dict(device="cpu", seed=0, batch_size=64, mini_batch_size=32, k_epochs=2)
+    # Raw rewards: these tests check the update's arithmetic against hand-computed returns.
+    base = dict(device="cpu", seed=0, batch_size=64, mini_batch_size=32, k_epochs=2,
+                normalize_reward=False)
     if kind == "discrete":
         args = (False, OBS_DIM, 3)
     else:

@@ -220,7 +220,7 @@ def test_intrinsic_returns_run_through_episode_ends_within_an_env():
     (bootstrapping V_int of its first state) and stops only where each env's rows end."""
     from PPO.Memory import Batch
     ppo = PPO(False, OBS_DIM, 2, use_RND=True, beta=1.0, extrinsic_coef=2.0, gamma=0.9,
-              intrinsic_gamma=0.8, GAE_lambda=0.7, device="cpu", seed=0)
+              intrinsic_gamma=0.8, GAE_lambda=0.7, device="cpu", seed=0, normalize_reward=False)
     g = torch.Generator().manual_seed(0)
     states = torch.randn(7, OBS_DIM, generator=g)
     finals = torch.randn(3, OBS_DIM, generator=g)
