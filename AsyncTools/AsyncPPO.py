@@ -194,6 +194,10 @@ class AsyncPPO:
         self.game_end_steps: list[int] = []
         checkpoint = self._read_checkpoint(resume) if resume is not None else None
         self._env_source = env
+        self.evaluation = None if eval_every is None else PeriodicEvaluation(
+            self.make_env, eval_every, eval_episodes, self.seed + EVAL_SEED_OFFSET,
+            episode_step_cap=self.episode_step_cap, start_step=self.total_steps,
+            best_return=None if checkpoint is None else checkpoint["runner"].get("best_eval_return"))
         if backend == "ray":
             if non_finite_rewards != "raise":
                 raise ValueError(f"non_finite_rewards={non_finite_rewards!r} is for the local "
@@ -218,8 +222,11 @@ class AsyncPPO:
         except (TypeError, ValueError):
             self.env.close()  # subprocess workers must not outlive a refused configuration
             raise
-        self.run_dir = Path(resume) if resume is not None else (
-            None if log_dir is None else new_run_folder(Path(log_dir), _run_name(self.env_id, self.seed)))
+        if resume is not None:
+            self.run_dir: Path | None = Path(resume)
+        else:
+            self.run_dir = None if log_dir is None else new_run_folder(
+                Path(log_dir), _run_name(self.env_id, self.seed))
         self.buffer = VecMemory(self.num_envs)
         self.collector = None if self._on_ray else FixedHorizonCollector(self.env)
         self.progress_bar = progress_bar
@@ -227,10 +234,6 @@ class AsyncPPO:
         self.stopped_by: str | None = None
         self._deadline: float | None = None
         self._rnd_warmed_up = checkpoint is not None
-        self.evaluation = None if eval_every is None else PeriodicEvaluation(
-            self.make_env, eval_every, eval_episodes, self.seed + EVAL_SEED_OFFSET,
-            episode_step_cap=self.episode_step_cap, start_step=self.total_steps,
-            best_return=None if checkpoint is None else checkpoint["runner"].get("best_eval_return"))
         self._logger: RunLogger | None = None
         self._next_checkpoint = self.total_steps + self.checkpoint_every
 

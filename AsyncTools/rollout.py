@@ -84,14 +84,15 @@ def collect_episodes(env: EnvVectorizer, buffer: VecMemory,
         games += reported_games(env)
         episode_returns[running] += rewards
         episode_lengths[running] += 1
-        capped = (episode_lengths[running] >= episode_step_cap) & ~(terminated | truncated)
-        if capped.any():
-            warn_episode_cut(f'rollout="episodes", env copies {running[capped].tolist()}',
+        ended = terminated | truncated
+        cut = (episode_lengths[running] >= episode_step_cap) & ~ended
+        if cut.any():
+            warn_episode_cut(f'rollout="episodes", env copies {running[cut].tolist()}',
                              episode_step_cap)
         if should_stop is not None and should_stop():
-            unfinished[running[~(terminated | truncated | capped)]] = True
-            capped[:] = ~(terminated | truncated)
-        dones = terminated | truncated | capped
+            unfinished[running[~(ended | cut)]] = True
+            cut = ~ended
+        dones = ended | cut
         utils.buffer_append(buffer, states, actions, rewards, dones, is_env_terminal=env.envs_active,
                             num_envs=env.num_envs, terminated=terminated, next_states=next_states)
         states = utils.inactive_states_dropout(next_states, dones)

@@ -285,3 +285,21 @@ def test_load_and_play_in_fresh_process(quickstart, tmp_path):
     # The README's call (sampling) gives one valid action per state.
     assert played["sampled"].shape == (len(saved_states),)
     assert set(np.unique(played["sampled"])) <= {0, 1}
+
+
+@pytest.mark.slow
+def test_the_quickstart_as_written_plays_well_in_unseeded_runs(tmp_path):
+    """The quickstart verbatim (100k steps, no seed): in each of 3 runs the saved policy, loaded
+    back, plays at least 475 on average over 10 deterministic episodes."""
+    from AsyncTools.evaluation import evaluate
+
+    scores = []
+    for run in range(3):
+        save_dir = tmp_path / f"run{run}"
+        code = _edit(QUICKSTART, "'(insert your path)/Parallel-Reinforcement-Learning/PPO/data'",
+                     repr(str(save_dir)))
+        _run(code, f"quickstart run {run}")
+        played = evaluate(PPO.load(save_dir, device="cpu"),
+                          gym.make("CartPole-v1", max_episode_steps=500), episodes=10)
+        scores.append(float(np.mean(played)))
+    assert min(scores) >= 475, f"deterministic returns of the saved policies: {scores}"

@@ -1,0 +1,241 @@
+"""Return reached at one budget: our CLI defaults next to Stable-Baselines3 (defaults and RL Zoo).
+
+For each env and seed, three runs, each in a fresh subprocess with a timeout:
+
+  ours      `python train.py --env ID --steps N --seed S --quiet --log-dir TMP --save-dir TMP/w`
+            exactly as a user runs it (the env's preset / family defaults apply), then
+            `python play.py --weights TMP/w --env ID --episodes 10` (10 deterministic episodes).
+  sb3       `PPO("MlpPolicy", make_vec_env(ID, n_envs=1, seed=S), seed=S, device="cpu")` with
+            SB3's default hyperparameters, `learn(N)`.
+  zoo       SB3 PPO with RL Zoo's tuned hyperparameters for the env (ZOO_PPO below), but trained
+            for the same N steps rather than the zoo's own n_timesteps.
+
+SB3 runs are scored with `evaluate_policy(model, env, n_eval_episodes=10, deterministic=True)` on
+a fresh env (VecNormalize statistics copied and frozen where the zoo normalises). SB3 trains in
+whole rollouts, so it can run past N by up to one rollout (n_envs * n_steps); the steps actually
+taken are recorded. No thread settings are made for either library: ours picks its torch threads
+itself, SB3 runs with torch's default.
+
+    python benchmarks/defaults_vs_sb3.py                       # 5 envs, 100k steps, seeds 0 1
+    python benchmarks/defaults_vs_sb3.py --envs CartPole-v1 --seeds 0 --steps 50000
+
+Writes benchmarks/results/defaults_vs_sb3/results.json (after every run, so an interrupted
+benchmark keeps its runs; --reuse skips runs already there) and results.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT_DIR = ROOT / "benchmarks" / "results" / "defaults_vs_sb3"
+ENVS = ["CartPole-v1", "Acrobot-v1", "MountainCar-v0", "Pendulum-v1", "LunarLander-v3"]
+VARIANTS = ["ours", "sb3", "zoo"]
+EVAL_EPISODES = 10
+
+# RL Zoo's tuned PPO hyperparameters, copied from rl-baselines3-zoo hyperparams/ppo.yml
+# (github.com/DLR-RM/rl-baselines3-zoo, commit 22e3ff2450fd92033f7f032915e1f64894a09584,
+# 2026-04-23). Keys as in the yml: "normalize" wraps the env in VecNormalize with the algorithm's
+# gamma (rl_zoo3/exp_manager.py _preprocess_normalization), "lin_X" is a linear schedule from X
+# to 0 (SimpleLinearSchedule), "n_timesteps" is the zoo's own budget (reported, not used).
+# The zoo's LunarLander-v3 entry is the same as its older LunarLander-v2 entry.
+ZOO_PPO = {
+    "CartPole-v1": dict(n_timesteps=1e5, n_envs=8, n_steps=32, batch_size=256, gae_lambda=0.8,
+                        gamma=0.98, n_epochs=20, ent_coef=0.0, learning_rate="lin_0.001",
+                        clip_range="lin_0.2"),
+    "Acrobot-v1": dict(n_timesteps=1e6, normalize=True, n_envs=16, n_steps=256, gae_lambda=0.94,
+                       gamma=0.99, n_epochs=4, ent_coef=0.0),
+    "MountainCar-v0": dict(n_timesteps=1e6, normalize=True, n_envs=16, n_steps=16, gae_lambda=0.98,
+                           gamma=0.99, n_epochs=4, ent_coef=0.0),
+    "Pendulum-v1": dict(n_timesteps=1e5, n_envs=4, n_steps=1024, gae_lambda=0.95, gamma=0.9,
+                        n_epochs=10, ent_coef=0.0, learning_rate=1e-3, clip_range=0.2,
+                        use_sde=True, sde_sample_freq=4),
+    "LunarLander-v3": dict(n_timesteps=1e6, n_envs=16, n_steps=1024, batch_size=64, gae_lambda=0.98,
+                           gamma=0.999, n_epochs=4, ent_coef=0.01),
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--envs", nargs="+", default=ENVS, help="Gymnasium env ids")
+    parser.add_argument("--steps", type=int, default=100_000, help="env steps per run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per subprocess")
+    parser.add_argument("--out", type=Path, default=OUT_DIR)
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep runs already in results.json with the same env/variant/seed/steps")
+    # internal: one SB3 run in this process, printing a JSON line
+    parser.add_argument("--worker", choices=["sb3", "zoo"], help=argparse.SUPPRESS)
+    parser.add_argument("--env", help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+# ---------------------------------------------------------------- SB3 worker (in a subprocess)
+
+def _linear(initial: float):
+    """RL Zoo's SimpleLinearSchedule: initial * progress_remaining (1 -> 0)."""
+    return lambda progress_remaining: progress_remaining * initial
+
+
+def zoo_settings(env_id: str) -> tuple[dict, int, bool]:
+    """SB3 PPO keywords, n_envs and whether to VecNormalize, from ZOO_PPO."""
+    hp = dict(ZOO_PPO[env_id])
+    hp.pop("n_timesteps")
+    n_envs = hp.pop("n_envs", 1)
+    normalize = hp.pop("normalize", False)
+    for key in ("learning_rate", "clip_range"):
+        if isinstance(hp.get(key), str):
+            hp[key] = _linear(float(hp[key].split("_")[1]))
+    return hp, n_envs, normalize
+
+
+def run_sb3(variant: str, env_id: str, seed: int, steps: int) -> dict:
+    """Train SB3 PPO (defaults or zoo settings) and score it; returns the run's record."""
+    t0 = time.perf_counter()
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.vec_env import VecNormalize, sync_envs_normalization
+
+    kwargs, n_envs, normalize = zoo_settings(env_id) if variant == "zoo" else ({}, 1, False)
+    env = make_vec_env(env_id, n_envs=n_envs, seed=seed)
+    if normalize:
+        env = VecNormalize(env, gamma=kwargs.get("gamma", 0.99))
+    model = PPO("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
+    model.learn(steps)
+    train_s = time.perf_counter() - t0
+
+    eval_env = make_vec_env(env_id, n_envs=1, seed=0)
+    if normalize:
+        eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
+        sync_envs_normalization(env, eval_env)
+    returns, _ = evaluate_policy(model, eval_env, n_eval_episodes=EVAL_EPISODES,
+                                 deterministic=True, return_episode_rewards=True)
+    return {"mean_return": float(sum(returns) / len(returns)), "episode_returns": list(map(float, returns)),
+            "train_s": train_s, "steps_trained": int(model.num_timesteps)}
+
+
+# ---------------------------------------------------------------- orchestration
+
+def run_ours(env_id: str, seed: int, steps: int, timeout: float) -> dict:
+    """train.py then play.py, as a user runs them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "train.py", "--env", env_id, "--steps", str(steps), "--seed", str(seed),
+               "--quiet", "--log-dir", tmp, "--save-dir", f"{tmp}/w"]
+        t0 = time.perf_counter()
+        subprocess.run(cmd, cwd=ROOT, check=True, timeout=timeout, capture_output=True, text=True)
+        train_s = time.perf_counter() - t0
+        args = json.loads(next(Path(tmp).glob("*/train_args.json")).read_text())
+        play = subprocess.run([sys.executable, "play.py", "--weights", f"{tmp}/w", "--env", env_id,
+                               "--episodes", str(EVAL_EPISODES)], cwd=ROOT, check=True,
+                              timeout=timeout, capture_output=True, text=True)
+    lines = play.stdout.strip().splitlines()
+    returns = [float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("episode ")]
+    return {"mean_return": float(lines[-1].split()[-1]), "episode_returns": returns,
+            "train_s": train_s, "train_args": args}
+
+
+def run_one(variant: str, env_id: str, seed: int, steps: int, timeout: float) -> dict:
+    """One run in fresh subprocesses; a failure or timeout is recorded, not raised."""
+    try:
+        if variant == "ours":
+            return run_ours(env_id, seed, steps, timeout)
+        cmd = [sys.executable, __file__, "--worker", variant, "--env", env_id, "--seed", str(seed),
+               "--steps", str(steps)]
+        proc = subprocess.run(cmd, cwd=ROOT, check=True, timeout=timeout, capture_output=True, text=True)
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except subprocess.TimeoutExpired:
+        return {"error": f"timeout after {timeout:.0f} s"}
+    except subprocess.CalledProcessError as exc:
+        return {"error": f"exit {exc.returncode}: {(exc.stderr or '')[-800:]}"}
+
+
+def machine() -> dict:
+    import torch
+    import stable_baselines3
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+            "sb3": stable_baselines3.__version__}
+
+
+def cell(runs: list[dict]) -> str:
+    """'mean ± std over seeds (wall s)' for one env/variant."""
+    ok = [r for r in runs if "mean_return" in r]
+    if not ok:
+        return "failed" if runs else "—"
+    means = [r["mean_return"] for r in ok]
+    std = statistics.pstdev(means) if len(means) > 1 else 0.0
+    wall = statistics.mean(r["train_s"] for r in ok)
+    note = f", {len(runs) - len(ok)} failed" if len(ok) < len(runs) else ""
+    return f"{statistics.mean(means):.1f} ± {std:.1f} ({wall:.0f} s{note})"
+
+
+def write_markdown(results: dict, path: Path) -> None:
+    m, cfg = results["machine"], results["config"]
+    lines = [f"# Return at {cfg['steps']:,} env steps: ours (CLI defaults) vs Stable-Baselines3", "",
+             f"Deterministic mean return over {EVAL_EPISODES} episodes, then mean ± std over seeds "
+             f"{cfg['seeds']}; in brackets the mean training wall time (indicative only: 2-core "
+             "machine shared with other jobs, one run at a time).", "",
+             "| env | ours (CLI defaults) | SB3 defaults | SB3 + RL Zoo settings | zoo's own budget |",
+             "|---|---|---|---|---|"]
+    for env_id in cfg["envs"]:
+        cells = [cell([r for r in results["runs"] if r["env"] == env_id and r["variant"] == v])
+                 for v in VARIANTS]
+        budget = f"{ZOO_PPO[env_id]['n_timesteps']:,.0f}" if env_id in ZOO_PPO else "—"
+        lines.append(f"| {env_id} | " + " | ".join(cells) + f" | {budget} |")
+    lines += ["", f"Machine: {m['processor']}, {m['cores']} cores ({m['platform']}); Python {m['python']}, "
+              f"torch {m['torch']}, stable-baselines3 {m['sb3']}.", "",
+              "- ours: `python train.py --env ID --steps N --seed S --quiet --log-dir TMP --save-dir TMP/w`, "
+              "scored with `python play.py --weights TMP/w --env ID --episodes 10` (episode k seeded 0+k). "
+              "Ours chooses its torch threads itself; the wall time includes its periodic evaluations.",
+              "- SB3 defaults: `PPO('MlpPolicy', make_vec_env(ID, n_envs=1, seed=S), seed=S, device='cpu')`, "
+              "`learn(N)`; SB3 (both columns) runs with torch's default threads, none set.",
+              "- SB3 + RL Zoo: hyperparameters of rl-baselines3-zoo hyperparams/ppo.yml (ZOO_PPO in the "
+              "script, VecNormalize where the zoo normalises) but trained for the same N steps; the last "
+              "column is the zoo's own n_timesteps.",
+              "- SB3 runs are scored with `evaluate_policy(..., n_eval_episodes=10, deterministic=True)` on a "
+              "fresh env seeded 0 (normalisation statistics frozen). SB3 stops at the first whole rollout "
+              "past N, so it may train up to one rollout more (steps_trained in results.json).", "",
+              "Reproduce: `python benchmarks/defaults_vs_sb3.py "
+              f"--envs {' '.join(cfg['envs'])} --steps {cfg['steps']} --seeds {' '.join(map(str, cfg['seeds']))}`"]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.worker:
+        print(json.dumps(run_sb3(args.worker, args.env, args.seed, args.steps)))
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    json_path = args.out / "results.json"
+    old = json.loads(json_path.read_text())["runs"] if args.reuse and json_path.exists() else []
+    results = {"machine": machine(), "zoo_ppo": ZOO_PPO, "runs": [],
+               "config": {"envs": args.envs, "steps": args.steps, "seeds": args.seeds}}
+    for env_id in args.envs:
+        for seed in args.seeds:
+            for variant in args.variants:
+                key = dict(env=env_id, variant=variant, seed=seed, steps=args.steps)
+                done = [r for r in old if all(r.get(k) == v for k, v in key.items()) and "error" not in r]
+                record = done[0] if done else {**key, **run_one(variant, env_id, seed, args.steps, args.timeout)}
+                results["runs"].append(record)
+                print(f"{env_id:15s} seed {seed} {variant:4s}: "
+                      f"{record.get('mean_return', record.get('error'))} ({record.get('train_s', 0):.0f} s)",
+                      flush=True)
+                json_path.write_text(json.dumps(results, indent=1))
+    write_markdown(results, args.out / "results.md")
+    print((args.out / "results.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
