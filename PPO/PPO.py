@@ -317,9 +317,10 @@ class PPO:
         """Actions for a batch of states [B, observ_dim] (or one state [observ_dim]).
 
         Discrete: int64 indices [B]; MultiDiscrete: int64 [B, len(action_nvec)]. Continuous:
-        float32 [B, action_dim] in the env's units, not
-        clipped (the vectorizer clips what the env receives; the learner scores what was sampled).
-        `deterministic=True` returns the most likely action.
+        float32 [B, action_dim] in the env's units; sampled actions are not clipped (the
+        vectorizer clips what the env receives; the learner scores what was sampled).
+        `deterministic=True` returns the most likely action, clipped to the action bounds where
+        they are known: an action ready for the env, as for deployment.
         """
         states, single = self._check_states(state)
         if self.numpy_actor is not None and (isinstance(states, np.ndarray) or states.device.type == "cpu"):
@@ -328,6 +329,9 @@ class PPO:
         else:
             states = torch.as_tensor(states).to(self.device, non_blocking=True)
             actions = self.policy.act(states, self.sample_generator, deterministic).cpu().numpy()
+        if deterministic and self.is_continuous and self.action_bounds_given:
+            actions = np.clip(actions, self.policy.action_low.cpu().numpy(),
+                              self.policy.action_high.cpu().numpy())
         return actions[0] if single else actions
 
     # ------------------------------------------------------------------ update

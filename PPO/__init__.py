@@ -2,9 +2,11 @@
 
 `from PPO import PPO` gives the class, as in the original project.
 """
+__version__ = "0.2.0"  # the package version (pyproject.toml reads it from here)
+
 from .ActorCritic import ActorCritic
 from .Memory import Batch, Memory
 from .PPO import PPO
 from .RND import RND
 
-__all__ = ["PPO", "ActorCritic", "Memory", "Batch", "RND"]
+__all__ = ["PPO", "ActorCritic", "Memory", "Batch", "RND", "__version__"]

@@ -38,8 +38,9 @@ requirements.txt (torch 2.7.1+cu118, gymnasium 1.1.1).
 
 Torch threads, as a user gets them: our PPO chooses 1 intra-op thread by itself for a vector
 policy on the CPU (unless OMP_NUM_THREADS is set or the user called torch.set_num_threads); the
-original never sets it, so it runs with torch's default (the number of physical cores; recorded
-per run as `torch_threads_default`). The environment is passed through unchanged apart from
+original never sets it, so it runs with torch's default (the number of physical cores). Recorded
+per run as `torch_threads`: torch's thread count in the evaluation child once the learner is
+built, the same code path as in training. The environment is passed through unchanged apart from
 PYTHONPATH; OMP_NUM_THREADS, if set, is recorded.
 
 Results: benchmarks/results/seed_quickstart/results.json (rewritten after every run, so a cut
@@ -148,7 +149,7 @@ def eval_worker(impl: str, weights: str) -> None:
     """Entry point of the evaluation subprocess: prints one JSON line."""
     import torch
     returns = (eval_ours if impl == "ours" else eval_original)(weights)
-    print(json.dumps({"returns": returns, "torch_threads_default": torch.get_num_threads()}))
+    print(json.dumps({"returns": returns, "torch_threads": torch.get_num_threads()}))
 
 
 # ---------------------------------------------------------------- runs (parent process)
@@ -212,7 +213,7 @@ def one_run(python: str, impl: str, root: Path, timeout: float) -> dict:
         return record
     record.update(eval_mean=round(statistics.fmean(result["returns"]), 2),
                   eval_returns=result["returns"],
-                  torch_threads_default=result["torch_threads_default"])
+                  torch_threads=result["torch_threads"])
     return record
 
 
@@ -232,9 +233,20 @@ def schedule(runs: int, original_runs: int) -> list[str]:
 def source_digest(root: Path) -> str:
     """sha256 (first 12 hex digits) of the implementation's PPO/ and AsyncTools/ .py files."""
     digest = hashlib.sha256()
-    for path in sorted(list((root / "PPO").glob("*.py")) + list((root / "AsyncTools").glob("*.py"))):
+    files = sorted([*(root / "PPO").glob("*.py"), *(root / "AsyncTools").glob("*.py")])
+    for path in files:
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name from /proc/cpuinfo (Linux), else None."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+                None)
 
 
 def machine_info(python: str) -> dict:
@@ -244,7 +256,8 @@ def machine_info(python: str) -> dict:
             "'numpy':numpy.__version__,'tqdm':tqdm.__version__}))")
     versions = json.loads(subprocess.run([python, "-c", code], capture_output=True, text=True,
                                          check=True).stdout)
-    return {"processor": platform.processor() or platform.machine(), "platform": platform.platform(),
+    return {"processor": platform.processor() or platform.machine(), "cpu_model": cpu_model(),
+            "platform": platform.platform(),
             "cores": os.cpu_count(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
             **versions}
 
@@ -279,8 +292,9 @@ def markdown(results: dict) -> str:
         if scores:
             lines.append(f"\n{impl}: eval {', '.join(scores)}; wall s {', '.join(walls)}")
     m = results["machine"]
-    lines.append(f"\nMachine: {m['processor']}, {m['cores']} cores, torch {m['torch']}, "
-                 f"gymnasium {m['gymnasium']}, numpy {m['numpy']}, python {m['python']}")
+    lines.append(f"\nMachine: {m['processor']} ({m.get('cpu_model')}), {m['cores']} cores, "
+                 f"torch {m['torch']}, gymnasium {m['gymnasium']}, numpy {m['numpy']}, "
+                 f"python {m['python']}")
     return "\n".join(lines)
 
 

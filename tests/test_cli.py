@@ -60,8 +60,9 @@ def test_short_run_then_resume_continues_the_step_counter(tmp_path):
     steps_first = last_steps(run_dir)
     assert 1024 <= steps_first < 1024 + 256
 
-    resumed = train(tmp_path, "--resume", str(run_dir), "--steps", "2048", "--quiet")
+    resumed = train(tmp_path, "--resume", str(run_dir), "--steps", "2048", "--quiet", "--lr", "0.5")
     assert resumed.returncode == 0, resumed.stderr
+    assert "--resume: ignoring --lr 0.5: a resumed run keeps its own settings" in resumed.stderr
     assert only_run_folder(tmp_path) == run_dir  # the same folder, the same curve
     with open(run_dir / "progress.csv", newline="") as handle:
         steps = [int(row["steps"]) for row in csv.DictReader(handle)]

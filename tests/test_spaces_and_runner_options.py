@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+import torch
 import pytest
 
 from AsyncTools.AsyncPPO import AsyncPPO, check_spaces, format_stats, ppo_for_env, space_options
@@ -132,3 +133,14 @@ def test_format_stats_shows_the_learning_statistics():
                              clip_fraction=0.125, explained_variance=0.91, num_samples=2048.0))
     assert text == "pi=-0.012 v=12.5 ent=0.693 kl=0.0046 clip=0.12 ev=0.91"
     assert "int=" in format_stats(dict(intrinsic_reward=0.5))
+
+
+def test_deterministic_actions_are_clipped_to_the_bounds_sampled_ones_are_not():
+    ppo = ppo_for_env(gym.make("Pendulum-v1"), seed=0, device="cpu", log_std_init=1.0)
+    with torch.no_grad():
+        ppo.policy.actor[-1].bias.fill_(5.0)  # a mean far outside [-2, 2]
+    states = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+    deterministic = ppo.get_action(states, deterministic=True)
+    assert deterministic.min() >= -2.0 and deterministic.max() <= 2.0
+    assert np.any(deterministic == 2.0)
+    assert ppo.get_action(states).max() > 2.0  # the learner scores exactly what it sampled

@@ -1,0 +1,207 @@
+"""Train PPO on a Gymnasium env with the one-liner, log the run and save the weights.
+
+    python train.py                                        # CartPole-v1, 32 envs, 150k steps
+    python train.py --env Pendulum-v1 --steps 200000       # settings from the env's preset
+    python train.py --env HalfCheetah-v5 --steps 1000000 --lr 1e-4   # any option overrides
+    python train.py --resume runs/CartPole-v1_20260101-120000_seed0 --steps 300000
+
+Every run writes a run folder under --log-dir (printed at the start): progress.csv,
+episodes.csv, TensorBoard events (if tensorboard is installed), checkpoints, the final weights
+and learning_curve.png. Ctrl-C or SIGTERM saves a checkpoint and the weights and stops (a
+second signal stops at once); --resume continues from it with the run's own settings
+(train_args.json in the run folder): only --steps, --timeout, --quiet, --checkpoint-every and
+--save-dir come from the new command line.
+
+Settings: every option not given comes from the env id's preset (AsyncTools/presets.json) or,
+for ids without one, from the defaults of the env's family (discrete, continuous, image);
+train_args.json in the run folder records the values used.
+
+Exit status: 0 when the run ended by itself (--steps, --timeout or --stop-at-return), 130
+after Ctrl-C (SIGINT) and 143 after SIGTERM (checkpoint and weights saved), 1 on an error (the
+last checkpoint left intact), 2 for bad arguments.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from AsyncTools.AsyncPPO import AsyncPPO, ROLLOUTS, ppo_for_env
+from AsyncTools.vectorizer import BACKENDS, NON_FINITE_REWARD_CHOICES
+from PPO.PPO import POLICY_FILE
+
+# Learner options: (flag, PPO keyword, type, help). Not given, they come from the env's preset or
+# family (AsyncTools/presets.py), else from PPO's own defaults; train_args.json records the values used.
+PPO_OPTIONS = [
+    ("--lr", "lr", float, "Adam learning rate"),
+    ("--k-epochs", "k_epochs", int, "passes over each batch"),
+    ("--batch-size", "batch_size", int, "steps before an update"),
+    ("--mini-batch-size", "mini_batch_size", int, "steps per gradient step"),
+    ("--gamma", "gamma", float, "discount"),
+    ("--gae-lambda", "GAE_lambda", float, "GAE lambda"),
+    ("--policy-clip", "policy_clip", float, "PPO ratio clip"),
+    ("--entropy-coef", "entropy_coef", float, "entropy bonus (PPO: 0.01 discrete, 0 continuous)"),
+    ("--value-clip", "value_clip", float, "clip the value update"),
+    ("--target-kl", "target_kl", float, "stop an update's epochs above this KL"),
+    ("--log-std-init", "log_std_init", float, "continuous: initial log std"),
+    ("--beta", "beta", float, "RND: weight of the intrinsic advantage"),
+]
+PPO_SWITCHES = [  # --name / --no-name
+    ("--normalize-obs", "normalize_obs", "normalise observations (running mean/std)"),
+    ("--normalize-reward", "normalize_reward", "scale rewards by the std of the discounted return"),
+    ("--anneal-lr", "anneal_lr", "decay the learning rate linearly to 0 over --steps"),
+    ("--squash-actions", "squash_actions", "continuous: tanh-squashed Gaussian"),
+    ("--use-rnd", "use_RND", "add the RND exploration bonus"),
+]
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default where it has one, and the description's lines as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--env", default="CartPole-v1",
+                        help="Gymnasium env id; Atari ids (ALE/Breakout-v5, Breakout-v5, "
+                             "BreakoutNoFrameskip-v4) get the standard Atari preprocessing")
+    parser.add_argument("--num-envs", type=int, default=None,
+                        help="env copies stepped in lockstep (default: the env's preset, else 32 "
+                             "discrete, 8 continuous or image)")
+    parser.add_argument("--steps", type=int, default=150_000, help="env steps to train for")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the learner and env copies")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available)")
+    parser.add_argument("--num-steps", type=int, default=None,
+                        help="steps per copy per round (default: the env's preset, else 64 "
+                             "discrete, 256 continuous, 128 image)")
+    parser.add_argument("--preset", choices=("auto", "none"), default="auto",
+                        help="auto: settings from the env id's preset (AsyncTools/presets.json) "
+                             "for every option not given; none: only the env family's defaults")
+    parser.add_argument("--rollout", choices=ROLLOUTS, default="steps", help="collection mode")
+    parser.add_argument("--backend", choices=BACKENDS + ("ray",), default="auto",
+                        help="how copies are stepped (ray: Ray actors on this machine or RAY_ADDRESS)")
+    parser.add_argument("--non-finite-rewards", choices=NON_FINITE_REWARD_CHOICES, default="raise",
+                        help="a NaN/inf reward from the env: stop with an error naming the env "
+                             "copy, or replace it by 0")
+    parser.add_argument("--hidden-sizes", type=int, nargs="+", default=[64, 64],
+                        help="hidden layers of the actor and of the critic")
+    for flag, _, kind, text in PPO_OPTIONS:
+        parser.add_argument(flag, type=kind, default=None, help=text + " (default: see --preset)")
+    for flag, _, text in PPO_SWITCHES:
+        parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                            help=text + " (default: see --preset)")
+    parser.add_argument("--eval-every", type=int, default=None,
+                        help="env steps between deterministic evaluations on a separate env copy; "
+                             "the best model goes to the run folder's best/ (default: a twentieth "
+                             "of --steps; 0: no evaluation)")
+    parser.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation")
+    parser.add_argument("--stop-at-return", type=float, default=None,
+                        help="stop once an evaluation's mean return reaches this")
+    parser.add_argument("--log-dir", default="runs", help="parent folder of the run folders")
+    parser.add_argument("--checkpoint-every", type=int, default=100_000,
+                        help="env steps between checkpoints (0: only at the end)")
+    parser.add_argument("--resume", default=None, help="a run folder to continue")
+    parser.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    parser.add_argument("--save-dir", default=None, help="also save the weights here (default: data/ENV)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def ppo_options(args: argparse.Namespace) -> dict:
+    options = {name: getattr(args, name_of(flag)) for flag, name, *_ in PPO_OPTIONS + PPO_SWITCHES
+               if getattr(args, name_of(flag)) is not None}
+    return dict(options, hidden_sizes=tuple(args.hidden_sizes), seed=args.seed, device=args.device)
+
+
+def name_of(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
+# The exit status: 0 when the run ended by itself (its steps or --timeout); 128 + the signal's
+# number when SIGINT (Ctrl-C) or SIGTERM stopped it, after saving the checkpoint and weights.
+EXIT_CODES = {None: 0, "timeout": 0, "stop_at_return": 0, "callback": 0,
+              "SIGINT": 128 + signal.SIGINT, "SIGTERM": 128 + signal.SIGTERM}
+RESUME_KEEPS = ("steps", "timeout", "quiet", "checkpoint_every", "save_dir", "resume")
+ARGS_FILE = "train_args.json"
+
+
+def with_saved_settings(args: argparse.Namespace) -> argparse.Namespace:
+    """For --resume: the run's own settings, but this command's RESUME_KEEPS."""
+    file = Path(args.resume) / ARGS_FILE
+    if not file.is_file():
+        raise SystemExit(f"train.py: error: --resume: {file} not found (not a train.py run folder)")
+    saved = json.loads(file.read_text())
+    defaults = vars(parse_args([]))  # for options newer than the run's train_args.json
+    ignored = [f"--{key.replace('_', '-')} {value}" for key, value in vars(args).items()
+               if key not in RESUME_KEEPS and value != defaults[key] and value != saved.get(key)]
+    if ignored:
+        print(f"--resume: ignoring {', '.join(ignored)}: a resumed run keeps its own settings "
+              f"({file}); only --{', --'.join(k.replace('_', '-') for k in RESUME_KEEPS[:-1])} "
+              f"come from this command", file=sys.stderr)
+    return argparse.Namespace(**{**defaults, **saved,
+                                 **{key: getattr(args, key) for key in RESUME_KEEPS}})
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.resume is not None:
+        args = with_saved_settings(args)
+    started = time.time()
+    ppo = ppo_for_env(args.env, preset=args.preset == "auto", **ppo_options(args))
+    runner = AsyncPPO(env=args.env, ppo=ppo, num_envs=args.num_envs, steps=args.steps,
+                      num_steps=args.num_steps, rollout=args.rollout, backend=args.backend,
+                      progress_bar=not args.quiet, log_dir=args.log_dir,
+                      checkpoint_every=args.checkpoint_every, resume=args.resume,
+                      non_finite_rewards=args.non_finite_rewards,
+                      eval_every=eval_every(args), eval_episodes=args.eval_episodes,
+                      stop_at_return=args.stop_at_return, preset=args.preset == "auto")
+    (runner.run_dir / ARGS_FILE).write_text(json.dumps(resolved(args, ppo, runner), indent=1))
+    try:
+        returns = runner.run(timeout=args.timeout)
+    finally:
+        runner.close()
+    save_dir = Path(args.save_dir or f"data/{args.env}")
+    say_if_replacing(save_dir, started)
+    ppo.save_weights(save_dir)
+    recent = np.mean(returns[-runner.num_envs:]) if returns else float("nan")
+    ending = "interrupted" if runner.interrupted else "trained"
+    print(f"{ending} {runner.total_steps} steps; mean return of the last {runner.num_envs} episodes: "
+          f"{recent:.1f}; weights saved to {save_dir}")
+    return EXIT_CODES[runner.stopped_by]
+
+
+def resolved(args: argparse.Namespace, ppo, runner: AsyncPPO) -> dict:
+    """The command line with every default filled in by the value actually used (from the
+    family defaults, the preset or the learner's own defaults): what train_args.json records."""
+    settings = dict(vars(args), num_envs=runner.num_envs, num_steps=runner.num_steps,
+                    eval_every=runner.evaluation.every if runner.evaluation is not None else 0)
+    for flag, name, *_ in PPO_OPTIONS + PPO_SWITCHES:
+        settings[name_of(flag)] = getattr(ppo, name, ppo.config[name])
+    return settings
+
+
+def eval_every(args: argparse.Namespace) -> int | None:
+    """--eval-every, with its default (a twentieth of the run) filled in; None for 0 (off)."""
+    every = args.eval_every if args.eval_every is not None else max(1, args.steps // 20)
+    return every or None
+
+
+def say_if_replacing(save_dir: Path, started: float) -> None:
+    """Weights in `save_dir` written before this run started belong to another run (or to this
+    run's earlier part): say that they are being replaced."""
+    existing = save_dir / POLICY_FILE
+    if existing.is_file() and existing.stat().st_mtime < started:
+        written = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(existing.stat().st_mtime))
+        print(f"replacing the weights in {save_dir} written at {written} by an earlier run "
+              f"(pass --save-dir to keep them)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
