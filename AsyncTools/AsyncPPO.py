@@ -81,15 +81,22 @@ def ppo_for_env(env: gym.Env | str, *, preset: bool = True, **ppo_options) -> PP
         made = env_from_id(env)
         made.close()
         return ppo_for_env(made, preset=preset, **ppo_options)
-    options = space_options(env.observation_space, env.action_space)
+    observation_space, action_space = single_spaces(env)
+    options = space_options(observation_space, action_space)
     kind = family(options["is_continuous"], "observation_shape" in options)
     ppo_options = {**settings_for(env_id_of(env), kind, "ppo", preset), **ppo_options}
-    action_space = env.action_space
     if options["is_continuous"] and "action_scaling" not in ppo_options \
             and _has_finite_bounds(action_space):
         ppo_options.setdefault("action_low", action_space.low)
         ppo_options.setdefault("action_high", action_space.high)
     return PPO(**options, **ppo_options)
+
+
+def single_spaces(env: gym.Env | gym.vector.VectorEnv) -> tuple[gym.Space, gym.Space]:
+    """(observation space, action space) of one copy: a VectorEnv's single-env spaces."""
+    if isinstance(env, gym.vector.VectorEnv):
+        return env.single_observation_space, env.single_action_space
+    return env.observation_space, env.action_space
 
 
 def check_spaces(observation_space: gym.Space, action_space: gym.Space, ppo: PPO) -> None:
@@ -118,7 +125,8 @@ CHECKPOINT_FORMAT = "parallel-ppo checkpoint 1"
 
 class AsyncPPO:
     """Trains `ppo` on `num_envs` independent copies of `env` (an env, a function making one,
-    or an env id: Atari ids get the standard Atari preprocessing) for `steps` env steps.
+    or an env id: Atari ids get the standard Atari preprocessing) for `steps` env steps; a
+    gymnasium VectorEnv (NEXT_STEP autoreset) is used as it is, `num_envs` taken from it.
 
     Each round collects trajectories, hands them to `ppo.memory` and calls `ppo.learn()`:
     - `rollout="episodes"`: one episode in every copy (episode-synchronous, as in the original);
@@ -147,7 +155,7 @@ class AsyncPPO:
     restarted.
     """
 
-    def __init__(self, env: gym.Env | Callable[[], gym.Env] | str, ppo: PPO,
+    def __init__(self, env: gym.Env | Callable[[], gym.Env] | str | gym.vector.VectorEnv, ppo: PPO,
                  num_envs: int | None = None,
                  steps: int = 100000, *, seed: int | None = None, progress_bar: bool = True,
                  rollout: str = "steps", num_steps: int | None = None, backend: str = "auto",
@@ -166,8 +174,9 @@ class AsyncPPO:
             env = env_source(env)
         defaults = settings_for(self.env_id, family(ppo.is_continuous, ppo.is_image), "runner",
                                 preset)
-        self.num_envs = check_positive_int("num_envs", defaults["num_envs"] if num_envs is None
-                                           else num_envs)
+        if num_envs is None:  # a VectorEnv has its own number of copies
+            num_envs = env.num_envs if isinstance(env, gym.vector.VectorEnv) else defaults["num_envs"]
+        self.num_envs = check_positive_int("num_envs", num_envs)
         self.steps = check_positive_int("steps", steps)
         self.num_steps = check_positive_int("num_steps", defaults["num_steps"] if num_steps is None
                                             else num_steps)
@@ -199,6 +208,9 @@ class AsyncPPO:
             episode_step_cap=self.episode_step_cap, start_step=self.total_steps,
             best_return=None if checkpoint is None else checkpoint["runner"].get("best_eval_return"))
         if backend == "ray":
+            if isinstance(env, gym.vector.VectorEnv):
+                raise ValueError("backend='ray' steps env copies on Ray workers; a VectorEnv "
+                                 "passed as env steps its own copies (leave backend='auto')")
             if non_finite_rewards != "raise":
                 raise ValueError(f"non_finite_rewards={non_finite_rewards!r} is for the local "
                                  f"backends; the Ray workers always raise on a non-finite reward")

@@ -53,8 +53,9 @@ def presets() -> dict[str, dict[str, Any]]:
 
 
 def env_id_of(env: Any) -> str | None:
-    """The registered id of a `gym.make` env (None for anything else)."""
-    spec = getattr(env, "spec", None) if isinstance(env, gym.Env) else None
+    """The registered id of a `gym.make` env or `gym.make_vec` vector env (None for anything
+    else)."""
+    spec = getattr(env, "spec", None) if isinstance(env, (gym.Env, gym.vector.VectorEnv)) else None
     return None if spec is None else spec.id
 
 

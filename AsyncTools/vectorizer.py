@@ -399,8 +399,14 @@ def _check_env_source(env) -> None:
                         f"{type(env).__name__}")
 
 
-def new_env(env: gym.Env | Callable[[], gym.Env]) -> gym.Env:
-    """A new copy of `env` (an env, copied; or a function, called), independent of it."""
+def new_env(env: gym.Env | Callable[[], gym.Env] | gym.vector.VectorEnv) -> gym.Env:
+    """A new copy of `env` (an env, copied; a function, called; a VectorEnv, one env made from
+    its spec), independent of it."""
+    if isinstance(env, gym.vector.VectorEnv):
+        if env.spec is None:
+            raise TypeError("env: this VectorEnv has no spec to make a single copy from (for "
+                            "evaluation); pass the env to evaluate with, e.g. evaluate(env=...)")
+        return gym.make(env.spec.id)
     _check_env_source(env)
     return _copy_env(env) if isinstance(env, gym.Env) else env()
 
@@ -471,9 +477,29 @@ def _auto_backend(env, num_envs: int) -> str:
     return "loop"
 
 
+def _given_vector_env(vector_env: gym.vector.VectorEnv, num_envs: int, backend: str):
+    """A gymnasium VectorEnv passed as the env: it steps its copies itself."""
+    if backend != "auto":
+        raise ValueError(f"backend: a gymnasium VectorEnv passed as env steps its copies itself; "
+                         f"leave backend='auto', got {backend!r}")
+    if vector_env.num_envs != num_envs:
+        raise ValueError(f"num_envs: the VectorEnv passed as env has {vector_env.num_envs} "
+                         f"copies, but num_envs={num_envs}")
+    mode = vector_env.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
+    if mode != gym.vector.AutoresetMode.NEXT_STEP:
+        raise ValueError(f"env: the VectorEnv's autoreset_mode is {mode}; only gymnasium's "
+                         f"default NEXT_STEP is supported (make it with that mode)")
+    # Sync/AsyncVectorEnv take one seed per copy; vectorised implementations take one seed.
+    per_copy = isinstance(vector_env, (gym.vector.SyncVectorEnv, gym.vector.AsyncVectorEnv))
+    return (VectorEnvBackend(vector_env, seed_all_from_first=not per_copy),
+            vector_env.single_observation_space, vector_env.single_action_space)
+
+
 def _make_backend(env, num_envs: int, backend: str):
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if isinstance(env, gym.vector.VectorEnv):
+        return _given_vector_env(env, num_envs, backend)
     if backend == "auto":
         backend = _auto_backend(env, num_envs)
     if backend == "native":

@@ -144,3 +144,30 @@ def test_deterministic_actions_are_clipped_to_the_bounds_sampled_ones_are_not():
     assert deterministic.min() >= -2.0 and deterministic.max() <= 2.0
     assert np.any(deterministic == 2.0)
     assert ppo.get_action(states).max() > 2.0  # the learner scores exactly what it sampled
+
+
+def test_a_gymnasium_vector_env_is_used_as_the_collector():
+    for mode in ("sync", "vector_entry_point"):
+        vector_env = gym.make_vec("CartPole-v1", num_envs=4, vectorization_mode=mode)
+        ppo = ppo_for_env(vector_env, seed=0, device="cpu", batch_size=128, mini_batch_size=64)
+        assert (ppo.observ_dim, ppo.action_dim) == (4, 2)  # one copy's spaces
+        runner = AsyncPPO(vector_env, ppo, steps=300, num_steps=32, progress_bar=False)
+        assert runner.num_envs == 4 and runner.env.backend.vector_env is vector_env
+        runner.run()
+        assert runner.total_steps >= 300 and runner.episode_returns
+        assert len(runner.evaluate(episodes=1)) == 1  # a single copy made from the spec
+        runner.close()
+
+
+def test_a_vector_env_that_does_not_fit_is_a_clear_error():
+    vector_env = gym.make_vec("CartPole-v1", num_envs=4, vectorization_mode="sync")
+    ppo = ppo_for_env(vector_env, seed=0, device="cpu")
+    with pytest.raises(ValueError, match=r"num_envs: the VectorEnv passed as env has 4 copies, "
+                                         r"but num_envs=8"):
+        AsyncPPO(vector_env, ppo, num_envs=8, progress_bar=False)
+    with pytest.raises(ValueError, match="leave backend='auto', got 'loop'"):
+        AsyncPPO(vector_env, ppo, backend="loop", progress_bar=False)
+    same_step = gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync",
+                             vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
+    with pytest.raises(ValueError, match="only gymnasium's default NEXT_STEP is supported"):
+        AsyncPPO(same_step, ppo, progress_bar=False)
