@@ -53,7 +53,9 @@ def space_options(observation_space: gym.Space, action_space: gym.Space) -> dict
     spaces raise TypeError naming the space."""
     if not isinstance(observation_space, gym.spaces.Box):
         raise TypeError(f"observation_space: only Box observations are supported (any shape; "
-                        f"uint8 HxWxC or CxHxW frames go to a CNN), got {observation_space}")
+                        f"uint8 HxWxC or CxHxW frames go to a CNN), got {observation_space}; "
+                        f"wrap the env in gymnasium.wrappers.FlattenObservation (one-hot for "
+                        f"Discrete), as env ids passed to AsyncPPO/ppo_for_env/train.py are")
     options: dict = dict(observ_dim=int(np.prod(observation_space.shape)))
     if is_image_space(observation_space):
         options["observation_shape"] = tuple(int(d) for d in observation_space.shape)

@@ -10,6 +10,9 @@ import gymnasium as gym
 
 from .atari import make_atari_env
 
+FLATTENED = (gym.spaces.Discrete, gym.spaces.Dict, gym.spaces.Tuple, gym.spaces.MultiDiscrete,
+             gym.spaces.MultiBinary)  # observation spaces that env_from_id flattens
+
 
 def atari_id(env_id: str) -> str | None:
     """The registered ALE id that `env_id` names ("ALE/Breakout-v5", "BreakoutNoFrameskip-v4",
@@ -31,11 +34,16 @@ def atari_id(env_id: str) -> str | None:
 
 
 def env_from_id(env_id: str, render_mode: str | None = None) -> gym.Env:
-    """`gym.make(env_id)`, or the preprocessed Atari env for an Atari id."""
+    """`gym.make(env_id)`, or the preprocessed Atari env for an Atari id. Discrete, Dict and
+    Tuple observations (FrozenLake, Taxi, ...) are flattened into one vector (one-hot for
+    Discrete) by gymnasium's FlattenObservation."""
     game = atari_id(env_id)
     if game is not None:
         return make_atari_env(game, render_mode=render_mode)
-    return gym.make(env_id, render_mode=render_mode)
+    env = gym.make(env_id, render_mode=render_mode)
+    if isinstance(env.observation_space, FLATTENED):
+        env = gym.wrappers.FlattenObservation(env)
+    return env
 
 
 def env_source(env_id: str) -> gym.Env | Callable[[], gym.Env]:
@@ -44,4 +52,4 @@ def env_source(env_id: str) -> gym.Env | Callable[[], gym.Env]:
     preprocessed Atari env anew for each copy (ALE envs cannot be copied)."""
     if atari_id(env_id) is not None:
         return functools.partial(env_from_id, env_id)
-    return gym.make(env_id)
+    return env_from_id(env_id)

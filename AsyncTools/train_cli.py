@@ -29,10 +29,12 @@ import sys
 import time
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 
 from AsyncTools.AsyncPPO import AsyncPPO, ROLLOUTS, ppo_for_env
 from AsyncTools.vectorizer import BACKENDS, NON_FINITE_REWARD_CHOICES
+from PPO import PPO
 from PPO.PPO import POLICY_FILE
 
 # Learner options: (flag, PPO keyword, type, help). Not given, they come from the env's preset or
@@ -149,11 +151,8 @@ def with_saved_settings(args: argparse.Namespace) -> argparse.Namespace:
                                  **{key: getattr(args, key) for key in RESUME_KEEPS}})
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    if args.resume is not None:
-        args = with_saved_settings(args)
-    started = time.time()
+def build(args: argparse.Namespace) -> tuple[PPO, AsyncPPO]:
+    """The learner and the runner that `args` describe."""
     ppo = ppo_for_env(args.env, preset=args.preset == "auto", **ppo_options(args))
     runner = AsyncPPO(env=args.env, ppo=ppo, num_envs=args.num_envs, steps=args.steps,
                       num_steps=args.num_steps, rollout=args.rollout, backend=args.backend,
@@ -162,6 +161,19 @@ def main(argv=None) -> int:
                       non_finite_rewards=args.non_finite_rewards,
                       eval_every=eval_every(args), eval_episodes=args.eval_episodes,
                       stop_at_return=args.stop_at_return, preset=args.preset == "auto")
+    return ppo, runner
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.resume is not None:
+        args = with_saved_settings(args)
+    started = time.time()
+    try:  # a setting that does not fit (a space, a value out of range): a usage error, no traceback
+        ppo, runner = build(args)
+    except (TypeError, ValueError, gym.error.Error) as error:
+        print(f"train.py: error: {error}", file=sys.stderr)
+        return 2
     (runner.run_dir / ARGS_FILE).write_text(json.dumps(resolved(args, ppo, runner), indent=1))
     try:
         returns = runner.run(timeout=args.timeout)

@@ -184,7 +184,7 @@ def cell(runs: list[dict]) -> str:
 def write_markdown(results: dict, path: Path) -> None:
     m, cfg = results["machine"], results["config"]
     lines = [f"# Return at {cfg['steps']:,} env steps: ours (CLI defaults) vs Stable-Baselines3", "",
-             f"Deterministic mean return over {EVAL_EPISODES} episodes, then mean ± std over seeds "
+             f"Deterministic mean return over {EVAL_EPISODES} episodes, then mean ± std (population) over seeds "
              f"{cfg['seeds']}; in brackets the mean training wall time (indicative only: 2-core "
              "machine shared with other jobs, one run at a time).", "",
              "| env | ours (CLI defaults) | SB3 defaults | SB3 + RL Zoo settings | zoo's own budget |",

@@ -107,3 +107,18 @@ def test_ctrl_c_leaves_a_loadable_checkpoint_and_weights(tmp_path):
                             cwd=REPO_ROOT, env=ENV, capture_output=True, text=True, timeout=120)
     assert played.returncode == 0, played.stderr
     assert played.stdout.strip().splitlines()[-1].startswith("mean return")
+
+
+def test_a_setting_that_does_not_fit_is_a_usage_error_without_traceback(tmp_path):
+    done = train(tmp_path, "--num-envs", "0", "--quiet")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "train.py: error: num_envs must be a positive integer, got 0" in done.stderr
+
+
+def test_discrete_observations_are_one_hot_encoded(tmp_path):
+    done = train(tmp_path, "--env", "FrozenLake-v1", "--steps", "512", "--quiet")
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert json.loads((run_dir / "train_args.json").read_text())["num_envs"] == 32
+    from PPO import PPO
+    assert PPO.load(tmp_path / "weights", device="cpu").observ_dim == 16  # one-hot of 16 cells
