@@ -93,7 +93,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="a NaN/inf reward from the env: stop with an error naming the env "
                              "copy, or replace it by 0")
     parser.add_argument("--hidden-sizes", type=int, nargs="+", default=[64, 64],
-                        help="hidden layers of the actor and of the critic")
+                        help="hidden layers of the actor (and of the critic, unless --critic-hidden-sizes)")
+    parser.add_argument("--critic-hidden-sizes", type=int, nargs="+", default=None,
+                        help="hidden layers of the critic, if not the actor's")
+    parser.add_argument("--activation", choices=("tanh", "relu"), default="tanh",
+                        help="activation of the hidden layers")
     for flag, _, kind, text in PPO_OPTIONS:
         parser.add_argument(flag, type=kind, default=None, help=text + " (default: see --preset)")
     for flag, _, text in PPO_SWITCHES:
@@ -119,7 +123,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def ppo_options(args: argparse.Namespace) -> dict:
     options = {name: getattr(args, name_of(flag)) for flag, name, *_ in PPO_OPTIONS + PPO_SWITCHES
                if getattr(args, name_of(flag)) is not None}
-    return dict(options, hidden_sizes=tuple(args.hidden_sizes), seed=args.seed, device=args.device)
+    critic = None if args.critic_hidden_sizes is None else tuple(args.critic_hidden_sizes)
+    return dict(options, hidden_sizes=tuple(args.hidden_sizes), critic_hidden_sizes=critic,
+                activation=args.activation, seed=args.seed, device=args.device)
 
 
 def name_of(flag: str) -> str:

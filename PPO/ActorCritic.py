@@ -1,6 +1,7 @@
 """Policy and value networks, and the action distributions they define.
 
-Vector observations: separate tanh MLPs for the actor and the critic (the usual choice for them).
+Vector observations: separate MLPs for the actor and the critic (tanh by default, the usual
+choice for them; relu on request), each with its own hidden sizes if wanted.
 Image observations (uint8 frames, HxWxC or CxHxW): one Nature CNN torso shared by a policy head
 and a value head, the frames scaled to [0, 1] inside the network. Orthogonal initialisation
 everywhere (hidden layers sqrt(2), policy head 0.01, value head 1, zero biases).
@@ -35,10 +36,14 @@ def layer_init(layer: nn.Module, gain: float) -> nn.Module:
     return layer
 
 
-def mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, out_gain: float) -> nn.Sequential:
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}  # of the vector policies' hidden layers
+
+
+def mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, out_gain: float,
+        activation: str = "tanh") -> nn.Sequential:
     layers: list[nn.Module] = []
     for size in hidden_sizes:
-        layers += [layer_init(nn.Linear(in_dim, size), math.sqrt(2)), nn.Tanh()]
+        layers += [layer_init(nn.Linear(in_dim, size), math.sqrt(2)), ACTIVATIONS[activation]()]
         in_dim = size
     layers.append(layer_init(nn.Linear(in_dim, out_dim), out_gain))
     return nn.Sequential(*layers)
@@ -87,7 +92,9 @@ class ActorCritic(nn.Module):
 
     `observation_shape` of three dimensions selects the image torso; `action_nvec` (discrete
     only) splits the `action_dim` logits into independent categoricals of those sizes;
-    `orthogonal_init=False` keeps PyTorch's default initialisation.
+    `orthogonal_init=False` keeps PyTorch's default initialisation. Vector policies: the actor's
+    hidden layers are `hidden_sizes`, the critic's `critic_hidden_sizes` (default: the same),
+    with `activation` ("tanh" or "relu") between layers.
     """
 
     def __init__(
@@ -104,6 +111,8 @@ class ActorCritic(nn.Module):
         action_nvec: Sequence[int] | None = None,
         num_values: int = 1,
         orthogonal_init: bool = True,
+        activation: str = "tanh",
+        critic_hidden_sizes: Sequence[int] | None = None,
     ):
         super().__init__()
         self.is_continuous = is_continuous
@@ -114,14 +123,16 @@ class ActorCritic(nn.Module):
         self.action_nvec = None if is_continuous else tuple(action_nvec or (action_dim,))
         self.observation_shape = tuple(observation_shape) if observation_shape else (observ_dim,)
         self.is_image = len(self.observation_shape) == 3
+        self.activation = activation
         if self.is_image:
             self.torso = NatureCNN(self.observation_shape)
             self.actor = layer_init(nn.Linear(self.torso.out_features, action_dim), 0.01)
             self.critic = layer_init(nn.Linear(self.torso.out_features, num_values), 1.0)
         else:
             self.torso = None
-            self.actor = mlp(observ_dim, hidden_sizes, action_dim, out_gain=0.01)
-            self.critic = mlp(observ_dim, hidden_sizes, num_values, out_gain=1.0)
+            self.actor = mlp(observ_dim, hidden_sizes, action_dim, 0.01, activation)
+            self.critic = mlp(observ_dim, hidden_sizes if critic_hidden_sizes is None
+                              else critic_hidden_sizes, num_values, 1.0, activation)
         if not orthogonal_init:  # PyTorch's default initialisation instead
             for module in self.modules():
                 if isinstance(module, (nn.Linear, nn.Conv2d)):

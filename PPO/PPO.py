@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .ActorCritic import ActorCritic
+from .ActorCritic import ACTIVATIONS, ActorCritic
 from .Memory import Batch, Memory
 from .RND import RND
 from .advantages import compute_gae
@@ -30,7 +30,10 @@ LEGACY_RND_FILE = "RND_weights.pth"
 EVAL_CHUNK = 65536
 # The options that decide the networks' layout: a weights file fits only a PPO built with the same.
 STRUCTURE = ("is_continuous", "observ_dim", "action_dim", "observation_shape", "action_nvec",
-             "hidden_sizes", "normalize_obs", "normalize_reward", "use_RND", "squash_actions")
+             "hidden_sizes", "normalize_obs", "normalize_reward", "use_RND", "squash_actions",
+             "activation", "critic_hidden_sizes")
+# What files saved before an option existed were built with.
+STRUCTURE_DEFAULTS = {"activation": "tanh", "critic_hidden_sizes": None}
 
 
 def _non_finite_rows(x: np.ndarray | torch.Tensor) -> list[int]:
@@ -157,6 +160,8 @@ class PPO:
         orthogonal_init: bool = True,
         adam_eps: float = 1e-5,
         num_threads: int | None = None,
+        activation: str = "tanh",
+        critic_hidden_sizes: Sequence[int] | None = None,
     ):
         self.config = {name: _plain(value) for name, value in locals().items()
                        if name not in ("self", "device", "seed", "num_threads")}
@@ -182,6 +187,10 @@ class PPO:
         self.normalize_advantages = check_bool("normalize_advantages", normalize_advantages)
         log_std_init = check_finite_float("log_std_init", log_std_init)
         hidden_sizes = check_shape("hidden_sizes", hidden_sizes)
+        if critic_hidden_sizes is not None:
+            critic_hidden_sizes = check_shape("critic_hidden_sizes", critic_hidden_sizes)
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         self.observation_shape = self._check_observation_shape(observation_shape)
         self.action_nvec = self._check_action_nvec(action_nvec)
         self.normalize_reward = check_bool("normalize_reward", normalize_reward)
@@ -195,6 +204,8 @@ class PPO:
             raise ValueError("normalize_obs: image observations are scaled to [0, 1] inside the "
                              "network; normalize_obs=True is for vector observations")
         self.config.update(hidden_sizes=list(hidden_sizes), observation_shape=list(self.observation_shape),
+                           critic_hidden_sizes=None if critic_hidden_sizes is None
+                           else list(critic_hidden_sizes),
                            action_nvec=None if self.action_nvec is None else list(self.action_nvec),
                            action_scaling=None, action_low=None, action_high=None)
 
@@ -216,6 +227,8 @@ class PPO:
                                       action_nvec=self.action_nvec,
                                       num_values=2 if use_RND else 1,
                                       orthogonal_init=check_bool("orthogonal_init", orthogonal_init),
+                                      activation=activation,
+                                      critic_hidden_sizes=critic_hidden_sizes,
                                       ).to(self.device)
             self.rnd = RND(observ_dim, observation_shape=self.observation_shape,
                            update_fraction=rnd_update_fraction).to(self.device) if use_RND else None
@@ -617,6 +630,7 @@ class PPO:
             module.load_state_dict(part)
 
     def _check_config(self, saved: dict[str, Any], file: Path) -> None:
+        saved = {**STRUCTURE_DEFAULTS, **saved}
         differences = [f"{name}={saved.get(name)!r}, but this PPO has {name}={self.config[name]!r}"
                        for name in STRUCTURE if saved.get(name) != self.config[name]]
         if differences:

@@ -31,6 +31,7 @@ class NumpyActor:
                              "act through their CNN in torch")
         self.policy = policy
         self._linears = [m for m in policy.actor if isinstance(m, nn.Linear)]
+        self._relu = policy.activation == "relu"
         self._layers: list[tuple[np.ndarray, np.ndarray]] = []
         self._obs_mean = self._obs_std = self._std = None
         self._low = self._high = self._center = self._half_range = None
@@ -81,7 +82,9 @@ class NumpyActor:
         for i, (weight_t, bias) in enumerate(self._layers):
             hidden = hidden @ weight_t
             hidden += bias
-            if i < last:
+            if i < last and self._relu:
+                np.maximum(hidden, 0, out=hidden)
+            elif i < last:
                 np.tanh(hidden, out=hidden)
         return hidden
 

@@ -342,3 +342,36 @@ def test_clip_grad_norm_equals_torch(max_norm):
             torch.testing.assert_close(p.grad, q.grad, rtol=1e-6, atol=1e-9)
     clipped = torch.linalg.vector_norm(torch.cat([p.grad.reshape(-1) for p in params if p.grad is not None]))
     assert clipped <= max_norm * (1 + 1e-5) or norm < max_norm
+
+
+def test_activation_and_separate_critic_sizes():
+    ppo = PPO(True, 3, 2, device="cpu", seed=0, activation="relu", hidden_sizes=(32,),
+              critic_hidden_sizes=(128, 128))
+    assert [type(m).__name__ for m in ppo.policy.actor] == ["Linear", "ReLU", "Linear"]
+    critic_linears = [m for m in ppo.policy.critic if isinstance(m, torch.nn.Linear)]
+    assert [m.out_features for m in critic_linears] == [128, 128, 1]
+    with pytest.raises(ValueError, match=r"activation must be one of \['relu', 'tanh'\], got 'gelu'"):
+        PPO(True, 3, 2, device="cpu", activation="gelu")
+
+
+def test_loading_into_another_activation_names_it(tmp_path):
+    PPO(False, 3, 2, device="cpu", seed=0, activation="relu").save_weights(tmp_path)
+    with pytest.raises(ValueError, match="activation='relu', but this PPO has activation='tanh'"):
+        PPO(False, 3, 2, device="cpu", seed=0).load_weights(tmp_path)
+    assert PPO.load(tmp_path, device="cpu").policy.activation == "relu"
+
+
+def test_files_saved_before_the_activation_option_still_load(tmp_path):
+    """A weights file whose options predate `activation`/`critic_hidden_sizes` was tanh, shared
+    sizes: it loads into such a PPO."""
+    import json
+    ppo = PPO(False, 3, 2, device="cpu", seed=0)
+    ppo.save_weights(tmp_path)
+    file = tmp_path / "Policy_weights.pth"
+    state = torch.load(file, weights_only=True)
+    config = json.loads(bytes(state["config.json"].tolist()).decode())
+    del config["activation"], config["critic_hidden_sizes"]
+    state["config.json"] = torch.tensor(list(json.dumps(config).encode()), dtype=torch.uint8)
+    torch.save(state, file)
+    PPO(False, 3, 2, device="cpu").load_weights(tmp_path)
+    assert PPO.load(tmp_path, device="cpu").policy.activation == "tanh"

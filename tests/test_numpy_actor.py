@@ -18,6 +18,8 @@ POLICIES = {
     "gaussian": dict(is_continuous=True, action_dim=3),
     "squashed": dict(is_continuous=True, action_dim=3, squash_actions=True),
     "normalized_obs": dict(is_continuous=False, action_dim=2, normalize_obs=True),
+    "relu_gaussian": dict(is_continuous=True, action_dim=3, activation="relu"),
+    "relu_discrete": dict(is_continuous=False, action_dim=4, activation="relu"),
 }
 
 
