@@ -18,6 +18,7 @@ from .ActorCritic import ACTIVATIONS, ActorCritic
 from .Memory import Batch, Memory
 from .RND import RND
 from .advantages import compute_gae
+from .export import export_policy
 from .checkpoint import atomic_save, check_compatible, load_state, load_tensors, non_finite_entries
 from .checks import (check_bool, check_finite_float, check_non_negative_float, check_positive_float,
                      check_positive_int, check_shape, check_unit_interval, NonFiniteError)
@@ -508,6 +509,12 @@ class PPO:
             f"the update diverged ({shown}; NaN or inf in {bad[:5] or 'no weights yet'}): this "
             f"learner can no longer be trained or saved, and nothing is saved over earlier files. "
             f"Resume from the last checkpoint, e.g. with a lower lr or normalize_reward=True")
+
+    def export(self, file: str | Path) -> Path:
+        """Writes the policy for deployment: a torch.export file that needs only torch to load
+        (`torch.export.load(file).module()`) and maps raw observations to the most likely
+        actions, as `get_action(..., deterministic=True)` (see PPO/export.py)."""
+        return export_policy(self.policy, file)
 
     # ------------------------------------------------------------- save/load
     def _config_tensors(self) -> dict[str, torch.Tensor]:
