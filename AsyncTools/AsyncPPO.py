@@ -68,10 +68,14 @@ def space_options(observation_space: gym.Space, action_space: gym.Space) -> dict
             raise ValueError(f"action_space: MultiDiscrete spaces must start at 0, got {action_space}")
         nvec = tuple(int(n) for n in action_space.nvec)
         return {**options, "is_continuous": False, "action_dim": sum(nvec), "action_nvec": nvec}
+    if isinstance(action_space, gym.spaces.MultiBinary) and len(action_space.shape) == 1:
+        # n independent on/off choices: a MultiDiscrete of n twos
+        nvec = (2,) * int(action_space.shape[0])
+        return {**options, "is_continuous": False, "action_dim": sum(nvec), "action_nvec": nvec}
     if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
         return {**options, "is_continuous": True, "action_dim": int(action_space.shape[0])}
-    raise TypeError(f"action_space: only Discrete, 1-D MultiDiscrete and 1-D Box actions are "
-                    f"supported, got {action_space}")
+    raise TypeError(f"action_space: only Discrete, 1-D MultiDiscrete, 1-D MultiBinary and 1-D "
+                    f"Box actions are supported, got {action_space}")
 
 
 def ppo_for_env(env: gym.Env | str, *, preset: bool = True, **ppo_options) -> PPO:

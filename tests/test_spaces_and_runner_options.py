@@ -49,13 +49,14 @@ def test_space_options_for_every_supported_space():
 
 
 @pytest.mark.parametrize("action_space", [
-    gym.spaces.MultiBinary(3),
+    gym.spaces.MultiBinary([2, 2]),
     gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Discrete(3))),
     gym.spaces.Box(-1, 1, shape=(2, 2)),
     gym.spaces.MultiDiscrete([[2, 3], [4, 5]]),
 ])
 def test_unsupported_action_spaces_are_named(action_space):
-    with pytest.raises(TypeError, match=r"action_space: only Discrete, 1-D MultiDiscrete and 1-D Box"):
+    with pytest.raises(TypeError, match=r"action_space: only Discrete, 1-D MultiDiscrete, 1-D "
+                                        r"MultiBinary and 1-D Box"):
         ppo_for_env(SpacesEnv(VECTOR, action_space), device="cpu")
     with pytest.raises(TypeError, match=str(action_space).replace("(", r"\(").replace(")", r"\)")
                        .replace("[", r"\[").replace("]", r"\]")):
@@ -171,3 +172,34 @@ def test_a_vector_env_that_does_not_fit_is_a_clear_error():
                              vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
     with pytest.raises(ValueError, match="only gymnasium's default NEXT_STEP is supported"):
         AsyncPPO(same_step, ppo, progress_bar=False)
+
+
+class SwitchesEnv(gym.Env):
+    """Three switches (MultiBinary actions): reward = how many match the target (1, 0, 1)."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.MultiBinary(3)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        assert self.action_space.contains(action), action
+        self.t += 1
+        reward = float(np.sum(np.asarray(action) == np.array([1, 0, 1])))
+        return np.zeros(2, np.float32), reward, False, self.t >= 8, {}
+
+
+def test_multibinary_actions_are_independent_on_off_choices_and_learn():
+    assert space_options(VECTOR, gym.spaces.MultiBinary(3)) == dict(
+        observ_dim=3, is_continuous=False, action_dim=6, action_nvec=(2, 2, 2))
+    ppo = ppo_for_env(SwitchesEnv(), seed=0, device="cpu", batch_size=256, mini_batch_size=64,
+                      lr=1e-2)
+    runner = AsyncPPO(SwitchesEnv, ppo, num_envs=8, num_steps=32, steps=6000, progress_bar=False,
+                      backend="loop")
+    runner.run()
+    np.testing.assert_array_equal(ppo.get_action(np.zeros((1, 2), np.float32), deterministic=True),
+                                  [[1, 0, 1]])
+    assert runner.episode_returns[-1] >= 20  # 8 steps x up to 3 matches
