@@ -17,8 +17,12 @@ from gymnasium.wrappers import TimeLimit
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+import PPO  # noqa: E402,F401  (first, so that the setting below is the user's own: it stands)
+
 # Small, deterministic CPU runs: one intra-op thread keeps float reductions reproducible and
-# avoids oversubscription when several test processes share the machine.
+# avoids oversubscription when several test processes share the machine. Set after importing
+# PPO, it counts as the user's choice, which learners keep (tests/test_threads.py checks the
+# learner's own choice in fresh processes).
 torch.set_num_threads(1)
 
 
