@@ -36,6 +36,27 @@ runner.run()
 print(torch.get_num_threads(), (runner.total_steps - steps0) / (time.perf_counter() - start))
 """
 
+# An image learner's update (the Nature CNN, CleanRL's Atari batch: 1024 frames, 4 epochs of
+# 256): frames learned per second.
+CNN_UPDATE = """
+import time, torch
+from PPO import PPO
+threads = {threads!r}
+ppo = PPO(False, 4 * 84 * 84, 6, observation_shape=(4, 84, 84), device="cpu", seed=0, lr=2.5e-4,
+          batch_size=1024, mini_batch_size=256, normalize_reward=False, num_threads=threads)
+def fill():
+    n = 1024
+    ppo.memory.add(states=torch.randint(0, 256, (n, 4, 84, 84), dtype=torch.uint8),
+                   actions=torch.randint(0, 6, (n,)), rewards=torch.randn(n),
+                   terminated=torch.arange(n) % 128 == 127, truncated=torch.zeros(n, dtype=torch.bool),
+                   final_states=torch.zeros(n // 128, 4, 84, 84, dtype=torch.uint8))
+fill(); ppo.learn()
+start = time.perf_counter()
+for _ in range(3):
+    fill(); ppo.learn()
+print(torch.get_num_threads(), 3 * 1024 / (time.perf_counter() - start))
+"""
+
 LOADS = {
     "idle": None,
     "busy-loop": "while True: pass",
@@ -43,11 +64,12 @@ LOADS = {
 }
 
 
-def measure(threads: int | None, steps: int, load: str | None) -> tuple[int, float]:
+def measure(threads: int | None, steps: int, load: str | None, program: str = TRAIN
+            ) -> tuple[int, float]:
     hog = None if load is None else subprocess.Popen([sys.executable, "-c", load])
     try:
         time.sleep(0.5 if hog else 0)
-        done = subprocess.run([sys.executable, "-c", TRAIN.format(threads=threads, steps=steps)],
+        done = subprocess.run([sys.executable, "-c", program.format(threads=threads, steps=steps)],
                               cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
                               capture_output=True, text=True, check=True, timeout=900)
     finally:
@@ -64,18 +86,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/threads_under_load.json"))
+    parser.add_argument("--cnn", action="store_true",
+                        help="time an image learner's update (frames/s) instead of CartPole training")
     args = parser.parse_args()
-    settings = {"learner's choice": None, "torch default": os.cpu_count()}
+    program = CNN_UPDATE if args.cnn else TRAIN
+    settings = ({"learner's choice": None, "1 thread": 1} if args.cnn
+                else {"learner's choice": None, "torch default": os.cpu_count()})
     results: dict[str, dict[str, list[float]]] = {s: {l: [] for l in LOADS} for s in settings}
     used: dict[str, int] = {}
     for _ in range(args.repeats):
         for setting, threads in settings.items():
             for load_name, load in LOADS.items():
-                used[setting], speed = measure(threads, args.steps, load)
+                used[setting], speed = measure(threads, args.steps, load, program)
                 results[setting][load_name].append(speed)
                 print(f"{setting:17s} {load_name:13s} {speed:9.0f} steps/s", flush=True)
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-    print(f"\nCartPole-v1 one-liner defaults, steps/s (median of {args.repeats}), {machine}")
+    what = ("image learner update, frames/s" if args.cnn
+            else "CartPole-v1 one-liner defaults, steps/s")
+    print(f"\n{what} (median of {args.repeats}), {machine}")
     print(f"{'setting':32s}" + "".join(f"{l:>14s}" for l in LOADS) + "   loaded/idle")
     for setting, by_load in results.items():
         medians = {l: sorted(v)[len(v) // 2] for l, v in by_load.items()}
@@ -83,7 +111,8 @@ def main() -> None:
         print(f"{setting + f' ({used[setting]} threads)':32s}"
               + "".join(f"{m:14.0f}" for m in medians.values()) + f"   {ratios}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"machine": machine, "steps": args.steps,
+    out = Path(args.out).with_name(Path(args.out).stem + "_cnn.json") if args.cnn else Path(args.out)
+    out.write_text(json.dumps({"machine": machine, "steps": args.steps, "what": what,
                                           "threads": used, "steps_per_second": results}, indent=1))
 
 

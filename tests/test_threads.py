@@ -33,7 +33,7 @@ def thread_counts(before: str = "", options: str = "", **environment: str) -> li
 
 
 def test_one_thread_for_vector_policies_and_a_few_for_cnns():
-    cnn_threads = min(4, os.cpu_count() or 1)
+    cnn_threads = max(1, min(4, (os.cpu_count() or 1) // 4))
     assert thread_counts()[1:] == [(1, 1), (cnn_threads, cnn_threads)]
 
 
