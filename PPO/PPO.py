@@ -65,6 +65,35 @@ def clip_grad_norm(parameters: list[torch.Tensor], max_norm: float) -> torch.Ten
     return total_norm
 
 
+def clipped_surrogate_loss(log_probs: torch.Tensor, old_log_probs: torch.Tensor,
+                           advantages: torch.Tensor, policy_clip: float,
+                           normalize_advantages: bool = True
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """PPO's clipped policy loss over a mini-batch: -mean(min(r A, clip(r, 1 -+ eps) A)), with
+    r = pi_new / pi_old = exp(log_probs - old_log_probs) and the advantages A normalised to mean
+    0, std 1 within the mini-batch (when asked, and when it has more than one sample).
+    Returns (loss, r, log r)."""
+    log_ratio = log_probs - old_log_probs
+    ratio = log_ratio.exp()
+    if normalize_advantages and advantages.numel() > 1:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    surrogate = torch.min(ratio * advantages,
+                          ratio.clamp(1 - policy_clip, 1 + policy_clip) * advantages)
+    return -surrogate.mean(), ratio, log_ratio
+
+
+def clipped_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
+                       value_clip: float | None) -> torch.Tensor:
+    """0.5 * mean squared error of the values against the returns; with `value_clip`, the
+    larger of that error and the error of the values moved at most `value_clip` from
+    `old_values` (PPO2's value clipping). With two value heads [B, 2] (RND) the heads' errors add."""
+    error = (values - returns).square()
+    if value_clip is not None:
+        clipped = old_values + (values - old_values).clamp(-value_clip, value_clip)
+        error = torch.max(error, (clipped - returns).square())
+    return 0.5 * error.reshape(len(error), -1).sum(-1).mean()
+
+
 def _plain(value: Any) -> Any:
     """NumPy scalars and arrays, and tuples, as plain JSON-ready Python values."""
     if isinstance(value, (np.ndarray, np.generic)):
@@ -441,23 +470,11 @@ class PPO:
             order = torch.randperm(len(batch), generator=self.shuffle_generator).to(self.device)
             for index in order.split(self.mini_batch_size):
                 log_probs, entropy, values = self.policy.evaluate(states[index], actions[index])
-                log_ratio = log_probs - old_log_probs[index]
-                ratio = log_ratio.exp()
-                mb_advantages = advantages[index]
-                if self.normalize_advantages and index.numel() > 1:
-                    mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
-
-                policy_loss = -torch.min(
-                    ratio * mb_advantages,
-                    ratio.clamp(1 - self.policy_clip, 1 + self.policy_clip) * mb_advantages,
-                ).mean()
-                value_error = (values - returns[index]).square()
-                if self.value_clip is not None:
-                    clipped = old_values[index] + (values - old_values[index]).clamp(
-                        -self.value_clip, self.value_clip)
-                    value_error = torch.max(value_error, (clipped - returns[index]).square())
-                # With RND, the extrinsic and intrinsic heads' losses add up.
-                value_loss = 0.5 * value_error.reshape(index.numel(), -1).sum(-1).mean()
+                policy_loss, ratio, log_ratio = clipped_surrogate_loss(
+                    log_probs, old_log_probs[index], advantages[index], self.policy_clip,
+                    self.normalize_advantages)
+                value_loss = clipped_value_loss(values, old_values[index], returns[index],
+                                                self.value_clip)
                 entropy = entropy.mean()
                 loss = policy_loss + self.value_coef * value_loss - self.entropy_coef * entropy
 
