@@ -19,10 +19,11 @@ import gymnasium as gym
 import numpy as np
 
 from PPO import PPO
-from PPO.checkpoint import temporary_path
+from PPO.checkpoint import atomic_write
 from PPO.checks import check_bool, check_positive_int
 
 from .rollout import EPISODE_STEP_CAP, check_episode_step_cap, warn_episode_cut
+from .vectorizer import wrapper_types
 
 __all__ = ["evaluate", "play_episodes", "record_gif", "record_video", "PeriodicEvaluation"]
 
@@ -77,11 +78,7 @@ def play_episodes(ppo: PPO, env: gym.Env, episodes: int, deterministic: bool = T
 
 def reports_games(env: gym.Env) -> bool:
     """True if a RecordEpisodeStatistics wrapper in `env`'s stack reports whole games."""
-    while isinstance(env, gym.Wrapper):
-        if isinstance(env, gym.wrappers.RecordEpisodeStatistics):
-            return True
-        env = env.env
-    return False
+    return any(issubclass(kind, gym.wrappers.RecordEpisodeStatistics) for kind in wrapper_types(env))
 
 
 def evaluate(ppo: PPO, env: gym.Env, episodes: int = 10, deterministic: bool = True,
@@ -169,15 +166,9 @@ def record_gif(ppo: PPO, env: gym.Env, file: str | os.PathLike, *, episodes: int
 
     returns = play_episodes(ppo, env, episodes, deterministic, seed, on_frame=capture)
     images = [Image.fromarray(frame) for frame in frames]
-    path = Path(file)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = temporary_path(path)
-    try:
-        images[0].save(temporary, format="GIF", save_all=True, append_images=images[1:],
-                       duration=round(1000 / fps), loop=0)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)  # only left behind when saving failed
+    atomic_write(Path(file), lambda handle: images[0].save(
+        handle, format="GIF", save_all=True, append_images=images[1:],
+        duration=round(1000 / fps), loop=0))
     return returns
 
 

@@ -43,7 +43,8 @@ class EnvOutputError(EnvStepError, ValueError):
 
 
 def _copies(indices: Sequence[int], num_envs: int) -> str:
-    """'env copy 2 of 8', or 'env copies [2, 5] of 8'."""
+    """'env copy 2 of 8', or 'env copies [2, 5] of 8': how every error names the copies
+    (EnvStepError reads the index back from 'env copy N')."""
     if len(indices) == 1:
         return f"env copy {indices[0]} of {num_envs}"
     return f"env copies {list(indices)} of {num_envs}"
@@ -51,13 +52,13 @@ def _copies(indices: Sequence[int], num_envs: int) -> str:
 
 def _wrong_observation_shape(index: int, num_envs: int, method: str, shape: Any,
                              space: gym.Space) -> EnvOutputError:
-    return EnvOutputError(f"env copy {index} of {num_envs} returned an observation of shape "
+    return EnvOutputError(f"{_copies([index], num_envs)} returned an observation of shape "
                           f"{shape} from {method}(), but its observation_space {space} has shape "
                           f"{space.shape}", index)
 
 
 def _wrong_reward(index: int, num_envs: int, what: str) -> EnvOutputError:
-    return EnvOutputError(f"env copy {index} of {num_envs} returned {what} from step(); a "
+    return EnvOutputError(f"{_copies([index], num_envs)} returned {what} from step(); a "
                           f"reward must be a scalar number", index)
 
 
@@ -106,7 +107,7 @@ def _call_named(env: gym.Env, index: int, num_envs: int, method: str, *args, **k
     try:
         return getattr(env, method)(*args, **kwargs)
     except Exception as error:
-        raise EnvStepError(f"env copy {index} of {num_envs} raised {type(error).__name__} in "
+        raise EnvStepError(f"{_copies([index], num_envs)} raised {type(error).__name__} in "
                            f"{method}(): {error}", index) from error
 
 
@@ -253,7 +254,7 @@ def _worker_death_error(processes: Sequence[multiprocessing.Process],
         return None
     process = processes[dead[0]]
     process.join(wait_seconds)  # reaps it, so that its exit code is known
-    message = (f"env copy {dead[0]} of {len(processes)}: its worker process died "
+    message = (f"{_copies(dead[:1], len(processes))}: its worker process died "
                f"({_describe_exit(process.exitcode)})")
     if len(dead) > 1:
         message += f"; the workers of copies {dead[1:]} died too"
@@ -378,7 +379,7 @@ class _WorkerEnvFactory:
 
     def _start_error(self, error: Exception) -> EnvStepError:
         trace = "".join(traceback.format_exception(error))
-        return EnvStepError(f"env copy {self.index} of {self.num_envs} could not be made in its "
+        return EnvStepError(f"{_copies([self.index], self.num_envs)} could not be made in its "
                             f"worker process: the env constructor raised "
                             f"{type(error).__name__}: {error}\n{trace}", self.index)
 
@@ -439,12 +440,13 @@ def has_native_vector_env(env) -> bool:
             or spec.max_episode_steps is None:
         return False
     reference = gym.make(spec)
-    same_stack = _wrapper_types(env) == _wrapper_types(reference)
+    same_stack = wrapper_types(env) == wrapper_types(reference)
     reference.close()
     return same_stack
 
 
-def _wrapper_types(env: gym.Env) -> list[type]:
+def wrapper_types(env: gym.Env) -> list[type]:
+    """The types of `env`'s wrappers, outermost first, and of the env inside them."""
     types = [type(env)]
     while isinstance(env, gym.Wrapper):
         env = env.env
@@ -731,7 +733,7 @@ class EnvVectorizer:
             self.non_finite_rewards_replaced += len(bad_rows)
             return np.where(finite, array, np.float32(0.0))
         row = bad_rows[0]
-        raise EnvOutputError(f"env copy {indices[row]} of {self.num_envs} returned reward "
+        raise EnvOutputError(f"{_copies([indices[row]], self.num_envs)} returned reward "
                              f"{array[row]} at step {self.step_count} (vectorizer step count)",
                              int(indices[row]))
 

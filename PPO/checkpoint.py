@@ -7,7 +7,7 @@ import os
 import secrets
 import socket
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 import torch
 
@@ -70,12 +70,20 @@ def atomic_save(state: dict[str, Any], file: Path) -> None:
                              f"any, is unchanged")
     serialised = io.BytesIO()
     torch.save(state, serialised)  # in memory first: a write error then comes from Python, named
+    atomic_write(file, lambda handle: handle.write(serialised.getbuffer()))
+
+
+def atomic_write(file: Path, write: Callable[[BinaryIO], Any]) -> None:
+    """Calls `write(handle)` on a new temporary file beside `file`, syncs it, then renames it
+    over `file`: a crash mid-write leaves the previous file intact. Stale temporaries of `file`
+    are removed first. A failed write raises OSError with its errno (ENOSPC for a full disk)
+    and the path; the temporary is removed."""
     temporary = temporary_path(file)
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(file)
         with open(temporary, "xb") as handle:
-            handle.write(serialised.getbuffer())
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, file)

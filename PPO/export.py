@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .ActorCritic import ActorCritic
-from .checkpoint import temporary_path
+from .checkpoint import atomic_write
 
 
 class DeployedPolicy(nn.Module):
@@ -44,12 +44,5 @@ def export_policy(policy: ActorCritic, file: str | Path) -> Path:
     batch = torch.export.Dim("batch", min=1)
     program = torch.export.export(DeployedPolicy(policy), (example,),
                                   dynamic_shapes={"obs": {0: batch}})
-    file.parent.mkdir(parents=True, exist_ok=True)
-    temporary = temporary_path(file)
-    try:
-        with open(temporary, "xb") as handle:
-            torch.export.save(program, handle)
-        temporary.replace(file)
-    finally:
-        temporary.unlink(missing_ok=True)
+    atomic_write(file, lambda handle: torch.export.save(program, handle))
     return file

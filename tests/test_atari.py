@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from AsyncTools.atari import EpisodicLifeEnv, FireResetEnv, make_atari_env, wrap_atari
+from AsyncTools.vectorizer import wrapper_types
 
 pytest.importorskip("cv2", reason="AtariPreprocessing needs OpenCV")
 
@@ -144,15 +145,7 @@ def test_fire_reset_rejects_a_game_without_fire():
     with pytest.raises(ValueError, match="FIRE"):
         FireResetEnv(FakeAtariGame(meanings=("NOOP", "UP", "DOWN")))
     stack = fake_stack(FakeAtariGame(meanings=("NOOP", "UP", "DOWN")))
-    assert FireResetEnv not in _wrapper_types(stack), "make/wrap skip FIRE for such games"
-
-
-def _wrapper_types(env: gym.Env) -> list[type]:
-    types = []
-    while isinstance(env, gym.Wrapper):
-        types.append(type(env))
-        env = env.env
-    return types
+    assert FireResetEnv not in wrapper_types(stack), "make/wrap skip FIRE for such games"
 
 
 # --- the whole stack on the fake game -----------------------------------------------------
