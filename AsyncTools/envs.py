@@ -4,6 +4,8 @@ Atari needs to learn (frame skip, 84x84 grey frames, life loss, clipped rewards,
 from __future__ import annotations
 
 import functools
+import os
+import sys
 from typing import Callable
 
 import gymnasium as gym
@@ -36,7 +38,10 @@ def atari_id(env_id: str) -> str | None:
 def env_from_id(env_id: str, render_mode: str | None = None) -> gym.Env:
     """`gym.make(env_id)`, or the preprocessed Atari env for an Atari id. Discrete, Dict and
     Tuple observations (FrozenLake, Taxi, ...) are flattened into one vector (one-hot for
-    Discrete) by gymnasium's FlattenObservation."""
+    Discrete) by gymnasium's FlattenObservation. Recording (`render_mode="rgb_array"`) on Linux
+    without a display renders MuJoCo through EGL unless MUJOCO_GL is set."""
+    if render_mode == "rgb_array" and sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
+        os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo's default (GLFW) needs a display
     game = atari_id(env_id)
     if game is not None:
         return make_atari_env(game, render_mode=render_mode)

@@ -357,14 +357,15 @@ class PPO:
             raise ValueError(f"state: non-finite values (NaN or inf) in rows {bad_rows[:10]}")
         return state, single
 
-    def get_action(self, state, deterministic: bool = False) -> np.ndarray:
+    def get_action(self, state, deterministic: bool = False, clip_actions: bool = True) -> np.ndarray:
         """Actions for a batch of states [B, observ_dim] (or one state [observ_dim]).
 
         Discrete: int64 indices [B]; MultiDiscrete: int64 [B, len(action_nvec)]. Continuous:
         float32 [B, action_dim] in the env's units; sampled actions are not clipped (the
         vectorizer clips what the env receives; the learner scores what was sampled).
         `deterministic=True` returns the most likely action, clipped to the action bounds where
-        they are known: an action ready for the env, as for deployment.
+        they are known (an action ready for the env, as for deployment); `clip_actions=False`
+        keeps the raw mean.
         """
         states, single = self._check_states(state)
         if self.numpy_actor is not None and (isinstance(states, np.ndarray) or states.device.type == "cpu"):
@@ -373,7 +374,7 @@ class PPO:
         else:
             states = torch.as_tensor(states).to(self.device, non_blocking=True)
             actions = self.policy.act(states, self.sample_generator, deterministic).cpu().numpy()
-        if deterministic and self.is_continuous and self.action_bounds_given:
+        if deterministic and clip_actions and self.is_continuous and self.action_bounds_given:
             actions = np.clip(actions, self.policy.action_low.cpu().numpy(),
                               self.policy.action_high.cpu().numpy())
         return actions[0] if single else actions
@@ -528,11 +529,13 @@ class PPO:
             f"learner can no longer be trained or saved, and nothing is saved over earlier files. "
             f"Resume from the last checkpoint, e.g. with a lower lr or normalize_reward=True")
 
-    def export(self, file: str | Path) -> Path:
-        """Writes the policy for deployment: a torch.export file that needs only torch to load
-        (`torch.export.load(file).module()`) and maps raw observations to the most likely
-        actions, as `get_action(..., deterministic=True)` (see PPO/export.py)."""
-        return export_policy(self.policy, file)
+    def export(self, file: str | Path, format: str = "export", clip_actions: bool = True) -> Path:
+        """Writes the policy alone for deployment: raw observations in, the most likely actions
+        out, as `get_action(..., deterministic=True)` gives them. `format`: "export" (load with
+        `torch.export.load(file).module()`), "torchscript" (`torch.jit.load(file)`) or "onnx"
+        (onnxruntime; input "obs", output "actions"; needs `pip install -e .[onnx]`).
+        `clip_actions=False` keeps continuous actions unclipped. See PPO/export.py."""
+        return export_policy(self.policy, file, format, clip_actions and self.action_bounds_given)
 
     # ------------------------------------------------------------- save/load
     def _config_tensors(self) -> dict[str, torch.Tensor]:

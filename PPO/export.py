@@ -1,18 +1,24 @@
-"""A trained policy for deployment: one file that needs torch and nothing of this project.
+"""A trained policy for deployment: one file that needs no code of this project to run.
 
-    ppo.export("cartpole.pt2")                       # after training
+    ppo.export("cartpole.pt2")                           # torch.export (default)
     policy = torch.export.load("cartpole.pt2").module()
-    actions = policy(torch.as_tensor(observations))  # a batch [B, *observation_shape]
+    actions = policy(torch.as_tensor(observations))      # a batch [B, *observation_shape]
 
-The file holds `DeployedPolicy` exported with `torch.export` (batch size free): raw observations
-in, the most likely actions out (as `PPO.get_action(..., deterministic=True)` gives them: the
-observation normaliser applied, continuous actions in the env's units clipped to its bounds).
-Loading it runs no pickled code.
+    ppo.export("cartpole.ts", format="torchscript")      # torch.jit.load("cartpole.ts")
+    ppo.export("cartpole.onnx", format="onnx")           # onnxruntime.InferenceSession("cartpole.onnx")
+                                                         # input "obs", output "actions"
+
+Every format holds the same `DeployedPolicy` with a free batch size: raw observations in, the
+most likely actions out, as `PPO.get_action(..., deterministic=True)` gives them (the observation
+normaliser applied, continuous actions in the env's units clipped to its bounds). ONNX needs the
+optional extra `pip install -e .[onnx]` (onnx, onnxscript; onnxruntime to run the file).
 """
 from __future__ import annotations
 
 import copy
+import importlib.util
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 import torch
 from torch import nn
@@ -20,29 +26,60 @@ from torch import nn
 from .ActorCritic import ActorCritic
 from .checkpoint import atomic_write
 
+EXPORT_FORMATS = ("export", "torchscript", "onnx")
+
 
 class DeployedPolicy(nn.Module):
-    """Raw observations [B, ...] -> the most likely actions [B] (discrete) or [B, action_dim]."""
+    """Raw observations [B, ...] -> the most likely actions [B] (discrete) or [B, action_dim],
+    continuous ones clipped to the policy's action bounds when `clip_actions`."""
 
-    def __init__(self, policy: ActorCritic):
+    def __init__(self, policy: ActorCritic, clip_actions: bool):
         super().__init__()
-        self.policy = copy.deepcopy(policy).cpu().eval()
+        self.policy = copy.deepcopy(policy).cpu().requires_grad_(False)
+        self.clip_actions = clip_actions and policy.is_continuous
+        self.eval()
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         actions = self.policy.act(obs, None, deterministic=True)
-        if self.policy.is_continuous:
+        if self.clip_actions:
             actions = torch.maximum(torch.minimum(actions, self.policy.action_high),
                                     self.policy.action_low)
         return actions
 
 
-def export_policy(policy: ActorCritic, file: str | Path) -> Path:
-    """Writes `policy`'s deterministic actor to `file` with torch.export (written atomically)."""
+def export_policy(policy: ActorCritic, file: str | Path, format: str = "export",
+                  clip_actions: bool = True) -> Path:
+    """Writes `policy`'s deterministic actor to `file` in `format` (one of EXPORT_FORMATS),
+    atomically; `clip_actions`: continuous actions clipped to the policy's bounds."""
+    if format not in EXPORT_FORMATS:
+        raise ValueError(f"format must be one of {EXPORT_FORMATS}, got {format!r}")
     file = Path(file)
+    deployed = DeployedPolicy(policy, clip_actions)
     example = torch.zeros((2, *policy.observation_shape),
                           dtype=torch.uint8 if policy.is_image else torch.float32)
-    batch = torch.export.Dim("batch", min=1)
-    program = torch.export.export(DeployedPolicy(policy), (example,),
-                                  dynamic_shapes={"obs": {0: batch}})
-    atomic_write(file, lambda handle: torch.export.save(program, handle))
+    writers = {"export": _torch_export_writer, "torchscript": _torchscript_writer, "onnx": _onnx_writer}
+    atomic_write(file, writers[format](deployed, example))
     return file
+
+
+def _free_batch() -> dict:
+    return {"obs": {0: torch.export.Dim("batch", min=1)}}
+
+
+def _torch_export_writer(deployed: DeployedPolicy, example: torch.Tensor) -> Callable[[BinaryIO], None]:
+    program = torch.export.export(deployed, (example,), dynamic_shapes=_free_batch())
+    return lambda handle: torch.export.save(program, handle)
+
+
+def _torchscript_writer(deployed: DeployedPolicy, example: torch.Tensor) -> Callable[[BinaryIO], None]:
+    traced = torch.jit.trace(deployed, example)
+    return lambda handle: torch.jit.save(traced, handle)
+
+
+def _onnx_writer(deployed: DeployedPolicy, example: torch.Tensor) -> Callable[[BinaryIO], None]:
+    missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ImportError(f"format='onnx' needs {' and '.join(missing)}: pip install -e .[onnx]")
+    program = torch.onnx.export(deployed, (example,), dynamo=True, dynamic_shapes=_free_batch(),
+                                input_names=["obs"], output_names=["actions"], verbose=False)
+    return lambda handle: handle.write(program.model_proto.SerializeToString())
