@@ -23,11 +23,9 @@ from PPO.checkpoint import atomic_save, load_state
 from PPO.checks import (NonFiniteError, check_finite_float, check_non_negative_int,
                         check_positive_float, check_positive_int)
 
-from . import utils
 from .evaluation import EVAL_SEED_OFFSET, PeriodicEvaluation, evaluate
-from .ray_backend import RayCollector  # imports ray only when backend="ray" builds one
-from .rollout import (EPISODE_STEP_CAP, ROLLOUTS, EpisodeRound, FixedHorizonCollector,
-                      check_episode_step_cap, check_rollout, collect_episodes, random_observations)
+from .collectors import make_collector
+from .rollout import EPISODE_STEP_CAP, ROLLOUTS, EpisodeRound, check_episode_step_cap, check_rollout
 from .envs import env_from_id, env_source
 from .presets import env_id_of, family, settings_for
 from .run_log import RunLogger
@@ -158,7 +156,9 @@ class AsyncPPO:
     `backend="ray"` steps the copies on `ray_workers` Ray actors instead
     (AsyncTools/ray_backend.py), joining the cluster at `ray_address` (or `RAY_ADDRESS`) or
     starting Ray on this machine; `worker_restarts` counts the workers that died and were
-    restarted.
+    restarted. `backend="envpool"` steps them in EnvPool's C++ thread pool (`env` an id such as
+    "Pong-v5" or "HalfCheetah-v5"; AsyncTools/envpool_backend.py). Every backend is a
+    `Collector` (AsyncTools/collectors.py), made by `make_collector`.
     """
 
     def __init__(self, env: gym.Env | Callable[[], gym.Env] | str | gym.vector.VectorEnv, ppo: PPO,
@@ -176,6 +176,7 @@ class AsyncPPO:
         if not isinstance(ppo, PPO):
             raise TypeError(f"ppo must be a PPO instance, got {type(ppo).__name__}")
         self.env_id = env if isinstance(env, str) else env_id_of(env)
+        given = env  # an id stays an id for backends that build the copies themselves (EnvPool)
         if isinstance(env, str):
             env = env_source(env)
         defaults = settings_for(self.env_id, family(ppo.is_continuous, ppo.is_image), "runner",
@@ -213,40 +214,26 @@ class AsyncPPO:
             self.make_env, eval_every, eval_episodes, self.seed + EVAL_SEED_OFFSET,
             episode_step_cap=self.episode_step_cap, start_step=self.total_steps,
             best_return=None if checkpoint is None else checkpoint["runner"].get("best_eval_return"))
-        if backend == "ray":
-            if isinstance(env, gym.vector.VectorEnv):
-                raise ValueError("backend='ray' steps env copies on Ray workers; a VectorEnv "
-                                 "passed as env steps its own copies (leave backend='auto')")
-            if non_finite_rewards != "raise":
-                raise ValueError(f"non_finite_rewards={non_finite_rewards!r} is for the local "
-                                 f"backends; the Ray workers always raise on a non-finite reward")
-            self.env = RayCollector(env, ppo, self.num_envs, seed=self.seed + self.total_steps,
-                                    rollout=rollout, num_steps=self.num_steps,
-                                    num_workers=ray_workers, address=ray_address)
-        elif ray_workers is not None or ray_address is not None:
-            raise ValueError(f"ray_workers and ray_address are for backend='ray', not {backend!r}")
-        else:
-            self.env = EnvVectorizer(env, self.num_envs, seed=self.seed + self.total_steps,
-                                     backend=backend, non_finite_rewards=non_finite_rewards)
+        self.collector = make_collector(
+            given, ppo, self.num_envs, backend=backend, seed=self.seed + self.total_steps,
+            rollout=self.rollout, num_steps=self.num_steps, episode_step_cap=self.episode_step_cap,
+            non_finite_rewards=non_finite_rewards, ray_workers=ray_workers, ray_address=ray_address)
         try:
-            check_spaces(self.env.observation_space, self.env.action_space, ppo)
-            space = self.env.action_space
+            check_spaces(self.collector.observation_space, self.collector.action_space, ppo)
+            space = self.collector.action_space
             if ppo.is_continuous and not ppo.action_bounds_given and _has_finite_bounds(space):
                 ppo.set_action_bounds(space.low, space.high)
             if checkpoint is not None:
                 ppo.load_training_state(checkpoint["learner"], Path(resume) / CHECKPOINT_FILE)
-            if self._on_ray:
-                self.env.publish(ppo.policy)
+            self.collector.sync(ppo)
         except (TypeError, ValueError):
-            self.env.close()  # subprocess workers must not outlive a refused configuration
+            self.collector.close()  # workers must not outlive a refused configuration
             raise
         if resume is not None:
             self.run_dir: Path | None = Path(resume)
         else:
             self.run_dir = None if log_dir is None else new_run_folder(
                 Path(log_dir), _run_name(self.env_id, self.seed))
-        self.buffer = VecMemory(self.num_envs)
-        self.collector = None if self._on_ray else FixedHorizonCollector(self.env)
         self.progress_bar = progress_bar
         self.interrupted = False
         self.stopped_by: str | None = None
@@ -275,21 +262,17 @@ class AsyncPPO:
         return collected
 
     def _collect_and_learn(self) -> EpisodeRound:
+        """Collects a round, hands it to `ppo.memory`, learns, and syncs the collector with the
+        new weights when there was an update."""
         if self.ppo.rnd is not None and not self._rnd_warmed_up:
-            observations = (self.env.random_observations(self.rnd_warmup_steps) if self._on_ray
-                            else random_observations(self.env, self.rnd_warmup_steps, self.seed))
+            observations = self.collector.random_observations(self.rnd_warmup_steps)
             self.ppo.rnd.update_obs_stats(torch.from_numpy(observations).to(self.ppo.device))
             self._rnd_warmed_up = True
-        if self._on_ray:
-            return self._collect_and_learn_on_ray()
-        if self.rollout == "episodes":
-            collected = collect_episodes(self.env, self.buffer, self.ppo.get_action,
-                                         episode_step_cap=self.episode_step_cap,
-                                         should_stop=self._should_stop)
-        else:
-            collected = self.collector.collect(self.buffer, self.ppo.get_action, self.num_steps)
-        utils.buffer_to_target_buffer_transfer(self.buffer, self.ppo.memory)
-        self.ppo.learn()
+        trajectories, collected = self.collector.collect(self.ppo, should_stop=self._should_stop)
+        if trajectories:
+            self.ppo.memory.add(**trajectories)
+        if self.ppo.learn() is not None:
+            self.collector.sync(self.ppo)
         return collected
 
     def recent_returns(self) -> list[float]:
@@ -336,25 +319,15 @@ class AsyncPPO:
             stats["best_eval_return"] = self.evaluation.best_return
         return stats
 
-    # ------------------------------------------------------------------ Ray backend
     @property
-    def _on_ray(self) -> bool:
-        return isinstance(self.env, RayCollector)
+    def env(self):
+        """What steps the env copies: the EnvVectorizer (a RayCollector on Ray)."""
+        return self.collector.env
 
     @property
     def worker_restarts(self) -> int:
         """Ray backend: how many times a worker died and was restarted (0 on the others)."""
-        return self.env.worker_restarts if self._on_ray else 0
-
-    def _collect_and_learn_on_ray(self) -> EpisodeRound:
-        """The Ray workers collect with the last published weights; the merged trajectories go
-        to `ppo.memory` and, after an update, the new weights are published once."""
-        trajectories, collected = self.env.collect()
-        if trajectories:
-            self.ppo.memory.add(**trajectories)
-        if self.ppo.learn() is not None:
-            self.env.publish(self.ppo.policy)
-        return collected
+        return self.collector.worker_restarts
 
     def run(self, timeout: float | None = None) -> list[float]:
         """Trains until `steps` env steps are collected, or `timeout` seconds have passed;
@@ -511,7 +484,7 @@ class AsyncPPO:
 
     def close(self) -> None:
         """Closes the env copies, the evaluation env and the run folder's log files."""
-        self.env.close()
+        self.collector.close()
         if self.evaluation is not None:
             self.evaluation.close()
         self._close_logger()

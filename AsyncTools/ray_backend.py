@@ -1,11 +1,11 @@
 """Collection on Ray: remote env workers feeding the single-GPU learner.
 
 `RayCollector` splits the N env copies of a run into contiguous slices, one per Ray actor
-(`RolloutWorker`). Each worker steps its slice with the same pieces as the local backends (an
-in-process `EnvVectorizer`, a `VecMemory`, `collect_episodes` or `FixedHorizonCollector`) and acts
-with a CPU copy of the learner's policy. A round:
+(`RolloutWorker`). Each worker steps its slice with the local backends' own collector (a
+`LocalCollector` over an in-process `EnvVectorizer`) and acts with a CPU copy of the learner's
+policy. A round:
 
-1. the learner's policy weights are in the object store (`publish`, once after each update);
+1. the learner's policy weights are in the object store (`sync`, once after each update);
 2. every worker loads them if they are new, collects its slice and returns
    `VecMemory.trajectories()` and its episodes;
 3. the driver shifts `env_ids` to global copy indices and concatenates the slices in env order,
@@ -33,9 +33,8 @@ from tqdm import tqdm
 from PPO import PPO
 from PPO.checks import check_non_negative_int, check_positive_float, check_positive_int
 
-from .rollout import (EpisodeRound, FixedHorizonCollector, check_rollout, collect_episodes,
-                      random_observations)
-from .vec_memory import VecMemory
+from .collectors import Collector, LocalCollector
+from .rollout import EpisodeRound, check_rollout
 from .vectorizer import EnvStepError, EnvVectorizer
 
 __all__ = ["RayCollector", "RolloutWorker", "import_ray", "init_local_ray", "connect_ray",
@@ -131,19 +130,6 @@ def worker_slices(num_envs: int, num_workers: int) -> list[tuple[int, int]]:
     return [(int(first), size) for first, size in zip(firsts, sizes)]
 
 
-class _RunResetSeeds:
-    """Stands in for an EnvVectorizer's generator of later-reset seeds: draws the seeds of all
-    `total` copies of the run, as one EnvVectorizer of the whole run would, and hands out this
-    worker's slice, so that episode rounds are the same as on the local backends."""
-
-    def __init__(self, seed: int, first: int, total: int):
-        self._generator = np.random.default_rng(seed)
-        self.first, self.total = first, total
-
-    def integers(self, low: int, high: int, size: int) -> np.ndarray:
-        return self._generator.integers(low, high, self.total)[self.first:self.first + size]
-
-
 def _was_restarted() -> bool:
     ray = import_ray()
     with warnings.catch_warnings():  # some Ray versions warn about their own deprecated accessor
@@ -166,13 +152,12 @@ class RolloutWorker:
         torch.set_num_threads(1)  # workers share the machine's cores; these nets need no more
         if _was_restarted():
             seed = int(np.random.SeedSequence().generate_state(1)[0] % 2**30)
-        self.rank, self.first, self.total_envs, self.seed = rank, first, total_envs, seed
-        self.rollout, self.num_steps, self.deterministic = rollout, num_steps, deterministic
+        self.rank, self.first, self.total_envs = rank, first, total_envs
         self.incarnation = uuid.uuid4().hex
-        self.env = EnvVectorizer(env_factory, num_envs, seed=seed + first, backend="loop")
-        self.env._reset_seeds = _RunResetSeeds(seed, first, total_envs)
-        self.buffer = VecMemory(num_envs)
-        self.collector = FixedHorizonCollector(self.env)
+        self.env = EnvVectorizer(env_factory, num_envs, seed=seed, backend="loop",
+                                 first_copy=first, total_copies=total_envs)
+        self.local = LocalCollector(self.env, rollout=rollout, num_steps=num_steps,
+                                    seed=seed + first, deterministic=deterministic)
         self.ppo = PPO(**ppo_config, device="cpu", seed=seed + first)
         self.weights_version = -1
 
@@ -181,9 +166,6 @@ class RolloutWorker:
         return {"incarnation": self.incarnation, "observation_space": self.env.observation_space,
                 "action_space": self.env.action_space}
 
-    def _act(self, states: np.ndarray) -> np.ndarray:
-        return self.ppo.get_action(states, deterministic=self.deterministic)
-
     def collect(self, weights: dict[str, torch.Tensor], version: int) -> dict[str, Any]:
         """Loads the policy weights if they are newer than its own, collects one round and
         returns its trajectories (local env ids) and episodes."""
@@ -191,14 +173,9 @@ class RolloutWorker:
             self.ppo.policy.load_state_dict(weights)
             self.weights_version = version
         try:
-            if self.rollout == "episodes":
-                collected = collect_episodes(self.env, self.buffer, self._act)
-            else:
-                collected = self.collector.collect(self.buffer, self._act, self.num_steps)
+            trajectories, collected = self.local.collect(self.ppo)
         except EnvStepError as error:
             raise self._global_error(error) from error
-        trajectories = self.buffer.trajectories()
-        self.buffer.clear()
         return {"incarnation": self.incarnation, "weights_version": self.weights_version,
                 "trajectories": trajectories, "steps": collected.steps,
                 "episode_returns": collected.episode_returns,
@@ -208,7 +185,7 @@ class RolloutWorker:
     def random_observations(self, num_steps: int) -> dict[str, Any]:
         """Observations of `num_steps` random steps of every copy (RND's warm-up)."""
         try:
-            observations = random_observations(self.env, num_steps, self.seed + self.first)
+            observations = self.local.random_observations(num_steps)
         except EnvStepError as error:
             raise self._global_error(error) from error
         return {"incarnation": self.incarnation, "observations": observations}
@@ -248,12 +225,12 @@ def _cpu_weights(policy: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 # ------------------------------------------------------------------ the driver's side
-class RayCollector:
+class RayCollector(Collector):
     """Collects rounds of `num_envs` copies of `env` on `num_workers` Ray actors.
 
     `env`: a gym.Env with a spec (re-made in each worker with `gym.make(env.spec)`) or a picklable
     function building one. `ppo` gives the policy's structure (`ppo.config`); its weights reach
-    the workers through `publish`. `rollout`, `num_steps` and the seeds (`seed + i` for copy i)
+    the workers through `sync`. `rollout`, `num_steps` and the seeds (`seed + i` for copy i)
     mean what they mean for `AsyncPPO`; `deterministic=True` makes the workers act with the most
     likely action. `num_workers` defaults to the cluster's CPUs (at most `num_envs`). Ray is
     joined at `address` (or `RAY_ADDRESS`), or started here (`started_ray`) and then shut down
@@ -311,17 +288,22 @@ class RayCollector:
         self.action_space = answers[0]["action_space"]
 
     # --------------------------------------------------------------- the round
-    def publish(self, policy: torch.nn.Module) -> None:
+    @property
+    def env(self) -> "RayCollector":
+        return self  # the workers step the copies; this object speaks for them
+
+    def sync(self, ppo: PPO) -> None:
         """Puts the policy's weights (CPU tensors) into the object store, once; every worker
         loads them before its next rollout."""
-        self._weights = import_ray().put(_cpu_weights(policy))
+        self._weights = import_ray().put(_cpu_weights(ppo.policy))
         self.weights_version += 1
 
-    def collect(self) -> tuple[dict[str, np.ndarray], EpisodeRound]:
-        """One round on every worker: (the merged trajectories for `ppo.memory.add`, the merged
-        EpisodeRound). The data of a worker that died during the round is left out."""
+    def collect(self, ppo: PPO | None = None, should_stop=None) -> tuple[dict[str, np.ndarray], EpisodeRound]:
+        """One round on every worker with the weights of the last `sync`: (the merged
+        trajectories for `ppo.memory.add`, the merged EpisodeRound). The data of a worker that
+        died during the round is left out. A Ray round is not cut by `should_stop`."""
         if self._weights is None:
-            raise RuntimeError("publish(policy) must be called before the first collect()")
+            raise RuntimeError("sync(ppo) must be called before the first collect()")
         results = self._gather("collect", self._weights, self.weights_version, retry=False)
         parts, rounds = [], []
         for k, ((first, _), result) in enumerate(zip(self.slices, results)):

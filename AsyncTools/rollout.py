@@ -93,8 +93,8 @@ def collect_episodes(env: EnvVectorizer, buffer: VecMemory,
             unfinished[running[~(ended | cut)]] = True
             cut = ~ended
         dones = ended | cut
-        utils.buffer_append(buffer, states, actions, rewards, dones, is_env_terminal=env.envs_active,
-                            num_envs=env.num_envs, terminated=terminated, next_states=next_states)
+        # Cut episodes end like time limits: their last state's value is bootstrapped.
+        buffer.append(running, states, actions, rewards, terminated, truncated | cut, next_states)
         states = utils.inactive_states_dropout(next_states, dones)
         env.envs_active = utils.update_active_environments_list(env.envs_active, dones)
         if np.all(env.envs_active):

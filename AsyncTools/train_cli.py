@@ -33,7 +33,8 @@ import gymnasium as gym
 import numpy as np
 
 from AsyncTools.AsyncPPO import AsyncPPO, ROLLOUTS, ppo_for_env
-from AsyncTools.vectorizer import BACKENDS, NON_FINITE_REWARD_CHOICES
+from AsyncTools.collectors import COLLECTOR_BACKENDS
+from AsyncTools.vectorizer import NON_FINITE_REWARD_CHOICES
 from PPO import PPO
 from PPO.PPO import POLICY_FILE
 
@@ -87,8 +88,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="auto: settings from the env id's preset (AsyncTools/presets.json) "
                              "for every option not given; none: only the env family's defaults")
     parser.add_argument("--rollout", choices=ROLLOUTS, default="steps", help="collection mode")
-    parser.add_argument("--backend", choices=BACKENDS + ("ray",), default="auto",
-                        help="how copies are stepped (ray: Ray actors on this machine or RAY_ADDRESS)")
+    parser.add_argument("--backend", choices=COLLECTOR_BACKENDS, default="auto",
+                        help="how copies are stepped (ray: Ray actors on this machine or "
+                             "RAY_ADDRESS; envpool: EnvPool's C++ pool, e.g. --env Pong-v5)")
     parser.add_argument("--non-finite-rewards", choices=NON_FINITE_REWARD_CHOICES, default="raise",
                         help="a NaN/inf reward from the env: stop with an error naming the env "
                              "copy, or replace it by 0")

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Sequence
 import gymnasium as gym
 import numpy as np
 
-from PPO.checks import check_positive_int
+from PPO.checks import check_non_negative_int, check_positive_int
 
 from .vec_memory import as_state_array
 
@@ -457,15 +457,18 @@ def wrapper_types(env: gym.Env) -> list[type]:
 SUBPROCESS_MIN_STEP_SECONDS = 1e-3  # below this, sending a step to a worker costs more than it saves
 
 
-def _seconds_per_step(env: gym.Env, probe_steps: int = 10) -> float:
-    """Times a few random steps of `env` (it is reseeded before training starts)."""
+def _seconds_per_step(env: gym.Env, probe_steps: int = 11) -> float:
+    """The median time of a few random steps of `env` (it is reseeded before training starts):
+    a step that the OS preempts on a busy machine does not change the answer."""
     env.reset(seed=0)
-    start = time.perf_counter()
+    times = []
     for _ in range(probe_steps):
+        start = time.perf_counter()
         _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        times.append(time.perf_counter() - start)
         if terminated or truncated:
             env.reset()
-    return (time.perf_counter() - start) / probe_steps
+    return float(np.median(times))
 
 
 def _auto_backend(env, num_envs: int) -> str:
@@ -515,7 +518,14 @@ def _make_backend(env, num_envs: int, backend: str):
         spaces = _spaces_of(env)
         workers = [_WorkerEnvFactory(make, i, num_envs, *spaces)
                    for i, make in enumerate(factories)]
-        vector_env = gym.vector.AsyncVectorEnv(workers, shared_memory=True)
+        try:
+            vector_env = gym.vector.AsyncVectorEnv(workers, shared_memory=True)
+        except (EOFError, OSError) as error:  # a worker process died before it answered
+            raise EnvStepError(f"a subprocess worker of the {num_envs} env copies died while "
+                               f"starting ({type(error).__name__}), before its env could report "
+                               f"an error: a crash in the env's constructor, or a fork after "
+                               f"another library started threads in this process; "
+                               f"backend='loop' steps the copies in this process") from error
         return (SubprocessBackend(vector_env), vector_env.single_observation_space,
                 vector_env.single_action_space)
     envs = [make() for make in factories]
@@ -553,8 +563,11 @@ class EnvVectorizer:
     Every copy has its own RNG: copy i is seeded with `seed + i` on the first reset when `seed`
     is given, and from fresh OS entropy otherwise (the native backend draws all copies from one
     generator seeded with `seed`); every later `reset()` reseeds each copy with a seed drawn from
-    a generator seeded with `seed`, so episode rounds are the same on every backend. Continuous actions are clipped to the action space before
-    the env sees them (`clip_actions`); the caller's array is not changed.
+    a generator seeded with `seed`, so episode rounds are the same on every backend. A
+    vectorizer that steps part of a larger run (a Ray worker) says which part: copies
+    `first_copy .. first_copy + num_envs - 1` of `total_copies`, seeded as those copies of one
+    vectorizer of the whole run would be. Continuous actions are clipped to the action space
+    before the env sees them (`clip_actions`); the caller's array is not changed.
 
     What the copies return is checked on every backend: an observation whose shape is not the
     observation space's, a non-finite observation, or a reward that is not a scalar raises an
@@ -571,8 +584,15 @@ class EnvVectorizer:
 
     def __init__(self, env: gym.Env | Callable[[], gym.Env], num_envs: int = 1,
                  seed: int | None = None, clip_actions: bool = True, backend: str = "loop",
-                 non_finite_rewards: str = "raise"):
+                 non_finite_rewards: str = "raise", first_copy: int = 0,
+                 total_copies: int | None = None):
         self.num_envs = check_positive_int("num_envs", num_envs)
+        self.first_copy = check_non_negative_int("first_copy", first_copy)
+        self.total_copies = (first_copy + num_envs if total_copies is None
+                             else check_positive_int("total_copies", total_copies))
+        if self.first_copy + self.num_envs > self.total_copies:
+            raise ValueError(f"total_copies: copies {first_copy}..{first_copy + num_envs - 1} do "
+                             f"not fit in a run of {total_copies}")
         if not isinstance(non_finite_rewards, str) \
                 or non_finite_rewards not in NON_FINITE_REWARD_CHOICES:
             raise ValueError(f"non_finite_rewards must be one of {NON_FINITE_REWARD_CHOICES}, "
@@ -589,7 +609,7 @@ class EnvVectorizer:
         if seed is None:
             seeds = np.random.SeedSequence().generate_state(self.num_envs)
         else:
-            seeds = seed + np.arange(self.num_envs)
+            seeds = seed + self.first_copy + np.arange(self.num_envs)
         self._pending_seeds: list[int] | None = [int(s) for s in seeds]
         # Later resets seed every copy afresh from this generator, so that a run does not depend
         # on whether a backend kept stepping (and drawing for) copies whose episode was over.
@@ -629,12 +649,14 @@ class EnvVectorizer:
         return np.flatnonzero(~self._episode_over)
 
     def reset(self, seed: int | None = None) -> tuple[np.ndarray, list[dict]]:
-        """Starts a new episode in every copy; returns (states [N, *obs_shape], infos)."""
+        """Starts a new episode in every copy; returns (states [N, *obs_shape], infos). With
+        `seed`, copy i is seeded `seed + first_copy + i`."""
         if seed is not None:
-            self._pending_seeds = [seed + i for i in range(self.num_envs)]
+            self._pending_seeds = [seed + self.first_copy + i for i in range(self.num_envs)]
         seeds, self._pending_seeds = self._pending_seeds, None
         if seeds is None:
-            seeds = [int(s) for s in self._reset_seeds.integers(0, 2**31 - 1, self.num_envs)]
+            drawn = self._reset_seeds.integers(0, 2**31 - 1, self.total_copies)
+            seeds = [int(s) for s in drawn[self.first_copy:self.first_copy + self.num_envs]]
         states, infos = self.backend.reset(seeds)
         states = self._as_states(states, np.arange(self.num_envs), "reset")
         self.envs_active = np.zeros(self.num_envs, dtype=bool)

@@ -247,7 +247,9 @@ class PPO:
             num_threads = check_positive_int("num_threads", num_threads)
         self.num_threads = (choose_torch_threads(num_threads, is_image)
                             if self.device.type == "cpu" else torch.get_num_threads())
-        self.seed = int(seed) if seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
+        # A drawn seed stays below 2**30: seeds derived from it (seed + copy index + steps so far)
+        # stay within the int32 that some env libraries (EnvPool) require.
+        self.seed = int(seed) if seed is not None else int(np.random.SeedSequence().generate_state(1)[0] % 2**30)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             self.policy = ActorCritic(is_continuous, observ_dim, action_dim, hidden_sizes,
@@ -456,8 +458,8 @@ class PPO:
                                  f"NaN or inf (rows {bad_rows[:5]}); the batch was dropped and "
                                  f"the learner is unchanged")
         states, actions = batch.states, batch.actions
-        if self.policy.obs_normalizer is not None:
-            self.policy.obs_normalizer.update(states)
+        # The behaviour policy: the weights and observation statistics that chose these actions.
+        # The statistics take this batch in only after the update, for the next rollout.
         old_log_probs, old_values = self._evaluate_all(states, actions)
         advantages, returns = self._advantages(batch, old_values)
         next_states = batch.next_states() if self.rnd is not None else None
@@ -498,6 +500,8 @@ class PPO:
                 break
 
         means = (totals[:6] / totals[6]).tolist()
+        if self.policy.obs_normalizer is not None:
+            self.policy.obs_normalizer.update(states)
         self._check_finite_after_update(dict(zip(("policy_loss", "value_loss", "entropy"), means)))
         if self.numpy_actor is not None:
             self.numpy_actor.refresh()  # the fused Adam step does not bump tensor versions
@@ -613,10 +617,10 @@ class PPO:
             "memory": self.memory.state(),
         }
         if self.reward_scaler is not None:
-            state["reward_scaler_carried"] = self.reward_scaler._carried
+            state["reward_scaler_carried"] = self.reward_scaler.carried_returns
         if self.rnd is not None:
             state.update(rnd_optimizer=self.rnd.optimizer.state_dict(),
-                         intrinsic_scaler_carried=self.intrinsic_scaler._carried)
+                         intrinsic_scaler_carried=self.intrinsic_scaler.carried_returns)
         return state
 
     def load_training_state(self, state: dict[str, Any], file: Path | str = "checkpoint") -> None:
@@ -630,10 +634,10 @@ class PPO:
         self.samples_learned = int(state["samples_learned"])
         self.memory.load_state(state["memory"])
         if self.reward_scaler is not None:
-            self.reward_scaler._carried = state["reward_scaler_carried"].to(self.device)
+            self.reward_scaler.carried_returns = state["reward_scaler_carried"].to(self.device)
         if self.rnd is not None:
             self.rnd.optimizer.load_state_dict(state["rnd_optimizer"])
-            self.intrinsic_scaler._carried = state["intrinsic_scaler_carried"].to(self.device)
+            self.intrinsic_scaler.carried_returns = state["intrinsic_scaler_carried"].to(self.device)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device | None = None,

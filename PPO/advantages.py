@@ -28,23 +28,24 @@ def compute_gae(
     if not bool(segment_ends[-1]):
         raise ValueError("segment_ends: the last step of the batch must close a trajectory")
     deltas = rewards + gamma * next_values - values
-    grid_deltas, grid_continues, grid_index = _to_time_major_grid(deltas, segment_ends)
+    # One column per trajectory, zero-padded after its last step: the reverse scan reaches each
+    # trajectory's last step with running == 0, so A = delta there, without crossing trajectories.
+    grid_deltas, grid_index = _to_time_major_grid(deltas, segment_ends)
     grid_advantages = torch.zeros_like(grid_deltas)
     running = torch.zeros_like(grid_deltas[0])
     decay = gamma * gae_lambda
     for t in range(grid_deltas.shape[0] - 1, -1, -1):
-        running = grid_deltas[t] + decay * grid_continues[t] * running
+        running = grid_deltas[t] + decay * running
         grid_advantages[t] = running
     advantages = grid_advantages.reshape(-1)[grid_index]
     return advantages, advantages + values
 
 
 def _to_time_major_grid(x: torch.Tensor, segment_ends: torch.Tensor
-                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Scatters a flat batch into a zero-padded [T_max, num_trajectories] grid.
-
-    Returns the grid of `x`, a grid that is 1 where the next row continues the same trajectory,
-    and for every flat step its index into the flattened grid.
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scatters a flat batch into a zero-padded [T_max, num_trajectories] grid, one column per
+    trajectory. Returns the grid of `x` and, for every flat step, its index into the flattened
+    grid.
     """
     length = x.shape[0]
     ends = segment_ends.bool()
@@ -58,10 +59,7 @@ def _to_time_major_grid(x: torch.Tensor, segment_ends: torch.Tensor
     grid_index = step_in_segment * num_segments + segment_id
     grid = torch.zeros(max_len * num_segments, dtype=x.dtype, device=x.device)
     grid[grid_index] = x
-    continues = torch.zeros_like(grid)
-    continues[grid_index] = (~ends).to(x.dtype)
-    shape = (max_len, num_segments)
-    return grid.reshape(shape), continues.reshape(shape), grid_index
+    return grid.reshape(max_len, num_segments), grid_index
 
 
 def discounted_running_sums(
@@ -81,7 +79,7 @@ def discounted_running_sums(
     starts = chain_starts.bool().clone()
     starts[0] = True
     ends = torch.roll(starts, -1)
-    grid_rewards, _, grid_index = _to_time_major_grid(rewards, ends)
+    grid_rewards, grid_index = _to_time_major_grid(rewards, ends)
     running = initial[starts].to(rewards.dtype)
     grid_sums = torch.empty_like(grid_rewards)
     for t in range(grid_rewards.shape[0]):

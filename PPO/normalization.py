@@ -51,7 +51,8 @@ class RewardScaler(nn.Module):
 
     Each env's return runs on across batches (keyed by its env id) and restarts at its episode
     starts; with `episodic=False` it never restarts (RND's intrinsic returns). Only the
-    statistics are saved: the per-env running returns start again from 0 after loading.
+    statistics are saved with the weights: the per-env running returns (`carried_returns`, by
+    env id) belong to a training run's checkpoint, and start again from 0 after loading weights.
     """
 
     def __init__(self, gamma: float, clip: float = 10.0, episodic: bool = True):
@@ -60,7 +61,7 @@ class RewardScaler(nn.Module):
         self.clip = clip
         self.episodic = episodic
         self.return_stats = RunningMeanStd((), clip=float("inf"))
-        self._carried = torch.zeros(0, dtype=torch.float64)
+        self.carried_returns = torch.zeros(0, dtype=torch.float64)
 
     @torch.no_grad()
     def forward(self, rewards: torch.Tensor, env_ids: torch.Tensor,
@@ -72,7 +73,7 @@ class RewardScaler(nn.Module):
         if rewards.numel() == 0:
             return rewards.clone()
         env_ids = env_ids.long()
-        self._grow_carried(int(env_ids.max()) + 1, rewards.device)
+        self._grow_carried_returns(int(env_ids.max()) + 1, rewards.device)
         run_starts = torch.ones_like(env_ids, dtype=torch.bool)
         run_starts[1:] = env_ids[1:] != env_ids[:-1]
         restarts = episode_starts.bool() if self.episodic else torch.zeros_like(run_starts)
@@ -82,21 +83,21 @@ class RewardScaler(nn.Module):
         for turn in range(int(run_turns.max()) + 1):
             rows = run_turns == turn
             ids, first = env_ids[rows], run_starts[rows]
-            initial = torch.where(restarts[rows], 0.0, self._carried[ids])
+            initial = torch.where(restarts[rows], 0.0, self.carried_returns[ids])
             sums = discounted_running_sums(rewards[rows].double(), first | restarts[rows],
                                            initial, self.gamma)
             last = torch.roll(first, -1)
-            self._carried[ids[last]] = sums[last]
+            self.carried_returns[ids[last]] = sums[last]
             returns[rows] = sums
         self.return_stats.update(returns)
         std = torch.sqrt(self.return_stats.var + self.return_stats.eps).to(rewards.dtype)
         return (rewards / std).clamp(-self.clip, self.clip)
 
-    def _grow_carried(self, size: int, device: torch.device) -> None:
-        carried = self._carried.to(device)
+    def _grow_carried_returns(self, size: int, device: torch.device) -> None:
+        carried = self.carried_returns.to(device)
         if size > carried.numel():
             carried = torch.cat([carried, carried.new_zeros(size - carried.numel())])
-        self._carried = carried
+        self.carried_returns = carried
 
 
 def _turns(run_envs: torch.Tensor) -> torch.Tensor:

@@ -144,9 +144,12 @@ def measure_our_rollout(options: dict, seconds: float) -> dict:
         return dict(na=na)
     ppo = runner.ppo
     if describe_runner(runner)["rollout"] == "episodes":
+        from AsyncTools.vec_memory import VecMemory
+        buffer = VecMemory(runner.num_envs)
+
         def collect() -> int:
-            steps = collect_episodes(runner.env, runner.buffer, ppo.get_action).steps
-            runner.buffer.clear()
+            steps = collect_episodes(runner.env, buffer, ppo.get_action).steps
+            buffer.clear()
             return steps
         how = "collect_episodes + buffer.clear()"
     else:

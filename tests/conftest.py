@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from pathlib import Path
 
 import gymnasium as gym
@@ -220,6 +221,22 @@ def rows_logged(log_dir: Path) -> int:
     """Data rows in the progress.csv of the run folder under `log_dir` (0 if none yet)."""
     files = list(Path(log_dir).glob("*/progress.csv"))
     return max(0, len(files[0].read_text().splitlines()) - 1) if files else 0
+
+
+def wait_for_rows(log_dir: Path, rows: int = 2, seconds: float = 120) -> None:
+    """Waits until the run under `log_dir` has logged `rows` rounds (an event, not a guess)."""
+    deadline = time.monotonic() + seconds
+    while rows_logged(log_dir) < rows:
+        assert time.monotonic() < deadline, f"no {rows} progress rows in {seconds} s"
+        time.sleep(0.05)
+
+
+def wait_for_file(file: Path, seconds: float = 60) -> None:
+    """Waits until `file` exists (tests' envs create one to say that a step is under way)."""
+    deadline = time.monotonic() + seconds
+    while not file.exists():
+        assert time.monotonic() < deadline, f"{file} did not appear within {seconds} s"
+        time.sleep(0.01)
 
 
 def call_with_deadline(fn, seconds: float = 30.0) -> tuple[bool, BaseException | None, object]:

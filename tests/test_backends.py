@@ -271,6 +271,7 @@ def test_raising_env_factory_is_picklable_and_importable():
         env.step(0)
 
 
+@pytest.mark.slow
 def test_subprocess_backend_under_spawn_start_method(monkeypatch):
     """Workers started with 'spawn' (macOS, Windows; no shared parent memory) import the env's
     class by name: the conftest env works there too, errors included."""

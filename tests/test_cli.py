@@ -11,10 +11,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from AsyncTools.AsyncPPO import CHECKPOINT_FILE
-from conftest import REPO_ROOT, rows_logged
+from conftest import REPO_ROOT, wait_for_rows
+
+pytestmark = pytest.mark.slow  # every test here starts train.py in a new process
 
 ENV = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
 SMALL = ["--num-envs", "4", "--num-steps", "64", "--batch-size", "256", "--mini-batch-size", "128",
@@ -91,9 +94,7 @@ def test_ctrl_c_leaves_a_loadable_checkpoint_and_weights(tmp_path):
         [sys.executable, "train.py", "--log-dir", str(tmp_path / "runs"), "--save-dir",
          str(tmp_path / "weights"), "--steps", "100000000", "--checkpoint-every", "0", *SMALL],
         cwd=REPO_ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 90
-    while rows_logged(tmp_path / "runs") < 2 and time.time() < deadline:
-        time.sleep(0.2)
+    wait_for_rows(tmp_path / "runs")
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=90)
     assert process.returncode == 130, err  # 128 + SIGINT: stopped by a signal, all saved

@@ -219,6 +219,7 @@ def run_play(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_play_records_a_gif(weights, tmp_path):
     gif = tmp_path / "x.gif"
     played = run_play("--weights", str(weights), "--env", "CartPole-v1", "--episodes", "2",
@@ -233,6 +234,7 @@ def test_play_records_a_gif(weights, tmp_path):
         assert image.format == "GIF" and image.n_frames > 1
 
 
+@pytest.mark.slow
 def test_play_help_lists_the_recording_options_with_defaults():
     played = run_play("--help")
     assert played.returncode == 0, played.stderr
@@ -241,6 +243,7 @@ def test_play_help_lists_the_recording_options_with_defaults():
     assert "(default: None)" in played.stdout
 
 
+@pytest.mark.slow
 def test_play_refuses_missing_weights_in_one_line(tmp_path):
     missing = tmp_path / "no_such_dir"
     played = run_play("--weights", str(missing))
@@ -256,6 +259,7 @@ def test_play_refuses_missing_weights_in_one_line(tmp_path):
     assert "Policy_weights.pth" in played.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_play_refuses_gif_and_video_together(weights, tmp_path):
     played = run_play("--weights", str(weights), "--gif", str(tmp_path / "x.gif"),
                       "--video", str(tmp_path / "v"))

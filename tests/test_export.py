@@ -74,6 +74,7 @@ LOADERS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("format", EXPORT_FORMATS)
 def test_the_exported_file_runs_without_this_project(tmp_path, format):
     ppo = learners()["continuous"]

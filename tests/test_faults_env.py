@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from AsyncTools.vectorizer import EnvOutputError, EnvStepError, EnvVectorizer
-from conftest import call_with_deadline
+from conftest import call_with_deadline, wait_for_file
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
@@ -71,19 +71,23 @@ def make_cartpole_failing_in_worker_1() -> gym.Env:
 
 
 class SlowStep(gym.Wrapper):
-    """A CartPole whose step takes `seconds`."""
+    """A CartPole whose step takes `seconds`; with `started_file`, each step first creates that
+    file, so a test can wait for a step to be under way instead of guessing with a sleep."""
 
-    def __init__(self, env: gym.Env, seconds: float):
+    def __init__(self, env: gym.Env, seconds: float, started_file: str | None = None):
         super().__init__(env)
-        self.seconds = seconds
+        self.seconds, self.started_file = seconds, started_file
 
     def step(self, action):
+        if self.started_file is not None:
+            Path(self.started_file).touch()
         time.sleep(self.seconds)
         return self.env.step(action)
 
 
-def make_slow_cartpole(seconds: float) -> gym.Env:
-    return SlowStep(gym.make("CartPole-v1"), seconds)
+def make_slow_cartpole(seconds: float, started_file: str | None = None) -> gym.Env:
+    return SlowStep(gym.make("CartPole-v1"), seconds, started_file)
+
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -140,6 +144,7 @@ def test_killed_worker_is_named_and_close_returns(call):
     assert not any(process.is_alive() for process in vec.backend.vector_env.processes)
 
 
+@pytest.mark.slow
 def test_worker_killed_while_it_steps():
     vec = EnvVectorizer(functools.partial(make_slow_cartpole, 1.0), 2, seed=0,
                         backend="subprocess")
@@ -196,7 +201,8 @@ sys.path[:0] = [{str(REPO_ROOT)!r}, {str(TESTS_DIR)!r}]
 import numpy as np
 from AsyncTools.vectorizer import EnvVectorizer
 from test_faults_env import make_slow_cartpole
-vec = EnvVectorizer(functools.partial(make_slow_cartpole, 1.5), 2, seed=0, backend="subprocess")
+vec = EnvVectorizer(functools.partial(make_slow_cartpole, 3.0, sys.argv[1]), 2, seed=0,
+                    backend="subprocess")
 vec.reset()
 print("stepping", flush=True)
 try:
@@ -212,13 +218,17 @@ print("exit codes", [p.exitcode for p in vec.backend.vector_env.processes])
 """
 
 
-def test_ctrl_c_mid_step_interrupts_the_main_process_only_and_close_returns():
-    """SIGINT to the whole process group, as Ctrl-C in a terminal sends it."""
-    child = subprocess.Popen([sys.executable, "-c", CTRL_C_CHILD], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+@pytest.mark.slow
+def test_ctrl_c_mid_step_interrupts_the_main_process_only_and_close_returns(tmp_path):
+    """SIGINT to the whole process group, as Ctrl-C in a terminal sends it, once the workers'
+    (3 s) step is under way."""
+    started = tmp_path / "step-started"
+    child = subprocess.Popen([sys.executable, "-c", CTRL_C_CHILD, str(started)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
     try:
         assert child.stdout.readline().strip() == "stepping"
-        time.sleep(0.5)
+        wait_for_file(started)
         os.killpg(child.pid, signal.SIGINT)
         out, err = child.communicate(timeout=60)
     finally:
@@ -340,3 +350,18 @@ def test_native_backend_runs_the_checks_and_counts_steps():
     finally:
         vec.close()
     vec.close()
+
+
+def make_env_that_kills_its_process() -> gym.Env:
+    """Exits the process it is built in (a crash no Python error reports), unless it is this
+    test's own process."""
+    if multiprocessing.current_process().name != "MainProcess":
+        os._exit(3)
+    return gym.make("CartPole-v1")
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_while_starting_is_an_env_step_error():
+    with pytest.raises(EnvStepError, match=r"a subprocess worker of the 2 env copies died while "
+                                           r"starting \((EOFError|ConnectionResetError|BrokenPipeError)\)"):
+        EnvVectorizer(make_env_that_kills_its_process, 2, seed=0, backend="subprocess")

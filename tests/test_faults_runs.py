@@ -21,7 +21,7 @@ from AsyncTools.evaluation import evaluate
 from AsyncTools.vectorizer import EnvOutputError
 from PPO import PPO
 from PPO.checkpoint import load_state, non_finite_entries
-from conftest import REPO_ROOT, rows_logged
+from conftest import REPO_ROOT, wait_for_rows
 
 ENV = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
 CLI = [sys.executable, "train.py", "--num-envs", "2", "--num-steps", "64", "--batch-size", "128",
@@ -32,13 +32,6 @@ def start(command: list[str], tmp_path: Path) -> subprocess.Popen:
     """Starts `command` in its own process group (as a terminal would run it)."""
     return subprocess.Popen(command, cwd=REPO_ROOT, env=ENV, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
-
-
-def wait_for_rows(log_dir: Path, rows: int = 2, seconds: float = 120) -> None:
-    deadline = time.time() + seconds
-    while rows_logged(log_dir) < rows:
-        assert time.time() < deadline, f"no {rows} progress rows in {seconds} s"
-        time.sleep(0.2)
 
 
 def assert_run_folder_saved(log_dir: Path) -> Path:
@@ -62,6 +55,7 @@ print(runner.stopped_by, runner.interrupted, runner.total_steps, flush=True)
 """
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_library_run_like_ctrl_c(tmp_path):
     log_dir = tmp_path / "runs"
     process = start([sys.executable, "-c", LIBRARY_RUN.format(log_dir=str(log_dir))], tmp_path)
@@ -75,6 +69,7 @@ def test_sigterm_stops_a_library_run_like_ctrl_c(tmp_path):
     assert_run_folder_saved(log_dir)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, code", [("SIGTERM", 143), ("SIGINT", 130)])
 def test_a_stop_signal_to_the_whole_group_with_subprocess_workers_exits_cleanly(tmp_path, name, code):
     """As a terminal's Ctrl-C or a scheduler's SIGTERM reach every process of the job: the
@@ -97,6 +92,7 @@ def worker_pids(pid: int) -> list[int]:
     return [int(child) for child in children]
 
 
+@pytest.mark.slow
 def test_a_killed_worker_ends_the_run_with_an_error_naming_it_and_keeps_the_checkpoint(tmp_path):
     log_dir = tmp_path / "runs"
     process = start(CLI + ["--backend", "subprocess", "--log-dir", str(log_dir),
@@ -185,6 +181,7 @@ def test_episodes_rounds_cut_endless_episodes_at_the_cap_with_a_warning():
     assert stats["num_samples"] == 200 and np.isfinite(stats["value_loss"])
 
 
+@pytest.mark.slow
 def test_run_timeout_ends_an_endless_episodes_round():
     runner = endless_runner(steps=10**9, episode_step_cap=10**8)
     started = time.perf_counter()

@@ -42,6 +42,7 @@ def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool
 
 
 # ------------------------------------------------------------------ kills during a save
+@pytest.mark.slow
 def test_a_save_killed_at_random_points_leaves_one_whole_save(tmp_path):
     """A child process saves two different RND learners in turn as fast as it can and is
     SIGKILLed at random moments, 24 times: what is on disk always loads as one of the two
@@ -232,6 +233,7 @@ def test_run_folders_are_unique_for_the_same_name(tmp_path):
     assert sorted(f.name for f in folders) == ["run"] + [f"run-{k}" for k in range(1, 8)]
 
 
+@pytest.mark.slow
 def test_two_cli_runs_started_together_keep_their_own_folders(tmp_path):
     command = [sys.executable, "train.py", "--log-dir", str(tmp_path / "runs"), "--steps", "512",
                "--num-envs", "4", "--num-steps", "64", "--batch-size", "256", "--backend", "loop",
@@ -251,6 +253,7 @@ def test_two_cli_runs_started_together_keep_their_own_folders(tmp_path):
         assert (folder / "train_args.json").is_file() and (folder / CHECKPOINT_FILE).is_file()
 
 
+@pytest.mark.slow
 def test_the_cli_says_when_it_replaces_weights_from_an_earlier_run(tmp_path):
     command = [sys.executable, "train.py", "--log-dir", str(tmp_path / "runs"), "--steps", "256",
                "--num-envs", "4", "--num-steps", "64", "--batch-size", "256", "--backend", "loop",

@@ -279,6 +279,7 @@ def test_loading_into_other_options_names_every_difference(tmp_path):
         other.load_weights(tmp_path)
 
 
+@pytest.mark.slow
 def test_a_new_process_plays_exactly_as_the_trained_model(tmp_path):
     ppo = trained_ppo(tmp_path)
     states = (np.random.default_rng(5).normal(size=(8, 3)) * 4).astype(np.float32)

@@ -53,7 +53,8 @@ def test_pendulum_improves_clearly_over_random():
     first, last = np.mean(returns[:32]), np.mean(returns[-32:])
     # A random policy scores about -1200 on Pendulum-v1.
     assert first < -900, f"the untrained policy should score like a random one, got {first:.0f}"
-    assert last > -600, f"mean of the last 32 episodes after 120k steps: {last:.0f}"
+    # Seed 0 reaches about -190 (its 32-episode mean passes -600 at about 61k steps).
+    assert last > -400, f"mean of the last 32 episodes after 120k steps: {last:.0f}"
 
 
 @pytest.mark.parametrize("seed", [0, 1000])

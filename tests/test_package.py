@@ -8,6 +8,8 @@ import subprocess
 import sys
 import zipfile
 
+import pytest
+
 import AsyncTools
 import AsyncTools.AsyncPPO
 import PPO
@@ -34,6 +36,7 @@ def test_the_wheel_holds_the_code_data_licence_and_commands(tmp_path):
     assert "ppo-play = AsyncTools.play_cli:main" in entry_points
 
 
+@pytest.mark.slow
 def test_train_py_is_the_installed_command(tmp_path):
     for script, module in (("train.py", "AsyncTools.train_cli"), ("play.py", "AsyncTools.play_cli")):
         direct = subprocess.run([sys.executable, script, "--help"], cwd=REPO_ROOT,

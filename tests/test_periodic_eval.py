@@ -110,6 +110,7 @@ def test_bad_evaluation_options_are_named():
         runner(callback="print")
 
 
+@pytest.mark.slow
 def test_cli_evaluates_saves_the_best_model_and_stops_at_a_return(tmp_path):
     done = subprocess.run(
         [sys.executable, "train.py", "--log-dir", str(tmp_path / "runs"), "--save-dir",

@@ -287,7 +287,7 @@ def test_bad_action_bounds():
         PPO(True, 4, 2, action_low=[2.0, 0.0], action_high=[1.0, 1.0], device="cpu", seed=0)
     with pytest.raises(ValueError, match="action_low"):
         PPO(True, 4, 2, action_low=[0.0, float("nan")], action_high=[1.0, 1.0], device="cpu", seed=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="action_low and action_high must be given together"):
         PPO(True, 4, 2, action_low=[0.0, 0.0], device="cpu", seed=0)
 
 
@@ -381,7 +381,7 @@ def test_load_truncated_file(tmp_path):
     ppo.save_weights(tmp_path)
     data = (tmp_path / "Policy_weights.pth").read_bytes()
     (tmp_path / "Policy_weights.pth").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"Policy_weights.pth is not a readable weights file"):
         ppo.load_weights(tmp_path)
 
 
@@ -431,7 +431,8 @@ def test_load_refuses_pickled_objects_and_runs_no_code(tmp_path):
     marker = tmp_path / "marker.txt"
     state = {**ppo.policy.state_dict(), **ppo._config_tensors(), "evil": _Payload(marker)}
     torch.save(state, tmp_path / "Policy_weights.pth")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"Policy_weights.pth is not a readable weights file: .*"
+                                         r"(?i:weights.only)"):
         ppo.load_weights(tmp_path)
     assert not marker.exists()
 
@@ -551,3 +552,8 @@ def test_value_clip_limits_the_value_update():
 def test_cuda_device_without_cuda_is_a_clear_error():
     with pytest.raises(ValueError, match="device: 'cuda' was asked for"):
         PPO(False, 4, 2, device="cuda")
+
+
+def test_a_drawn_seed_leaves_room_for_derived_seeds_in_int32():
+    seeds = [PPO(False, 4, 2, device="cpu").seed for _ in range(50)]
+    assert all(0 <= seed < 2**30 for seed in seeds) and len(set(seeds)) > 45

@@ -75,6 +75,7 @@ def train_args(tmp_path, *flags: str) -> dict:
     return json.loads((run_dir / "train_args.json").read_text())
 
 
+@pytest.mark.slow
 def test_train_args_records_the_values_used(tmp_path):
     used = train_args(tmp_path, "--env", "Pendulum-v1", "--no-normalize-obs")
     assert (used["num_envs"], used["num_steps"], used["gamma"], used["lr"]) == (16, 128, 0.9, 1e-3)
@@ -83,6 +84,7 @@ def test_train_args_records_the_values_used(tmp_path):
     assert all(used[k] is not None for k in ("k_epochs", "batch_size", "gae_lambda", "policy_clip"))
 
 
+@pytest.mark.slow
 def test_preset_none_leaves_the_family_defaults(tmp_path):
     used = train_args(tmp_path, "--env", "Pendulum-v1", "--preset", "none")
     assert (used["num_envs"], used["num_steps"], used["gamma"], used["lr"]) == (8, 256, 0.99, 3e-4)

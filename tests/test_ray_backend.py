@@ -6,6 +6,7 @@ import functools
 import sys
 import threading
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -19,7 +20,7 @@ from AsyncTools.rollout import FixedHorizonCollector, collect_episodes
 from AsyncTools.vec_memory import VecMemory
 from AsyncTools.vectorizer import EnvStepError, EnvVectorizer
 from PPO import PPO
-from conftest import CounterEnv, make_raise_on_seed_env
+from conftest import CounterEnv, make_raise_on_seed_env, wait_for_file
 
 SEED = 10
 
@@ -41,19 +42,22 @@ def make_seeded_counter(max_episode_steps: int = 4) -> gym.Env:
 
 
 class SlowCounterEnv(CounterEnv):
-    """A never-ending counter whose steps take `delay` seconds."""
+    """A never-ending counter whose steps take `delay` seconds; with `marker`, every step first
+    creates that file, so a test can wait for a round to be under way."""
 
-    def __init__(self, delay: float):
+    def __init__(self, delay: float, marker: str | None = None):
         super().__init__(episode_length=None)
-        self.delay = delay
+        self.delay, self.marker = delay, marker
 
     def step(self, action):
+        if self.marker is not None:
+            Path(self.marker).touch()
         time.sleep(self.delay)
         return super().step(action)
 
 
-def make_slow_counter(delay: float = 0.01) -> gym.Env:
-    return SlowCounterEnv(delay)
+def make_slow_counter(delay: float = 0.01, marker: str | None = None) -> gym.Env:
+    return SlowCounterEnv(delay, marker)
 
 
 def counter_ppo(**options) -> PPO:
@@ -144,6 +148,7 @@ def alternating_ppo() -> PPO:
     return ppo
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rollout", ["episodes", "steps"])
 def test_ray_rounds_equal_loop_rounds_of_the_same_seed(ray_session, rollout):
     num_envs, num_steps = 5, 7
@@ -162,8 +167,8 @@ def test_ray_rounds_equal_loop_rounds_of_the_same_seed(ray_session, rollout):
             if round_ == 2:  # new weights (repeat the last action): both must act with them
                 with torch.no_grad():
                     ppo.policy.actor[-1].weight.neg_()
-            collector.publish(ppo.policy)
-            remote, remote_round = collector.collect()
+            collector.sync(ppo)
+            remote, remote_round = collector.collect(ppo)
             local_round = (collect_episodes(local, buffer, act) if rollout == "episodes"
                            else horizon.collect(buffer, act, num_steps))
             expected = buffer.trajectories()
@@ -206,10 +211,12 @@ def wait_for_new_incarnation(ray, worker, old: str, seconds: float = 60.0) -> bo
     return False
 
 
-def test_runner_on_ray_warms_up_rnd_and_survives_killed_workers(ray_session, capsys):
+@pytest.mark.slow
+def test_runner_on_ray_warms_up_rnd_and_survives_killed_workers(ray_session, capsys, tmp_path):
     num_envs, num_steps = 4, 40
     ppo = counter_ppo(use_RND=True)
-    runner = AsyncPPO(make_slow_counter, ppo, num_envs=num_envs, steps=10**6,
+    stepping = tmp_path / "stepping"
+    runner = AsyncPPO(functools.partial(make_slow_counter, 0.01, str(stepping)), ppo, num_envs=num_envs, steps=10**6,
                       num_steps=num_steps, backend="ray", ray_workers=2, rnd_warmup_steps=3,
                       progress_bar=False)
     added: list[np.ndarray] = []
@@ -227,9 +234,10 @@ def test_runner_on_ray_warms_up_rnd_and_survives_killed_workers(ray_session, cap
         assert np.array_equal(added[-1], np.repeat(np.arange(num_envs), num_steps))
         assert ppo.stats and runner.env.weights_versions == [0, 0]
 
-        # Kill worker 0 while it steps (a round takes it 40 steps of 10 ms per copy).
-        killer = threading.Timer(0.3, ray_session.kill, args=(runner.env.workers[0],),
-                                 kwargs={"no_restart": False})
+        # Kill worker 0 once the next round's steps are under way (it takes 40 steps of 10 ms).
+        stepping.unlink()
+        killer = threading.Thread(target=lambda: (wait_for_file(stepping), ray_session.kill(
+            runner.env.workers[0], no_restart=False)))
         killer.start()
         collected = runner.train_round()
         killer.join()
@@ -254,6 +262,7 @@ def test_runner_on_ray_warms_up_rnd_and_survives_killed_workers(ray_session, cap
         runner.close()
 
 
+@pytest.mark.slow
 def test_env_error_in_a_worker_raises_env_step_error_with_the_global_copy(ray_session):
     num_envs = 4  # worker 1 steps copies 2 and 3; copy 3 (seed SEED + 3) raises on its 3rd step
     factory = functools.partial(make_raise_on_seed_env, raise_seed=SEED + 3, k=2)
@@ -292,3 +301,82 @@ def test_cartpole_learns_on_two_ray_workers(ray_session):
         runner.close()
     assert runner.total_steps >= 60_000 and runner.worker_restarts == 0
     assert np.mean(returns[-32:]) >= 200, f"mean of the last 32 episodes: {np.mean(returns[-32:])}"
+
+
+# ------------------------------------------------------------------ worker faults
+def make_counter_outside(driver_pid: int, fault: str) -> gym.Env:
+    """A counter env in the driver; inside a Ray worker (another process) either a constructor
+    that raises ("constructor") or a counter with a wider observation than the learner's
+    ("wider")."""
+    import os
+    if os.getpid() == driver_pid:
+        return CounterEnv(episode_length=None)
+    if fault == "constructor":
+        raise RuntimeError("no simulator licence on this node")
+    return WideCounterEnv()
+
+
+class WideCounterEnv(CounterEnv):
+    def __init__(self):
+        super().__init__(episode_length=None)
+        self.observation_space = gym.spaces.Box(-1e6, 1e6, shape=(3,), dtype=np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        obs, info = super().reset(seed=seed, options=options)
+        return np.append(obs, 0.0).astype(np.float32), info
+
+    def step(self, action):
+        obs, *rest = super().step(action)
+        return (np.append(obs, 0.0).astype(np.float32), *rest)
+
+
+def ray_runner(env, **options) -> AsyncPPO:
+    return AsyncPPO(env, counter_ppo(), num_envs=4, num_steps=8, seed=SEED, backend="ray",
+                    ray_workers=2, progress_bar=False, **options)
+
+
+def test_more_ray_workers_than_env_copies_is_refused():
+    pytest.importorskip("ray")
+    with pytest.raises(ValueError, match=r"ray_workers: each worker needs at least one of the 4 "
+                                         r"env copies, got ray_workers=5"):
+        AsyncPPO(make_slow_counter, counter_ppo(), num_envs=4, backend="ray", ray_workers=5,
+                 progress_bar=False)
+
+
+@pytest.mark.slow
+def test_a_worker_whose_envs_cannot_be_built_is_named(ray_session):
+    """Found when the runner starts its workers, before any training."""
+    import os
+    factory = functools.partial(make_counter_outside, os.getpid(), "constructor")
+    with pytest.raises(RuntimeError, match=r"(?s)ray worker \d could not start \(env copies "
+                                           r"[\d, -]+\):.*no simulator licence on this node"):
+        ray_runner(factory)
+
+
+@pytest.mark.slow
+def test_a_non_env_error_in_a_worker_reaches_the_driver_with_its_type(ray_session):
+    """The workers' envs have wider observations than the learner: the worker's own check
+    raises, and the driver gets that ValueError, not an EnvStepError."""
+    import os
+    factory = functools.partial(make_counter_outside, os.getpid(), "wider")
+    with pytest.raises(ValueError, match=r"observ_dim: the PPO was built with observ_dim=2, but "
+                                         r"the env's observations have shape \(3,\)") as info:
+        ray_runner(factory).train_round()
+    assert not isinstance(info.value, EnvStepError)
+
+
+@pytest.mark.slow
+def test_a_worker_past_its_restart_limit_is_named(ray_session):
+    ppo = counter_ppo()
+    collector = RayCollector(make_slow_counter, ppo, 4, seed=SEED, rollout="steps", num_steps=8,
+                             num_workers=2, max_restarts=0)
+    try:
+        collector.sync(ppo)
+        collector.collect(ppo)
+        ray_session.kill(collector.workers[1], no_restart=True)
+        with pytest.raises(RuntimeError, match=r"ray worker 1 \(env copies [\d, -]+\) died and Ray "
+                                               r"did not restart it \(max_restarts=0\)"):
+            for _ in range(2):  # the round it dies in goes on without it; the next one needs it
+                collector.collect(ppo)
+    finally:
+        collector.close()

@@ -17,7 +17,7 @@ import torch
 
 from AsyncTools.AsyncPPO import CHECKPOINT_FILE, AsyncPPO, ppo_for_env
 from PPO import PPO
-from conftest import REPO_ROOT, rows_logged
+from conftest import REPO_ROOT, wait_for_rows
 
 
 def cartpole_runner(log_dir=None, steps=2048, resume=None, **options) -> AsyncPPO:
@@ -135,6 +135,7 @@ def test_timeout_stops_after_the_round_under_way():
         runner.run(timeout=-1)
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_loadable_checkpoint(tmp_path):
     """SIGINT mid-run: the process saves a checkpoint and its weights, and exits cleanly."""
     script = (
@@ -150,9 +151,7 @@ def test_ctrl_c_saves_a_loadable_checkpoint(tmp_path):
     process = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], cwd=REPO_ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
-    deadline = time.time() + 60
-    while rows_logged(tmp_path) < 2 and time.time() < deadline:  # a few rounds trained
-        time.sleep(0.2)
+    wait_for_rows(tmp_path)  # a few rounds trained
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
@@ -187,3 +186,55 @@ def test_tensorboard_events_mirror_the_progress_rows(tmp_path):
     logged = accumulator.Scalars("steps_per_second")
     assert [event.step for event in logged] == [int(row["steps"]) for row in progress]
     assert "policy_loss" in accumulator.Tags()["scalars"]
+
+
+def test_checkpoints_are_written_during_the_run_every_checkpoint_every_steps(tmp_path):
+    """With checkpoint_every=512 (rounds of about 250 steps), the checkpoint on disk, read after
+    every round, is rewritten mid-run at the first round that reaches 512 steps past the last."""
+    seen = []
+
+    def read_checkpoint(runner, stats):
+        file = runner.run_dir / CHECKPOINT_FILE
+        state = torch.load(file, weights_only=True) if file.is_file() else None
+        seen.append((stats["steps"], state and int(state["runner"]["total_steps"])))
+
+    cartpole_runner(tmp_path, steps=2048, checkpoint_every=512, callback=read_checkpoint).run()
+    expected, written, due = [], None, 512
+    for steps, _ in seen:
+        if steps >= due:
+            written, due = steps, steps + 512
+        expected.append((steps, written))
+    assert seen == expected
+    assert len({written for _, written in seen if written is not None}) >= 3
+
+
+def rnd_runner(log_dir=None, steps=512, resume=None) -> AsyncPPO:
+    ppo = ppo_for_env(gym.make("CartPole-v1"), seed=0, device="cpu", batch_size=256,
+                      mini_batch_size=128, use_RND=True)
+    return AsyncPPO(gym.make("CartPole-v1"), ppo, num_envs=4, num_steps=64, steps=steps,
+                    progress_bar=False, backend="loop", log_dir=log_dir, resume=resume,
+                    rnd_warmup_steps=1000)
+
+
+def rnd_state(ppo: PPO) -> dict[str, torch.Tensor]:
+    moments = ppo.rnd.optimizer.state_dict()["state"]
+    return {**{f"rnd.{k}": v for k, v in ppo.rnd.state_dict().items()},
+            **{f"intrinsic_scaler.{k}": v for k, v in ppo.intrinsic_scaler.state_dict().items()},
+            **{f"rnd_adam.{i}.{k}": v for i, entry in moments.items() for k, v in entry.items()}}
+
+
+def test_resume_with_rnd_restores_rnd_and_skips_its_warm_up(tmp_path):
+    first = rnd_runner(tmp_path, steps=512)
+    first.run()
+    first.close()
+    # RND's input statistics: the warm-up's random steps, then each learned batch's next states
+    warm_up = int(first.ppo.rnd.obs_normalizer.count) - first.ppo.samples_learned
+    assert warm_up > 3000 and first.ppo.samples_learned > 0
+    resumed = rnd_runner(steps=1024, resume=first.run_dir)
+    saved, restored = rnd_state(first.ppo), rnd_state(resumed.ppo)
+    assert saved.keys() == restored.keys() and any(k.startswith("rnd_adam.") for k in saved)
+    for name, value in saved.items():
+        torch.testing.assert_close(restored[name], value, rtol=0, atol=0, msg=name)
+    resumed.run()  # only the learned batches join the statistics: no second warm-up
+    assert resumed.ppo.samples_learned > first.ppo.samples_learned
+    assert int(resumed.ppo.rnd.obs_normalizer.count) - resumed.ppo.samples_learned == warm_up

@@ -250,6 +250,7 @@ np.savez(out_file, states=states, actions=np.concatenate(actions),
 """
 
 
+@pytest.mark.slow
 def test_load_and_play_in_fresh_process(quickstart, tmp_path):
     namespace, save_dir = quickstart
     ppo = namespace["ppo"]

@@ -32,15 +32,18 @@ def thread_counts(before: str = "", options: str = "", **environment: str) -> li
     return [tuple(map(int, line.split())) for line in done.stdout.splitlines()]
 
 
+@pytest.mark.slow
 def test_one_thread_for_vector_policies_and_a_few_for_cnns():
     cnn_threads = max(1, min(4, (os.cpu_count() or 1) // 4))
     assert thread_counts()[1:] == [(1, 1), (cnn_threads, cnn_threads)]
 
 
+@pytest.mark.slow
 def test_num_threads_is_used_as_given():
     assert thread_counts(options=", num_threads=3")[1:] == [(3, 3), (3, 3)]
 
 
+@pytest.mark.slow
 def test_the_users_own_setting_stands():
     assert thread_counts(before="torch.set_num_threads(3)")[1:] == [(3, 3), (3, 3)]
     torchs_own, *chosen = thread_counts(OMP_NUM_THREADS="3")  # torch reads it (and may cap it)

@@ -328,3 +328,18 @@ def test_time_limit_wrapper_is_copied_per_env():
     _, _, terminated, truncated, _ = vec.step(np.zeros(2, dtype=np.int64))
     np.testing.assert_array_equal(truncated, [True, True])
     np.testing.assert_array_equal(terminated, [False, False])
+
+
+def test_a_part_of_a_run_is_seeded_as_those_copies_of_the_whole_run():
+    """Copies 2..3 of a run of 5, stepped alone (as a Ray worker does), reset exactly as copies
+    2..3 of one vectorizer of all 5: on the first reset and on every later one."""
+    whole = EnvVectorizer(gym.make("CartPole-v1"), 5, seed=7)
+    part = EnvVectorizer(gym.make("CartPole-v1"), 2, seed=7, first_copy=2, total_copies=5)
+    for _ in range(3):
+        np.testing.assert_array_equal(part.reset()[0], whole.reset()[0][2:4])
+    np.testing.assert_array_equal(part.reset(seed=100)[0], whole.reset(seed=100)[0][2:4])
+
+
+def test_a_part_that_does_not_fit_its_run_is_named():
+    with pytest.raises(ValueError, match=r"total_copies: copies 3\.\.4 do not fit in a run of 4"):
+        EnvVectorizer(gym.make("CartPole-v1"), 2, seed=0, first_copy=3, total_copies=4)

@@ -1,0 +1,154 @@
+"""Collection as one interface: a `Collector` steps `num_envs` copies of an env with a learner's
+policy and hands back rounds in one format, whatever steps the copies.
+
+    collector = make_collector(env, ppo, num_envs, backend="auto", seed=0)
+    trajectories, collected = collector.collect(ppo)   # one round
+    ppo.memory.add(**trajectories)
+    if ppo.learn() is not None:
+        collector.sync(ppo)                            # the next round acts with the new weights
+
+Implementations: `LocalCollector` acts in this process on copies stepped by an `EnvVectorizer`
+(the in-process loop, gymnasium's native vector envs, a given VectorEnv, subprocess workers,
+EnvPool's C++ pool: AsyncTools/envpool_backend.py); `RayCollector` (AsyncTools/ray_backend.py)
+acts on Ray actors. `make_collector` is the only place the optional engines (Ray, EnvPool) are
+imported.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Callable
+
+import gymnasium as gym
+import numpy as np
+
+from PPO import PPO
+
+from .rollout import (EPISODE_STEP_CAP, EpisodeRound, FixedHorizonCollector, check_rollout,
+                      collect_episodes, random_observations)
+from .vec_memory import VecMemory
+from .envs import env_source
+from .vectorizer import BACKENDS, EnvVectorizer
+
+Trajectories = dict[str, np.ndarray]  # VecMemory.trajectories(): what PPO.memory.add takes
+
+
+class Collector(ABC):
+    """Steps `num_envs` copies of an env with a learner's policy, one round per `collect`.
+
+    A round is `rollout="steps"` (every copy steps `num_steps` times, episodes running on across
+    rounds) or `rollout="episodes"` (one whole episode in every copy). `collect` returns the
+    round's trajectories (per env copy, in copy order, each closed by a terminated or truncated
+    step, with the final observations that truncated steps bootstrap from) and its EpisodeRound.
+    """
+
+    num_envs: int
+    observation_space: gym.Space
+    action_space: gym.Space
+    worker_restarts: int = 0  # copies' workers that died and were restarted (Ray)
+
+    @property
+    @abstractmethod
+    def env(self):
+        """What steps the copies: an EnvVectorizer, or the RayCollector itself."""
+
+    @abstractmethod
+    def collect(self, ppo: PPO, should_stop: Callable[[], bool] | None = None
+                ) -> tuple[Trajectories, EpisodeRound]:
+        """One round acted by `ppo`'s policy as last synced. `should_stop()` turning True cuts
+        an episodes round at the step under way (where the collector can)."""
+
+    def sync(self, ppo: PPO) -> None:
+        """Makes `ppo`'s current weights the ones the next round acts with (in-process
+        collectors act with `ppo` itself: nothing to do)."""
+
+    @abstractmethod
+    def random_observations(self, num_steps: int) -> np.ndarray:
+        """Observations of `num_steps` uniformly random steps of every copy (RND's warm-up)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Closes the copies and any workers; safe to call twice."""
+
+
+class LocalCollector(Collector):
+    """Acts in this process (the policy's `get_action`, the most likely action with
+    `deterministic=True`) on the copies of `vectorizer`; `seed` seeds the random warm-up."""
+
+    def __init__(self, vectorizer: EnvVectorizer, *, rollout: str = "steps", num_steps: int = 64,
+                 episode_step_cap: int = EPISODE_STEP_CAP, seed: int | None = None,
+                 deterministic: bool = False):
+        self.vectorizer = vectorizer
+        self.deterministic = deterministic
+        self.num_envs = vectorizer.num_envs
+        self.observation_space = vectorizer.observation_space
+        self.action_space = vectorizer.action_space
+        self.rollout, self.num_steps = check_rollout(rollout), num_steps
+        self.episode_step_cap, self.seed = episode_step_cap, seed
+        self._buffer = VecMemory(self.num_envs)
+        self._horizon = FixedHorizonCollector(vectorizer)
+
+    @property
+    def env(self) -> EnvVectorizer:
+        return self.vectorizer
+
+    def collect(self, ppo: PPO, should_stop: Callable[[], bool] | None = None
+                ) -> tuple[Trajectories, EpisodeRound]:
+        def act(states: np.ndarray) -> np.ndarray:
+            return ppo.get_action(states, deterministic=self.deterministic)
+
+        if self.rollout == "episodes":
+            collected = collect_episodes(self.vectorizer, self._buffer, act,
+                                         episode_step_cap=self.episode_step_cap,
+                                         should_stop=should_stop)
+        else:
+            collected = self._horizon.collect(self._buffer, act, self.num_steps)
+        trajectories = self._buffer.trajectories()
+        self._buffer.clear()
+        return trajectories, collected
+
+    def random_observations(self, num_steps: int) -> np.ndarray:
+        return random_observations(self.vectorizer, num_steps, self.seed)
+
+    def close(self) -> None:
+        self.vectorizer.close()
+
+
+COLLECTOR_BACKENDS = BACKENDS + ("ray", "envpool")
+
+
+def make_collector(env, ppo: PPO, num_envs: int, *, backend: str = "auto", seed: int,
+                   rollout: str = "steps", num_steps: int = 64,
+                   episode_step_cap: int = EPISODE_STEP_CAP, non_finite_rewards: str = "raise",
+                   ray_workers: int | None = None, ray_address: str | None = None) -> Collector:
+    """The collector for `backend` (one of COLLECTOR_BACKENDS): "ray" (Ray actors;
+    `ray_workers`, `ray_address`), "envpool" (EnvPool's C++ pool, from an env id), or an
+    EnvVectorizer backend ("auto", "loop", "native", "subprocess") acting in this process.
+    `env` is what AsyncPPO takes: an env id, an env, a function making one, or a gymnasium
+    VectorEnv."""
+    if backend not in COLLECTOR_BACKENDS:
+        raise ValueError(f"backend must be one of {COLLECTOR_BACKENDS}, got {backend!r}")
+    if backend == "envpool":
+        from .envpool_backend import make_envpool_env  # EnvPool is imported only when asked for
+        vectorizer = EnvVectorizer(make_envpool_env(env, num_envs, seed), num_envs, seed=seed,
+                                   backend="auto", non_finite_rewards=non_finite_rewards)
+        return LocalCollector(vectorizer, rollout=rollout, num_steps=num_steps,
+                              episode_step_cap=episode_step_cap, seed=seed)
+    if isinstance(env, str):
+        env = env_source(env)
+    if backend == "ray":
+        if isinstance(env, gym.vector.VectorEnv):
+            raise ValueError("backend='ray' steps env copies on Ray workers; a VectorEnv "
+                             "passed as env steps its own copies (leave backend='auto')")
+        if non_finite_rewards != "raise":
+            raise ValueError(f"non_finite_rewards={non_finite_rewards!r} is for the local "
+                             f"backends; the Ray workers always raise on a non-finite reward")
+        from .ray_backend import RayCollector  # Ray is imported only when asked for
+        collector = RayCollector(env, ppo, num_envs, seed=seed, rollout=rollout,
+                                 num_steps=num_steps, num_workers=ray_workers, address=ray_address)
+        return collector
+    if ray_workers is not None or ray_address is not None:
+        raise ValueError(f"ray_workers and ray_address are for backend='ray', not {backend!r}")
+    vectorizer = EnvVectorizer(env, num_envs, seed=seed, backend=backend,
+                               non_finite_rewards=non_finite_rewards)
+    return LocalCollector(vectorizer, rollout=rollout, num_steps=num_steps,
+                          episode_step_cap=episode_step_cap, seed=seed)

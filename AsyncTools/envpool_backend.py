@@ -1,0 +1,87 @@
+"""EnvPool as a backend: `backend="envpool"` steps the copies in EnvPool's C++ thread pool.
+
+EnvPool (optional: `pip install -e .[envpool]`) builds N copies of a task from its id and steps
+them as one gymnasium VectorEnv with gymnasium's next-step autoreset, which the EnvVectorizer
+takes as it is. Ids are EnvPool's (`Pong-v5`, `HalfCheetah-v5`, `CartPole-v1`); the Atari ids
+this project takes elsewhere (`ALE/Pong-v5`, `PongNoFrameskip-v4`) name the same game.
+
+Atari tasks come with EnvPool's own preprocessing, as in CleanRL's `ppo_atari_envpool.py`:
+no-op starts, frame skip 4 with max-pooling, 84x84 grey frames, 4 stacked (`(4, 84, 84)` uint8,
+like `AsyncTools.atari`), episodic life and sign-clipped rewards for learning. The game score
+reported (bar, CSVs, learning curve) is the real one: `GameScores` adds up EnvPool's unclipped
+`info["reward"]` over a whole game (until `info["terminated"]`, game over, or a time limit) and
+reports it as gymnasium's RecordEpisodeStatistics would (`info["episode"]["r"]`). With episodic
+life, the step after a lost life continues the game; like every next-step autoreset row, it is
+not stored (one transition per life).
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+
+def import_envpool():
+    try:
+        import envpool
+    except ImportError as error:
+        raise ImportError("backend='envpool' needs the envpool package: pip install -e .[envpool] "
+                          "(Linux, macOS or Windows on x86-64 or arm64)") from error
+    return envpool
+
+
+def envpool_task_id(env_id: str) -> str:
+    """EnvPool's name for `env_id`: "ALE/Pong-v5" and "PongNoFrameskip-v4" are "Pong-v5"."""
+    envpool = import_envpool()
+    candidates = [env_id, env_id.removeprefix("ALE/"),
+                  re.sub(r"NoFrameskip-v4$", "-v5", env_id.removeprefix("ALE/"))]
+    known = set(envpool.list_all_envs())
+    for candidate in candidates:
+        if candidate in known:
+            return candidate
+    raise ValueError(f"env: EnvPool has no task {env_id!r} (it has Atari games as 'Pong-v5', "
+                     f"MuJoCo as 'HalfCheetah-v5', classic control as 'CartPole-v1'; see "
+                     f"envpool.list_all_envs())")
+
+
+def is_atari_task(task_id: str) -> bool:
+    return "episodic_life" in import_envpool().make_spec(task_id).config._fields
+
+
+def make_envpool_env(env_id: str, num_envs: int, seed: int) -> gym.vector.VectorEnv:
+    """`num_envs` copies of `env_id` in one EnvPool VectorEnv, seeded from `seed`; Atari games
+    with the learning preprocessing and their real scores reported (`GameScores`)."""
+    if not isinstance(env_id, str):
+        raise TypeError(f"env: backend='envpool' builds the copies itself from an env id "
+                        f"(e.g. 'Pong-v5' or 'HalfCheetah-v5'), got {type(env_id).__name__}")
+    envpool = import_envpool()
+    task = envpool_task_id(env_id)
+    seed = int(seed) % 2**31  # EnvPool takes int32 seeds
+    if not is_atari_task(task):
+        return envpool.make(task, env_type="gymnasium", num_envs=num_envs, seed=seed)
+    vector_env = envpool.make(task, env_type="gymnasium", num_envs=num_envs, seed=seed,
+                              episodic_life=True, reward_clip=True)
+    return GameScores(vector_env)
+
+
+class GameScores(gym.vector.VectorWrapper):
+    """Reports each finished game's real score in `info["episode"]["r"]` (mask
+    `info["_episode"]`): the sum of EnvPool's unclipped `info["reward"]` since the game began."""
+
+    def __init__(self, vector_env: gym.vector.VectorEnv):
+        super().__init__(vector_env)
+        self._scores = np.zeros(self.num_envs, dtype=np.float64)
+
+    def reset(self, **kwargs) -> tuple[Any, dict]:
+        self._scores[:] = 0.0
+        return self.env.reset(**kwargs)
+
+    def step(self, actions):
+        obs, rewards, terminated, truncated, info = self.env.step(actions)
+        self._scores += info["reward"]
+        game_over = (np.asarray(info["terminated"]) == 1) | np.asarray(truncated)
+        info = dict(info, episode={"r": self._scores.copy()}, _episode=game_over)
+        self._scores[game_over] = 0.0
+        return obs, rewards, terminated, truncated, info

@@ -1,0 +1,117 @@
+"""EnvPool against the subprocess backend and the default ("auto": what the machine picks), on
+one Atari game and on HalfCheetah-v5: raw env
+speed (uniform random actions through EnvVectorizer.step_autoreset) and whole-loop speed
+(AsyncPPO rounds: collection, transfer and the PPO update), each in a fresh process, the two
+backends one after the other in one run.
+
+    python benchmarks/envpool_speed.py                   # Pong-v5 and HalfCheetah-v5, 8 copies
+    python benchmarks/envpool_speed.py --seconds 5 --rounds 3 --num-envs 4
+
+As a user runs it, the thread count is left to the learner (`--threads` sets it, as an expert
+would). Writes benchmarks/results/envpool_speed.json and prints a table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env  # noqa: E402
+from AsyncTools.collectors import make_collector  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "envpool_speed.json"
+TASKS = {"Pong-v5": "ALE/Pong-v5", "HalfCheetah-v5": "HalfCheetah-v5"}  # EnvPool id: gymnasium id
+
+
+def raw_speed(env_id: str, backend: str, num_envs: int, seconds: float) -> float:
+    """Env steps per second with random actions (no learner)."""
+    ppo = ppo_for_env(env_id, device="cpu", seed=0)
+    collector = make_collector(env_id, ppo, num_envs, backend=backend, seed=0)
+    vectorizer = collector.env
+    space = vectorizer.action_space
+    space.seed(0)
+    try:
+        vectorizer.reset()
+        steps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            actions = np.stack([space.sample() for _ in range(num_envs)])
+            *_, valid = vectorizer.step_autoreset(actions)
+            steps += int(valid.sum())
+        return steps / (time.perf_counter() - start)
+    finally:
+        collector.close()
+
+
+def loop_speed(env_id: str, backend: str, num_envs: int, rounds: int) -> float:
+    """Env steps per second of whole AsyncPPO rounds (after one warm-up round)."""
+    ppo = ppo_for_env(env_id, device="cpu", seed=0)
+    runner = AsyncPPO(env_id, ppo, num_envs=num_envs, steps=10**9, backend=backend,
+                      progress_bar=False)
+    try:
+        runner.train_round()
+        steps, start = runner.total_steps, time.perf_counter()
+        for _ in range(rounds):
+            runner.train_round()
+        return (runner.total_steps - steps) / (time.perf_counter() - start)
+    finally:
+        runner.close()
+
+
+def measure_in_fresh_process(what: str, env_id: str, backend: str, args) -> float:
+    """One measurement in its own interpreter: subprocess workers are forked, which is not safe
+    once EnvPool's threads run in the forking process."""
+    command = [sys.executable, __file__, "--one", what, env_id, backend, "--num-envs",
+               str(args.num_envs), "--seconds", str(args.seconds), "--rounds", str(args.rounds)]
+    if args.threads is not None:
+        command += ["--threads", str(args.threads)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--num-envs", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=10.0, help="per raw-speed measurement")
+    parser.add_argument("--rounds", type=int, default=4, help="whole-loop rounds per measurement")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the learner's choice)")
+    parser.add_argument("--one", nargs=3, metavar=("WHAT", "ENV", "BACKEND"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.threads is not None:
+        import torch
+        torch.set_num_threads(args.threads)
+    if args.one is not None:
+        what, env_id, backend = args.one
+        speed = (raw_speed(env_id, backend, args.num_envs, args.seconds) if what == "raw"
+                 else loop_speed(env_id, backend, args.num_envs, args.rounds))
+        print(speed)
+        return
+    rows = []
+    for envpool_id, gym_id in TASKS.items():
+        for what in ("raw", "loop"):
+            speeds = {"envpool": measure_in_fresh_process(what, envpool_id, "envpool", args),
+                      "subprocess": measure_in_fresh_process(what, gym_id, "subprocess", args),
+                      "auto": measure_in_fresh_process(what, gym_id, "auto", args)}
+            rows.append(dict(task=envpool_id, what=what, num_envs=args.num_envs, **speeds,
+                             vs_subprocess=speeds["envpool"] / speeds["subprocess"],
+                             vs_auto=speeds["envpool"] / speeds["auto"]))
+            print(f"{envpool_id:15s} {what:5s} " + "   ".join(
+                f"{name} {speed:7.0f}" for name, speed in speeds.items()) +
+                f"   envpool x{rows[-1]['vs_subprocess']:.2f} subprocess, "
+                f"x{rows[-1]['vs_auto']:.2f} auto", flush=True)
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(dict(machine=machine, threads=args.threads, rows=rows), indent=1) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

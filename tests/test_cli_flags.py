@@ -1,0 +1,106 @@
+"""Every train.py flag reaches the PPO or AsyncPPO keyword it names (built in-process, nothing
+trained), and a resumed run keeps its saved settings over new flags."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from AsyncTools import train_cli
+
+# (flags, env id and other context flags, PPO keyword, the value it must get), each value
+# different from what the same context gives without the flag
+LEARNER_FLAGS = [
+    (["--lr", "0.00123"], "CartPole-v1", "lr", 0.00123),
+    (["--k-epochs", "7"], "CartPole-v1", "k_epochs", 7),
+    (["--batch-size", "640"], "CartPole-v1", "batch_size", 640),
+    (["--mini-batch-size", "160"], "CartPole-v1", "mini_batch_size", 160),
+    (["--gamma", "0.977"], "CartPole-v1", "gamma", 0.977),
+    (["--gae-lambda", "0.91"], "CartPole-v1", "GAE_lambda", 0.91),
+    (["--policy-clip", "0.17"], "CartPole-v1", "policy_clip", 0.17),
+    (["--entropy-coef", "0.0033"], "CartPole-v1", "entropy_coef", 0.0033),
+    (["--value-clip", "0.3"], "CartPole-v1", "value_clip", 0.3),
+    (["--target-kl", "0.05"], "CartPole-v1", "target_kl", 0.05),
+    (["--log-std-init", "-0.7"], "Pendulum-v1", "log_std_init", -0.7),
+    (["--beta", "0.4"], "CartPole-v1", "beta", 0.4),
+    (["--normalize-obs"], "CartPole-v1", "normalize_obs", True),
+    (["--no-normalize-obs"], "Pendulum-v1", "normalize_obs", False),
+    (["--no-normalize-reward"], "CartPole-v1", "normalize_reward", False),
+    (["--anneal-lr"], "CartPole-v1", "anneal_lr", True),
+    (["--no-anneal-lr"], "Pendulum-v1 --preset none", "anneal_lr", False),
+    (["--squash-actions"], "Pendulum-v1", "squash_actions", True),
+    (["--use-rnd"], "CartPole-v1", "use_RND", True),
+    (["--hidden-sizes", "32", "16"], "CartPole-v1", "hidden_sizes", [32, 16]),
+    (["--critic-hidden-sizes", "48"], "CartPole-v1", "critic_hidden_sizes", [48]),
+    (["--activation", "relu"], "CartPole-v1", "activation", "relu"),
+    (["--seed", "5"], "CartPole-v1", "seed", 5),
+]
+
+# (flags, where on the runner, the value there)
+RUNNER_FLAGS = [
+    (["--num-envs", "3"], lambda r: r.num_envs, 3),
+    (["--num-steps", "17"], lambda r: r.num_steps, 17),
+    (["--steps", "4321"], lambda r: r.steps, 4321),
+    (["--rollout", "episodes"], lambda r: r.rollout, "episodes"),
+    (["--backend", "subprocess"], lambda r: r.env.backend_name, "SubprocessBackend"),
+    (["--non-finite-rewards", "zero"], lambda r: r.env.non_finite_rewards, "zero"),
+    (["--eval-every", "500"], lambda r: r.evaluation.every, 500),
+    (["--eval-every", "0"], lambda r: r.evaluation, None),
+    (["--eval-episodes", "3"], lambda r: r.evaluation.episodes, 3),
+    (["--stop-at-return", "99"], lambda r: r.stop_at_return, 99.0),
+    (["--checkpoint-every", "1234"], lambda r: r.checkpoint_every, 1234),
+    (["--seed", "5"], lambda r: r.seed, 5),
+    (["--quiet"], lambda r: r.progress_bar, False),
+    (["--env", "Acrobot-v1"], lambda r: r.env_id, "Acrobot-v1"),
+]
+
+
+def build(tmp_path, *flags: str):
+    args = train_cli.parse_args([*flags, "--log-dir", str(tmp_path / "runs"), "--device", "cpu"])
+    return train_cli.build(args)
+
+
+def test_every_learner_flag_is_in_the_table():
+    tested = {flags[0].removeprefix("--no-").removeprefix("--") for flags, *_ in LEARNER_FLAGS}
+    named = {flag.removeprefix("--") for flag, *_ in train_cli.PPO_OPTIONS + train_cli.PPO_SWITCHES}
+    assert named <= tested
+
+
+@pytest.mark.parametrize("flags, env_id, keyword, value", LEARNER_FLAGS,
+                         ids=[" ".join(flags) for flags, *_ in LEARNER_FLAGS])
+def test_a_learner_flag_reaches_its_ppo_keyword(tmp_path, flags, env_id, keyword, value):
+    context = ["--env", *env_id.split()]
+    ppo, runner = build(tmp_path, *context, *flags)
+    default_ppo, default_runner = build(tmp_path, *context)
+    runner.close(), default_runner.close()
+    assert setting(ppo, keyword) == (pytest.approx(value) if isinstance(value, float) else value)
+    assert setting(default_ppo, keyword) != setting(ppo, keyword), "the value must not be the default"
+
+
+def setting(ppo, keyword: str):
+    """A constructor option as the learner holds it (seed is an attribute, not in config)."""
+    return ppo.config[keyword] if keyword in ppo.config else getattr(ppo, keyword)
+
+
+@pytest.mark.parametrize("flags, where, value", RUNNER_FLAGS,
+                         ids=[" ".join(flags) for flags, *_ in RUNNER_FLAGS])
+def test_a_runner_flag_reaches_its_asyncppo_keyword(tmp_path, flags, where, value):
+    _, runner = build(tmp_path, *flags)
+    try:
+        assert where(runner) == value
+    finally:
+        runner.close()
+
+
+def test_resume_keeps_the_saved_settings_over_new_flags_and_names_them(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    saved = dict(vars(train_cli.parse_args([])), lr=0.0077, num_envs=3, steps=1000)
+    (run / train_cli.ARGS_FILE).write_text(json.dumps(saved))
+    args = train_cli.with_saved_settings(train_cli.parse_args(
+        ["--resume", str(run), "--lr", "0.5", "--num-envs", "9", "--steps", "2000", "--quiet"]))
+    assert (args.lr, args.num_envs) == (0.0077, 3)          # the run's own settings
+    assert (args.steps, args.quiet) == (2000, True)          # RESUME_KEEPS from the new command
+    warning = capsys.readouterr().err
+    ignored = warning.split("--resume: ignoring ")[1].split(": a resumed run")[0]
+    assert sorted(ignored.split(", ")) == ["--lr 0.5", "--num-envs 9"]
