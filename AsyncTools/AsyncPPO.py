@@ -26,7 +26,7 @@ from PPO.checks import (NonFiniteError, check_finite_float, check_non_negative_i
 from .evaluation import EVAL_SEED_OFFSET, PeriodicEvaluation, evaluate
 from .collectors import make_collector
 from .rollout import EPISODE_STEP_CAP, ROLLOUTS, EpisodeRound, check_episode_step_cap, check_rollout
-from .envs import env_from_id, env_source
+from .envs import env_from_id, env_source, is_image_space, observation_parts_of
 from .presets import env_id_of, family, settings_for
 from .run_log import RunLogger
 from .vec_memory import VecMemory
@@ -40,11 +40,6 @@ def _has_finite_bounds(action_space: gym.spaces.Box) -> bool:
     return bool(np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high)))
 
 
-def is_image_space(space: gym.Space) -> bool:
-    """uint8 Box observations of three dimensions (HxWxC or CxHxW): frames for the CNN."""
-    return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
-
-
 def space_options(observation_space: gym.Space, action_space: gym.Space) -> dict:
     """The PPO options that describe these spaces: `observ_dim` (and `observation_shape` for
     images), `is_continuous`, `action_dim` (and `action_nvec` for MultiDiscrete). Unsupported
@@ -52,7 +47,8 @@ def space_options(observation_space: gym.Space, action_space: gym.Space) -> dict
     if not isinstance(observation_space, gym.spaces.Box):
         raise TypeError(f"observation_space: only Box observations are supported (any shape; "
                         f"uint8 HxWxC or CxHxW frames go to a CNN), got {observation_space}; "
-                        f"wrap the env in gymnasium.wrappers.FlattenObservation (one-hot for "
+                        f"wrap the env in AsyncTools.envs.FlattenParts (gymnasium's "
+                        f"FlattenObservation, images among Dict entries going to a CNN; one-hot for "
                         f"Discrete), as env ids passed to AsyncPPO/ppo_for_env/train.py are")
     options: dict = dict(observ_dim=int(np.prod(observation_space.shape)))
     if is_image_space(observation_space):
@@ -87,7 +83,10 @@ def ppo_for_env(env: gym.Env | str, *, preset: bool = True, **ppo_options) -> PP
         return ppo_for_env(made, preset=preset, **ppo_options)
     observation_space, action_space = single_spaces(env)
     options = space_options(observation_space, action_space)
-    kind = family(options["is_continuous"], "observation_shape" in options)
+    parts = observation_parts_of(env)
+    if parts is not None:  # images among a Dict's entries (AsyncTools.envs.FlattenParts)
+        options["observation_parts"] = parts
+    kind = family(options["is_continuous"], "observation_shape" in options or parts is not None)
     ppo_options = {**settings_for(env_id_of(env), kind, "ppo", preset), **ppo_options}
     if options["is_continuous"] and "action_scaling" not in ppo_options \
             and _has_finite_bounds(action_space):
@@ -179,7 +178,7 @@ class AsyncPPO:
         given = env  # an id stays an id for backends that build the copies themselves (EnvPool)
         if isinstance(env, str):
             env = env_source(env)
-        defaults = settings_for(self.env_id, family(ppo.is_continuous, ppo.is_image), "runner",
+        defaults = settings_for(self.env_id, family(ppo.is_continuous, ppo.has_images), "runner",
                                 preset)
         if num_envs is None:  # a VectorEnv has its own number of copies
             num_envs = env.num_envs if isinstance(env, gym.vector.VectorEnv) else defaults["num_envs"]

@@ -8,7 +8,7 @@ this project takes elsewhere (`ALE/Pong-v5`, `PongNoFrameskip-v4`) name the same
 Atari tasks come with EnvPool's own preprocessing, as in CleanRL's `ppo_atari_envpool.py`:
 no-op starts, frame skip 4 with max-pooling, 84x84 grey frames, 4 stacked (`(4, 84, 84)` uint8,
 like `AsyncTools.atari`), episodic life and sign-clipped rewards for learning. The game score
-reported (bar, CSVs, learning curve) is the real one: `GameScores` adds up EnvPool's unclipped
+reported (bar, CSVs, learning curve) is the real one: `EnvPoolVectorEnv` adds up EnvPool's unclipped
 `info["reward"]` over a whole game (until `info["terminated"]`, game over, or a time limit) and
 reports it as gymnasium's RecordEpisodeStatistics would (`info["episode"]["r"]`). With episodic
 life, the step after a lost life continues the game; like every next-step autoreset row, it is
@@ -52,34 +52,39 @@ def is_atari_task(task_id: str) -> bool:
 
 def make_envpool_env(env_id: str, num_envs: int, seed: int) -> gym.vector.VectorEnv:
     """`num_envs` copies of `env_id` in one EnvPool VectorEnv, seeded from `seed`; Atari games
-    with the learning preprocessing and their real scores reported (`GameScores`)."""
+    with the learning preprocessing and their real scores reported."""
     if not isinstance(env_id, str):
         raise TypeError(f"env: backend='envpool' builds the copies itself from an env id "
                         f"(e.g. 'Pong-v5' or 'HalfCheetah-v5'), got {type(env_id).__name__}")
     envpool = import_envpool()
     task = envpool_task_id(env_id)
     seed = int(seed) % 2**31  # EnvPool takes int32 seeds
-    if not is_atari_task(task):
-        return envpool.make(task, env_type="gymnasium", num_envs=num_envs, seed=seed)
-    vector_env = envpool.make(task, env_type="gymnasium", num_envs=num_envs, seed=seed,
-                              episodic_life=True, reward_clip=True)
-    return GameScores(vector_env)
+    atari = is_atari_task(task)
+    options = dict(episodic_life=True, reward_clip=True) if atari else {}
+    pool = envpool.make(task, env_type="gymnasium", num_envs=num_envs, seed=seed, **options)
+    return EnvPoolVectorEnv(pool, report_games=atari)
 
 
-class GameScores(gym.vector.VectorWrapper):
-    """Reports each finished game's real score in `info["episode"]["r"]` (mask
-    `info["_episode"]`): the sum of EnvPool's unclipped `info["reward"]` since the game began."""
+class EnvPoolVectorEnv(gym.vector.VectorWrapper):
+    """An EnvPool pool as the EnvVectorizer takes it. EnvPool seeds its copies once, when the
+    pool is made, so `reset` leaves out a seed (EnvPool would warn and ignore it). With
+    `report_games` (Atari) each finished game's real score is reported in
+    `info["episode"]["r"]` (mask `info["_episode"]`), as gymnasium's RecordEpisodeStatistics
+    would: the sum of EnvPool's unclipped `info["reward"]` since the game began."""
 
-    def __init__(self, vector_env: gym.vector.VectorEnv):
-        super().__init__(vector_env)
+    def __init__(self, pool: gym.vector.VectorEnv, report_games: bool):
+        super().__init__(pool)
+        self.report_games = report_games
         self._scores = np.zeros(self.num_envs, dtype=np.float64)
 
-    def reset(self, **kwargs) -> tuple[Any, dict]:
+    def reset(self, *, seed=None, options=None) -> tuple[Any, dict]:
         self._scores[:] = 0.0
-        return self.env.reset(**kwargs)
+        return self.env.reset(options=options)
 
     def step(self, actions):
         obs, rewards, terminated, truncated, info = self.env.step(actions)
+        if not self.report_games:
+            return obs, rewards, terminated, truncated, info
         self._scores += info["reward"]
         game_over = (np.asarray(info["terminated"]) == 1) | np.asarray(truncated)
         info = dict(info, episode={"r": self._scores.copy()}, _episode=game_over)

@@ -9,11 +9,49 @@ import sys
 from typing import Callable
 
 import gymnasium as gym
+import numpy as np
 
 from .atari import make_atari_env
 
 FLATTENED = (gym.spaces.Discrete, gym.spaces.Dict, gym.spaces.Tuple, gym.spaces.MultiDiscrete,
              gym.spaces.MultiBinary)  # observation spaces that env_from_id flattens
+
+
+def is_image_space(space: gym.Space) -> bool:
+    """uint8 Box observations of three dimensions (HxWxC or CxHxW): frames for the CNN."""
+    return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
+
+
+def flattened_parts(space: gym.Space) -> list[list[int]]:
+    """How gymnasium's `flatten` lays out an observation of `space`: the shapes of its parts in
+    order (Dict entries in the space's key order, Tuple entries in order), an image keeping its
+    three dimensions and any other part given as its flat size."""
+    if isinstance(space, (gym.spaces.Dict, gym.spaces.Tuple)):
+        subspaces = space.spaces.values() if isinstance(space, gym.spaces.Dict) else space.spaces
+        return [part for subspace in subspaces for part in flattened_parts(subspace)]
+    if is_image_space(space):
+        return [list(space.shape)]
+    return [[int(gym.spaces.flatdim(space))]]
+
+
+class FlattenParts(gym.wrappers.FlattenObservation):
+    """gymnasium's FlattenObservation (one flat float vector; one-hot for Discrete) that also
+    says how the vector is laid out: `observation_parts`, from `flattened_parts`, with which
+    `ppo_for_env` sends the images among a Dict's entries to a CNN."""
+
+    def __init__(self, env: gym.Env):
+        self.observation_parts = flattened_parts(env.observation_space)
+        super().__init__(env)
+
+
+def observation_parts_of(env: gym.Env | gym.vector.VectorEnv) -> list[list[int]] | None:
+    """The layout that a FlattenParts wrapper around `env` declares, where its observations
+    hold an image among other parts; None otherwise."""
+    try:
+        parts = env.get_wrapper_attr("observation_parts")
+    except AttributeError:
+        return None
+    return parts if any(len(part) == 3 for part in parts) and len(parts) > 1 else None
 
 
 def atari_id(env_id: str) -> str | None:
@@ -38,7 +76,8 @@ def atari_id(env_id: str) -> str | None:
 def env_from_id(env_id: str, render_mode: str | None = None) -> gym.Env:
     """`gym.make(env_id)`, or the preprocessed Atari env for an Atari id. Discrete, Dict and
     Tuple observations (FrozenLake, Taxi, ...) are flattened into one vector (one-hot for
-    Discrete) by gymnasium's FlattenObservation. Recording (`render_mode="rgb_array"`) on Linux
+    Discrete) by `FlattenParts` (gymnasium's FlattenObservation, declaring where the images among
+    a Dict's entries lie, which then go to a CNN). Recording (`render_mode="rgb_array"`) on Linux
     without a display renders MuJoCo through EGL unless MUJOCO_GL is set."""
     if render_mode == "rgb_array" and sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
         os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo's default (GLFW) needs a display
@@ -47,7 +86,7 @@ def env_from_id(env_id: str, render_mode: str | None = None) -> gym.Env:
         return make_atari_env(game, render_mode=render_mode)
     env = gym.make(env_id, render_mode=render_mode)
     if isinstance(env.observation_space, FLATTENED):
-        env = gym.wrappers.FlattenObservation(env)
+        env = FlattenParts(env)
     return env
 
 

@@ -86,11 +86,33 @@ class NatureCNN(nn.Module):
         return self.linear(self.convs(x))
 
 
+class MultiInputTorso(nn.Module):
+    """Flat observations laid out in `parts` (their shapes, in order: how gymnasium flattens a
+    Dict or Tuple observation) -> one feature vector: each three-dimensional part (an image,
+    pixels 0-255) through its own Nature CNN, every other part as it is, concatenated."""
+
+    def __init__(self, parts: Sequence[Sequence[int]]):
+        super().__init__()
+        self.parts = [tuple(int(d) for d in part) for part in parts]
+        self.sizes = [math.prod(part) for part in self.parts]
+        self.cnns = nn.ModuleList(NatureCNN(part) for part in self.parts if len(part) == 3)
+        self.out_features = (sum(cnn.out_features for cnn in self.cnns)
+                             + sum(size for part, size in zip(self.parts, self.sizes) if len(part) != 3))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        cnns, pieces = iter(self.cnns), []
+        for part, chunk in zip(self.parts, obs.reshape(obs.shape[0], -1).split(self.sizes, dim=1)):
+            pieces.append(next(cnns)(chunk.reshape(-1, *part)) if len(part) == 3 else chunk.float())
+        return torch.cat(pieces, dim=1)
+
+
 class ActorCritic(nn.Module):
     """Actor and critic plus everything needed to act from raw observations: the observation
     normaliser (optional, vector observations) and the action bounds, all saved in `state_dict`.
 
-    `observation_shape` of three dimensions selects the image torso; `action_nvec` (discrete
+    `observation_shape` of three dimensions selects the image torso; `observation_parts`
+    (flat observations made of images and vectors) the MultiInputTorso, followed by MLP heads;
+    `action_nvec` (discrete
     only) splits the `action_dim` logits into independent categoricals of those sizes;
     `orthogonal_init=False` keeps PyTorch's default initialisation. Vector policies: the actor's
     hidden layers are `hidden_sizes`, the critic's `critic_hidden_sizes` (default: the same),
@@ -113,6 +135,7 @@ class ActorCritic(nn.Module):
         orthogonal_init: bool = True,
         activation: str = "tanh",
         critic_hidden_sizes: Sequence[int] | None = None,
+        observation_parts: Sequence[Sequence[int]] | None = None,
     ):
         super().__init__()
         self.is_continuous = is_continuous
@@ -129,9 +152,10 @@ class ActorCritic(nn.Module):
             self.actor = layer_init(nn.Linear(self.torso.out_features, action_dim), 0.01)
             self.critic = layer_init(nn.Linear(self.torso.out_features, num_values), 1.0)
         else:
-            self.torso = None
-            self.actor = mlp(observ_dim, hidden_sizes, action_dim, 0.01, activation)
-            self.critic = mlp(observ_dim, hidden_sizes if critic_hidden_sizes is None
+            self.torso = None if observation_parts is None else MultiInputTorso(observation_parts)
+            inputs = observ_dim if self.torso is None else self.torso.out_features
+            self.actor = mlp(inputs, hidden_sizes, action_dim, 0.01, activation)
+            self.critic = mlp(inputs, hidden_sizes if critic_hidden_sizes is None
                               else critic_hidden_sizes, num_values, 1.0, activation)
         if not orthogonal_init:  # PyTorch's default initialisation instead
             for module in self.modules():
@@ -158,9 +182,12 @@ class ActorCritic(nn.Module):
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
         """Raw observations [B, ...] -> what the heads read: CNN features for images, the
-        flattened (and normalised, if on) observation for vectors."""
+        MultiInputTorso's features for observations made of parts, the flattened (and
+        normalised, if on) observation for vectors."""
         if self.is_image:
             return self.torso(obs.reshape(obs.shape[0], *self.observation_shape))
+        if self.torso is not None:
+            return self.torso(obs)
         obs = obs.reshape(obs.shape[0], -1).float()
         return self.obs_normalizer.normalize(obs) if self.obs_normalizer is not None else obs
 

@@ -32,9 +32,9 @@ EVAL_CHUNK = 65536
 # The options that decide the networks' layout: a weights file fits only a PPO built with the same.
 STRUCTURE = ("is_continuous", "observ_dim", "action_dim", "observation_shape", "action_nvec",
              "hidden_sizes", "normalize_obs", "normalize_reward", "use_RND", "squash_actions",
-             "activation", "critic_hidden_sizes")
+             "activation", "critic_hidden_sizes", "observation_parts")
 # What files saved before an option existed were built with.
-STRUCTURE_DEFAULTS = {"activation": "tanh", "critic_hidden_sizes": None}
+STRUCTURE_DEFAULTS = {"activation": "tanh", "critic_hidden_sizes": None, "observation_parts": None}
 
 
 def _non_finite_rows(x: np.ndarray | torch.Tensor) -> list[int]:
@@ -193,6 +193,7 @@ class PPO:
         num_threads: int | None = None,
         activation: str = "tanh",
         critic_hidden_sizes: Sequence[int] | None = None,
+        observation_parts: Sequence[Sequence[int]] | None = None,
     ):
         self.config = {name: _plain(value) for name, value in locals().items()
                        if name not in ("self", "device", "seed", "num_threads")}
@@ -231,13 +232,17 @@ class PPO:
         self.intrinsic_gamma = check_unit_interval("intrinsic_gamma", intrinsic_gamma)
         rnd_update_fraction = check_unit_interval("rnd_update_fraction", rnd_update_fraction)
         self.is_image = is_image = len(self.observation_shape) == 3
-        if is_image and normalize_obs:
+        self.observation_parts = self._check_observation_parts(observation_parts)
+        # Images in the observation (all of it, or parts of it): a CNN torso, no obs normaliser.
+        self.has_images = has_images = is_image or self.observation_parts is not None
+        if has_images and normalize_obs:
             raise ValueError("normalize_obs: image observations are scaled to [0, 1] inside the "
                              "network; normalize_obs=True is for vector observations")
         self.config.update(hidden_sizes=list(hidden_sizes), observation_shape=list(self.observation_shape),
                            critic_hidden_sizes=None if critic_hidden_sizes is None
                            else list(critic_hidden_sizes),
                            action_nvec=None if self.action_nvec is None else list(self.action_nvec),
+                           observation_parts=self.observation_parts,
                            action_scaling=None, action_low=None, action_high=None)
 
         self.device = torch.device(device) if device is not None else default_device()
@@ -245,7 +250,7 @@ class PPO:
             raise ValueError(f"device: {device!r} was asked for, but torch sees no CUDA device here")
         if num_threads is not None:
             num_threads = check_positive_int("num_threads", num_threads)
-        self.num_threads = (choose_torch_threads(num_threads, is_image)
+        self.num_threads = (choose_torch_threads(num_threads, has_images)
                             if self.device.type == "cpu" else torch.get_num_threads())
         # A drawn seed stays below 2**30: seeds derived from it (seed + copy index + steps so far)
         # stay within the int32 that some env libraries (EnvPool) require.
@@ -262,6 +267,7 @@ class PPO:
                                       orthogonal_init=check_bool("orthogonal_init", orthogonal_init),
                                       activation=activation,
                                       critic_hidden_sizes=critic_hidden_sizes,
+                                      observation_parts=self.observation_parts,
                                       ).to(self.device)
             self.rnd = RND(observ_dim, observation_shape=self.observation_shape,
                            update_fraction=rnd_update_fraction).to(self.device) if use_RND else None
@@ -276,7 +282,7 @@ class PPO:
         self.sample_generator = torch.Generator(self.device).manual_seed(self.seed)
         # On the CPU, rollout actions of vector policies are sampled in NumPy (same actions, less
         # overhead per call; see numpy_actor.py). Set to None to sample through torch.
-        self.numpy_actor = (NumpyActor(self.policy) if self.device.type == "cpu" and not is_image
+        self.numpy_actor = (NumpyActor(self.policy) if self.device.type == "cpu" and not has_images
                             else None)
         self.shuffle_generator = torch.Generator().manual_seed(self.seed + 1)
         self.samples_learned = 0
@@ -294,6 +300,27 @@ class PPO:
             raise ValueError(f"observation_shape: {shape} holds {int(np.prod(shape))} values, but "
                              f"observ_dim={self.observ_dim}")
         return shape
+
+    def _check_observation_parts(self, parts) -> list[list[int]] | None:
+        """The layout of a flat observation made of parts (at least one an image), or None."""
+        if parts is None:
+            return None
+        try:
+            checked = [list(check_shape("observation_parts", part)) for part in parts]
+        except (TypeError, ValueError):
+            raise ValueError(f"observation_parts: expected a list of shapes of positive sizes, "
+                             f"e.g. [[64, 64, 3], [5]], got {parts!r}") from None
+        if not any(len(part) == 3 for part in checked):
+            raise ValueError(f"observation_parts: is for observations holding an image (a part "
+                             f"of three dimensions); without one, leave it None, got {checked}")
+        if len(self.observation_shape) != 1:
+            raise ValueError("observation_parts: give either observation_parts or an image's "
+                             "observation_shape, not both")
+        total = sum(int(np.prod(part)) for part in checked)
+        if total != self.observ_dim:
+            raise ValueError(f"observation_parts: {checked} hold {total} values, but "
+                             f"observ_dim={self.observ_dim}")
+        return checked
 
     def _check_action_nvec(self, action_nvec) -> tuple[int, ...] | None:
         if action_nvec is None:

@@ -76,6 +76,7 @@ MUTATIONS = [
     M("gaussian-entropy-sign", "PPO/ActorCritic.py", "entropy = (0.5 + HALF_LOG_2PI + log_std).sum(-1)", "entropy = (0.5 + HALF_LOG_2PI - log_std).sum(-1)"),
     M("categorical-entropy-sign", "PPO/ActorCritic.py", "entropies.append(-(block_log_probs.exp() * block_log_probs).sum(-1))", "entropies.append((block_log_probs.exp() * block_log_probs).sum(-1))"),
     M("action-jacobian-dropped", "PPO/ActorCritic.py", "log_probs = log_probs - torch.log(self.action_half_range).sum()", "log_probs = log_probs"),
+    M("multi-input-drops-vector-parts", "PPO/ActorCritic.py", "if len(part) == 3 else chunk.float())", "if len(part) == 3 else 0 * chunk.float())"),
     # statistics (PPO/normalization.py)
     M("running-mean-unweighted", "PPO/normalization.py", "self.mean += delta * batch_count / total", "self.mean += delta"),
     # collection (AsyncTools)
@@ -83,6 +84,7 @@ MUTATIONS = [
     M("memory-open-episodes-not-cut", "AsyncTools/vec_memory.py", "            flat[\"truncated\"][last[open_envs]] = True\n", "            pass\n"),
     M("memory-episode-starts-inverted", "AsyncTools/vec_memory.py", "columns[\"episode_starts\"] = ~self._in_episode[envs]", "columns[\"episode_starts\"] = self._in_episode[envs]"),
     M("nan-rewards-pass", "AsyncTools/vectorizer.py", "        if finite.all():\n            return array\n", "        if True:\n            return array\n"),
+    M("envpool-game-score-unreset", "AsyncTools/envpool_backend.py", "        self._scores[game_over] = 0.0\n", "        pass\n"),
     M("rollout-flags-swapped", "AsyncTools/rollout.py", "buffer.append(None, self.states, actions, rewards, terminated, truncated,", "buffer.append(None, self.states, actions, rewards, truncated, terminated,"),
 ]
 

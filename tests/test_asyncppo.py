@@ -51,8 +51,11 @@ def test_dict_observation_space():
         AsyncPPO(DictObsEnv(), small_ppo(), num_envs=2, steps=10, progress_bar=False)
 
 
-def test_check_spaces_accepts_matching_spaces(cartpole):
-    check_spaces(cartpole.observation_space, cartpole.action_space, small_ppo())
+def test_check_spaces_accepts_matching_spaces_only(cartpole):
+    assert check_spaces(cartpole.observation_space, cartpole.action_space, small_ppo()) is None
+    with pytest.raises(ValueError, match=r"action_dim: the PPO was built with action_dim=2, but "
+                                         r"the env's action space is Discrete\(3\)"):
+        check_spaces(cartpole.observation_space, gym.spaces.Discrete(3), small_ppo())
 
 
 def test_bad_arguments():

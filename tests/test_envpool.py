@@ -31,7 +31,7 @@ def test_envpool_needs_an_env_id():
 def test_game_scores_add_the_unclipped_rewards_of_whole_games():
     """A fake EnvPool Atari pool of two copies: copy 0 loses a life (terminated, game goes on),
     then its game ends (info terminated); copy 1 is cut by the time limit."""
-    from AsyncTools.envpool_backend import GameScores
+    from AsyncTools.envpool_backend import EnvPoolVectorEnv
 
     class FakePool(gym.vector.VectorEnv):
         num_envs = 2
@@ -45,7 +45,8 @@ def test_game_scores_add_the_unclipped_rewards_of_whole_games():
             ([7.0, 2.0], [False, False], [False, False], [0, 0]),
         ]
 
-        def reset(self, **kwargs):
+        def reset(self, *, seed=None, options=None):
+            assert seed is None, "EnvPool seeds its copies when the pool is made"
             self.t = 0
             return np.zeros((2, 1)), {}
 
@@ -55,8 +56,8 @@ def test_game_scores_add_the_unclipped_rewards_of_whole_games():
             info = {"reward": np.array(rewards), "terminated": np.array(over)}
             return (np.zeros((2, 1)), np.sign(rewards), np.array(terminated), np.array(truncated), info)
 
-    pool = GameScores(FakePool())
-    pool.reset()
+    pool = EnvPoolVectorEnv(FakePool(), report_games=True)
+    pool.reset(seed=5)
     reported = []
     for _ in range(5):
         *_, info = pool.step(np.zeros(2))

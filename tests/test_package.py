@@ -3,6 +3,7 @@
 namespaces that do not shadow their modules."""
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -55,3 +56,20 @@ def test_package_namespaces_keep_their_modules():
     from PPO import PPO as PPOClass
     assert isinstance(AsyncPPO, type) and isinstance(PPOClass, type)
     assert EnvVectorizer.__name__ == "EnvVectorizer" and VecMemory.__name__ == "VecMemory"
+
+
+@pytest.mark.slow
+def test_the_gpu_check_runs_end_to_end_on_a_cpu(tmp_path):
+    """benchmarks/gpu_check.py --device cpu --quick: what a CUDA machine runs, at tiny sizes,
+    so that it works the first time it meets a GPU."""
+    done = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--device", "cpu", "--quick",
+                           "--out", str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert report["update_matches_cpu"]["max_weight_difference"] == 0.0  # CPU against itself
+    assert report["learns"]["mean_return"] > 100
+    cartpole = report["speed"][0]
+    assert cartpole["env"] == "CartPole-v1" and cartpole["num_envs"] == 1024
+    assert cartpole["steps_per_s"] > 1000
+    assert "correctness: ok" in done.stdout

@@ -36,8 +36,10 @@ def reader_folder(tmp_path_factory) -> Path:
 
 
 def test_the_readme_has_its_blocks():
+    """Only two fragments are not run: Ray's (it needs a cluster for "auto") and a Dict env of
+    the reader's own (tests/test_dict_images.py runs one)."""
     blocks = readme_blocks()
-    assert len(blocks) >= 7 and sum(run for *_, run in blocks) >= len(blocks) - 1
+    assert len(blocks) >= 7 and sum(run for *_, run in blocks) >= len(blocks) - 2
 
 
 @pytest.mark.slow

@@ -241,3 +241,13 @@ def test_memory_add_names_what_does_not_fit(column, value, message):
         ppo.memory.add(**data)
     assert len(ppo.memory) == 0
     np.testing.assert_equal(ppo.learn(), None)
+
+
+def test_with_observation_normalisation_the_first_ratio_is_exactly_one():
+    """With fitted statistics, one epoch of one mini-batch: its ratios are exactly 1 (no KL,
+    nothing clipped). Which statistics the policy that acted used is the test above."""
+    ppo = make_ppo("discrete", normalize_obs=True, policy_clip=1e-6)
+    ppo.policy.obs_normalizer.update(torch.randn(50, OBS_DIM) * 2 + 1)
+    fill(ppo)
+    stats = ppo.learn()
+    assert stats["approx_kl"] == 0.0 and stats["clip_fraction"] == 0.0

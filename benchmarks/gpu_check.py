@@ -1,0 +1,179 @@
+"""The one-shot GPU check: run it once on a CUDA machine (within 8 minutes), or on a CPU with
+`--device cpu --quick` (under a minute; CI runs it so, so that it works the first time it meets
+a GPU).
+
+    python benchmarks/gpu_check.py                          # CUDA: correctness, then speed
+    python benchmarks/gpu_check.py --device cpu --quick     # the same steps, tiny sizes
+    python benchmarks/gpu_check.py --out results/gpu        # where gpu_check.json goes
+
+Correctness first (any failure stops the check with exit status 1):
+- one PPO update on the device equals the same update on the CPU (same seeds, same batch);
+- weights saved from the device load on the CPU and act the same; an exported policy too;
+- a short CartPole run on the device learns (mean return of the last episodes).
+Then speed, each as whole-loop env steps per second (collection and learning):
+- CartPole-v1 with gymnasium's native vector env at 4096 copies (1024 with --quick);
+- one Atari game through EnvPool (Pong-v5, 64 copies; skipped without envpool).
+Writes gpu_check.json and prints a table. `torch.compile`, CUDA graphs and the overlap of
+collection with learning are not built yet (issue 16): the table says so.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env  # noqa: E402
+from PPO import PPO  # noqa: E402
+
+
+class CheckFailed(AssertionError):
+    pass
+
+
+def check(condition: bool, what: str) -> None:
+    if not condition:
+        raise CheckFailed(what)
+
+
+def filled_learner(device: str, seed: int = 0) -> PPO:
+    ppo = PPO(True, 6, 2, device=device, seed=seed, batch_size=512, mini_batch_size=128,
+              k_epochs=2, normalize_obs=True, normalize_reward=True, action_low=[-2, -1],
+              action_high=[2, 1])
+    rng = np.random.default_rng(seed)
+    states = rng.normal(size=(512, 6)).astype(np.float32)
+    ends = np.zeros(512, bool)
+    ends[127::128] = True
+    truncated = ends.copy()
+    truncated[255] = False  # one termination among the ends
+    ppo.memory.add(states, rng.normal(size=(512, 2)).astype(np.float32),
+                   rng.normal(size=512).astype(np.float32), ends & ~truncated, truncated,
+                   states[ends])
+    return ppo
+
+
+def check_update_matches_cpu(device: str) -> dict:
+    """One learn() on `device` against the same on the CPU: weights equal to float tolerance."""
+    cpu, other = filled_learner("cpu"), filled_learner(device)
+    cpu.learn(), other.learn()
+    worst = max(float((a.detach().cpu() - b.detach()).abs().max())
+                for a, b in zip(other.policy.state_dict().values(), cpu.policy.state_dict().values()))
+    check(worst < 1e-4, f"the update on {device} differs from the CPU's by {worst:.2e}")
+    return {"max_weight_difference": worst}
+
+
+def check_save_load_export(device: str) -> dict:
+    ppo = filled_learner(device)
+    ppo.learn()
+    states = np.random.default_rng(1).normal(size=(16, 6)).astype(np.float32)
+    expected = ppo.get_action(states, deterministic=True)
+    with tempfile.TemporaryDirectory() as folder:
+        ppo.save_weights(folder)
+        loaded = PPO.load(folder, device="cpu")
+        np.testing.assert_allclose(loaded.get_action(states, deterministic=True), expected,
+                                   rtol=1e-4, atol=1e-5)
+        exported = torch.export.load(ppo.export(Path(folder) / "policy.pt2")).module()
+        np.testing.assert_allclose(exported(torch.from_numpy(states)).numpy(), expected,
+                                   rtol=1e-4, atol=1e-5)
+    return {"save_load_export": "ok"}
+
+
+def check_learns(device: str, steps: int) -> dict:
+    ppo = ppo_for_env("CartPole-v1", seed=0, device=device)
+    runner = AsyncPPO("CartPole-v1", ppo, steps=steps, progress_bar=False)
+    start = time.perf_counter()
+    try:
+        runner.run()
+    finally:
+        runner.close()
+    mean = float(np.mean(runner.episode_returns[-32:]))
+    threshold = 100 if steps < 50_000 else 300  # random play: about 22; seed 0 on a CPU: 212 at 40k
+    check(mean > threshold, f"CartPole on {device}: mean return {mean:.0f} after {steps} steps")
+    return {"steps": steps, "mean_return": mean, "seconds": time.perf_counter() - start}
+
+
+def loop_speed(env_id: str, device: str, num_envs: int, num_steps: int, rounds: int,
+               backend: str) -> dict:
+    ppo = ppo_for_env(env_id, seed=0, device=device, batch_size=num_envs * num_steps,
+                      mini_batch_size=num_envs * num_steps // 4)
+    runner = AsyncPPO(env_id, ppo, num_envs=num_envs, num_steps=num_steps, steps=10**12,
+                      backend=backend, progress_bar=False)
+    try:
+        runner.train_round()  # warm-up: first CUDA kernels, allocations
+        if device == "cuda":
+            torch.cuda.synchronize()
+        steps, start = runner.total_steps, time.perf_counter()
+        for _ in range(rounds):
+            runner.train_round()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+        return {"env": env_id, "backend": runner.env.backend_name, "num_envs": num_envs,
+                "steps_per_s": (runner.total_steps - steps) / seconds}
+    finally:
+        runner.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (CI, a CPU)")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"),
+                        help="folder for gpu_check.json")
+    args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("gpu_check: --device cuda, but torch sees no CUDA device (pass --device cpu)")
+        return 1
+    report: dict = {"device": args.device, "quick": args.quick, "torch": torch.__version__,
+                    "machine": platform.platform(), "python": platform.python_version()}
+    if args.device == "cuda":
+        report["gpu"] = torch.cuda.get_device_name(0)
+    try:
+        report["update_matches_cpu"] = check_update_matches_cpu(args.device)
+        report["save_load_export"] = check_save_load_export(args.device)
+        report["learns"] = check_learns(args.device, 40_000 if args.quick else 100_000)
+    except (CheckFailed, AssertionError) as failure:
+        report["failed"] = str(failure)
+        print(f"gpu_check FAILED: {failure}")
+        write(report, args.out)
+        return 1
+
+    speed = [loop_speed("CartPole-v1", args.device, 1024 if args.quick else 4096,
+                        16 if args.quick else 32, 2 if args.quick else 10, "native")]
+    if importlib.util.find_spec("envpool") is not None:
+        speed.append(loop_speed("Pong-v5", args.device, 8 if args.quick else 64,
+                                16 if args.quick else 128, 1 if args.quick else 5, "envpool"))
+    else:
+        speed.append({"env": "Pong-v5", "skipped": "envpool is not installed"})
+    report["speed"] = speed
+    report["not_built_yet"] = ["torch.compile / CUDA graphs for the update", "overlap (issue 16)"]
+    write(report, args.out)
+    print(f"{'env':14s} {'backend':18s} {'copies':>7s} {'steps/s':>12s}")
+    for row in speed:
+        if "skipped" in row:
+            print(f"{row['env']:14s} skipped: {row['skipped']}")
+        else:
+            print(f"{row['env']:14s} {row['backend']:18s} {row['num_envs']:7d} {row['steps_per_s']:12,.0f}")
+    print(f"correctness: ok (update vs CPU: {report['update_matches_cpu']['max_weight_difference']:.1e}; "
+          f"CartPole mean return {report['learns']['mean_return']:.0f})")
+    return 0
+
+
+def write(report: dict, folder: str) -> None:
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "gpu_check.json").write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {out / 'gpu_check.json'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
