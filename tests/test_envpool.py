@@ -30,7 +30,7 @@ def test_envpool_needs_an_env_id():
 
 def test_game_scores_add_the_unclipped_rewards_of_whole_games():
     """A fake EnvPool Atari pool of two copies: copy 0 loses a life (terminated, game goes on),
-    then its game ends (info terminated); copy 1 is cut by the time limit."""
+    then its game ends (info terminated), then its next game; copy 1 is cut by the time limit."""
     from AsyncTools.envpool_backend import EnvPoolVectorEnv
 
     class FakePool(gym.vector.VectorEnv):
@@ -42,7 +42,7 @@ def test_game_scores_add_the_unclipped_rewards_of_whole_games():
             ([-2.0, 5.0], [True, False], [False, False], [0, 0]),
             ([4.0, 1.0], [True, False], [False, True], [1, 0]),
             ([0.0, 0.0], [False, False], [False, False], [0, 0]),
-            ([7.0, 2.0], [False, False], [False, False], [0, 0]),
+            ([7.0, 2.0], [True, False], [False, False], [1, 0]),
         ]
 
         def reset(self, *, seed=None, options=None):
@@ -63,7 +63,8 @@ def test_game_scores_add_the_unclipped_rewards_of_whole_games():
         *_, info = pool.step(np.zeros(2))
         reported.append(np.where(info["_episode"], info["episode"]["r"], np.nan))
     np.testing.assert_array_equal(reported[2], [5.0, 16.0])  # 3 - 2 + 4; 10 + 5 + 1
-    assert np.isnan(np.concatenate([reported[0], reported[1], reported[3], reported[4]])).all()
+    np.testing.assert_array_equal(reported[4], [7.0, np.nan])  # copy 0's next game: 0 + 7
+    assert np.isnan(np.concatenate([reported[0], reported[1], reported[3]])).all()
 
 
 @pytest.mark.parametrize("rollout", ["steps", "episodes"])
