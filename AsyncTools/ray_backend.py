@@ -298,7 +298,8 @@ class RayCollector(Collector):
         self._weights = import_ray().put(_cpu_weights(ppo.policy))
         self.weights_version += 1
 
-    def collect(self, ppo: PPO | None = None, should_stop=None) -> tuple[dict[str, np.ndarray], EpisodeRound]:
+    def collect(self, ppo: PPO | None = None, should_stop: Callable[[], bool] | None = None
+                ) -> tuple[dict[str, np.ndarray], EpisodeRound]:
         """One round on every worker with the weights of the last `sync`: (the merged
         trajectories for `ppo.memory.add`, the merged EpisodeRound). The data of a worker that
         died during the round is left out. A Ray round is not cut by `should_stop`."""

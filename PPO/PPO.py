@@ -254,7 +254,9 @@ class PPO:
                             if self.device.type == "cpu" else torch.get_num_threads())
         # A drawn seed stays below 2**30: seeds derived from it (seed + copy index + steps so far)
         # stay within the int32 that some env libraries (EnvPool) require.
-        self.seed = int(seed) if seed is not None else int(np.random.SeedSequence().generate_state(1)[0] % 2**30)
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1)[0] % 2**30)
+        self.seed = int(seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             self.policy = ActorCritic(is_continuous, observ_dim, action_dim, hidden_sizes,
