@@ -10,6 +10,7 @@ import importlib.util
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 from AsyncTools.AsyncPPO import ppo_for_env
 from AsyncTools.collectors import Collector, LocalCollector, make_collector
@@ -93,7 +94,7 @@ def test_subprocess_workers_return_the_loops_data(rollout):
         for round_ in range(3):
             if round_ == 2:  # new weights for both: the collector acts with them after sync
                 for learner, collector in ((reference_ppo, reference), (ppo, other)):
-                    with torch_no_grad():
+                    with torch.no_grad():
                         learner.policy.actor[-1].weight.mul_(-3)
                     collector.sync(learner)
             expected, expected_round = reference.collect(reference_ppo)
@@ -103,11 +104,6 @@ def test_subprocess_workers_return_the_loops_data(rollout):
             np.testing.assert_array_equal(got_round.episode_returns, expected_round.episode_returns)
     finally:
         reference.close(), other.close()
-
-
-def torch_no_grad():
-    import torch
-    return torch.no_grad()
 
 
 def test_local_collectors_step_an_env_vectorizer():
