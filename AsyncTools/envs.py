@@ -46,12 +46,12 @@ class FlattenParts(gym.wrappers.FlattenObservation):
 
 def observation_parts_of(env: gym.Env | gym.vector.VectorEnv) -> list[list[int]] | None:
     """The layout that a FlattenParts wrapper around `env` declares, where its observations
-    hold an image among other parts; None otherwise."""
+    hold an image (alone or among other parts); None otherwise."""
     try:
         parts = env.get_wrapper_attr("observation_parts")
     except AttributeError:
         return None
-    return parts if any(len(part) == 3 for part in parts) and len(parts) > 1 else None
+    return parts if any(len(part) == 3 for part in parts) else None
 
 
 def atari_id(env_id: str) -> str | None:

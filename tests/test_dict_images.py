@@ -71,6 +71,20 @@ def test_ppo_for_env_sends_the_image_to_a_cnn_and_round_trips(tmp_path):
     np.testing.assert_array_equal(exported(torch.from_numpy(observations)).numpy(), expected)
 
 
+def test_a_dict_holding_only_an_image_also_goes_to_a_cnn():
+    class CameraOnly(LightSwitchEnv):
+        def __init__(self):
+            super().__init__()
+            self.observation_space = gym.spaces.Dict({"camera": self.observation_space["camera"]})
+
+        def _observe(self):
+            return {"camera": super()._observe()["camera"]}
+
+    ppo = ppo_for_env(FlattenParts(CameraOnly()), seed=0, device="cpu")
+    assert ppo.observation_parts == [[SIDE, SIDE, 1]]
+    assert len(ppo.policy.torso.cnns) == 1 and ppo.policy.torso.out_features == 512
+
+
 def test_the_image_changes_the_features_and_the_noise_reaches_the_heads():
     ppo = ppo_for_env(FlattenParts(LightSwitchEnv()), seed=0, device="cpu")
     env = LightSwitchEnv()
