@@ -20,11 +20,12 @@ from tqdm import tqdm
 
 from PPO import PPO
 from PPO.checkpoint import atomic_save, load_state
-from PPO.checks import (NonFiniteError, check_finite_float, check_non_negative_int,
+from PPO.checks import (NonFiniteError, check_bool, check_finite_float, check_non_negative_int,
                         check_positive_float, check_positive_int)
 
 from .evaluation import EVAL_SEED_OFFSET, PeriodicEvaluation, evaluate
 from .collectors import make_collector
+from .overlap import OverlappedCollection
 from .rollout import EPISODE_STEP_CAP, ROLLOUTS, EpisodeRound, check_episode_step_cap, check_rollout
 from .envs import env_from_id, env_source, is_image_space, observation_parts_of
 from .presets import env_id_of, family, settings_for
@@ -145,6 +146,12 @@ class AsyncPPO:
     `env.non_finite_rewards_replaced`). In `episodes` rounds, an episode still running after
     `episode_step_cap` steps is cut there (bootstrapped, with a warning).
 
+    `overlap=True` collects each round in a background thread while the learner updates on the
+    previous one (AsyncTools/overlap.py): round k+1 is acted by a copy of the policy holding the
+    weights published after round k-1, a lag of one update that PPO's ratio corrects with the
+    behaviour log-probs recorded at sampling. Same seeds, same run. A round collected in the
+    background when `run()` returns is the first of the next `run()`; `close()` drops it.
+
     Run folder: with `log_dir`, `run()` writes `log_dir/<env>_<time>_seed<seed>/` (created
     exclusively, with a `-1`, `-2`... suffix when taken; printed at the start): progress.csv,
     episodes.csv, TensorBoard events (if installed), a checkpoint every `checkpoint_every` env
@@ -171,7 +178,7 @@ class AsyncPPO:
                  eval_every: int | None = None, eval_episodes: int = 10,
                  stop_at_return: float | None = None,
                  callback: Callable[["AsyncPPO", dict], bool | None] | None = None,
-                 preset: bool = True):
+                 preset: bool = True, overlap: bool = False):
         if not isinstance(ppo, PPO):
             raise TypeError(f"ppo must be a PPO instance, got {type(ppo).__name__}")
         self.env_id = env if isinstance(env, str) else env_id_of(env)
@@ -228,6 +235,9 @@ class AsyncPPO:
         except (TypeError, ValueError):
             self.collector.close()  # workers must not outlive a refused configuration
             raise
+        # overlap=True: rounds are collected in a background thread, one ahead of the learner
+        self.overlap = OverlappedCollection(self.collector, ppo) if check_bool("overlap", overlap) \
+            else None
         if resume is not None:
             self.run_dir: Path | None = Path(resume)
         else:
@@ -267,10 +277,13 @@ class AsyncPPO:
             observations = self.collector.random_observations(self.rnd_warmup_steps)
             self.ppo.rnd.update_obs_stats(torch.from_numpy(observations).to(self.ppo.device))
             self._rnd_warmed_up = True
-        trajectories, collected = self.collector.collect(self.ppo, should_stop=self._should_stop)
-        if trajectories:
-            self.ppo.memory.add(**trajectories)
-        if self.ppo.learn() is not None:
+        if self.overlap is not None:  # collected with the weights published a round ago
+            rollout, collected, _ = self.overlap.next_round(self._should_stop)
+        else:
+            rollout, collected = self.collector.collect(self.ppo, should_stop=self._should_stop)
+        if rollout is not None:
+            self.ppo.memory.add(rollout)
+        if self.ppo.learn() is not None and self.overlap is None:
             self.collector.sync(self.ppo)
         return collected
 
@@ -356,6 +369,8 @@ class AsyncPPO:
                 failure = error
                 raise
             finally:
+                if self.overlap is not None:
+                    self.overlap.wait()  # no thread outlives run(); its round is the next one's
                 self._deadline = None
                 self.interrupted = self.stopped_by in STOP_SIGNALS
                 if self.stopped_by is not None:
@@ -483,6 +498,8 @@ class AsyncPPO:
 
     def close(self) -> None:
         """Closes the env copies, the evaluation env and the run folder's log files."""
+        if self.overlap is not None:
+            self.overlap.close()
         self.collector.close()
         if self.evaluation is not None:
             self.evaluation.close()

@@ -2,8 +2,8 @@
 policy and hands back rounds in one format, whatever steps the copies.
 
     collector = make_collector(env, ppo, num_envs, backend="auto", seed=0)
-    trajectories, collected = collector.collect(ppo)   # one round
-    ppo.memory.add(**trajectories)
+    rollout, collected = collector.collect(ppo)   # one round
+    ppo.memory.add(rollout)
     if ppo.learn() is not None:
         collector.sync(ppo)                            # the next round acts with the new weights
 
@@ -22,14 +22,13 @@ import gymnasium as gym
 import numpy as np
 
 from PPO import PPO
+from PPO.Memory import Rollout
 
-from .rollout import (EPISODE_STEP_CAP, EpisodeRound, FixedHorizonCollector, check_rollout,
+from .rollout import (EPISODE_STEP_CAP, EpisodeRound, FixedHorizonLoop, check_rollout,
                       collect_episodes, random_observations)
 from .vec_memory import VecMemory
 from .envs import env_source
 from .vectorizer import BACKENDS, EnvVectorizer
-
-Trajectories = dict[str, np.ndarray]  # VecMemory.trajectories(): what PPO.memory.add takes
 
 
 class Collector(ABC):
@@ -37,8 +36,8 @@ class Collector(ABC):
 
     A round is `rollout="steps"` (every copy steps `num_steps` times, episodes running on across
     rounds) or `rollout="episodes"` (one whole episode in every copy). `collect` returns the
-    round's trajectories (per env copy, in copy order, each closed by a terminated or truncated
-    step, with the final observations that truncated steps bootstrap from) and its EpisodeRound.
+    round's `Rollout` (time-major [T, N], column n for copy n, with the behaviour log-probs and
+    the final observations that truncated steps bootstrap from) and its EpisodeRound.
     """
 
     num_envs: int
@@ -53,9 +52,10 @@ class Collector(ABC):
 
     @abstractmethod
     def collect(self, ppo: PPO, should_stop: Callable[[], bool] | None = None
-                ) -> tuple[Trajectories, EpisodeRound]:
-        """One round acted by `ppo`'s policy as last synced. `should_stop()` turning True cuts
-        an episodes round at the step under way (where the collector can)."""
+                ) -> tuple[Rollout | None, EpisodeRound]:
+        """One round acted by `ppo`'s policy as last synced (None for a round without steps).
+        `should_stop()` turning True cuts an episodes round at the step under way (where the
+        collector can)."""
 
     def sync(self, ppo: PPO) -> None:
         """Makes `ppo`'s current weights the ones the next round acts with (in-process
@@ -85,16 +85,16 @@ class LocalCollector(Collector):
         self.rollout, self.num_steps = check_rollout(rollout), num_steps
         self.episode_step_cap, self.seed = episode_step_cap, seed
         self._buffer = VecMemory(self.num_envs)
-        self._horizon = FixedHorizonCollector(vectorizer)
+        self._horizon = FixedHorizonLoop(vectorizer)
 
     @property
     def env(self) -> EnvVectorizer:
         return self.vectorizer
 
     def collect(self, ppo: PPO, should_stop: Callable[[], bool] | None = None
-                ) -> tuple[Trajectories, EpisodeRound]:
-        def act(states: np.ndarray) -> np.ndarray:
-            return ppo.get_action(states, deterministic=self.deterministic)
+                ) -> tuple[Rollout | None, EpisodeRound]:
+        def act(states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return ppo.sample_actions(states, deterministic=self.deterministic)
 
         if self.rollout == "episodes":
             collected = collect_episodes(self.vectorizer, self._buffer, act,
@@ -102,9 +102,9 @@ class LocalCollector(Collector):
                                          should_stop=should_stop)
         else:
             collected = self._horizon.collect(self._buffer, act, self.num_steps)
-        trajectories = self._buffer.trajectories()
+        rollout = self._buffer.rollout()
         self._buffer.clear()
-        return trajectories, collected
+        return rollout, collected
 
     def random_observations(self, num_steps: int) -> np.ndarray:
         return random_observations(self.vectorizer, num_steps, self.seed)

@@ -6,10 +6,10 @@
 policy. A round:
 
 1. the learner's policy weights are in the object store (`sync`, once after each update);
-2. every worker loads them if they are new, collects its slice and returns
-   `VecMemory.trajectories()` and its episodes;
-3. the driver shifts `env_ids` to global copy indices and concatenates the slices in env order,
-   which is exactly what a local `VecMemory` of all N copies returns.
+2. every worker loads them if they are new, collects its slice and returns its `Rollout`
+   (with the behaviour log-probs of its copy of the policy) and its episodes;
+3. the driver joins the slices' rollouts along copies, in copy order, which is exactly the
+   rollout a local `VecMemory` of all N copies holds.
 
 Ray is an optional dependency: nothing here imports it until a collector is built.
 """
@@ -31,6 +31,7 @@ import torch
 from tqdm import tqdm
 
 from PPO import PPO
+from PPO.Memory import Rollout, concatenate, empty_rollout
 from PPO.checks import check_non_negative_int, check_positive_float, check_positive_int
 
 from .collectors import Collector, LocalCollector
@@ -38,7 +39,7 @@ from .rollout import EpisodeRound, check_rollout
 from .vectorizer import EnvStepError, EnvVectorizer
 
 __all__ = ["RayCollector", "RolloutWorker", "import_ray", "init_local_ray", "connect_ray",
-           "worker_env_factory", "worker_slices", "merge_trajectories", "merge_rounds"]
+           "worker_env_factory", "worker_slices", "merge_rollouts", "merge_rounds"]
 
 MAX_RESTARTS = 3
 
@@ -168,16 +169,16 @@ class RolloutWorker:
 
     def collect(self, weights: dict[str, torch.Tensor], version: int) -> dict[str, Any]:
         """Loads the policy weights if they are newer than its own, collects one round and
-        returns its trajectories (local env ids) and episodes."""
+        returns its rollout (columns: its own copies) and episodes."""
         if version != self.weights_version:
             self.ppo.policy.load_state_dict(weights)
             self.weights_version = version
         try:
-            trajectories, collected = self.local.collect(self.ppo)
+            rollout, collected = self.local.collect(self.ppo)
         except EnvStepError as error:
             raise self._global_error(error) from error
         return {"incarnation": self.incarnation, "weights_version": self.weights_version,
-                "trajectories": trajectories, "steps": collected.steps,
+                "rollout": rollout, "steps": collected.steps,
                 "episode_returns": collected.episode_returns,
                 "episode_lengths": collected.episode_lengths,
                 "game_returns": collected.game_returns}
@@ -198,16 +199,17 @@ class RolloutWorker:
 
 
 # ------------------------------------------------------------------ merging on the driver
-def merge_trajectories(parts: list[tuple[int, dict[str, np.ndarray]]]) -> dict[str, np.ndarray]:
-    """Concatenates workers' `VecMemory.trajectories()` dicts, given as (first global copy,
-    dict) in env order, shifting `env_ids` to global indices: the dict a `VecMemory` of all the
-    copies would return. Empty dicts (no steps) are skipped; all empty gives {}."""
-    parts = [(first, part) for first, part in parts if part]
-    if not parts:
-        return {}
-    merged = {name: np.concatenate([part[name] for _, part in parts]) for name in parts[0][1]}
-    merged["env_ids"] = np.concatenate([part["env_ids"] + first for first, part in parts])
-    return merged
+def merge_rollouts(parts: list[Rollout | None], sizes: list[int]) -> Rollout | None:
+    """Joins workers' rollouts (in copy order; worker k has `sizes[k]` copies) along copies:
+    the rollout a VecMemory of all the copies would hold. A part that is None (the worker died,
+    or had no steps) becomes columns without transitions, so copy numbers stay global. None
+    when no part has steps."""
+    present = [part for part in parts if part is not None]
+    if not present:
+        return None
+    filled = [part if part is not None else empty_rollout(present[0], 1, size)
+              for part, size in zip(parts, sizes)]
+    return concatenate(filled, axis=1)
 
 
 def merge_rounds(rounds: list[EpisodeRound]) -> EpisodeRound:
@@ -299,22 +301,22 @@ class RayCollector(Collector):
         self.weights_version += 1
 
     def collect(self, ppo: PPO | None = None, should_stop: Callable[[], bool] | None = None
-                ) -> tuple[dict[str, np.ndarray], EpisodeRound]:
+                ) -> tuple[Rollout | None, EpisodeRound]:
         """One round on every worker with the weights of the last `sync`: (the merged
-        trajectories for `ppo.memory.add`, the merged EpisodeRound). The data of a worker that
+        Rollout for `ppo.memory.add`, the merged EpisodeRound). The data of a worker that
         died during the round is left out. A Ray round is not cut by `should_stop`."""
         if self._weights is None:
             raise RuntimeError("sync(ppo) must be called before the first collect()")
         results = self._gather("collect", self._weights, self.weights_version, retry=False)
         parts, rounds = [], []
-        for k, ((first, _), result) in enumerate(zip(self.slices, results)):
+        for k, result in enumerate(results):
+            parts.append(None if result is None else result["rollout"])
             if result is None:
                 continue
             self.weights_versions[k] = result["weights_version"]
-            parts.append((first, result["trajectories"]))
             rounds.append(EpisodeRound(result["steps"], result["episode_returns"],
                                        result["episode_lengths"], result["game_returns"]))
-        return merge_trajectories(parts), merge_rounds(rounds)
+        return merge_rollouts(parts, [size for _, size in self.slices]), merge_rounds(rounds)
 
     def random_observations(self, num_steps: int) -> np.ndarray:
         """Observations of `num_steps` random steps of every copy, from all workers."""

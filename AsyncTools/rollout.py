@@ -3,14 +3,17 @@
 Two shapes of collection:
 - `collect_episodes`: the original project's episode-synchronous round, one episode in every
   env copy, through the `utils` helpers of the custom loop;
-- `FixedHorizonCollector`: every copy steps `num_steps` times per round and keeps going across
+- `FixedHorizonLoop`: every copy steps `num_steps` times per round and keeps going across
   rounds (autoreset); unfinished episodes are bootstrapped at the horizon.
+
+Both act through `policy(states) -> (actions, log_probs)` (`PPO.sample_actions`; log_probs
+may be None) and store every step, with the behaviour log-probs, in a `VecMemory`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 import warnings
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -22,6 +25,8 @@ from .vectorizer import EnvVectorizer
 
 
 ROLLOUTS = ("episodes", "steps")
+# states -> (actions, their log-probabilities under the acting policy, or None)
+Policy = Callable[[np.ndarray], tuple[np.ndarray, Optional[np.ndarray]]]
 
 
 def check_rollout(rollout: str) -> str:
@@ -61,8 +66,7 @@ def warn_episode_cut(episodes: str, cap: int) -> None:
                   f"the cap", RuntimeWarning, stacklevel=3)
 
 
-def collect_episodes(env: EnvVectorizer, buffer: VecMemory,
-                     get_action: Callable[[np.ndarray], np.ndarray], *,
+def collect_episodes(env: EnvVectorizer, buffer: VecMemory, policy: Policy, *,
                      episode_step_cap: int = EPISODE_STEP_CAP,
                      should_stop: Callable[[], bool] | None = None) -> EpisodeRound:
     """Runs one episode in every env copy, storing every step in `buffer`; returns when all
@@ -78,7 +82,7 @@ def collect_episodes(env: EnvVectorizer, buffer: VecMemory,
     unfinished = np.zeros(env.num_envs, dtype=bool)
     games: list[float] = []
     while True:
-        actions = get_action(states)
+        actions, log_probs = policy(states)
         running = env.active_indices()
         next_states, rewards, terminated, truncated, _ = env.step(actions)
         games += reported_games(env)
@@ -94,7 +98,8 @@ def collect_episodes(env: EnvVectorizer, buffer: VecMemory,
             cut = ~ended
         dones = ended | cut
         # Cut episodes end like time limits: their last state's value is bootstrapped.
-        buffer.append(running, states, actions, rewards, terminated, truncated | cut, next_states)
+        buffer.append(running, states, actions, rewards, terminated, truncated | cut, next_states,
+                      log_probs=log_probs)
         states = utils.inactive_states_dropout(next_states, dones)
         env.envs_active = utils.update_active_environments_list(env.envs_active, dones)
         if np.all(env.envs_active):
@@ -103,7 +108,7 @@ def collect_episodes(env: EnvVectorizer, buffer: VecMemory,
                                 episode_lengths[finished], np.array(games))
 
 
-class FixedHorizonCollector:
+class FixedHorizonLoop:
     """Steps every env copy `num_steps` times per `collect` call, episodes running on across
     calls; a copy whose episode ended is reset on its next step (that row is not stored)."""
 
@@ -113,16 +118,15 @@ class FixedHorizonCollector:
         self._returns = np.zeros(env.num_envs)
         self._lengths = np.zeros(env.num_envs, dtype=np.int64)
 
-    def collect(self, buffer: VecMemory, get_action: Callable[[np.ndarray], np.ndarray],
-                num_steps: int) -> EpisodeRound:
+    def collect(self, buffer: VecMemory, policy: Policy, num_steps: int) -> EpisodeRound:
         if self.states is None:
             self.states = self.env.reset()[0]
         finished_returns, finished_lengths, games, steps = [], [], [], 0
         for _ in range(num_steps):
-            actions = get_action(self.states)
+            actions, log_probs = policy(self.states)
             next_states, rewards, terminated, truncated, valid = self.env.step_autoreset(actions)
             buffer.append(None, self.states, actions, rewards, terminated, truncated,
-                          next_states, valid=valid)
+                          next_states, valid=valid, log_probs=log_probs)
             steps += int(np.count_nonzero(valid))
             games += reported_games(self.env)
             self._returns += np.where(valid, rewards, 0.0)

@@ -91,6 +91,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--backend", choices=COLLECTOR_BACKENDS, default="auto",
                         help="how copies are stepped (ray: Ray actors on this machine or "
                              "RAY_ADDRESS; envpool: EnvPool's C++ pool, e.g. --env Pong-v5)")
+    parser.add_argument("--overlap", action="store_true",
+                        help="collect the next round in a background thread while the learner "
+                             "updates (the policy acting one update behind the learner)")
     parser.add_argument("--non-finite-rewards", choices=NON_FINITE_REWARD_CHOICES, default="raise",
                         help="a NaN/inf reward from the env: stop with an error naming the env "
                              "copy, or replace it by 0")
@@ -168,7 +171,8 @@ def build(args: argparse.Namespace) -> tuple[PPO, AsyncPPO]:
                       checkpoint_every=args.checkpoint_every, resume=args.resume,
                       non_finite_rewards=args.non_finite_rewards,
                       eval_every=eval_every(args), eval_episodes=args.eval_episodes,
-                      stop_at_return=args.stop_at_return, preset=args.preset == "auto")
+                      stop_at_return=args.stop_at_return, preset=args.preset == "auto",
+                      overlap=args.overlap)
     return ppo, runner
 
 

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from PPO.Memory import Rollout
 from PPO.checks import check_positive_int
-
-_ENV_KEY = 1 << 40  # final states are keyed env * _ENV_KEY + row, which sorts them env-major
 
 
 def as_state_array(states) -> np.ndarray:
@@ -16,7 +15,8 @@ def as_state_array(states) -> np.ndarray:
 
 
 class VecMemory:
-    """Per-env trajectories stored time-major: `states[t, i]` is env i's t-th stored row.
+    """Per-env trajectories stored time-major: `states[t, i]` is env i's t-th stored row; what
+    it holds comes out as a `Rollout` (`rollout()`), the format `PPO.memory.add` takes.
 
     `append` writes one row for a set of envs with one vectorised operation per field (a plain
     slice when all envs are at the same row); the arrays grow by doubling. Rows can be marked
@@ -24,8 +24,8 @@ class VecMemory:
     step that ends an episode keeps its final observation (the `next_state` the env returned),
     so the learner can bootstrap truncated episodes and RND can score the last transition.
     Each row also records whether it starts an episode (which `clear` does not forget), so the
-    learner can carry an env's return across rounds. `trajectories()` lays the envs' buffers
-    end to end.
+    learner can carry an env's return across rounds, and the log-probability of its action
+    under the policy that chose it (`log_probs`, NaN where not given).
     """
 
     def __init__(self, num_envs: int, initial_capacity: int = 64):
@@ -34,7 +34,7 @@ class VecMemory:
         self.lengths = np.zeros(self.num_envs, dtype=np.int64)
         self._num_valid = 0
         self._arrays: dict[str, np.ndarray] = {}
-        self._final_keys: list[np.ndarray] = []
+        self._final_rows: list[np.ndarray] = []  # (row, env) of each stored final state
         self._final_states: list[np.ndarray] = []
         self._last_next_states: np.ndarray | None = None
         self._all_envs = np.arange(self.num_envs)
@@ -55,6 +55,7 @@ class VecMemory:
             "truncated": np.zeros(shape, dtype=bool),
             "valid": np.zeros(shape, dtype=bool),
             "episode_starts": np.zeros(shape, dtype=bool),
+            "log_probs": np.zeros(shape, dtype=np.float32),
         }
         self._last_next_states = np.zeros((self.num_envs,) + states.shape[1:], dtype=states.dtype)
 
@@ -67,20 +68,23 @@ class VecMemory:
             self._arrays[name] = grown
 
     def append(self, env_indices, states, actions, rewards, terminated, truncated,
-               next_states=None, valid=None) -> None:
+               next_states=None, valid=None, log_probs=None) -> None:
         """Stores one row for each env in `env_indices` (row k of every array belongs to env
         `env_indices[k]`); `env_indices=None` means every env in order, the quickest case (a
         fixed-horizon rollout's step). `next_states`, when given, supplies the final observation
         of the episodes that end here and the bootstrap state of unfinished ones. `valid` (default
-        all True) marks which rows are real transitions."""
+        all True) marks which rows are real transitions; `log_probs`, the behaviour policy's
+        log-probabilities of the actions (see `PPO.sample_actions`)."""
         every_env = env_indices is None
         env_indices = self._all_envs if every_env else np.asarray(env_indices, dtype=np.int64)
         count = len(env_indices)
         states = as_state_array(states)
         actions = np.asarray(actions)
         valid = np.ones(count, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+        log_probs = np.full(count, np.nan, np.float32) if log_probs is None else log_probs
         columns = {"states": states, "actions": actions, "rewards": rewards,
-                   "terminated": terminated, "truncated": truncated, "valid": valid}
+                   "terminated": terminated, "truncated": truncated, "valid": valid,
+                   "log_probs": log_probs}
         for name, column in columns.items():
             if np.shape(column)[:1] != (count,):
                 raise ValueError(f"{name}: expected {count} rows (one per env in env_indices), got "
@@ -110,7 +114,7 @@ class VecMemory:
         else:
             self._last_next_states[env_indices[valid]] = next_states[valid]
         if ended.any():
-            self._final_keys.append(env_indices[ended] * _ENV_KEY + rows[ended])
+            self._final_rows.append(np.stack([rows[ended], env_indices[ended]], axis=1))
             self._final_states.append(next_states[ended].copy())
 
     def _write(self, env_indices: np.ndarray, every_env: bool, columns: dict) -> np.ndarray:
@@ -141,39 +145,40 @@ class VecMemory:
         self.append([idx], np.asarray(state)[None], np.asarray(action)[None], [reward], [bool(done)],
                     [False])
 
-    def trajectories(self) -> dict[str, np.ndarray]:
-        """Every env's transitions laid end to end (env 0 first), as flat arrays for
-        `PPO.Memory.add`.
+    def rollout(self) -> Rollout | None:
+        """What is stored, as a Rollout (copies of the arrays; None when nothing is stored).
 
         An env whose last stored transition does not end an episode is closed there as
         truncated, bootstrapping from the last next state seen for it.
         """
         if not len(self):
-            return {}
+            return None
         used = int(self.lengths.max())
-        arrays = {name: array[:used].swapaxes(0, 1) for name, array in self._arrays.items()}
-        keep = arrays.pop("valid") & (np.arange(used)[None, :] < self.lengths[:, None])
-        flat = {name: array[keep] for name, array in arrays.items()}
-        flat["env_ids"] = np.broadcast_to(self._all_envs[:, None], keep.shape)[keep]
-
-        final_keys = list(self._final_keys)
-        final_states = list(self._final_states)
-        per_env = keep.sum(axis=1)
-        last = np.cumsum(per_env) - 1
-        has_steps = per_env > 0
-        open_envs = np.flatnonzero(has_steps & ~(flat["terminated"] | flat["truncated"])[last.clip(0)])
+        arrays = {name: array[:used].copy() for name, array in self._arrays.items()}
+        arrays["valid"] &= np.arange(used)[:, None] < self.lengths[None, :]
+        valid = arrays["valid"]
+        final_rows, final_states = list(self._final_rows), list(self._final_states)
+        has_steps = valid.any(axis=0)
+        last_rows = used - 1 - np.argmax(valid[::-1], axis=0)
+        ends = arrays["terminated"] | arrays["truncated"]
+        open_envs = np.flatnonzero(has_steps & ~ends[last_rows, self._all_envs])
         if len(open_envs):
-            flat["truncated"][last[open_envs]] = True
-            last_rows = used - 1 - np.argmax(keep[open_envs, ::-1], axis=1)
-            final_keys.append(open_envs * _ENV_KEY + last_rows)
+            arrays["truncated"][last_rows[open_envs], open_envs] = True
+            final_rows.append(np.stack([last_rows[open_envs], open_envs], axis=1))
             final_states.append(self._last_next_states[open_envs])
-        keys = np.concatenate(final_keys)
-        flat["final_states"] = np.concatenate(final_states)[np.argsort(keys, kind="stable")]
-        return flat
+        rows = np.concatenate(final_rows)
+        order = np.argsort(rows[:, 0] * self.num_envs + rows[:, 1], kind="stable")
+        return Rollout(final_states=np.concatenate(final_states)[order], **arrays)
+
+    def trajectories(self) -> dict[str, np.ndarray]:
+        """Every env's transitions laid end to end (env 0 first): the flat layout of
+        `Rollout.from_trajectories`, for inspection ({} when nothing is stored)."""
+        rollout = self.rollout()
+        return {} if rollout is None else rollout.trajectories()
 
     def clear(self) -> None:
         self.lengths[:] = 0
         self._aligned_row = 0
         self._num_valid = 0
-        self._final_keys.clear()
+        self._final_rows.clear()
         self._final_states.clear()

@@ -206,7 +206,11 @@ class ActorCritic(nn.Module):
     def act(self, obs: torch.Tensor, generator: torch.Generator | None = None,
             deterministic: bool = False) -> torch.Tensor:
         """Samples (or, deterministic, takes the mode of) the policy's actions for a batch."""
-        out = self.actor(self.features(obs))
+        return self.sample(self.actor(self.features(obs)), generator, deterministic)
+
+    def sample(self, out: torch.Tensor, generator: torch.Generator | None = None,
+               deterministic: bool = False) -> torch.Tensor:
+        """Actions for the actor's output `out` (logits, or the Gaussian's mean in unit space)."""
         noise = None if deterministic else self.draw_noise(out.shape[0], generator, out.device)
         if not self.is_continuous:
             blocks = out.split(self.action_nvec, dim=-1)
@@ -239,12 +243,16 @@ class ActorCritic(nn.Module):
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Log-probs of `actions` (exactly as they were returned by `act`), entropies and values."""
         features = self.features(obs)
-        values = self._values(features)
-        out = self.actor(features)
+        log_probs, entropy = self.log_prob_entropy(self.actor(features), actions)
+        return log_probs, entropy, self._values(features)
+
+    def log_prob_entropy(self, out: torch.Tensor, actions: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probs of `actions` (as `sample` returned them, in env units) under the
+        distribution of the actor's output `out`, and that distribution's entropies."""
         if not self.is_continuous:
-            log_probs, entropy = _categorical_log_prob_entropy(
-                out, actions.long().reshape(out.shape[0], -1), self.action_nvec)
-            return log_probs, entropy, values
+            return _categorical_log_prob_entropy(out, actions.long().reshape(out.shape[0], -1),
+                                                 self.action_nvec)
         log_std = self._log_std().expand_as(out)
         unit_actions = (actions.reshape(out.shape) - self.action_center) / self.action_half_range
         if self.squash_actions:
@@ -259,7 +267,7 @@ class ActorCritic(nn.Module):
         log_probs = log_probs - torch.log(self.action_half_range).sum()
         # Entropy of the Gaussian before squashing (the squashed one has no closed form).
         entropy = (0.5 + HALF_LOG_2PI + log_std).sum(-1) + torch.log(self.action_half_range).sum()
-        return log_probs, entropy, values
+        return log_probs, entropy
 
 
 def _sample_categorical(logits: torch.Tensor, exponential: torch.Tensor | None) -> torch.Tensor:

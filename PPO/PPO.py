@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from .ActorCritic import ACTIVATIONS, ActorCritic
-from .Memory import Batch, Memory
+from .Memory import Memory, Rollout
 from .RND import RND
-from .advantages import compute_gae
+from .advantages import compute_gae, next_valid
 from .export import export_policy
 from .checkpoint import atomic_save, check_compatible, load_state, load_tensors, non_finite_entries
 from .checks import (check_bool, check_finite_float, check_non_negative_float, check_positive_float,
@@ -398,17 +398,38 @@ class PPO:
         they are known (an action ready for the env, as for deployment); `clip_actions=False`
         keeps the raw mean.
         """
-        states, single = self._check_states(state)
-        if self.numpy_actor is not None and (isinstance(states, np.ndarray) or states.device.type == "cpu"):
-            states = states if isinstance(states, np.ndarray) else states.detach().numpy()
-            actions = self.numpy_actor.act(states, self.sample_generator, deterministic)
-        else:
-            states = torch.as_tensor(states).to(self.device, non_blocking=True)
-            actions = self.policy.act(states, self.sample_generator, deterministic).cpu().numpy()
+        actions, _, single = self._act(state, deterministic, with_log_probs=False)
         if deterministic and clip_actions and self.is_continuous and self.action_bounds_given:
             actions = np.clip(actions, self.policy.action_low.cpu().numpy(),
                               self.policy.action_high.cpu().numpy())
         return actions[0] if single else actions
+
+    def sample_actions(self, state, deterministic: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """`get_action(state)`'s actions (unclipped) and their log-probabilities under the
+        policy that chose them, float32 [B] (a scalar for one state): what a rollout stores as
+        the behaviour policy of PPO's ratio (`Rollout.log_probs`)."""
+        actions, log_probs, single = self._act(state, deterministic, with_log_probs=True)
+        return (actions[0], log_probs[0]) if single else (actions, log_probs)
+
+    @torch.no_grad()
+    def _act(self, state, deterministic: bool, with_log_probs: bool
+             ) -> tuple[np.ndarray, np.ndarray | None, bool]:
+        """(actions [B, ...], their log-probs [B] or None, whether one state was given)."""
+        states, single = self._check_states(state)
+        if self.numpy_actor is not None and (isinstance(states, np.ndarray) or states.device.type == "cpu"):
+            states = states if isinstance(states, np.ndarray) else states.detach().numpy()
+            out = self.numpy_actor.actor_output(np.asarray(states, dtype=np.float32)
+                                                .reshape(len(states), -1))
+            actions = self.numpy_actor.sample(out, self.sample_generator, deterministic)
+            out = torch.from_numpy(out)
+        else:
+            states = torch.as_tensor(states).to(self.device, non_blocking=True)
+            out = self.policy.actor(self.policy.features(states))
+            actions = self.policy.sample(out, self.sample_generator, deterministic).cpu().numpy()
+        if not with_log_probs:
+            return actions, None, single
+        log_probs, _ = self.policy.log_prob_entropy(out, torch.as_tensor(actions).to(out.device))
+        return actions, log_probs.float().cpu().numpy(), single
 
     # ------------------------------------------------------------------ update
     @torch.no_grad()
@@ -427,37 +448,41 @@ class PPO:
         return torch.cat([self.policy.value(s) for s in states.split(EVAL_CHUNK)])
 
     @torch.no_grad()
-    def _advantages(self, batch: Batch, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """GAE with termination cutting the return and truncation bootstrapping V(final state).
+    def _advantages(self, batch: Rollout, values: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """GAE over the [T, N] rollout, with termination cutting the return and truncation
+        bootstrapping V(final state); `values` are V of every row, [T, N] (or [T, N, 2] with RND).
 
-        Returns (advantages [L], returns [L] or, with RND, [L, 2]). With RND the intrinsic part
-        is non-episodic: it runs on through episode ends within each env's rows, bootstrapping
-        from V_int of the next stored state, and the advantages are combined as
-        `extrinsic_coef * A_ext + beta * A_int`.
+        Returns (advantages [T, N], returns [T, N] or, with RND, [T, N, 2]). With RND the
+        intrinsic part is non-episodic: it runs on through episode ends within each copy's
+        column, bootstrapping from V_int of the copy's next state, and the advantages are
+        combined as `extrinsic_coef * A_ext + beta * A_int`.
         """
+        valid, ends = batch.valid, batch.ends
         rewards = batch.rewards.float()
         if self.reward_scaler is not None:
-            rewards = self.reward_scaler(rewards, batch.env_ids, batch.episode_starts)
-        ends = batch.segment_ends
-        final_values = self._values_of(batch.final_states)
-        next_values = torch.roll(values, -1, dims=0)
-        next_values[ends] = final_values
+            rewards = self.reward_scaler(rewards, valid, batch.episode_starts)
+        final_values = torch.zeros_like(values)
+        final_values[ends] = self._values_of(batch.final_states)
+        following = next_valid(values, valid)
         if self.rnd is None:
-            next_values[batch.terminated] = 0.0
-            return compute_gae(rewards, values, next_values, ends, self.gamma, self.GAE_lambda)
+            next_values = torch.where(ends, final_values, following).masked_fill(batch.terminated, 0.0)
+            return compute_gae(rewards, values, next_values, ends, valid, self.gamma, self.GAE_lambda)
 
-        extrinsic_next = next_values[:, 0].masked_fill(batch.terminated, 0.0)
-        extrinsic, extrinsic_returns = compute_gae(rewards, values[:, 0], extrinsic_next, ends,
-                                                   self.gamma, self.GAE_lambda)
-        novelty = self.rnd.intrinsic_reward(batch.next_states())
-        self.stats["intrinsic_reward"] = novelty.mean().item()
-        intrinsic_rewards = self.intrinsic_scaler(novelty, batch.env_ids, batch.episode_starts)
-        run_ends = torch.ones_like(ends)
-        run_ends[:-1] = batch.env_ids[1:] != batch.env_ids[:-1]
-        intrinsic_next = torch.roll(values[:, 1], -1)
-        intrinsic_next[ends] = torch.where(run_ends[ends], final_values[:, 1], intrinsic_next[ends])
-        intrinsic, intrinsic_returns = compute_gae(intrinsic_rewards, values[:, 1], intrinsic_next,
-                                                   run_ends, self.intrinsic_gamma, self.GAE_lambda)
+        extrinsic_next = torch.where(ends, final_values[..., 0], following[..., 0])
+        extrinsic, extrinsic_returns = compute_gae(
+            rewards, values[..., 0], extrinsic_next.masked_fill(batch.terminated, 0.0), ends,
+            valid, self.gamma, self.GAE_lambda)
+        novelty = torch.zeros_like(rewards)
+        novelty[valid] = self.rnd.intrinsic_reward(batch.next_states()[valid])
+        self.stats["intrinsic_reward"] = novelty[valid].mean().item()
+        intrinsic_rewards = self.intrinsic_scaler(novelty, valid, batch.episode_starts)
+        # a copy's run ends at its column's last valid row: only there does the return stop
+        column_ends = ends & (next_valid(torch.ones_like(rewards), valid) == 0)
+        intrinsic_next = torch.where(column_ends, final_values[..., 1], following[..., 1])
+        intrinsic, intrinsic_returns = compute_gae(intrinsic_rewards, values[..., 1], intrinsic_next,
+                                                   column_ends, valid, self.intrinsic_gamma,
+                                                   self.GAE_lambda)
         advantages = self.extrinsic_coef * extrinsic + self.beta * intrinsic
         return advantages, torch.stack([extrinsic_returns, intrinsic_returns], dim=-1)
 
@@ -481,25 +506,34 @@ class PPO:
         if len(self.memory) < self.batch_size:
             return None
         batch = self.memory.take()
-        bad_rows = _non_finite_rows(batch.rewards)
+        valid = batch.valid
+        bad_rows = _non_finite_rows(batch.rewards[valid])
         if bad_rows:
             raise NonFiniteError(f"rewards: {len(bad_rows)} of the batch's {len(batch)} steps hold "
                                  f"NaN or inf (rows {bad_rows[:5]}); the batch was dropped and "
                                  f"the learner is unchanged")
-        states, actions = batch.states, batch.actions
-        # The behaviour policy: the weights and observation statistics that chose these actions.
-        # The statistics take this batch in only after the update, for the next rollout.
-        old_log_probs, old_values = self._evaluate_all(states, actions)
-        advantages, returns = self._advantages(batch, old_values)
-        next_states = batch.next_states() if self.rnd is not None else None
+        # The rows of the update; the [T, N] grids serve the scans (GAE, reward scaling).
+        states, actions = batch.states[valid], batch.actions[valid]
+        log_probs_now, old_values = self._evaluate_all(states, actions)
+        # The behaviour policy's log-probs, as recorded when the actions were sampled; where
+        # none were, the learner's own, which are the behaviour's if nothing changed since (the
+        # observation statistics take this batch in only after the update, for the next one).
+        recorded = batch.log_probs[valid]
+        old_log_probs = torch.where(torch.isnan(recorded), log_probs_now, recorded)
+        values = old_values.new_zeros(batch.shape + old_values.shape[1:])
+        values[valid] = old_values
+        advantage_grid, return_grid = self._advantages(batch, values)
+        advantages, returns = advantage_grid[valid], return_grid[valid]
+        next_states = batch.next_states()[valid] if self.rnd is not None else None
         learning_rate = self._anneal_learning_rate()
 
         totals = torch.zeros(7, device=self.device)
         num_updates = 0
-        minibatches_per_epoch = -(-len(batch) // self.mini_batch_size)
+        num_rows = len(states)
+        minibatches_per_epoch = -(-num_rows // self.mini_batch_size)
         for epoch in range(self.k_epochs):
             epoch_kl = torch.zeros((), device=self.device)
-            order = torch.randperm(len(batch), generator=self.shuffle_generator).to(self.device)
+            order = torch.randperm(num_rows, generator=self.shuffle_generator).to(self.device)
             for index in order.split(self.mini_batch_size):
                 log_probs, entropy, values = self.policy.evaluate(states[index], actions[index])
                 policy_loss, ratio, log_ratio = clipped_surrogate_loss(
@@ -534,7 +568,7 @@ class PPO:
         self._check_finite_after_update(dict(zip(("policy_loss", "value_loss", "entropy"), means)))
         if self.numpy_actor is not None:
             self.numpy_actor.refresh()  # the fused Adam step does not bump tensor versions
-        self.samples_learned += len(batch)
+        self.samples_learned += num_rows
         extrinsic_returns = returns if returns.dim() == 1 else returns[:, 0]
         extrinsic_values = old_values if old_values.dim() == 1 else old_values[:, 0]
         explained = 1 - torch.var(extrinsic_returns - extrinsic_values) / (torch.var(extrinsic_returns) + 1e-8)
@@ -542,7 +576,7 @@ class PPO:
             ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"), means)))
         if self.rnd is not None:
             self.stats["rnd_loss"] = means[5]
-        self.stats.update(explained_variance=explained.item(), num_samples=float(len(batch)),
+        self.stats.update(explained_variance=explained.item(), num_samples=float(num_rows),
                           epochs=float(epoch + 1), gradient_steps=float(num_updates),
                           learning_rate=learning_rate)
         return dict(self.stats)

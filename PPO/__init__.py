@@ -5,8 +5,8 @@
 __version__ = "0.2.0"  # the package version (pyproject.toml reads it from here)
 
 from .ActorCritic import ActorCritic
-from .Memory import Batch, Memory
+from .Memory import Memory, Rollout
 from .PPO import PPO
 from .RND import RND
 
-__all__ = ["PPO", "ActorCritic", "Memory", "Batch", "RND", "__version__"]
+__all__ = ["PPO", "ActorCritic", "Memory", "Rollout", "RND", "__version__"]

@@ -1,9 +1,9 @@
-"""Generalised advantage estimation over a batch of trajectories, vectorised across trajectories.
+"""Scans over time-major [T, N] grids (T steps of N env copies), vectorised across copies:
+generalised advantage estimation (a reverse scan) and the discounted running return that reward
+scaling divides by (a forward scan).
 
-The batch is flat: trajectories one after another, each closed by a step whose `segment_ends`
-flag is True (termination, truncation, or the end of what was collected). `next_values[i]` is
-the value the step bootstraps from: V(s_{i+1}) inside a trajectory, V(final observation) where
-an episode was cut by a time limit or collection stopped, and 0 where the episode terminated.
+Rows where `valid` is False are not transitions (an autoreset step, a column's padded tail):
+they add nothing and the scans pass over them.
 """
 from __future__ import annotations
 
@@ -14,75 +14,62 @@ def compute_gae(
     rewards: torch.Tensor,
     values: torch.Tensor,
     next_values: torch.Tensor,
-    segment_ends: torch.Tensor,
+    ends: torch.Tensor,
+    valid: torch.Tensor,
     gamma: float,
     gae_lambda: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Returns (advantages, returns), each shaped like `rewards` ([L]).
+    """Returns (advantages, returns), [T, N] like `rewards` (0 at invalid rows).
 
-    A_i = delta_i + gamma * lambda * A_{i+1} inside a trajectory, A_i = delta_i at its last step,
-    with delta_i = r_i + gamma * next_values_i - V_i; returns = advantages + values.
+    A_t = delta_t + gamma * lambda * A_t' with t' the column's next valid row, where
+    delta_t = r_t + gamma * next_values_t - V_t; at a row where `ends` is set nothing flows
+    back (A_t = delta_t). `next_values[t]` is what step t bootstraps from: V(s_{t+1}) inside an
+    episode, V(final observation) where it was truncated, 0 where it terminated.
+    returns = advantages + values.
     """
-    if rewards.numel() == 0:
-        return rewards.clone(), values.clone()
-    if not bool(segment_ends[-1]):
-        raise ValueError("segment_ends: the last step of the batch must close a trajectory")
+    valid = valid.bool()
     deltas = rewards + gamma * next_values - values
-    # One column per trajectory, zero-padded after its last step: the reverse scan reaches each
-    # trajectory's last step with running == 0, so A = delta there, without crossing trajectories.
-    grid_deltas, grid_index = _to_time_major_grid(deltas, segment_ends)
-    grid_advantages = torch.zeros_like(grid_deltas)
-    running = torch.zeros_like(grid_deltas[0])
+    continues = (~ends.bool()).to(deltas.dtype)
+    advantages = torch.zeros_like(deltas)
+    running = torch.zeros_like(deltas[0]) if len(deltas) else deltas.new_zeros(())
     decay = gamma * gae_lambda
-    for t in range(grid_deltas.shape[0] - 1, -1, -1):
-        running = grid_deltas[t] + decay * running
-        grid_advantages[t] = running
-    advantages = grid_advantages.reshape(-1)[grid_index]
-    return advantages, advantages + values
+    for t in range(deltas.shape[0] - 1, -1, -1):
+        running = torch.where(valid[t], deltas[t] + decay * continues[t] * running, running)
+        advantages[t] = running
+    advantages = advantages * valid
+    return advantages, advantages + values * valid
 
 
-def _to_time_major_grid(x: torch.Tensor, segment_ends: torch.Tensor
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scatters a flat batch into a zero-padded [T_max, num_trajectories] grid, one column per
-    trajectory. Returns the grid of `x` and, for every flat step, its index into the flattened
-    grid.
-    """
-    length = x.shape[0]
-    ends = segment_ends.bool()
-    segment_id = torch.cumsum(ends.long(), 0) - ends.long()
-    num_segments = int(ends.sum())
-    positions = torch.arange(length, device=x.device)
-    starts = torch.zeros(num_segments, dtype=torch.long, device=x.device)
-    starts[1:] = positions[ends][:-1] + 1
-    step_in_segment = positions - starts[segment_id]
-    max_len = int(step_in_segment.max()) + 1 if length else 0
-    grid_index = step_in_segment * num_segments + segment_id
-    grid = torch.zeros(max_len * num_segments, dtype=x.dtype, device=x.device)
-    grid[grid_index] = x
-    return grid.reshape(max_len, num_segments), grid_index
+def next_valid(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """For every row, `x` ([T, N, ...]) at the column's next valid row (0 where there is none)."""
+    following = torch.zeros_like(x)
+    carried = torch.zeros_like(x[0]) if len(x) else x.new_zeros(())
+    valid = valid.bool().reshape(valid.shape + (1,) * (x.dim() - 2))
+    for t in range(x.shape[0] - 1, -1, -1):
+        following[t] = carried
+        carried = torch.where(valid[t], x[t], carried)
+    return following
 
 
 def discounted_running_sums(
     rewards: torch.Tensor,
-    chain_starts: torch.Tensor,
+    episode_starts: torch.Tensor,
+    valid: torch.Tensor,
     initial: torch.Tensor,
     gamma: float,
-) -> torch.Tensor:
-    """Forward discounted sums: R_i = r_i + gamma * R_{i-1}, where a chain start takes
-    `initial[i]` in place of R_{i-1} (0 for a fresh episode, or a value carried over from an
-    earlier batch). Returns R shaped like `rewards`.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward discounted sums per column: R_t = r_t + gamma * R_t'', t'' the column's previous
+    valid row, starting from `initial` [N] (a return carried over from an earlier rollout) and
+    from 0 at episode starts. Returns (R [T, N], each column's last R [N]).
 
     This is the return an env has accumulated so far, whose running std scales rewards.
     """
-    if rewards.numel() == 0:
-        return rewards.clone()
-    starts = chain_starts.bool().clone()
-    starts[0] = True
-    ends = torch.roll(starts, -1)
-    grid_rewards, grid_index = _to_time_major_grid(rewards, ends)
-    running = initial[starts].to(rewards.dtype)
-    grid_sums = torch.empty_like(grid_rewards)
-    for t in range(grid_rewards.shape[0]):
-        running = grid_rewards[t] + gamma * running
-        grid_sums[t] = running
-    return grid_sums.reshape(-1)[grid_index]
+    valid = valid.bool()
+    restarts = episode_starts.bool()
+    sums = torch.zeros_like(rewards)
+    running = initial.to(rewards.dtype).clone()
+    for t in range(rewards.shape[0]):
+        step = rewards[t] + gamma * running.masked_fill(restarts[t], 0.0)
+        running = torch.where(valid[t], step, running)
+        sums[t] = running
+    return sums, running

@@ -91,16 +91,22 @@ class NumpyActor:
     def act(self, obs: np.ndarray, generator: torch.Generator | None = None,
             deterministic: bool = False) -> np.ndarray:
         """`ActorCritic.act` for a NumPy batch of observations [B, ...]."""
+        return self.sample(self.actor_output(np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)),
+                           generator, deterministic)
+
+    def sample(self, out: np.ndarray, generator: torch.Generator | None = None,
+               deterministic: bool = False) -> np.ndarray:
+        """`ActorCritic.sample` for the actor's output computed by `actor_output`."""
         policy = self.policy
-        out = self.actor_output(np.asarray(obs, dtype=np.float32).reshape(len(obs), -1))
         noise = None if deterministic else [_array(n) for n in policy.draw_noise(len(out), generator)]
         if not policy.is_continuous:
             blocks = ([out] if len(policy.action_nvec) == 1
                       else np.split(out, np.cumsum(policy.action_nvec)[:-1], axis=-1))
-            if noise is not None:  # Gumbel-max, as in ActorCritic.act
+            if noise is not None:  # Gumbel-max, as in ActorCritic.sample
                 blocks = [block - np.log(block_noise) for block, block_noise in zip(blocks, noise)]
             actions = [block.argmax(-1) for block in blocks]
             return actions[0] if len(actions) == 1 else np.stack(actions, axis=-1)
+        self._update_copies()
         u = out if noise is None else out + self._std * noise[0]
         if not policy.squash_actions:
             return self._center + self._half_range * u

@@ -148,7 +148,7 @@ def measure_our_rollout(options: dict, seconds: float) -> dict:
         buffer = VecMemory(runner.num_envs)
 
         def collect() -> int:
-            steps = collect_episodes(runner.env, buffer, ppo.get_action).steps
+            steps = collect_episodes(runner.env, buffer, ppo.sample_actions).steps
             buffer.clear()
             return steps
         how = "collect_episodes + buffer.clear()"

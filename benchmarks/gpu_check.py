@@ -55,7 +55,7 @@ def filled_learner(device: str, seed: int = 0) -> PPO:
     ends[127::128] = True
     truncated = ends.copy()
     truncated[255] = False  # one termination among the ends
-    ppo.memory.add(states, rng.normal(size=(512, 2)).astype(np.float32),
+    ppo.memory.add_trajectories(states, rng.normal(size=(512, 2)).astype(np.float32),
                    rng.normal(size=512).astype(np.float32), ends & ~truncated, truncated,
                    states[ends])
     return ppo

@@ -46,7 +46,7 @@ ppo = PPO(False, 4 * 84 * 84, 6, observation_shape=(4, 84, 84), device="cpu", se
           batch_size=1024, mini_batch_size=256, normalize_reward=False, num_threads=threads)
 def fill():
     n = 1024
-    ppo.memory.add(states=torch.randint(0, 256, (n, 4, 84, 84), dtype=torch.uint8),
+    ppo.memory.add_trajectories(states=torch.randint(0, 256, (n, 4, 84, 84), dtype=torch.uint8),
                    actions=torch.randint(0, 6, (n,)), rewards=torch.randn(n),
                    terminated=torch.arange(n) % 128 == 127, truncated=torch.zeros(n, dtype=torch.bool),
                    final_states=torch.zeros(n // 128, 4, 84, 84, dtype=torch.uint8))

@@ -9,6 +9,7 @@ import itertools
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
@@ -58,6 +59,13 @@ class CounterEnv(gym.Env):
         self.t += 1
         terminated = self.episode_length is not None and self.t >= self.episode_length
         return self._obs(action), float(self.offset + self.t), bool(terminated), False, {"t": self.t}
+
+
+def take_flat(memory) -> SimpleNamespace:
+    """Empties a PPO Memory into the flat layout (every copy's transitions laid end to end,
+    copy 0 first; `Rollout.trajectories`), as tensors: the easiest layout to check by hand."""
+    flat = memory.take().trajectories()
+    return SimpleNamespace(**{name: torch.from_numpy(value) for name, value in flat.items()})
 
 
 def make_counter_env(length: int = 5, end: str = "terminate", offset: float = 0.0) -> gym.Env:

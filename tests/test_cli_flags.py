@@ -51,6 +51,7 @@ RUNNER_FLAGS = [
     (["--checkpoint-every", "1234"], lambda r: r.checkpoint_every, 1234),
     (["--seed", "5"], lambda r: r.seed, 5),
     (["--quiet"], lambda r: r.progress_bar, False),
+    (["--overlap"], lambda r: r.overlap is not None, True),
     (["--env", "Acrobot-v1"], lambda r: r.env_id, "Acrobot-v1"),
 ]
 

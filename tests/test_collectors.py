@@ -13,11 +13,12 @@ import pytest
 import torch
 
 from AsyncTools.AsyncPPO import ppo_for_env
+from PPO import Rollout
 from AsyncTools.collectors import Collector, LocalCollector, make_collector
 
 NUM_ENVS, NUM_STEPS, SEED = 4, 16, 3
-KEYS = {"states", "actions", "rewards", "terminated", "truncated", "final_states", "env_ids",
-        "episode_starts"}
+FIELDS = ("states", "actions", "rewards", "terminated", "truncated", "valid", "final_states",
+          "episode_starts", "log_probs")
 BACKENDS = [
     "loop", "native", "subprocess", "vector_env",
     pytest.param("ray", marks=[pytest.mark.slow, pytest.mark.skipif(
@@ -47,25 +48,27 @@ def build(backend: str, rollout: str):
     return collector, ppo
 
 
-def check_round(trajectories: dict, collected, rollout: str) -> None:
-    """The format every collector returns, and CartPole's own values (reward 1 per step)."""
-    assert set(trajectories) == KEYS
-    rows = len(trajectories["states"])
-    assert rows == collected.steps > 0
-    assert all(len(trajectories[key]) == rows for key in KEYS - {"final_states"})
-    env_ids = trajectories["env_ids"]
-    assert np.all(np.diff(env_ids) >= 0) and set(env_ids) <= set(range(NUM_ENVS))
-    closing = trajectories["terminated"] | trajectories["truncated"]
-    last_of_env = np.append(env_ids[1:] != env_ids[:-1], True)
-    assert np.all(closing[last_of_env]), "every env's rows end with a closed trajectory"
-    assert len(trajectories["final_states"]) == int(closing.sum())
-    np.testing.assert_array_equal(trajectories["rewards"], np.ones(rows, np.float32))
+def check_round(rollout: Rollout, collected, mode: str) -> None:
+    """The format every collector returns (a time-major Rollout, column n for copy n, with the
+    behaviour log-probs) and CartPole's own values (reward 1 per step)."""
+    assert isinstance(rollout, Rollout)
+    num_steps, num_envs = rollout.shape
+    assert num_envs == NUM_ENVS and rollout.states.shape == (num_steps, NUM_ENVS, 4)
+    valid = rollout.valid
+    assert len(rollout) == collected.steps > 0
+    rollout.check()  # every column closes with an end; one final state per end
+    np.testing.assert_array_equal(rollout.rewards[valid], np.ones(len(rollout), np.float32))
     np.testing.assert_array_equal(collected.episode_returns, collected.episode_lengths)
-    if rollout == "steps":
-        assert rows <= NUM_ENVS * NUM_STEPS and np.bincount(env_ids).max() <= NUM_STEPS
+    assert np.all(np.isfinite(rollout.log_probs[valid])) and np.all(rollout.log_probs[valid] < 0)
+    assert np.all(np.isin(rollout.actions[valid], [0, 1]))
+    if mode == "steps":
+        assert num_steps == NUM_STEPS  # one row per step, the autoreset rows invalid
     else:
         assert len(collected.episode_returns) == NUM_ENVS
-        assert int(trajectories["terminated"].sum()) == NUM_ENVS  # CartPole: falls within 500
+        assert int(rollout.terminated[valid].sum()) == NUM_ENVS  # CartPole: falls within 500
+        assert np.all(rollout.episode_starts[0]) and valid[0].all()
+        # one episode per column, from row 0 on: the valid rows are each column's head
+        assert np.array_equal(valid.sum(0), np.argmin(np.vstack([valid, ~valid[:1]]), axis=0))
 
 
 @pytest.mark.parametrize("rollout", ["steps", "episodes"])
@@ -99,8 +102,9 @@ def test_subprocess_workers_return_the_loops_data(rollout):
                     collector.sync(learner)
             expected, expected_round = reference.collect(reference_ppo)
             got, got_round = other.collect(ppo)
-            for key in KEYS:
-                np.testing.assert_array_equal(got[key], expected[key], err_msg=f"round {round_}: {key}")
+            for name in FIELDS:
+                np.testing.assert_array_equal(getattr(got, name), getattr(expected, name),
+                                              err_msg=f"round {round_}: {name}")
             np.testing.assert_array_equal(got_round.episode_returns, expected_round.episode_returns)
     finally:
         reference.close(), other.close()

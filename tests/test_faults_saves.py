@@ -109,7 +109,7 @@ def test_save_weights_refuses_a_non_finite_learner(tmp_path):
 
 def fill_memory(ppo: PPO, rewards: np.ndarray) -> None:
     n = len(rewards)
-    ppo.memory.add(states=np.random.default_rng(0).normal(size=(n, OBS_DIM)).astype(np.float32),
+    ppo.memory.add_trajectories(states=np.random.default_rng(0).normal(size=(n, OBS_DIM)).astype(np.float32),
                    actions=np.zeros(n, np.int64), rewards=rewards.astype(np.float32),
                    terminated=np.eye(1, n, n - 1, dtype=bool)[0], truncated=np.zeros(n, bool),
                    final_states=np.zeros((1, OBS_DIM), np.float32))

@@ -3,13 +3,15 @@ per-env Python reference: the stored batch, its advantages, the round's episode 
 AsyncPPO(rollout="steps") and VecMemory's `valid` rows."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 
 from AsyncTools import utils
 from AsyncTools.AsyncPPO import AsyncPPO
-from AsyncTools.rollout import FixedHorizonCollector
+from AsyncTools.rollout import FixedHorizonLoop
 from AsyncTools.vec_memory import VecMemory
 from AsyncTools.vectorizer import EnvVectorizer
 from PPO import PPO
@@ -25,9 +27,14 @@ FIELDS = ("states", "actions", "rewards", "terminated", "truncated", "final_stat
           "episode_starts")
 
 
-def parity_policy(states: np.ndarray) -> np.ndarray:
+def parity_actions(states: np.ndarray) -> np.ndarray:
     """A fixed policy: the parity of the counter (so every action says which state it saw)."""
     return np.asarray(states)[:, 0].astype(np.int64) % 2
+
+
+def parity_policy(states: np.ndarray) -> tuple[np.ndarray, None]:
+    """`parity_actions` as the collection loops take a policy: (actions, no log-probs)."""
+    return parity_actions(states), None
 
 
 def reference_rollout(specs, windows, policy=parity_policy):
@@ -54,7 +61,7 @@ def reference_rollout(specs, windows, policy=parity_policy):
                     needs_reset[i] = False
                     reset_rows += 1
                     continue
-                action = int(policy(states[i][None])[0])
+                action = int(policy(states[i][None])[0][0])
                 next_state, reward, terminated, truncated, _ = env.step(action)
                 per_env[i].append((states[i], action, float(reward), bool(terminated),
                                    bool(truncated), next_state, i, lengths[i] == 0))
@@ -96,20 +103,38 @@ def expected_batch(segments) -> dict[str, np.ndarray]:
 
 
 def collect_batch(specs=SPECS, windows=WINDOWS):
+    """Collects one round per window and transfers each to a learner's Memory. Returns (the
+    rounds' transitions laid end to end, window after window, each window copy by copy: the
+    reference's flat layout, as tensors; the rounds; the stored sizes; the Memory's rollout)."""
     env = EnvVectorizer(counter_factory(specs), len(specs), seed=0)
-    collector = FixedHorizonCollector(env)
+    collector = FixedHorizonLoop(env)
     buffer, memory, rounds, sizes = VecMemory(len(specs), initial_capacity=2), Memory("cpu"), [], []
+    flat = []
     for num_steps in windows:
         rounds.append(collector.collect(buffer, parity_policy, num_steps))
         sizes.append(len(buffer))
+        flat.append(buffer.trajectories())
         utils.buffer_to_target_buffer_transfer(buffer, memory)
         assert len(buffer) == 0
-    return memory.take(), rounds, sizes
+    flat = [part for part in flat if part]
+    batch = SimpleNamespace(**{name: torch.from_numpy(np.concatenate([part[name] for part in flat]))
+                               for name in flat[0]})
+    return batch, rounds, sizes, memory.take()
+
+
+def window_major(grid: torch.Tensor, valid: torch.Tensor, windows) -> np.ndarray:
+    """A [T, N] grid of time-joined windows, laid out as `collect_batch`'s flat batch."""
+    parts, start = [], 0
+    for num_steps in windows:
+        rows = slice(start, start + num_steps)
+        parts.append(grid[rows].T[valid[rows].T].numpy())
+        start += num_steps
+    return np.concatenate(parts)
 
 
 # ------------------------------------------------------------------ the stored batch
 def test_collected_batch_equals_the_per_env_reference():
-    batch, rounds, sizes = collect_batch()
+    batch, rounds, sizes, _ = collect_batch()
     reference = reference_rollout(SPECS, WINDOWS)
     expected = {name: np.concatenate([expected_batch(seg)[name] for seg, *_ in reference])
                 for name in FIELDS}
@@ -118,12 +143,12 @@ def test_collected_batch_equals_the_per_env_reference():
         assert got.dtype == expected[name].dtype, name
         assert np.array_equal(got, expected[name]), f"{name}:\n{got}\n!=\n{expected[name]}"
     # Sanity of the reference itself: the layout the scenario was built for.
-    assert len(batch) == sum(stored for _, _, stored, _ in reference) == 41
-    assert int(batch.segment_ends.sum()) == len(batch.final_states) == 18
+    assert len(batch.states) == sum(stored for _, _, stored, _ in reference) == 41
+    assert int((batch.terminated | batch.truncated).sum()) == len(batch.final_states) == 18
 
 
 def test_reset_rows_are_never_stored_and_round_steps_count_transitions():
-    batch, rounds, sizes = collect_batch()
+    batch, rounds, sizes, _ = collect_batch()
     reference = reference_rollout(SPECS, WINDOWS)
     for num_steps, round_, size, (_, _, stored, reset_rows) in zip(WINDOWS, rounds, sizes, reference):
         assert reset_rows > 0
@@ -136,11 +161,11 @@ def test_reset_rows_are_never_stored_and_round_steps_count_transitions():
     previous_ends = (batch.terminated | batch.truncated).numpy()[starts - 1]
     assert starts[0] == 0 and previous_ends[1:].all()
     # Stored actions are what the policy chose for the stored state.
-    assert np.array_equal(batch.actions.numpy(), parity_policy(states))
+    assert np.array_equal(batch.actions.numpy(), parity_actions(states))
 
 
 def test_round_episode_statistics_including_episodes_spanning_two_calls():
-    _, rounds, _ = collect_batch()
+    _, rounds, _, _ = collect_batch()
     reference = reference_rollout(SPECS, WINDOWS)
     for round_, (_, finished, _, _) in zip(rounds, reference):
         assert round_.episode_returns.tolist() == [r for r, _ in finished]
@@ -164,7 +189,7 @@ def test_round_episode_statistics_including_episodes_spanning_two_calls():
     ([(2, "terminate"), (9, "truncate"), (4, "both")], (1, 1, 5)),  # one-step horizons
 ])
 def test_other_layouts_equal_the_reference(specs, windows):
-    batch, rounds, _ = collect_batch(specs, windows)
+    batch, rounds, _, _ = collect_batch(specs, windows)
     reference = reference_rollout(specs, windows)
     for name in FIELDS:
         expected = np.concatenate([expected_batch(seg)[name] for seg, *_ in reference if seg])
@@ -200,7 +225,7 @@ def naive_gae(segments, value, gamma, lam) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("critic", ["network", "linear"])
 def test_gae_on_the_collected_batch_equals_the_naive_reference(critic):
-    batch, _, _ = collect_batch()
+    _, _, _, rollout = collect_batch()
     reference = reference_rollout(SPECS, WINDOWS)
     segments = [segment for segs, *_ in reference for segment in segs]
     ppo = PPO(False, 2, 2, gamma=0.9, GAE_lambda=0.8, seed=0, device="cpu", normalize_reward=False)
@@ -211,16 +236,18 @@ def test_gae_on_the_collected_batch_equals_the_naive_reference(critic):
         with torch.no_grad():
             return float(ppo.policy.value(torch.as_tensor(np.asarray(state, np.float32))[None])[0])
 
+    valid = rollout.valid
     with torch.no_grad():
-        values = ppo.policy.value(batch.states)
-    advantages, returns = ppo._advantages(batch, values)
+        values = ppo.policy.value(rollout.states.reshape(-1, 2)).reshape(valid.shape) * valid
+    advantages, returns = ppo._advantages(rollout, values)
     expected_adv, expected_ret = naive_gae(segments, value, 0.9, 0.8)
-    np.testing.assert_allclose(advantages.numpy(), expected_adv, rtol=1e-5, atol=1e-3)
-    np.testing.assert_allclose(returns.numpy(), expected_ret, rtol=1e-5, atol=1e-3)
+    got_adv = window_major(advantages, valid, WINDOWS)
+    np.testing.assert_allclose(got_adv, expected_adv, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(window_major(returns, valid, WINDOWS), expected_ret, rtol=1e-5, atol=1e-3)
     # Terminated ends bootstrap nothing: there A = r - V(s).
-    ends = batch.terminated.numpy()
-    np.testing.assert_allclose(advantages.numpy()[ends],
-                               (batch.rewards - values).numpy()[ends], rtol=1e-6, atol=1e-4)
+    ends = window_major(rollout.terminated, valid, WINDOWS)
+    np.testing.assert_allclose(got_adv[ends], window_major(rollout.rewards - values, valid, WINDOWS)[ends],
+                               rtol=1e-6, atol=1e-4)
 
 
 # --------------------------------------------------------------------------- AsyncPPO
@@ -240,9 +267,10 @@ def test_asyncppo_steps_rollout_counts_transitions_and_episodes():
     batch = ppo.memory.take()
     for name in ("rewards", "terminated", "truncated"):
         expected = np.concatenate([expected_batch(seg)[name] for seg, *_ in reference])
-        assert np.array_equal(getattr(batch, name).numpy(), expected), name
+        got = window_major(getattr(batch, name), batch.valid, windows)
+        assert np.array_equal(got, expected), name
     expected_t = np.concatenate([expected_batch(seg)["states"][:, 0] for seg, *_ in reference])
-    assert np.array_equal(batch.states[:, 0].numpy(), expected_t)
+    assert np.array_equal(window_major(batch.states[..., 0], batch.valid, windows), expected_t)
     trainer.close()
 
 
@@ -348,14 +376,17 @@ def test_vecmemory_drops_invalid_rows(orders):
     assert len(memory) == int(VALID.sum()) == 14
     got = memory.trajectories()
     expected = expected_trajectories()
-    assert set(got) == set(FIELDS)
+    assert set(got) == set(FIELDS) | {"log_probs"} and np.isnan(got["log_probs"]).all()
     for name in FIELDS:
         assert np.array_equal(got[name], expected[name]), f"{name}:\n{got[name]}\n!=\n{expected[name]}"
+    rollout = memory.rollout()  # the grid itself: the rows as appended, the valid mask as given
+    assert np.array_equal(rollout.valid, VALID) and np.array_equal(rollout.rewards[VALID],
+                                                                  memory_data()[2][VALID])
     # One final state per valid closing row; env 3's tail bootstraps from its last valid row
     # (next state of row 1), not from the garbage of its invalid rows.
     assert len(got["final_states"]) == int((got["terminated"] | got["truncated"]).sum()) == 6
     assert got["final_states"][-1].tolist() == [301.5, -0.5]
-    Memory("cpu").add(**got)  # a valid batch for the learner
+    Memory("cpu").add_trajectories(**got)  # a valid batch for the learner
 
 
 def test_vecmemory_slice_and_fancy_paths_agree():

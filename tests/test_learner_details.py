@@ -11,89 +11,76 @@ from torch.distributions import Categorical
 
 from PPO import PPO
 from PPO.ActorCritic import ActorCritic, NatureCNN
-from PPO.advantages import compute_gae, discounted_running_sums
+from PPO.Memory import Rollout
+from PPO.advantages import compute_gae
 from PPO.normalization import RewardScaler
 
 from conftest import REPO_ROOT
 
 
 # ------------------------------------------------------------------ reward scaling
-def test_discounted_running_sums_by_hand():
-    # gamma 0.5; chains start at 0 (initial 0) and at 3 (initial 4, carried over).
-    rewards = torch.tensor([1.0, 2.0, 4.0, 1.0, 1.0], dtype=torch.float64)
-    starts = torch.tensor([True, False, False, True, False])
-    initial = torch.tensor([0.0, 0.0, 0.0, 4.0, 0.0], dtype=torch.float64)
-    sums = discounted_running_sums(rewards, starts, initial, 0.5)
-    # 1; 2 + 0.5*1 = 2.5; 4 + 1.25 = 5.25 | 1 + 0.5*4 = 3; 1 + 1.5 = 2.5
-    torch.testing.assert_close(sums, torch.tensor([1.0, 2.5, 5.25, 3.0, 2.5], dtype=torch.float64))
-
-
-def reference_scaled_rewards(batches, gamma, episodic=True, clip=10.0):
-    """gymnasium NormalizeReward's rule, step by step per env: R = r + gamma * R (restarted at
-    episode starts), rewards divided by the std of every R seen so far."""
+def reference_scaled_rewards(rollouts, gamma, episodic=True, clip=10.0):
+    """gymnasium NormalizeReward's rule, step by step per env copy (column): R = r + gamma * R
+    (restarted at episode starts), rewards divided by the std of every R seen so far."""
     carried, seen, out = {}, [], []
-    for rows in batches:
-        batch_out = []
-        for env, starts, reward in rows:
-            previous = 0.0 if (starts and episodic) else carried.get(env, 0.0)
-            carried[env] = reward + gamma * previous
-            seen.append(carried[env])
+    for rewards, valid, starts in rollouts:
+        for t in range(rewards.shape[0]):
+            for env in range(rewards.shape[1]):
+                if valid[t, env]:
+                    previous = 0.0 if (starts[t, env] and episodic) else carried.get(env, 0.0)
+                    carried[env] = rewards[t, env] + gamma * previous
+                    seen.append(carried[env])
         std = np.sqrt(np.var(seen) + 1e-8)
-        batch_out = [np.clip(reward / std, -clip, clip) for _, _, reward in rows]
-        out.append(np.array(batch_out))
+        out.append(np.clip(rewards / std, -clip, clip))
     return out
 
 
-def random_batches(rng, num_batches=4):
-    """Rows (env, episode_start, reward): each batch lays runs of envs 0..2 in turn, an env
-    appearing twice in a batch (two transfers before one learn) in some batches."""
-    batches = []
-    for _ in range(num_batches):
-        rows = []
-        for _ in range(rng.integers(1, 3)):
-            for env in (0, 2, 1):
-                for _ in range(rng.integers(1, 7)):
-                    rows.append((env, bool(rng.random() < 0.25), float(rng.normal(1.0, 2.0))))
-        batches.append(rows)
-    return batches
+def random_rollouts(rng, num_rollouts=4, num_envs=3):
+    """[T, N] rewards, valid masks (some invalid rows) and episode starts, T varying."""
+    rollouts = []
+    for _ in range(num_rollouts):
+        shape = (int(rng.integers(1, 9)), num_envs)
+        rollouts.append((rng.normal(1.0, 2.0, size=shape).astype(np.float32),
+                         rng.random(shape) < 0.8, rng.random(shape) < 0.25))
+    return rollouts
 
 
 @pytest.mark.parametrize("episodic", [True, False])
 def test_reward_scaler_matches_the_per_step_reference(episodic):
     rng = np.random.default_rng(0)
-    batches = random_batches(rng)
+    rollouts = random_rollouts(rng)
     scaler = RewardScaler(0.9, episodic=episodic)
-    expected = reference_scaled_rewards(batches, 0.9, episodic)
-    for rows, reference in zip(batches, expected):
-        env_ids = torch.tensor([r[0] for r in rows])
-        starts = torch.tensor([r[1] for r in rows])
-        rewards = torch.tensor([r[2] for r in rows], dtype=torch.float32)
-        scaled = scaler(rewards, env_ids, starts)
-        np.testing.assert_allclose(scaled.numpy(), reference, rtol=1e-5, atol=1e-6)
-    assert float(scaler.return_stats.count) == sum(len(rows) for rows in batches)
+    expected = reference_scaled_rewards(rollouts, 0.9, episodic)
+    for (rewards, valid, starts), reference in zip(rollouts, expected):
+        scaled = scaler(torch.from_numpy(rewards), torch.from_numpy(valid), torch.from_numpy(starts))
+        np.testing.assert_allclose(scaled.numpy()[valid], reference[valid], rtol=1e-5, atol=1e-6)
+    assert float(scaler.return_stats.count) == sum(int(v.sum()) for _, v, _ in rollouts)
 
 
 def test_reward_scaler_clips():
     scaler = RewardScaler(0.0, clip=2.0)  # gamma 0: R = r, so std of the rewards themselves
-    rewards = torch.tensor([0.0] * 99 + [1000.0])
-    scaled = scaler(rewards, torch.zeros(100, dtype=torch.long), torch.ones(100, dtype=torch.bool))
+    rewards = torch.tensor([0.0] * 99 + [1000.0])[:, None]
+    scaled = scaler(rewards, torch.ones(100, 1, dtype=torch.bool), torch.ones(100, 1, dtype=torch.bool))
     assert float(scaled.max()) == 2.0 and float(scaled[0]) == 0.0
 
 
 def test_learn_scales_rewards_before_gae():
+    """One column: an episode terminated at step 2, the next truncated at step 4."""
     ppo = PPO(False, 3, 2, normalize_reward=True, gamma=0.9, GAE_lambda=0.8, device="cpu", seed=0)
-    from PPO.Memory import Batch
     rewards = torch.tensor([1.0, 2.0, 3.0, -1.0, 0.5])
-    batch = Batch(states=torch.randn(5, 3), actions=torch.zeros(5, dtype=torch.long),
-                  rewards=rewards, terminated=torch.tensor([0, 0, 1, 0, 0], dtype=torch.bool),
-                  truncated=torch.tensor([0, 0, 0, 0, 1], dtype=torch.bool),
-                  final_states=torch.randn(2, 3))
-    values = torch.zeros(5)
+    terminated = torch.tensor([0, 0, 1, 0, 0], dtype=torch.bool)
+    truncated = torch.tensor([0, 0, 0, 0, 1], dtype=torch.bool)
+    batch = Rollout.from_trajectories(torch.randn(5, 3), torch.zeros(5, dtype=torch.long), rewards,
+                                      terminated, truncated, torch.randn(2, 3),
+                                      env_ids=torch.zeros(5, dtype=torch.long)).to("cpu")
     torch.nn.init.zeros_(ppo.policy.critic[-1].weight)
+    torch.nn.init.zeros_(ppo.policy.critic[-1].bias)
+    values = torch.zeros(5, 1)
     advantages, _ = ppo._advantages(batch, values)
     returns = np.array([1.0, 2.0 + 0.9, 3.0 + 0.9 * 2.9, -1.0, 0.5 - 0.9])
-    scaled = rewards / np.sqrt(returns.var() + 1e-8)
-    reference, _ = compute_gae(scaled, values, torch.zeros(5), batch.terminated | batch.truncated,
+    scaled = (rewards / np.sqrt(returns.var() + 1e-8))[:, None]
+    ends = (terminated | truncated)[:, None]
+    reference, _ = compute_gae(scaled, values, torch.zeros(5, 1), ends, torch.ones_like(ends),
                                0.9, 0.8)
     torch.testing.assert_close(advantages, reference)
 
@@ -110,7 +97,7 @@ def fill(ppo, num_steps, rng, obs_shape=None, dtype=np.float32):
     truncated[7::8] = True
     truncated[-1] = True
     finals = states[truncated]
-    ppo.memory.add(states, actions, rng.normal(size=num_steps).astype(np.float32),
+    ppo.memory.add_trajectories(states, actions, rng.normal(size=num_steps).astype(np.float32),
                    np.zeros(num_steps, bool), truncated, finals)
     return states, actions
 
@@ -218,7 +205,7 @@ def test_ppo_on_uint8_frames_stores_uint8_and_trains():
     assert isinstance(ppo.policy.torso, NatureCNN)
     rng = np.random.default_rng(0)
     states, _ = fill(ppo, 16, rng, obs_shape=shape, dtype=np.uint8)
-    assert ppo.memory._chunks[0].states.dtype == torch.uint8
+    assert ppo.memory.state()[0]["states"].dtype == torch.uint8
     before = [p.clone() for p in ppo.policy.torso.parameters()]
     stats = ppo.learn()
     assert np.isfinite(stats["value_loss"])

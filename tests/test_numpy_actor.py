@@ -119,7 +119,7 @@ def test_numpy_actor_follows_learning_and_loading(tmp_path):
     before = ppo.numpy_actor.actor_output(obs).copy()
     rng = np.random.default_rng(0)
     states = observations(64, seed=5)
-    ppo.memory.add(states, ppo.get_action(states), rng.normal(size=64).astype(np.float32) * 5,
+    ppo.memory.add_trajectories(states, ppo.get_action(states), rng.normal(size=64).astype(np.float32) * 5,
                    np.arange(64) % 8 == 7, np.zeros(64, bool), observations(8, seed=6))
     assert ppo.learn() is not None
     torch_out = ppo.policy.actor(ppo.policy.features(torch.from_numpy(obs))).detach().numpy()
@@ -141,10 +141,10 @@ def test_image_ppo_acts_through_torch():
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
 def test_training_with_the_numpy_actor_equals_training_through_torch(env_id):
-    """The whole loop, both ways from the same seeds. Discrete: the same transitions are
-    collected, so the weights after several updates are bit-for-bit the same. Continuous: NumPy's
-    and torch's matrix products round differently in the last bits, so the actions (and then the
-    weights) agree to float32 precision rather than bit for bit."""
+    """The whole loop, both ways from the same seeds. NumPy's and torch's matrix products round
+    differently in the last bits, so the behaviour log-probs recorded at sampling (and, for
+    continuous actions, the actions) differ there, and the weights after several updates agree
+    to float32 precision rather than bit for bit."""
     import gymnasium as gym
     from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env
 
@@ -163,7 +163,4 @@ def test_training_with_the_numpy_actor_equals_training_through_torch(env_id):
 
     with_numpy, with_torch = train(True), train(False)
     for name, tensor in with_torch.items():
-        if env_id == "CartPole-v1":
-            assert torch.equal(with_numpy[name], tensor), name
-        else:
-            torch.testing.assert_close(with_numpy[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+        torch.testing.assert_close(with_numpy[name], tensor, rtol=1e-4, atol=1e-5, msg=name)

@@ -11,7 +11,7 @@ from torch.distributions import (AffineTransform, Categorical, Independent, Norm
 
 import PPO.checkpoint as checkpoint
 from PPO import PPO
-from PPO.Memory import Batch
+from PPO.Memory import Rollout
 from PPO.advantages import compute_gae
 
 OBS_DIM = 5
@@ -54,7 +54,7 @@ def fill_memory(ppo, num_steps, rng, rewards=None, episode_len=10):
         truncated[-1] = True
     num_ends = int((terminated | truncated).sum())
     final_states = rng.normal(size=(num_ends, OBS_DIM)).astype(np.float32)
-    ppo.memory.add(states, actions, rewards, terminated, truncated, final_states)
+    ppo.memory.add_trajectories(states, actions, rewards, terminated, truncated, final_states)
     return states, actions
 
 
@@ -132,7 +132,7 @@ def test_saturated_squashed_samples_have_finite_log_probs_and_unit_ratio():
     assert torch.equal(torch.exp(lp1 - lp2), torch.ones(400))
 
     # and through learn(): the stored samples all have ratio 1, and nothing is NaN
-    ppo.memory.add(states, actions, np.zeros(400, np.float32), np.zeros(400, bool),
+    ppo.memory.add_trajectories(states, actions, np.zeros(400, np.float32), np.zeros(400, bool),
                    np.r_[np.zeros(399, bool), True], rng.normal(size=(1, OBS_DIM)).astype(np.float32))
     stats = ppo.learn()
     assert all(math.isfinite(stats[k]) for k in STAT_KEYS)
@@ -224,27 +224,31 @@ def test_learn_waits_for_batch_size_then_learns(kind):
 
 
 def test_advantages_bootstrap_truncation_and_cut_termination():
-    """The learner's GAE: terminated steps bootstrap 0, truncated ones V(final state)."""
+    """The learner's GAE: terminated steps bootstrap 0, truncated ones V(final state). One
+    column: an episode terminated at step 2, then an autoreset row, then one truncated at 5."""
     ppo = make_ppo("discrete", gamma=0.9, GAE_lambda=0.8)
     g = torch.Generator().manual_seed(0)
-    states = torch.randn(6, OBS_DIM, generator=g)
+    states = torch.randn(6, 1, OBS_DIM, generator=g)
     finals = torch.randn(2, OBS_DIM, generator=g) * 3
-    batch = Batch(states=states, actions=torch.zeros(6, dtype=torch.long),
-                  rewards=torch.arange(6, dtype=torch.float32),
-                  terminated=torch.tensor([0, 0, 1, 0, 0, 0], dtype=torch.bool),
-                  truncated=torch.tensor([0, 0, 0, 0, 0, 1], dtype=torch.bool),
-                  final_states=finals)
+    column = lambda *xs: torch.tensor(xs, dtype=torch.bool)[:, None]  # noqa: E731
+    batch = Rollout(states=states, actions=torch.zeros(6, 1, dtype=torch.long),
+                    rewards=torch.arange(6, dtype=torch.float32)[:, None],
+                    terminated=column(0, 0, 1, 0, 0, 0), truncated=column(0, 0, 0, 0, 0, 1),
+                    valid=column(1, 1, 1, 0, 1, 1), final_states=finals,
+                    episode_starts=column(1, 0, 0, 0, 1, 0),
+                    log_probs=torch.full((6, 1), float("nan")))
     with torch.no_grad():
-        values = ppo.policy.value(states)
+        values = ppo.policy.value(states[:, 0])
         v_final = ppo.policy.value(finals)
     assert abs(float(v_final[1])) > 1e-3  # the bootstrap is a real nonzero number
-    adv, ret = ppo._advantages(batch, values)
-    next_values = torch.stack([values[1], values[2], torch.tensor(0.0),
-                               values[4], values[5], v_final[1]])
-    ends = batch.terminated | batch.truncated
-    ref_adv, ref_ret = compute_gae(batch.rewards, values, next_values, ends, 0.9, 0.8)
+    adv, ret = ppo._advantages(batch, values[:, None] * batch.valid)
+    next_values = torch.stack([values[1], values[2], torch.tensor(0.0), torch.tensor(0.0),
+                               values[5], v_final[1]])[:, None]
+    ref_adv, ref_ret = compute_gae(batch.rewards, values[:, None] * batch.valid, next_values,
+                                   batch.ends, batch.valid, 0.9, 0.8)
     torch.testing.assert_close(adv, ref_adv)
     torch.testing.assert_close(ret, ref_ret)
+    assert adv[3, 0] == 0 and adv[2, 0] == batch.rewards[2, 0] - values[2]  # nothing flows across
 
 
 # ------------------------------------------------------------ argument checks

@@ -16,7 +16,7 @@ from gymnasium.wrappers import TimeLimit
 
 from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env
 from AsyncTools.ray_backend import RayCollector, connect_ray, init_local_ray, worker_slices
-from AsyncTools.rollout import FixedHorizonCollector, collect_episodes
+from AsyncTools.rollout import FixedHorizonLoop, collect_episodes
 from AsyncTools.vec_memory import VecMemory
 from AsyncTools.vectorizer import EnvStepError, EnvVectorizer
 from PPO import PPO
@@ -156,10 +156,10 @@ def test_ray_rounds_equal_loop_rounds_of_the_same_seed(ray_session, rollout):
     collector = RayCollector(make_seeded_counter, ppo, num_envs, seed=SEED, rollout=rollout,
                              num_steps=num_steps, num_workers=2, deterministic=True)
     local = EnvVectorizer(make_seeded_counter, num_envs, seed=SEED, backend="loop")
-    buffer, horizon = VecMemory(num_envs), FixedHorizonCollector(local)
+    buffer, horizon = VecMemory(num_envs), FixedHorizonLoop(local)
 
     def act(states):
-        return ppo.get_action(states, deterministic=True)
+        return ppo.sample_actions(states, deterministic=True)
 
     try:
         assert collector.slices == [(0, 3), (3, 2)]
@@ -168,16 +168,18 @@ def test_ray_rounds_equal_loop_rounds_of_the_same_seed(ray_session, rollout):
                 with torch.no_grad():
                     ppo.policy.actor[-1].weight.neg_()
             collector.sync(ppo)
-            remote, remote_round = collector.collect(ppo)
+            remote_rollout, remote_round = collector.collect(ppo)
             local_round = (collect_episodes(local, buffer, act) if rollout == "episodes"
                            else horizon.collect(buffer, act, num_steps))
-            expected = buffer.trajectories()
+            assert remote_rollout.shape[1] == num_envs  # one column per copy, in copy order
+            remote, expected = remote_rollout.trajectories(), buffer.trajectories()
             buffer.clear()
 
             assert remote.keys() == expected.keys()
             for name in expected:
                 assert remote[name].dtype == expected[name].dtype, name
-                assert np.array_equal(remote[name], expected[name]), f"round {round_}: {name}"
+                assert np.array_equal(remote[name], expected[name], equal_nan=True), \
+                    f"round {round_}: {name}"
             assert remote_round.steps == local_round.steps
             pairs = lambda r: sorted(zip(r.episode_returns.tolist(), r.episode_lengths.tolist()))
             assert pairs(remote_round) == pairs(local_round)
@@ -221,7 +223,7 @@ def test_runner_on_ray_warms_up_rnd_and_survives_killed_workers(ray_session, cap
                       progress_bar=False)
     added: list[np.ndarray] = []
     add = ppo.memory.add
-    ppo.memory.add = lambda **data: (added.append(data["env_ids"]), add(**data))[1]
+    ppo.memory.add = lambda rollout: (added.append(rollout.trajectories()["env_ids"]), add(rollout))[1]
     warmed_up: list[int] = []
     update_obs_stats = ppo.rnd.update_obs_stats
     ppo.rnd.update_obs_stats = lambda obs: (warmed_up.append(len(obs)), update_obs_stats(obs))[1]

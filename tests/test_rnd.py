@@ -102,7 +102,7 @@ def fill_memory(ppo, num_steps, rng):
     truncated[31::32] = True
     truncated[-1] = True
     num_ends = int((terminated | truncated).sum())
-    ppo.memory.add(states, actions, np.zeros(num_steps, np.float32), terminated, truncated,
+    ppo.memory.add_trajectories(states, actions, np.zeros(num_steps, np.float32), terminated, truncated,
                    rng.normal(size=(num_ends, OBS_DIM)).astype(np.float32))
 
 
@@ -169,20 +169,20 @@ def test_ppo_without_rnd_has_no_intrinsic_reward():
 def test_beta_scales_the_intrinsic_advantage():
     """With extrinsic rewards and all values zero, A_ext = 0 and the advantages are
     beta * A_int: doubling beta doubles them exactly."""
-    from PPO.Memory import Batch
+    from PPO.Memory import Rollout
 
     def advantages(beta):
         ppo = PPO(False, OBS_DIM, 2, use_RND=True, beta=beta, device="cpu", seed=0,
                   gamma=0.9, GAE_lambda=1.0)
         g = torch.Generator().manual_seed(0)
-        states = torch.randn(8, OBS_DIM, generator=g)
-        batch = Batch(states=states, actions=torch.zeros(8, dtype=torch.long),
-                      rewards=torch.zeros(8), terminated=torch.tensor([0] * 7 + [1], dtype=torch.bool),
-                      truncated=torch.zeros(8, dtype=torch.bool),
-                      final_states=torch.randn(1, OBS_DIM, generator=g))
+        batch = Rollout.from_trajectories(
+            torch.randn(8, OBS_DIM, generator=g), torch.zeros(8, dtype=torch.long),
+            torch.zeros(8), torch.tensor([0] * 7 + [1], dtype=torch.bool),
+            torch.zeros(8, dtype=torch.bool), torch.randn(1, OBS_DIM, generator=g)).to("cpu")
         torch.nn.init.zeros_(ppo.policy.critic[-1].weight)  # all values 0: only rewards count
-        adv, returns = ppo._advantages(batch, torch.zeros(8, 2))
-        assert returns.shape == (8, 2) and torch.all(returns[:, 0] == 0)
+        torch.nn.init.zeros_(ppo.policy.critic[-1].bias)
+        adv, returns = ppo._advantages(batch, torch.zeros(8, 1, 2))
+        assert returns.shape == (8, 1, 2) and torch.all(returns[..., 0] == 0)
         return adv, ppo.stats["intrinsic_reward"]
 
     adv1, r1 = advantages(0.1)
@@ -215,43 +215,53 @@ def test_rnd_gives_the_critic_two_value_heads():
 
 
 def test_intrinsic_returns_run_through_episode_ends_within_an_env():
-    """Env 0 has two episodes (the first terminated), env 1 one truncated episode. The extrinsic
-    GAE cuts at env 0's termination; the intrinsic GAE runs on into env 0's next episode
-    (bootstrapping V_int of its first state) and stops only where each env's rows end."""
-    from PPO.Memory import Batch
+    """Column 0 holds two episodes (the first terminated at row 1, an autoreset row 2 between
+    them, the second terminated at row 5), column 1 one episode truncated at row 1 (then a
+    padded tail). The extrinsic GAE cuts at every end; the intrinsic GAE runs on from row 1
+    into column 0's next episode (bootstrapping V_int of its first state, past the autoreset
+    row) and stops only at each column's last step."""
+    from PPO.Memory import Rollout
     ppo = PPO(False, OBS_DIM, 2, use_RND=True, beta=1.0, extrinsic_coef=2.0, gamma=0.9,
               intrinsic_gamma=0.8, GAE_lambda=0.7, device="cpu", seed=0, normalize_reward=False)
     g = torch.Generator().manual_seed(0)
-    states = torch.randn(7, OBS_DIM, generator=g)
-    finals = torch.randn(3, OBS_DIM, generator=g)
-    batch = Batch(states=states, actions=torch.zeros(7, dtype=torch.long),
-                  rewards=torch.arange(7, dtype=torch.float32),
-                  terminated=torch.tensor([0, 1, 0, 0, 1, 0, 0], dtype=torch.bool),
-                  truncated=torch.tensor([0, 0, 0, 0, 0, 0, 1], dtype=torch.bool),
-                  final_states=finals,
-                  env_ids=torch.tensor([0, 0, 0, 0, 0, 1, 1]),
-                  episode_starts=torch.tensor([1, 0, 1, 0, 0, 1, 0], dtype=torch.bool))
+    states = torch.randn(6, 2, OBS_DIM, generator=g)
+    finals = torch.randn(3, OBS_DIM, generator=g)  # row-major: (1, 0), (1, 1), (5, 0)
+
+    def grid(column0, column1):
+        return torch.tensor([column0, column1], dtype=torch.bool).T
+
+    valid = grid([1, 1, 0, 1, 1, 1], [1, 1, 0, 0, 0, 0])
+    batch = Rollout(states=states, actions=torch.zeros(6, 2, dtype=torch.long),
+                    rewards=torch.arange(12, dtype=torch.float32).reshape(6, 2),
+                    terminated=grid([0, 1, 0, 0, 0, 1], [0] * 6),
+                    truncated=grid([0] * 6, [0, 1, 0, 0, 0, 0]), valid=valid,
+                    final_states=finals, episode_starts=grid([1, 0, 0, 1, 0, 0], [1, 0, 0, 0, 0, 0]),
+                    log_probs=torch.full((6, 2), float("nan")))
     with torch.no_grad():
-        values = ppo.policy.value(states)
+        values = ppo.policy.value(states.reshape(12, OBS_DIM)).reshape(6, 2, 2) * valid[..., None]
         final_values = ppo.policy.value(finals)
     advantages, returns = ppo._advantages(batch, values)
     # scored after the batch joined RND's input statistics, as inside _advantages
-    novelty = ppo.rnd.intrinsic_reward(batch.next_states(), update_stats=False)
+    novelty = torch.zeros(6, 2)
+    novelty[valid] = ppo.rnd.intrinsic_reward(batch.next_states()[valid], update_stats=False)
 
-    ends = batch.terminated | batch.truncated
-    ext_next = torch.stack([values[1, 0], torch.tensor(0.0), values[3, 0], values[4, 0],
-                            torch.tensor(0.0), values[6, 0], final_values[2, 0]])
-    ext_adv, ext_ret = compute_gae(batch.rewards, values[:, 0], ext_next, ends, 0.9, 0.7)
-    # Non-episodic: after env 0's termination at step 1 the intrinsic return flows on to step 2.
-    int_next = torch.stack([values[1, 1], values[2, 1], values[3, 1], values[4, 1],
-                            final_values[1, 1], values[6, 1], final_values[2, 1]])
-    run_ends = torch.tensor([0, 0, 0, 0, 1, 0, 1], dtype=torch.bool)
-    int_rewards = ppo.intrinsic_scaler.return_stats  # scaled by the std of the intrinsic return
-    scale = torch.sqrt(int_rewards.var + int_rewards.eps).float()
-    int_adv, int_ret = compute_gae(novelty / scale, values[:, 1], int_next, run_ends, 0.8, 0.7)
-    torch.testing.assert_close(returns[:, 0], ext_ret)
-    torch.testing.assert_close(returns[:, 1], int_ret)
+    zero = torch.tensor(0.0)
+    v = values
+    ext_next = torch.stack([torch.stack([v[1, 0, 0], zero, zero, v[4, 0, 0], v[5, 0, 0], zero]),
+                            torch.stack([v[1, 1, 0], final_values[1, 0], zero, zero, zero, zero])]).T
+    ext_adv, ext_ret = compute_gae(batch.rewards, v[..., 0], ext_next, batch.ends, valid, 0.9, 0.7)
+    # Non-episodic: after column 0's termination at row 1 the intrinsic return flows on to row 3.
+    int_next = torch.stack([torch.stack([v[1, 0, 1], v[3, 0, 1], zero, v[4, 0, 1], v[5, 0, 1],
+                                         final_values[2, 1]]),
+                            torch.stack([v[1, 1, 1], final_values[1, 1], zero, zero, zero, zero])]).T
+    column_ends = grid([0, 0, 0, 0, 0, 1], [0, 1, 0, 0, 0, 0])
+    int_stats = ppo.intrinsic_scaler.return_stats  # scaled by the std of the intrinsic return
+    scale = torch.sqrt(int_stats.var + int_stats.eps).float()
+    int_adv, int_ret = compute_gae(novelty / scale, v[..., 1], int_next, column_ends, valid, 0.8, 0.7)
+    torch.testing.assert_close(returns[..., 0], ext_ret)
+    torch.testing.assert_close(returns[..., 1], int_ret)
     torch.testing.assert_close(advantages, 2.0 * ext_adv + 1.0 * int_adv)
+    assert int_adv[1, 0] != (novelty[1, 0] / scale + 0.8 * final_values[0, 1] - v[1, 0, 1])
 
 
 def test_predictor_trains_on_a_fraction_of_every_minibatch():

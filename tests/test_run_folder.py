@@ -82,7 +82,7 @@ def test_checkpoint_loads_weights_only_and_restores_the_learner_exactly(tmp_path
         states = rng.normal(size=(256, 4)).astype(np.float32)
         truncated = np.zeros(256, bool)
         truncated[63::64] = True
-        ppo.memory.add(states, rng.integers(0, 2, 256), rng.normal(size=256).astype(np.float32),
+        ppo.memory.add_trajectories(states, rng.integers(0, 2, 256), rng.normal(size=256).astype(np.float32),
                        np.zeros(256, bool), truncated, states[truncated])
         ppo.learn()
     for (name, a), b in zip(runner.ppo.policy.state_dict().items(), fresh.policy.state_dict().values()):

@@ -40,7 +40,7 @@ def fill(ppo: PPO) -> dict[str, torch.Tensor]:
                        else torch.randint(0, 2, (STEPS,), generator=g))
     data["terminated"][TERMINATED_AT] = True
     data["truncated"][TRUNCATED_AT] = True
-    ppo.memory.add(**data)
+    ppo.memory.add_trajectories(**data)
     return data
 
 
@@ -238,7 +238,7 @@ def test_memory_add_names_what_does_not_fit(column, value, message):
     data["truncated"][-1] = True
     data[column] = value
     with pytest.raises(ValueError, match=message):
-        ppo.memory.add(**data)
+        ppo.memory.add_trajectories(**data)
     assert len(ppo.memory) == 0
     np.testing.assert_equal(ppo.learn(), None)
 

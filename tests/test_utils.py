@@ -9,7 +9,7 @@ from AsyncTools import utils
 from AsyncTools.vec_memory import VecMemory
 from AsyncTools.vectorizer import EnvVectorizer
 from PPO.Memory import Memory
-from conftest import counter_factory
+from conftest import counter_factory, take_flat
 
 F, T = False, True
 
@@ -107,7 +107,7 @@ def test_readme_loop_flags_truncated_and_terminated_ends():
     utils.buffer_to_target_buffer_transfer(buffer, target)
     assert len(buffer) == 0 and buffer.trajectories() == {}
     assert len(target) == 14
-    batch = target.take()
+    batch = take_flat(target)
 
     # Layout: env 0 steps 0-2, env 1 steps 3-7, env 2 steps 8-11, env 3 steps 12-13.
     states = batch.states.numpy()
@@ -134,13 +134,15 @@ def test_readme_loop_all_truncated_bootstrap_states():
     readme_loop(env, buffer, num_envs=2, action=0)
     target = Memory("cpu")
     utils.buffer_to_target_buffer_transfer(buffer, target)
-    batch = target.take()
-    np.testing.assert_array_equal(batch.terminated.numpy(), [F] * 5)
-    np.testing.assert_array_equal(batch.truncated.numpy(), [F, T, F, F, T])
-    np.testing.assert_array_equal(batch.final_states.numpy(), [[2, 0], [103, 0]])
-    # next_states() of the batch: the following row inside a trajectory, the final state at the end.
-    np.testing.assert_array_equal(batch.next_states().numpy(),
-                                  [[1, 0], [2, 0], [101, 0], [102, 0], [103, 0]])
+    rollout = target.take()
+    batch = rollout.trajectories()
+    np.testing.assert_array_equal(batch["terminated"], [F] * 5)
+    np.testing.assert_array_equal(batch["truncated"], [F, T, F, F, T])
+    np.testing.assert_array_equal(batch["final_states"], [[2, 0], [103, 0]])
+    # next_states() of the rollout: the following row inside a trajectory, the final state at
+    # the end (copy 0's column, then copy 1's)
+    next_states = rollout.next_states().swapaxes(0, 1)[rollout.valid.T]
+    np.testing.assert_array_equal(next_states.numpy(), [[1, 0], [2, 0], [101, 0], [102, 0], [103, 0]])
 
 
 def test_two_rounds_accumulate_in_target_memory():
@@ -151,10 +153,10 @@ def test_two_rounds_accumulate_in_target_memory():
         readme_loop(env, buffer, num_envs=2)
         utils.buffer_to_target_buffer_transfer(buffer, target)
         assert len(buffer) == 0
-    batch = target.take()
-    np.testing.assert_array_equal(batch.terminated.numpy(), [F, T, F, F, T, F])
-    np.testing.assert_array_equal(batch.truncated.numpy(), [F, F, T, F, F, T])
-    np.testing.assert_array_equal(batch.final_states.numpy(), [[2, 1], [101, 1]] * 2)
+    batch = take_flat(target)  # the rounds joined along time: copy 0's two rounds, then copy 1's
+    np.testing.assert_array_equal(batch.terminated.numpy(), [F, T, F, T, F, F])
+    np.testing.assert_array_equal(batch.truncated.numpy(), [F, F, F, F, T, T])
+    np.testing.assert_array_equal(batch.final_states.numpy(), [[2, 1], [2, 1], [101, 1], [101, 1]])
 
 
 def test_explicit_keyword_path():
@@ -174,7 +176,7 @@ def test_explicit_keyword_path():
     target = Memory("cpu")
     utils.buffer_to_target_buffer_transfer(buffer, target)
     assert len(buffer) == 0
-    batch = target.take()
+    batch = take_flat(target)
     np.testing.assert_array_equal(batch.states.numpy(), [[0, 0], [10, 0], [20, 0], [21, 0]])
     np.testing.assert_array_equal(batch.rewards.numpy(), [1, 2, 3, 4])
     np.testing.assert_array_equal(batch.terminated.numpy(), [F, T, F, T])
@@ -239,7 +241,7 @@ def test_plain_array_path_every_end_is_a_termination():
     target = Memory("cpu")
     utils.buffer_to_target_buffer_transfer(buffer, target)
     assert len(buffer) == 0
-    batch = target.take()
+    batch = take_flat(target)
     np.testing.assert_array_equal(batch.terminated.numpy(), [T, F, F, T])
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from AsyncTools.vec_memory import VecMemory
 from PPO.Memory import Memory
+from conftest import take_flat
 
 F, T = False, True
 
@@ -30,7 +31,8 @@ def test_subsets_are_laid_out_env_by_env_with_exact_values():
 
     out = memory.trajectories()
     assert set(out) == {"states", "actions", "rewards", "terminated", "truncated", "final_states",
-                        "env_ids", "episode_starts"}
+                        "env_ids", "episode_starts", "log_probs"}
+    assert np.isnan(out["log_probs"]).all()  # none given
     np.testing.assert_array_equal(out["states"], s(0, 1, 10, 20, 21, 22))
     np.testing.assert_array_equal(out["env_ids"], [0, 0, 1, 2, 2, 2])
     np.testing.assert_array_equal(out["episode_starts"], [T, F, T, T, F, F])
@@ -126,9 +128,9 @@ def test_trajectories_feed_ppo_memory():
                   next_states=s(1, 11))
     memory.append([0], s(1), np.array([0]), [3.0], [F], [F], next_states=s(2))
     target = Memory("cpu")
-    target.add(**memory.trajectories())
-    batch = target.take()
-    assert len(batch) == 3
+    target.add(memory.rollout())
+    batch = take_flat(target)
+    assert len(batch.states) == 3
     np.testing.assert_array_equal(batch.states.numpy(), s(0, 1, 10))
     np.testing.assert_array_equal(batch.truncated.numpy(), [F, T, F])
     np.testing.assert_array_equal(batch.terminated.numpy(), [F, F, T])

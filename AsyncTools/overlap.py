@@ -1,0 +1,120 @@
+"""Collecting while learning (`AsyncPPO(..., overlap=True)`): a collector's rounds run in a
+background thread, one round ahead of the learner.
+
+    round k+1 is collected by the acting copy   |   the learner updates on round k
+    with the weights published after round k-1  |
+    -------------------------- join, publish the new weights ----------------------
+
+The policy lags the learner by one update; PPO's ratio divides by the behaviour log-probs the
+collector recorded, so the lag is corrected the way the ratio intends. The hand-off is fixed
+(the acting copy changes only between rounds, never while a round is collected), so the same
+seeds give the same run whatever the timing.
+
+The collector's env copies, and the acting copy, are touched only by the background thread
+while a round is under way; the learner never touches them.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+import torch
+
+from PPO import PPO
+from PPO.Memory import Rollout
+
+from .collectors import Collector
+from .rollout import EpisodeRound
+
+
+def acting_copy(ppo: PPO) -> PPO:
+    """A PPO of the same structure that acts while `ppo` learns (its weights set by `publish`)."""
+    threads = {"num_threads": torch.get_num_threads()} if ppo.device.type == "cpu" else {}
+    acting = PPO(**ppo.config, device=ppo.device, seed=ppo.seed, **threads)
+    publish(ppo, acting)
+    return acting
+
+
+@torch.no_grad()
+def publish(learner: PPO, acting: PPO) -> None:
+    """Copies the learner's policy (weights, observation statistics, action bounds) into the
+    acting copy."""
+    acting.policy.load_state_dict(learner.policy.state_dict())
+    if acting.numpy_actor is not None:
+        acting.numpy_actor.refresh()
+
+
+class BackgroundRound:
+    """One call run in its own thread; `result()` waits for it and returns its value or raises
+    its error. The thread ends with the call."""
+
+    def __init__(self, call: Callable, *args):
+        self._value = self._error = None
+        self._thread = threading.Thread(target=self._run, args=(call, *args),
+                                        name="ppo-collector", daemon=True)
+        self._thread.start()
+
+    def _run(self, call: Callable, *args) -> None:
+        try:
+            self._value = call(*args)
+        except BaseException as error:  # raised again in the caller's thread by result()
+            self._error = error
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self):
+        self.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+class OverlappedCollection:
+    """Runs `collector`'s rounds one ahead of the learner `ppo`, each in a background thread.
+
+    `next_round()` returns the round collected in the background (the first one is collected
+    then and there), publishes the learner's current weights to the acting copy (and, through
+    `collector.sync`, to remote workers) and starts the next round with them. An error in the
+    background round is raised by the `next_round()` that waits for it. `wait()` lets a round
+    under way finish (the next `next_round()` returns it); `close()` waits and drops it.
+    """
+
+    def __init__(self, collector: Collector, ppo: PPO):
+        self.collector = collector
+        self.ppo = ppo
+        self.acting = acting_copy(ppo)
+        self.published_version = 0  # counts publications: the acting copy's weights' version
+        self._pending: BackgroundRound | None = None
+        self._pending_version = 0
+
+    def next_round(self, should_stop: Callable[[], bool] | None = None
+                   ) -> tuple[Rollout | None, EpisodeRound, int]:
+        """(the next round's rollout, its EpisodeRound, the published version it acted with)."""
+        if self._pending is None:
+            self._start(should_stop)
+        pending, self._pending = self._pending, None
+        rollout, collected = pending.result()
+        version = self._pending_version
+        self._publish()
+        self._start(should_stop)
+        return rollout, collected, version
+
+    def _publish(self) -> None:
+        publish(self.ppo, self.acting)
+        self.collector.sync(self.ppo)
+        self.published_version += 1
+
+    def _start(self, should_stop: Callable[[], bool] | None) -> None:
+        self._pending_version = self.published_version
+        self._pending = BackgroundRound(self.collector.collect, self.acting, should_stop)
+
+    def wait(self) -> None:
+        """Waits until no round is being collected (one collected stays for `next_round`)."""
+        if self._pending is not None:
+            self._pending.wait()
+
+    def close(self) -> None:
+        """Waits for a round under way and drops it (with any error it raised)."""
+        self.wait()
+        self._pending = None

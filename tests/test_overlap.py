@@ -1,0 +1,111 @@
+"""AsyncTools/overlap.py and AsyncPPO(overlap=True): the overlapped collector stores what the
+synchronous one stores given the same weights, acts with the weights published a round ago and
+never newer ones, surfaces a collector crash in the caller, leaves no thread behind, and gives
+the same run for the same seeds."""
+from __future__ import annotations
+
+import functools
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env
+from AsyncTools.vectorizer import EnvStepError
+from PPO import PPO
+from PPO.Memory import PER_STEP
+
+from conftest import call_with_deadline, make_raise_on_seed_env
+
+
+def collector_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "ppo-collector"]
+
+
+def runner(overlap: bool, batch_size: int = 256, backend: str = "loop", **options) -> AsyncPPO:
+    ppo = ppo_for_env("CartPole-v1", seed=3, device="cpu", batch_size=batch_size,
+                      mini_batch_size=64, k_epochs=2)
+    return AsyncPPO("CartPole-v1", ppo, num_envs=4, num_steps=64, seed=3, progress_bar=False,
+                    overlap=overlap, backend=backend, **options)
+
+
+@pytest.mark.parametrize("backend", ["loop", pytest.param("subprocess", marks=pytest.mark.slow)])
+def test_overlapped_rounds_store_what_synchronous_rounds_store(backend):
+    """Weights that never change (learn() waits: batch_size is never reached): both modes act
+    with the same policy and generator seeds, so the memory holds the same rollouts."""
+    stored = []
+    for overlap in (False, True):
+        trainer = runner(overlap, batch_size=10**6, backend=backend)
+        for _ in range(3):
+            trainer.train_round()
+        stored.append(trainer.ppo.memory.take())
+        trainer.close()
+    synchronous, overlapped = stored
+    for name in PER_STEP + ("final_states",):
+        torch.testing.assert_close(getattr(overlapped, name), getattr(synchronous, name),
+                                   equal_nan=True, msg=name)
+
+
+def test_each_round_acts_with_the_weights_published_one_update_before():
+    trainer = runner(True, batch_size=128)  # every round is learned from
+    acted, learned = [], []
+    collect = trainer.collector.collect
+    learn = trainer.ppo.learn
+
+    def recording_collect(ppo, should_stop=None):
+        acted.append(ppo.policy.actor[0].weight.detach().clone())
+        return collect(ppo, should_stop)
+
+    def recording_learn():
+        learned.append(trainer.ppo.policy.actor[0].weight.detach().clone())  # W_k before learn k
+        return learn()
+
+    trainer.collector.collect, trainer.ppo.learn = recording_collect, recording_learn
+    for _ in range(4):
+        trainer.train_round()
+    trainer.close()
+    assert len(acted) == 5 and len(learned) == 4  # the 5th round was under way at the end
+    assert torch.equal(acted[0], learned[0])       # round 0: the initial weights
+    for k in range(1, 5):                          # round k: the learner's weights before update k-1
+        assert torch.equal(acted[k], learned[k - 1]), k
+        assert all(not torch.equal(acted[k], newer) for newer in learned[k:]), k
+
+
+def test_the_same_seeds_give_the_same_overlapped_run():
+    weights = []
+    for _ in range(2):
+        trainer = runner(True)
+        for _ in range(4):
+            trainer.train_round()
+        trainer.close()
+        weights.append(trainer.ppo.policy.state_dict())
+    for name, tensor in weights[0].items():
+        assert torch.equal(tensor, weights[1][name]), name
+
+
+def test_a_collector_crash_reaches_the_caller_and_no_thread_is_left():
+    factory = functools.partial(make_raise_on_seed_env, raise_seed=5 + 1, k=40)
+    ppo = PPO(False, 2, 2, seed=0, device="cpu", batch_size=32)
+    trainer = AsyncPPO(factory, ppo, num_envs=2, num_steps=16, seed=5, progress_bar=False,
+                       overlap=True)
+    finished, error, _ = call_with_deadline(lambda: trainer.run(), seconds=60)
+    assert finished and isinstance(error, EnvStepError)
+    assert "env copy 1 of 2 raised ValueError in step(): boom" in str(error)
+    assert not collector_threads()
+    trainer.close()
+
+
+def test_run_and_close_leave_no_collector_thread():
+    trainer = runner(True, steps=2_000)
+    trainer.run()
+    assert trainer.total_steps >= 2_000 and not collector_threads()
+    trainer.run()  # steps reached: nothing more; the round collected meanwhile is kept
+    trainer.close()
+    assert not collector_threads()
+    assert np.isfinite(trainer.ppo.stats["policy_loss"])
+
+
+def test_overlap_must_be_a_bool():
+    with pytest.raises(TypeError, match="overlap"):
+        runner("yes")
