@@ -246,13 +246,14 @@ class ActorCritic(nn.Module):
         log_probs, entropy = self.log_prob_entropy(self.actor(features), actions)
         return log_probs, entropy, self._values(features)
 
-    def log_prob_entropy(self, out: torch.Tensor, actions: torch.Tensor
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    def log_prob_entropy(self, out: torch.Tensor, actions: torch.Tensor, with_entropy: bool = True
+                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Log-probs of `actions` (as `sample` returned them, in env units) under the
-        distribution of the actor's output `out`, and that distribution's entropies."""
+        distribution of the actor's output `out`, and that distribution's entropies (None
+        without `with_entropy`)."""
         if not self.is_continuous:
             return _categorical_log_prob_entropy(out, actions.long().reshape(out.shape[0], -1),
-                                                 self.action_nvec)
+                                                 self.action_nvec, with_entropy)
         log_std = self._log_std().expand_as(out)
         unit_actions = (actions.reshape(out.shape) - self.action_center) / self.action_half_range
         if self.squash_actions:
@@ -265,6 +266,8 @@ class ActorCritic(nn.Module):
             log_probs = log_probs - torch.log1p(-unit_actions.square()).sum(-1)
         # Jacobian of the affine map to env units; constant, but keeps log_probs exact densities.
         log_probs = log_probs - torch.log(self.action_half_range).sum()
+        if not with_entropy:
+            return log_probs, None
         # Entropy of the Gaussian before squashing (the squashed one has no closed form).
         entropy = (0.5 + HALF_LOG_2PI + log_std).sum(-1) + torch.log(self.action_half_range).sum()
         return log_probs, entropy
@@ -279,14 +282,17 @@ def _sample_categorical(logits: torch.Tensor, exponential: torch.Tensor | None) 
 
 
 def _categorical_log_prob_entropy(logits: torch.Tensor, actions: torch.Tensor,
-                                  nvec: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+                                  nvec: Sequence[int], with_entropy: bool = True
+                                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Independent categoricals over the blocks of `logits` sized `nvec`; actions [B, len(nvec)].
     Log-probs and entropies of the blocks add up."""
     log_probs, entropies = [], []
-    for k, block in enumerate(logits.split(tuple(nvec), dim=-1)):
+    blocks = [logits] if len(nvec) == 1 else logits.split(tuple(nvec), dim=-1)
+    for k, block in enumerate(blocks):
         block_log_probs = torch.log_softmax(block, dim=-1)
         log_probs.append(block_log_probs.gather(-1, actions[:, k:k + 1]).squeeze(-1))
-        entropies.append(-(block_log_probs.exp() * block_log_probs).sum(-1))
+        if with_entropy:
+            entropies.append(-(block_log_probs.exp() * block_log_probs).sum(-1))
     if len(nvec) == 1:
-        return log_probs[0], entropies[0]
-    return torch.stack(log_probs).sum(0), torch.stack(entropies).sum(0)
+        return log_probs[0], entropies[0] if with_entropy else None
+    return torch.stack(log_probs).sum(0), torch.stack(entropies).sum(0) if with_entropy else None

@@ -428,8 +428,9 @@ class PPO:
             actions = self.policy.sample(out, self.sample_generator, deterministic).cpu().numpy()
         if not with_log_probs:
             return actions, None, single
-        log_probs, _ = self.policy.log_prob_entropy(out, torch.as_tensor(actions).to(out.device))
-        return actions, log_probs.float().cpu().numpy(), single
+        log_probs, _ = self.policy.log_prob_entropy(out, torch.as_tensor(actions).to(out.device),
+                                                    with_entropy=False)
+        return actions, log_probs.cpu().numpy(), single
 
     # ------------------------------------------------------------------ update
     @torch.no_grad()
@@ -464,7 +465,8 @@ class PPO:
             rewards = self.reward_scaler(rewards, valid, batch.episode_starts)
         final_values = torch.zeros_like(values)
         final_values[ends] = self._values_of(batch.final_states)
-        following = next_valid(values, valid)
+        # inside an episode the next row is the next step (an episode's rows are contiguous)
+        following = torch.roll(values, -1, dims=0)
         if self.rnd is None:
             next_values = torch.where(ends, final_values, following).masked_fill(batch.terminated, 0.0)
             return compute_gae(rewards, values, next_values, ends, valid, self.gamma, self.GAE_lambda)
@@ -477,9 +479,11 @@ class PPO:
         novelty[valid] = self.rnd.intrinsic_reward(batch.next_states()[valid])
         self.stats["intrinsic_reward"] = novelty[valid].mean().item()
         intrinsic_rewards = self.intrinsic_scaler(novelty, valid, batch.episode_starts)
-        # a copy's run ends at its column's last valid row: only there does the return stop
+        # a copy's run ends at its column's last valid row: only there does the return stop;
+        # elsewhere it flows on to the copy's next step, past the next episode's reset row
         column_ends = ends & (next_valid(torch.ones_like(rewards), valid) == 0)
-        intrinsic_next = torch.where(column_ends, final_values[..., 1], following[..., 1])
+        intrinsic_next = torch.where(column_ends, final_values[..., 1],
+                                     next_valid(values[..., 1], valid))
         intrinsic, intrinsic_returns = compute_gae(intrinsic_rewards, values[..., 1], intrinsic_next,
                                                    column_ends, valid, self.intrinsic_gamma,
                                                    self.GAE_lambda)

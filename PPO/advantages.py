@@ -28,13 +28,14 @@ def compute_gae(
     returns = advantages + values.
     """
     valid = valid.bool()
-    deltas = rewards + gamma * next_values - values
-    continues = (~ends.bool()).to(deltas.dtype)
-    advantages = torch.zeros_like(deltas)
-    running = torch.zeros_like(deltas[0]) if len(deltas) else deltas.new_zeros(())
-    decay = gamma * gae_lambda
-    for t in range(deltas.shape[0] - 1, -1, -1):
-        running = torch.where(valid[t], deltas[t] + decay * continues[t] * running, running)
+    # Per row: A_t = d_t + c_t * A_t'. A valid row adds its delta and passes gamma * lambda
+    # unless it ends an episode; an invalid row adds nothing and passes A_t' on unchanged.
+    d = torch.where(valid, rewards + gamma * next_values - values, 0.0)
+    c = torch.where(valid, (gamma * gae_lambda) * (~ends.bool()).to(d.dtype), 1.0).to(d.dtype)
+    advantages = torch.zeros_like(d)
+    running = torch.zeros_like(d[0]) if len(d) else d.new_zeros(())
+    for t in range(d.shape[0] - 1, -1, -1):
+        running = d[t] + c[t] * running
         advantages[t] = running
     advantages = advantages * valid
     return advantages, advantages + values * valid
@@ -65,11 +66,13 @@ def discounted_running_sums(
     This is the return an env has accumulated so far, whose running std scales rewards.
     """
     valid = valid.bool()
-    restarts = episode_starts.bool()
+    # R_t = a_t + k_t * R_t'': a valid row adds its reward to the discounted sum (to 0 at an
+    # episode start); an invalid row adds nothing and keeps the sum.
+    a = torch.where(valid, rewards, 0.0)
+    k = torch.where(valid, torch.where(episode_starts.bool(), 0.0, gamma), 1.0).to(rewards.dtype)
     sums = torch.zeros_like(rewards)
     running = initial.to(rewards.dtype).clone()
     for t in range(rewards.shape[0]):
-        step = rewards[t] + gamma * running.masked_fill(restarts[t], 0.0)
-        running = torch.where(valid[t], step, running)
+        running = a[t] + k[t] * running
         sums[t] = running
     return sums, running
