@@ -146,11 +146,14 @@ class AsyncPPO:
     `env.non_finite_rewards_replaced`). In `episodes` rounds, an episode still running after
     `episode_step_cap` steps is cut there (bootstrapped, with a warning).
 
-    `overlap=True` collects each round in a background thread while the learner updates on the
-    previous one (AsyncTools/overlap.py): round k+1 is acted by a copy of the policy holding the
-    weights published after round k-1, a lag of one update that PPO's ratio corrects with the
-    behaviour log-probs recorded at sampling. Same seeds, same run. A round collected in the
-    background when `run()` returns is the first of the next `run()`; `close()` drops it.
+    `overlap=True` collects each round while the learner updates on the previous one
+    (AsyncTools/overlap.py): round k+1 is acted by a copy of the policy holding the weights
+    published after round k-1, a lag of one update that PPO's ratio corrects with the behaviour
+    log-probs recorded at sampling. Same seeds, same run. The local backends then step the copies
+    in a collector process of their own (AsyncTools/process_collector.py; `env` must be an id,
+    an env with a spec, or a picklable function), Ray on its actors; a VectorEnv passed as `env`
+    is stepped in a thread of this process. A round collected in the background when `run()`
+    returns is the first of the next `run()`; `close()` drops it.
 
     Run folder: with `log_dir`, `run()` writes `log_dir/<env>_<time>_seed<seed>/` (created
     exclusively, with a `-1`, `-2`... suffix when taken; printed at the start): progress.csv,
@@ -220,10 +223,13 @@ class AsyncPPO:
             self.make_env, eval_every, eval_episodes, self.seed + EVAL_SEED_OFFSET,
             episode_step_cap=self.episode_step_cap, start_step=self.total_steps,
             best_return=None if checkpoint is None else checkpoint["runner"].get("best_eval_return"))
+        overlap = check_bool("overlap", overlap)
         self.collector = make_collector(
             given, ppo, self.num_envs, backend=backend, seed=self.seed + self.total_steps,
             rollout=self.rollout, num_steps=self.num_steps, episode_step_cap=self.episode_step_cap,
-            non_finite_rewards=non_finite_rewards, ray_workers=ray_workers, ray_address=ray_address)
+            non_finite_rewards=non_finite_rewards, ray_workers=ray_workers, ray_address=ray_address,
+            in_child_process=overlap and backend != "ray"
+            and not isinstance(env, gym.vector.VectorEnv))
         try:
             check_spaces(self.collector.observation_space, self.collector.action_space, ppo)
             space = self.collector.action_space
@@ -236,8 +242,7 @@ class AsyncPPO:
             self.collector.close()  # workers must not outlive a refused configuration
             raise
         # overlap=True: rounds are collected in a background thread, one ahead of the learner
-        self.overlap = OverlappedCollection(self.collector, ppo) if check_bool("overlap", overlap) \
-            else None
+        self.overlap = OverlappedCollection(self.collector, ppo) if overlap else None
         if resume is not None:
             self.run_dir: Path | None = Path(resume)
         else:

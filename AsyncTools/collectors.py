@@ -15,6 +15,7 @@ imported.
 """
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from typing import Callable
 
@@ -31,6 +32,44 @@ from .envs import env_source
 from .vectorizer import BACKENDS, EnvVectorizer
 
 
+class PendingRound(ABC):
+    """A round under way (`Collector.start_collect`)."""
+
+    @abstractmethod
+    def wait(self) -> None:
+        """Returns once the round is collected (or failed)."""
+
+    @abstractmethod
+    def result(self) -> tuple[Rollout | None, EpisodeRound]:
+        """Waits, then returns what `collect` returns, or raises its error."""
+
+
+class BackgroundRound(PendingRound):
+    """One call run in its own thread; `result()` waits for it and returns its value or raises
+    its error. The thread ends with the call."""
+
+    def __init__(self, call: Callable, *args):
+        self._value = self._error = None
+        self._thread = threading.Thread(target=self._run, args=(call, *args),
+                                        name="ppo-collector", daemon=True)
+        self._thread.start()
+
+    def _run(self, call: Callable, *args) -> None:
+        try:
+            self._value = call(*args)
+        except BaseException as error:  # raised again in the caller's thread by result()
+            self._error = error
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self):
+        self.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
 class Collector(ABC):
     """Steps `num_envs` copies of an env with a learner's policy, one round per `collect`.
 
@@ -44,6 +83,9 @@ class Collector(ABC):
     observation_space: gym.Space
     action_space: gym.Space
     worker_restarts: int = 0  # copies' workers that died and were restarted (Ray)
+    # True: `collect(ppo)` acts with the `ppo` object it is given; False: with the weights of
+    # the last `sync(ppo)`, in other processes (Ray actors, a collector process)
+    acts_in_this_process: bool = True
 
     @property
     @abstractmethod
@@ -56,6 +98,13 @@ class Collector(ABC):
         """One round acted by `ppo`'s policy as last synced (None for a round without steps).
         `should_stop()` turning True cuts an episodes round at the step under way (where the
         collector can)."""
+
+    def start_collect(self, ppo: PPO, should_stop: Callable[[], bool] | None = None
+                      ) -> PendingRound:
+        """Starts `collect(ppo, should_stop)` and returns at once (here: in a background thread;
+        collectors acting in other processes start the round there). Until its `result()`,
+        nothing else may use this collector, nor, for an in-process one, `ppo`."""
+        return BackgroundRound(self.collect, ppo, should_stop)
 
     def sync(self, ppo: PPO) -> None:
         """Makes `ppo`'s current weights the ones the next round acts with (in-process
@@ -119,14 +168,24 @@ COLLECTOR_BACKENDS = BACKENDS + ("ray", "envpool")
 def make_collector(env, ppo: PPO, num_envs: int, *, backend: str = "auto", seed: int,
                    rollout: str = "steps", num_steps: int = 64,
                    episode_step_cap: int = EPISODE_STEP_CAP, non_finite_rewards: str = "raise",
-                   ray_workers: int | None = None, ray_address: str | None = None) -> Collector:
+                   ray_workers: int | None = None, ray_address: str | None = None,
+                   in_child_process: bool = False) -> Collector:
     """The collector for `backend` (one of COLLECTOR_BACKENDS): "ray" (Ray actors;
     `ray_workers`, `ray_address`), "envpool" (EnvPool's C++ pool, from an env id), or an
-    EnvVectorizer backend ("auto", "loop", "native", "subprocess") acting in this process.
+    EnvVectorizer backend ("auto", "loop", "native", "subprocess") acting in this process, or,
+    with `in_child_process`, in a child process of its own (AsyncTools/process_collector.py).
     `env` is what AsyncPPO takes: an env id, an env, a function making one, or a gymnasium
     VectorEnv."""
     if backend not in COLLECTOR_BACKENDS:
         raise ValueError(f"backend must be one of {COLLECTOR_BACKENDS}, got {backend!r}")
+    if in_child_process:
+        if backend == "ray" or isinstance(env, gym.vector.VectorEnv):
+            raise ValueError("in_child_process: Ray's copies already step in other processes, "
+                             "and a VectorEnv passed as env cannot be sent to one")
+        from .process_collector import ProcessCollector
+        return ProcessCollector(env, ppo, num_envs, seed=seed, backend=backend, rollout=rollout,
+                                num_steps=num_steps, episode_step_cap=episode_step_cap,
+                                non_finite_rewards=non_finite_rewards)
     if backend == "envpool":
         from .envpool_backend import make_envpool_env  # EnvPool is imported only when asked for
         vectorizer = EnvVectorizer(make_envpool_env(env, num_envs, seed), num_envs, seed=seed,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import pickle
 import sys
 from typing import Callable
 
@@ -97,3 +98,38 @@ def env_source(env_id: str) -> gym.Env | Callable[[], gym.Env]:
     if atari_id(env_id) is not None:
         return functools.partial(env_from_id, env_id)
     return env_from_id(env_id)
+
+
+def picklable_env_factory(env: gym.Env | Callable[[], gym.Env], destination: str
+                          ) -> Callable[[], gym.Env]:
+    """A function that builds a new copy of `env` in another process (`destination`, for the
+    messages): `gym.make(env.spec)` for an env, the function itself for a factory. Raises
+    TypeError naming `env` where that cannot work: an env without a spec, a wrapper its spec
+    cannot re-apply, or a function that does not pickle (a lambda or a function defined inside
+    another one)."""
+    if isinstance(env, gym.Env):
+        spec = env.spec
+        if spec is None:
+            raise TypeError(f"env: {destination} re-make the env with gym.make(env.spec), but "
+                            f"this env has no spec; pass a module-level function that builds it "
+                            f"(or a functools.partial of one) instead")
+        unrecorded = [w.name for w in spec.additional_wrappers if w.kwargs is None]
+        if unrecorded:
+            raise TypeError(f"env: its wrappers {unrecorded} did not record their arguments in "
+                            f"env.spec, so gym.make(env.spec) cannot re-make it in "
+                            f"{destination}; pass a module-level function that builds the env "
+                            f"instead")
+        factory = functools.partial(gym.make, spec)
+    elif callable(env):
+        factory = env
+    else:
+        raise TypeError(f"env must be a gymnasium.Env or a function returning one, got "
+                        f"{type(env).__name__}")
+    try:
+        pickle.dumps(factory)
+    except Exception as error:
+        raise TypeError(f"env: {env!r} cannot be pickled to send it to {destination} ({error}); "
+                        f"a lambda or a function defined inside another function does not work "
+                        f"across processes: pass a module-level function or a functools.partial "
+                        f"of one") from error
+    return factory

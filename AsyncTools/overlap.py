@@ -1,5 +1,7 @@
-"""Collecting while learning (`AsyncPPO(..., overlap=True)`): a collector's rounds run in a
-background thread, one round ahead of the learner.
+"""Collecting while learning (`AsyncPPO(..., overlap=True)`): a collector's rounds run one
+ahead of the learner (`Collector.start_collect`): in a collector process of their own
+(AsyncTools/process_collector.py, what AsyncPPO uses for local backends) or on Ray actors, on
+other cores; in a background thread for a collector that acts in this process.
 
     round k+1 is collected by the acting copy   |   the learner updates on round k
     with the weights published after round k-1  |
@@ -15,7 +17,6 @@ while a round is under way; the learner never touches them.
 """
 from __future__ import annotations
 
-import threading
 from typing import Callable
 
 import torch
@@ -23,7 +24,7 @@ import torch
 from PPO import PPO
 from PPO.Memory import Rollout
 
-from .collectors import Collector
+from .collectors import Collector, PendingRound
 from .rollout import EpisodeRound
 
 
@@ -44,34 +45,8 @@ def publish(learner: PPO, acting: PPO) -> None:
         acting.numpy_actor.refresh()
 
 
-class BackgroundRound:
-    """One call run in its own thread; `result()` waits for it and returns its value or raises
-    its error. The thread ends with the call."""
-
-    def __init__(self, call: Callable, *args):
-        self._value = self._error = None
-        self._thread = threading.Thread(target=self._run, args=(call, *args),
-                                        name="ppo-collector", daemon=True)
-        self._thread.start()
-
-    def _run(self, call: Callable, *args) -> None:
-        try:
-            self._value = call(*args)
-        except BaseException as error:  # raised again in the caller's thread by result()
-            self._error = error
-
-    def wait(self) -> None:
-        self._thread.join()
-
-    def result(self):
-        self.wait()
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-
 class OverlappedCollection:
-    """Runs `collector`'s rounds one ahead of the learner `ppo`, each in a background thread.
+    """Runs `collector`'s rounds one ahead of the learner `ppo`.
 
     `next_round()` returns the round collected in the background (the first one is collected
     then and there), publishes the learner's current weights to the acting copy (and, through
@@ -83,9 +58,10 @@ class OverlappedCollection:
     def __init__(self, collector: Collector, ppo: PPO):
         self.collector = collector
         self.ppo = ppo
-        self.acting = acting_copy(ppo)
+        # a collector acting elsewhere (a collector process, Ray) gets the weights by `sync`
+        self.acting = acting_copy(ppo) if collector.acts_in_this_process else None
         self.published_version = 0  # counts publications: the acting copy's weights' version
-        self._pending: BackgroundRound | None = None
+        self._pending: PendingRound | None = None
         self._pending_version = 0
 
     def next_round(self, should_stop: Callable[[], bool] | None = None
@@ -101,13 +77,14 @@ class OverlappedCollection:
         return rollout, collected, version
 
     def _publish(self) -> None:
-        publish(self.ppo, self.acting)
+        if self.acting is not None:
+            publish(self.ppo, self.acting)
         self.collector.sync(self.ppo)
         self.published_version += 1
 
     def _start(self, should_stop: Callable[[], bool] | None) -> None:
         self._pending_version = self.published_version
-        self._pending = BackgroundRound(self.collector.collect, self.acting, should_stop)
+        self._pending = self.collector.start_collect(self.acting or self.ppo, should_stop)
 
     def wait(self) -> None:
         """Waits until no round is being collected (one collected stays for `next_round`)."""

@@ -15,9 +15,7 @@ Ray is an optional dependency: nothing here imports it until a collector is buil
 """
 from __future__ import annotations
 
-import functools
 import os
-import pickle
 import re
 import sys
 import time
@@ -35,11 +33,12 @@ from PPO.Memory import Rollout, concatenate, empty_rollout
 from PPO.checks import check_non_negative_int, check_positive_float, check_positive_int
 
 from .collectors import Collector, LocalCollector
+from .envs import picklable_env_factory
 from .rollout import EpisodeRound, check_rollout
 from .vectorizer import EnvStepError, EnvVectorizer
 
 __all__ = ["RayCollector", "RolloutWorker", "import_ray", "init_local_ray", "connect_ray",
-           "worker_env_factory", "worker_slices", "merge_rollouts", "merge_rounds"]
+           "worker_slices", "merge_rollouts", "merge_rounds"]
 
 MAX_RESTARTS = 3
 
@@ -91,38 +90,6 @@ def connect_ray(address: str | None = None, num_cpus: int | None = None) -> bool
 
 
 # ------------------------------------------------------------------ what the workers get
-def worker_env_factory(env: gym.Env | Callable[[], gym.Env]) -> Callable[[], gym.Env]:
-    """A function that builds a new copy of `env` inside a Ray worker: `gym.make(env.spec)` for
-    an env, the function itself for a factory. Raises TypeError naming `env` where that cannot
-    work: an env without a spec, a wrapper its spec cannot re-apply, or a function that does not
-    pickle (a lambda or a function defined inside another one)."""
-    if isinstance(env, gym.Env):
-        spec = env.spec
-        if spec is None:
-            raise TypeError("env: backend='ray' re-makes the env inside each worker with "
-                            "gym.make(env.spec), but this env has no spec; pass a module-level "
-                            "function that builds it (or a functools.partial of one) instead")
-        unrecorded = [w.name for w in spec.additional_wrappers if w.kwargs is None]
-        if unrecorded:
-            raise TypeError(f"env: its wrappers {unrecorded} did not record their arguments in "
-                            f"env.spec, so gym.make(env.spec) cannot re-make it inside a Ray "
-                            f"worker; pass a module-level function that builds the env instead")
-        factory = functools.partial(gym.make, spec)
-    elif callable(env):
-        factory = env
-    else:
-        raise TypeError(f"env must be a gymnasium.Env or a function returning one, got "
-                        f"{type(env).__name__}")
-    try:
-        pickle.dumps(factory)
-    except Exception as error:
-        raise TypeError(f"env: {env!r} cannot be pickled to send it to the Ray workers ({error}); "
-                        f"a lambda or a function defined inside another function does not work "
-                        f"across processes: pass a module-level function or a functools.partial "
-                        f"of one") from error
-    return factory
-
-
 def worker_slices(num_envs: int, num_workers: int) -> list[tuple[int, int]]:
     """(first copy, number of copies) of each worker: contiguous, in order, sizes differing by
     at most one."""
@@ -248,6 +215,8 @@ class RayCollector(Collector):
     inside a worker raises EnvStepError naming the global copy.
     """
 
+    acts_in_this_process = False
+
     def __init__(self, env: gym.Env | Callable[[], gym.Env], ppo: PPO, num_envs: int, *, seed: int,
                  rollout: str = "steps", num_steps: int = 64, num_workers: int | None = None,
                  address: str | None = None, deterministic: bool = False,
@@ -260,7 +229,8 @@ class RayCollector(Collector):
                              f"copies, got ray_workers={num_workers}")
         self.max_restarts = check_non_negative_int("max_restarts", max_restarts)
         self.restart_timeout = check_positive_float("restart_timeout", restart_timeout)
-        worker_options = dict(env_factory=worker_env_factory(env), ppo_config=ppo.config,
+        worker_options = dict(env_factory=picklable_env_factory(env, "the Ray workers"),
+                              ppo_config=ppo.config,
                               total_envs=self.num_envs, seed=int(seed), rollout=rollout,
                               num_steps=check_positive_int("num_steps", num_steps),
                               deterministic=deterministic)

@@ -20,7 +20,7 @@ NUM_ENVS, NUM_STEPS, SEED = 4, 16, 3
 FIELDS = ("states", "actions", "rewards", "terminated", "truncated", "valid", "final_states",
           "episode_starts", "log_probs")
 BACKENDS = [
-    "loop", "native", "subprocess", "vector_env",
+    "loop", "native", "subprocess", "vector_env", pytest.param("process", marks=pytest.mark.slow),
     pytest.param("ray", marks=[pytest.mark.slow, pytest.mark.skipif(
         importlib.util.find_spec("ray") is None, reason="ray is not installed")]),
 ]
@@ -42,8 +42,11 @@ def build(backend: str, rollout: str):
     ppo = ppo_for_env(env, seed=0, device="cpu")
     if backend == "vector_env":
         env, backend = gym.make_vec("CartPole-v1", num_envs=NUM_ENVS, vectorization_mode="sync"), "auto"
-    collector = make_collector(env, ppo, NUM_ENVS, backend=backend, seed=SEED, rollout=rollout,
-                               num_steps=NUM_STEPS, ray_workers=2 if backend == "ray" else None)
+    in_child_process = backend == "process"  # a loop collector in a child process
+    collector = make_collector(env, ppo, NUM_ENVS, backend="loop" if in_child_process else backend,
+                               seed=SEED, rollout=rollout, num_steps=NUM_STEPS,
+                               ray_workers=2 if backend == "ray" else None,
+                               in_child_process=in_child_process)
     collector.sync(ppo)
     return collector, ppo
 
@@ -89,10 +92,13 @@ def test_every_collector_keeps_the_contract(backend, rollout, ray_instance):
 
 
 @pytest.mark.parametrize("rollout", ["steps", "episodes"])
-def test_subprocess_workers_return_the_loops_data(rollout):
-    """Same seeds, same policy: the same rounds, array for array, including after new weights."""
+@pytest.mark.parametrize("other_backend", [
+    "subprocess", pytest.param("process", marks=pytest.mark.slow)])
+def test_other_collectors_return_the_loops_data(rollout, other_backend):
+    """Same seeds, same policy: the same rounds, array for array, including after new weights
+    (subprocess workers; the loop collector in a child process, acting with synced weights)."""
     reference, reference_ppo = build("loop", rollout)
-    other, ppo = build("subprocess", rollout)
+    other, ppo = build(other_backend, rollout)
     try:
         for round_ in range(3):
             if round_ == 2:  # new weights for both: the collector acts with them after sync

@@ -5,6 +5,7 @@ the same run for the same seeds."""
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import threading
 
 import numpy as np
@@ -12,6 +13,8 @@ import pytest
 import torch
 
 from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env
+from AsyncTools.collectors import make_collector
+from AsyncTools.overlap import OverlappedCollection
 from AsyncTools.vectorizer import EnvStepError
 from PPO import PPO
 from PPO.Memory import PER_STEP
@@ -48,24 +51,28 @@ def test_overlapped_rounds_store_what_synchronous_rounds_store(backend):
 
 
 def test_each_round_acts_with_the_weights_published_one_update_before():
-    trainer = runner(True, batch_size=128)  # every round is learned from
+    """In-process (the acting copy in a thread): the weights each round acted with, against
+    the learner's before each update."""
+    ppo = ppo_for_env("CartPole-v1", seed=3, device="cpu", batch_size=128, mini_batch_size=64)
+    collector = make_collector("CartPole-v1", ppo, 4, backend="loop", seed=3, num_steps=64)
+    assert collector.acts_in_this_process
+    overlapped = OverlappedCollection(collector, ppo)
     acted, learned = [], []
-    collect = trainer.collector.collect
-    learn = trainer.ppo.learn
+    collect = collector.collect
 
-    def recording_collect(ppo, should_stop=None):
-        acted.append(ppo.policy.actor[0].weight.detach().clone())
-        return collect(ppo, should_stop)
+    def recording_collect(acting, should_stop=None):
+        acted.append(acting.policy.actor[0].weight.detach().clone())
+        return collect(acting, should_stop)
 
-    def recording_learn():
-        learned.append(trainer.ppo.policy.actor[0].weight.detach().clone())  # W_k before learn k
-        return learn()
-
-    trainer.collector.collect, trainer.ppo.learn = recording_collect, recording_learn
+    collector.collect = recording_collect
     for _ in range(4):
-        trainer.train_round()
-    trainer.close()
-    assert len(acted) == 5 and len(learned) == 4  # the 5th round was under way at the end
+        rollout, _, version = overlapped.next_round()
+        ppo.memory.add(rollout)
+        learned.append(ppo.policy.actor[0].weight.detach().clone())  # W_k, before update k
+        assert ppo.learn() is not None  # every round is learned from
+    overlapped.close()
+    collector.close()
+    assert len(acted) == 5  # the 5th round was under way at the end
     assert torch.equal(acted[0], learned[0])       # round 0: the initial weights
     for k in range(1, 5):                          # round k: the learner's weights before update k-1
         assert torch.equal(acted[k], learned[k - 1]), k
@@ -96,14 +103,27 @@ def test_a_collector_crash_reaches_the_caller_and_no_thread_is_left():
     trainer.close()
 
 
-def test_run_and_close_leave_no_collector_thread():
+def test_run_and_close_leave_no_collector_thread_or_process():
     trainer = runner(True, steps=2_000)
+    assert [p.name for p in multiprocessing.active_children()] == ["ppo-collector"]
     trainer.run()
     assert trainer.total_steps >= 2_000 and not collector_threads()
     trainer.run()  # steps reached: nothing more; the round collected meanwhile is kept
     trainer.close()
-    assert not collector_threads()
+    assert not collector_threads() and not multiprocessing.active_children()
     assert np.isfinite(trainer.ppo.stats["policy_loss"])
+
+
+@pytest.mark.slow
+def test_a_killed_collector_process_is_an_error_in_the_caller():
+    trainer = runner(True, steps=10**6)
+    trainer.train_round()
+    trainer.collector._process.kill()  # the test's stand-in for an OOM kill
+    finished, error, _ = call_with_deadline(trainer.train_round, seconds=30)
+    assert finished and isinstance(error, EnvStepError)
+    assert "the collector process died" in str(error)
+    trainer.close()
+    assert not multiprocessing.active_children()
 
 
 def test_overlap_must_be_a_bool():

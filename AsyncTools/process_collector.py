@@ -1,0 +1,228 @@
+"""A collector in its own process: the env copies and a copy of the policy that acts on them
+live in a child process, so that collection and learning run on different cores
+(`AsyncPPO(..., overlap=True)` with a local backend).
+
+The child builds the same `LocalCollector` that `make_collector` builds here (same backend,
+same seeds: the same rounds), acts with a CPU copy of the policy whose weights arrive with each
+`collect` call after a `sync`, and answers every call with its result or its error. It ignores
+SIGINT: Ctrl-C is the parent's to handle (the run stops after the round under way).
+"""
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+import signal
+import sys
+import weakref
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from PPO import PPO
+from PPO.Memory import Rollout
+
+from .collectors import Collector, PendingRound, make_collector
+from .envs import picklable_env_factory
+from .rollout import EpisodeRound
+from .vectorizer import EnvStepError
+
+START_TIMEOUT = 300.0  # seconds for the child to import torch and build its env copies
+# Linux: fork (as torch's DataLoader workers do; the child acts on the CPU only), so a script
+# need not guard its main code; elsewhere spawn, which re-imports the main module: there a
+# script using overlap=True needs `if __name__ == "__main__":`.
+START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
+
+
+def portable_env(env: str | gym.Env | Callable[[], gym.Env]) -> tuple[str, Any]:
+    """How the child re-makes `env`: ("id", env id), ("instance", a function making one env
+    that the collector copies, as it copies an env passed here) or ("factory", a function it
+    calls for every copy). TypeError where `env` cannot cross to another process."""
+    if isinstance(env, str):
+        return "id", env
+    factory = picklable_env_factory(env, "the collector process")
+    return ("instance" if isinstance(env, gym.Env) else "factory"), factory
+
+
+class ProcessCollector(Collector):
+    """A `LocalCollector` for `env` (see `make_collector` for the options) running in a child
+    process; it acts with the weights of the last `sync(ppo)`."""
+
+    acts_in_this_process = False
+
+    def __init__(self, env: str | gym.Env | Callable[[], gym.Env], ppo: PPO, num_envs: int, *,
+                 seed: int, **collector_options):
+        context = multiprocessing.get_context(START_METHOD)
+        self._conn, child_end = context.Pipe()
+        # not a daemon, so that it may start subprocess workers of its own; ended by close(),
+        # at exit, or when it finds this end of the pipe closed
+        self._process = context.Process(
+            target=serve, name="ppo-collector", daemon=False,
+            args=(child_end, portable_env(env), num_envs, seed, collector_options, ppo.config,
+                  ppo.seed))
+        self._process.start()
+        child_end.close()
+        self._finalizer = weakref.finalize(self, shut_down, self._conn, self._process)
+        self._synced = False
+        self._new_weights: dict[str, np.ndarray] | None = None  # not yet sent to the child
+        self.num_envs = num_envs
+        try:
+            spaces = self._call("ready", timeout=START_TIMEOUT)
+        except BaseException:
+            self.close()
+            raise
+        self.observation_space, self.action_space = spaces
+
+    @property
+    def env(self) -> "ProcessCollector":
+        return self  # the child steps the copies; this object speaks for them
+
+    def sync(self, ppo: PPO) -> None:
+        """The next round acts with `ppo`'s current weights (sent with the next `collect`)."""
+        # as NumPy arrays: torch tensors sent through a pipe move to shared memory, one costly
+        # file descriptor each
+        self._new_weights = {name: tensor.detach().cpu().numpy().copy()
+                             for name, tensor in ppo.policy.state_dict().items()}
+        self._synced = True
+
+    def collect(self, ppo: PPO | None = None, should_stop: Callable[[], bool] | None = None
+                ) -> tuple[Rollout | None, EpisodeRound]:
+        """One round in the child with the weights of the last `sync`. An episodes round is
+        not cut by `should_stop` (the child cannot ask the caller)."""
+        return self.start_collect(ppo, should_stop).result()
+
+    def start_collect(self, ppo: PPO | None = None,
+                      should_stop: Callable[[], bool] | None = None) -> "ChildRound":
+        """Sends the child the order for one round and returns at once: no thread of this
+        process works while the child collects."""
+        if not self._synced:
+            raise RuntimeError("sync(ppo) must be called before the first collect()")
+        weights, self._new_weights = self._new_weights, None  # sent once; the child keeps them
+        self._send("collect", weights)
+        return ChildRound(self)
+
+    def random_observations(self, num_steps: int) -> np.ndarray:
+        return self._call("random_observations", num_steps)
+
+    def _call(self, command: str, payload: Any = None, timeout: float | None = None) -> Any:
+        if command != "ready":
+            self._send(command, payload)
+        return self.receive(command, timeout)
+
+    def receive(self, command: str, timeout: float | None = None) -> Any:
+        """The child's answer to `command`: its value, or its error raised here."""
+        if not self._conn.poll(timeout):
+            raise RuntimeError(f"the collector process did not answer {command!r} within "
+                               f"{timeout:g} s")
+        try:
+            status, value = self._conn.recv()
+        except (EOFError, OSError) as error:
+            raise EnvStepError(f"the collector process died during {command!r} (exit code "
+                               f"{self._exit_code()}): a crash in an env copy or in the "
+                               f"process itself") from error
+        if status == "error":
+            raise value
+        return value
+
+    def _send(self, command: str, payload: Any) -> None:
+        try:
+            self._conn.send((command, payload))
+        except (BrokenPipeError, OSError) as error:
+            raise EnvStepError(f"the collector process is gone (exit code {self._exit_code()})"
+                               ) from error
+
+    def _exit_code(self) -> int | None:
+        self._process.join(timeout=1.0)
+        return self._process.exitcode
+
+    def close(self) -> None:
+        """Closes the child's env copies and ends it; safe to call twice."""
+        self._finalizer()
+
+
+class ChildRound(PendingRound):
+    """A round the collector process is collecting."""
+
+    def __init__(self, collector: ProcessCollector):
+        self._collector = collector
+        self._answer: Any = None
+        self._received = False
+
+    def wait(self) -> None:
+        if not self._received:
+            self._received = True
+            try:
+                self._answer = ("ok", self._collector.receive("collect"))
+            except BaseException as error:
+                self._answer = ("error", error)
+
+    def result(self) -> tuple[Rollout | None, EpisodeRound]:
+        self.wait()
+        status, value = self._answer
+        if status == "error":
+            raise value
+        return value
+
+
+def shut_down(conn, process) -> None:
+    """Asks the child to close its copies and end, ending it by force after 10 s."""
+    if process.is_alive():
+        try:
+            conn.send(("close", None))
+            conn.poll(10.0)
+        except (BrokenPipeError, OSError):
+            pass
+        process.join(timeout=10.0)
+        if process.is_alive():
+            process.terminate()
+            process.join()
+    conn.close()
+
+
+def serve(conn, env: tuple[str, Any], num_envs: int, seed: int, collector_options: dict,
+          ppo_config: dict, ppo_seed: int) -> None:
+    """The child's loop: builds the collector and the acting policy, then answers calls."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(1)  # the learner's process has the other cores
+    try:
+        kind, source = env
+        made = source() if kind == "instance" else source
+        collector = make_collector(made, None, num_envs, seed=seed, **collector_options)
+        acting = PPO(**ppo_config, device="cpu", seed=ppo_seed, num_threads=1)
+        conn.send(("ok", (collector.observation_space, collector.action_space)))
+    except BaseException as error:
+        conn.send(("error", _portable_error(error)))
+        return
+    while True:
+        try:
+            command, payload = conn.recv()
+        except (EOFError, OSError):  # the parent is gone
+            collector.close()
+            return
+        try:
+            if command == "close":
+                collector.close()
+                conn.send(("ok", None))
+                return
+            if command == "collect":
+                if payload is not None:
+                    acting.policy.load_state_dict({name: torch.from_numpy(array)
+                                                   for name, array in payload.items()})
+                    if acting.numpy_actor is not None:
+                        acting.numpy_actor.refresh()
+                answer = collector.collect(acting)
+            else:
+                answer = collector.random_observations(payload)
+            conn.send(("ok", answer))
+        except BaseException as error:
+            conn.send(("error", _portable_error(error)))
+
+
+def _portable_error(error: BaseException) -> BaseException:
+    """`error` if it survives pickling, else a RuntimeError carrying its type and message."""
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:
+        return RuntimeError(f"{type(error).__name__} in the collector process: {error}")
