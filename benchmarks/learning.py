@@ -40,6 +40,8 @@ MUJOCO = dict(ppo=dict(lr=3e-4, anneal_lr=True, k_epochs=10, batch_size=2048, mi
                        value_clip=0.2),
               runner=dict(num_envs=8, num_steps=256))
 NORMALIZED = dict(normalize_obs=True, normalize_reward=True)
+# the same with each round collected while the learner updates on the previous one
+OVERLAPPED = dict(ppo=MUJOCO["ppo"], runner=dict(MUJOCO["runner"], overlap=True))
 
 TASKS = {
     "cartpole": dict(env="CartPole-v1", steps=500_000, ppo={}, runner={},
@@ -54,6 +56,10 @@ TASKS = {
                         published="CleanRL, HalfCheetah-v4, 1M steps: 1443 +- 46"),
     "hopper": dict(env="Hopper-v5", steps=1_000_000, **MUJOCO,
                    published="CleanRL, Hopper-v4, 1M steps: 2383 +- 272"),
+    "halfcheetah-overlap": dict(env="HalfCheetah-v5", steps=1_000_000, **OVERLAPPED,
+                                published="synchronous rounds, this table's halfcheetah row"),
+    "hopper-overlap": dict(env="Hopper-v5", steps=1_000_000, **OVERLAPPED,
+                           published="synchronous rounds, this table's hopper row"),
     "mountaincar": dict(env="MountainCar-v0", steps=500_000, ppo=dict(NORMALIZED), runner={},
                         published="(no published PPO figure; -200 = never reaches the flag)"),
     "mountaincar-rnd": dict(env="MountainCar-v0", steps=500_000,

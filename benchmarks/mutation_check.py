@@ -69,10 +69,10 @@ MUTATIONS = [
     M("termination-bootstraps", "PPO/PPO.py", "torch.where(ends, final_values, following).masked_fill(batch.terminated, 0.0)", "torch.where(ends, final_values, following)"),
     M("truncation-cut", "PPO/PPO.py", "torch.where(ends, final_values, following)", "torch.where(ends, 0 * final_values, following)"),
     M("rnd-coefficients-swapped", "PPO/PPO.py", "self.extrinsic_coef * extrinsic + self.beta * intrinsic", "self.beta * extrinsic + self.extrinsic_coef * intrinsic"),
-    M("gae-bootstrap-undiscounted", "PPO/advantages.py", "deltas = rewards + gamma * next_values - values", "deltas = rewards + next_values - values"),
-    M("gae-flows-across-ends", "PPO/advantages.py", "deltas[t] + decay * continues[t] * running", "deltas[t] + decay * running"),
+    M("gae-bootstrap-undiscounted", "PPO/advantages.py", "rewards + gamma * next_values - values, 0.0", "rewards + next_values - values, 0.0"),
+    M("gae-flows-across-ends", "PPO/advantages.py", "(gamma * gae_lambda) * (~ends.bool()).to(d.dtype)", "(gamma * gae_lambda) * torch.ones_like(d)"),
     M("next-value-not-skipping-invalid-rows", "PPO/advantages.py", "carried = torch.where(valid[t], x[t], carried)", "carried = x[t]"),
-    M("gae-no-lambda", "PPO/advantages.py", "decay = gamma * gae_lambda", "decay = gamma"),
+    M("gae-no-lambda", "PPO/advantages.py", "(gamma * gae_lambda)", "(gamma)"),
     # distributions (PPO/ActorCritic.py)
     M("squash-correction-sign", "PPO/ActorCritic.py", "log_probs = log_probs - torch.log1p(-unit_actions.square()).sum(-1)", "log_probs = log_probs + torch.log1p(-unit_actions.square()).sum(-1)"),
     M("gaussian-entropy-sign", "PPO/ActorCritic.py", "entropy = (0.5 + HALF_LOG_2PI + log_std).sum(-1)", "entropy = (0.5 + HALF_LOG_2PI - log_std).sum(-1)"),
