@@ -5,7 +5,10 @@ live in a child process, so that collection and learning run on different cores
 The child builds the same `LocalCollector` that `make_collector` builds here (same backend,
 same seeds: the same rounds), acts with a CPU copy of the policy whose weights arrive with each
 `collect` call after a `sync`, and answers every call with its result or its error. It ignores
-SIGINT: Ctrl-C is the parent's to handle (the run stops after the round under way).
+SIGINT (which Ctrl-C sends to the whole process group): it is the parent's to handle (the run
+stops after the round under way, then ends the child). A SIGTERM sent to the whole group ends
+the child: the parent's round then fails with an EnvStepError, and the run saves its checkpoint
+as after any error.
 """
 from __future__ import annotations
 
@@ -176,6 +179,9 @@ def shut_down(conn, process) -> None:
         process.join(timeout=10.0)
         if process.is_alive():
             process.terminate()
+            process.join(timeout=5.0)
+        if process.is_alive():
+            process.kill()
             process.join()
     conn.close()
 

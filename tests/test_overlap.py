@@ -129,3 +129,12 @@ def test_a_killed_collector_process_is_an_error_in_the_caller():
 def test_overlap_must_be_a_bool():
     with pytest.raises(TypeError, match="overlap"):
         runner("yes")
+
+
+def test_an_env_that_cannot_reach_the_collector_process_is_refused_by_name():
+    ppo = ppo_for_env("CartPole-v1", seed=0, device="cpu")
+    with pytest.raises(TypeError, match=r"env: .* cannot be pickled to send it to the collector "
+                                        r"process .*lambda"):
+        AsyncPPO(lambda: __import__("gymnasium").make("CartPole-v1"), ppo, num_envs=2,
+                 overlap=True, progress_bar=False)
+    assert not multiprocessing.active_children()
