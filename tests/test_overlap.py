@@ -5,9 +5,11 @@ the same run for the same seeds."""
 from __future__ import annotations
 
 import functools
+import importlib.util
 import multiprocessing
 import threading
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -137,4 +139,72 @@ def test_an_env_that_cannot_reach_the_collector_process_is_refused_by_name():
                                         r"process .*lambda"):
         AsyncPPO(lambda: __import__("gymnasium").make("CartPole-v1"), ppo, num_envs=2,
                  overlap=True, progress_bar=False)
+    assert not multiprocessing.active_children()
+
+
+# ------------------------------------------------ overlap with the runner's other features
+OVERLAP_BACKENDS = [
+    "loop", pytest.param("subprocess", marks=pytest.mark.slow),
+    pytest.param("envpool", marks=[pytest.mark.slow, pytest.mark.skipif(
+        importlib.util.find_spec("envpool") is None, reason="envpool is not installed")]),
+    pytest.param("vector_env", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("backend", OVERLAP_BACKENDS)
+def test_overlap_learns_cartpole_on_every_local_backend(backend):
+    env = "CartPole-v1"
+    if backend == "vector_env":  # stepped in a thread of this process
+        env, backend = gym.make_vec("CartPole-v1", num_envs=32, vectorization_mode="sync"), "auto"
+    ppo = ppo_for_env("CartPole-v1", seed=0, device="cpu")
+    trainer = AsyncPPO(env, ppo, steps=40_000, seed=0, progress_bar=False, overlap=True,
+                       backend=backend)
+    try:
+        returns = trainer.run()
+        acting_elsewhere = not trainer.collector.acts_in_this_process
+        assert acting_elsewhere == (backend != "auto")  # a VectorEnv passed in stays here
+    finally:
+        trainer.close()
+    assert not multiprocessing.active_children() and not collector_threads()
+    assert np.mean(returns[-32:]) > 150, np.mean(returns[-32:])  # random play: about 22
+
+
+@pytest.mark.slow
+def test_overlap_on_ray_workers(ray_local):
+    ppo = ppo_for_env("CartPole-v1", seed=0, device="cpu")
+    trainer = AsyncPPO(gym.make("CartPole-v1"), ppo, num_envs=8, steps=4_000, seed=0,
+                       progress_bar=False, overlap=True, backend="ray", ray_workers=2)
+    try:
+        trainer.run()
+        published = trainer.collector.weights_version
+        assert trainer.total_steps >= 4_000 and published >= trainer.rounds
+        # the round under way acted with the weights published before the last update
+        assert set(trainer.collector.weights_versions) <= {published - 1, published}
+    finally:
+        trainer.close()
+
+
+@pytest.fixture
+def ray_local():
+    ray = pytest.importorskip("ray")
+    from AsyncTools.ray_backend import init_local_ray
+    init_local_ray(num_cpus=2)
+    yield ray
+    ray.shutdown()
+
+
+def test_overlap_with_a_run_folder_evaluation_timeout_and_resume(tmp_path):
+    first = runner(True, steps=10**6, log_dir=tmp_path, eval_every=500, eval_episodes=2)
+    first.run(timeout=3)
+    assert first.stopped_by == "timeout" and first.evaluation.last_return is not None
+    saved_steps = first.total_steps
+    first.close()
+    resumed = runner(True, steps=saved_steps + 1_000, resume=first.run_dir)
+    assert resumed.total_steps == saved_steps
+    resumed.run()
+    resumed.close()
+    assert resumed.total_steps >= saved_steps + 1_000
+    assert (first.run_dir / "best" / "Policy_weights.pth").is_file()
+    rows = (first.run_dir / "progress.csv").read_text().splitlines()
+    assert len(rows) - 1 == resumed.rounds  # one row per round, across both runs
     assert not multiprocessing.active_children()
