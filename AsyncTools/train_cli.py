@@ -60,6 +60,8 @@ PPO_SWITCHES = [  # --name / --no-name
     ("--anneal-lr", "anneal_lr", "decay the learning rate linearly to 0 over --steps"),
     ("--squash-actions", "squash_actions", "continuous: tanh-squashed Gaussian"),
     ("--use-rnd", "use_RND", "add the RND exploration bonus"),
+    ("--compile-update", "compile_update", "torch.compile the update (compiles for seconds to a "
+                                           "minute at the start; quicker steps in long runs)"),
 ]
 
 

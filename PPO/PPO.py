@@ -194,9 +194,10 @@ class PPO:
         activation: str = "tanh",
         critic_hidden_sizes: Sequence[int] | None = None,
         observation_parts: Sequence[Sequence[int]] | None = None,
+        compile_update: bool = False,
     ):
         self.config = {name: _plain(value) for name, value in locals().items()
-                       if name not in ("self", "device", "seed", "num_threads")}
+                       if name not in ("self", "device", "seed", "num_threads", "compile_update")}
         self.is_continuous = check_bool("is_continuous", is_continuous)
         self.observ_dim = check_positive_int("observ_dim", observ_dim)
         self.action_dim = check_positive_int("action_dim", action_dim)
@@ -274,6 +275,10 @@ class PPO:
             self.rnd = RND(observ_dim, observation_shape=self.observation_shape,
                            update_fraction=rnd_update_fraction).to(self.device) if use_RND else None
         self._policy_parameters = list(self.policy.parameters())
+        # torch.compile of the mini-batch loss and its gradient: compiled at the first learn()
+        # (seconds to a minute; needs a C++ compiler on a CPU), then quicker per step
+        self.compile_update = check_bool("compile_update", compile_update)
+        self._minibatch_losses = torch.compile(self._losses) if self.compile_update else self._losses
         self.optimizer = torch.optim.Adam(self._policy_parameters, lr=self.lr, fused=True,
                                           eps=check_positive_float("adam_eps", adam_eps))
         self.reward_scaler = RewardScaler(self.gamma).to(self.device) if normalize_reward else None
@@ -539,15 +544,9 @@ class PPO:
             epoch_kl = torch.zeros((), device=self.device)
             order = torch.randperm(num_rows, generator=self.shuffle_generator).to(self.device)
             for index in order.split(self.mini_batch_size):
-                log_probs, entropy, values = self.policy.evaluate(states[index], actions[index])
-                policy_loss, ratio, log_ratio = clipped_surrogate_loss(
-                    log_probs, old_log_probs[index], advantages[index], self.policy_clip,
-                    self.normalize_advantages)
-                value_loss = clipped_value_loss(values, old_values[index], returns[index],
-                                                self.value_clip)
-                entropy = entropy.mean()
-                loss = policy_loss + self.value_coef * value_loss - self.entropy_coef * entropy
-
+                loss, policy_loss, value_loss, entropy, approx_kl, clip_fraction = \
+                    self._minibatch_losses(states[index], actions[index], old_log_probs[index],
+                                           advantages[index], old_values[index], returns[index])
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 clip_grad_norm(self._policy_parameters, self.max_grad_norm)
@@ -556,8 +555,6 @@ class PPO:
                             if self.rnd is not None else torch.zeros((), device=self.device))
 
                 with torch.no_grad():
-                    approx_kl = ((ratio - 1) - log_ratio).mean()
-                    clip_fraction = ((ratio - 1).abs() > self.policy_clip).float().mean()
                     totals += torch.stack([policy_loss, value_loss, entropy, approx_kl,
                                            clip_fraction, rnd_loss,
                                            torch.ones((), device=self.device)]).detach()
@@ -584,6 +581,23 @@ class PPO:
                           epochs=float(epoch + 1), gradient_steps=float(num_updates),
                           learning_rate=learning_rate)
         return dict(self.stats)
+
+    def _losses(self, states: torch.Tensor, actions: torch.Tensor, old_log_probs: torch.Tensor,
+                advantages: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor
+                ) -> tuple[torch.Tensor, ...]:
+        """One mini-batch's loss, and its parts for the statistics: (loss, policy_loss,
+        value_loss, entropy, approx_kl, clip_fraction). `learn` calls it through
+        `_minibatch_losses`: this function itself, or compiled with `compile_update=True`."""
+        log_probs, entropy, values = self.policy.evaluate(states, actions)
+        policy_loss, ratio, log_ratio = clipped_surrogate_loss(
+            log_probs, old_log_probs, advantages, self.policy_clip, self.normalize_advantages)
+        value_loss = clipped_value_loss(values, old_values, returns, self.value_clip)
+        entropy = entropy.mean()
+        loss = policy_loss + self.value_coef * value_loss - self.entropy_coef * entropy
+        with torch.no_grad():
+            approx_kl = ((ratio - 1) - log_ratio).mean()
+            clip_fraction = ((ratio - 1).abs() > self.policy_clip).float().mean()
+        return loss, policy_loss, value_loss, entropy, approx_kl, clip_fraction
 
     def non_finite_weights(self) -> list[str]:
         """The names of the weights and statistics (as `save_weights` writes them) that hold

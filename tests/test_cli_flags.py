@@ -30,6 +30,7 @@ LEARNER_FLAGS = [
     (["--no-anneal-lr"], "Pendulum-v1 --preset none", "anneal_lr", False),
     (["--squash-actions"], "Pendulum-v1", "squash_actions", True),
     (["--use-rnd"], "CartPole-v1", "use_RND", True),
+    (["--compile-update"], "CartPole-v1", "compile_update", True),
     (["--hidden-sizes", "32", "16"], "CartPole-v1", "hidden_sizes", [32, 16]),
     (["--critic-hidden-sizes", "48"], "CartPole-v1", "critic_hidden_sizes", [48]),
     (["--activation", "relu"], "CartPole-v1", "activation", "relu"),

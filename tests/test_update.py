@@ -251,3 +251,25 @@ def test_with_observation_normalisation_the_first_ratio_is_exactly_one():
     fill(ppo)
     stats = ppo.learn()
     assert stats["approx_kl"] == 0.0 and stats["clip_fraction"] == 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["discrete", "continuous"])
+def test_the_compiled_update_computes_what_the_plain_one_does(kind):
+    """compile_update=True: the same weights and statistics after two learn() calls (the second
+    on a batch of another size, so the compiled loss meets a new shape), to float tolerance."""
+    learners = [make_ppo(kind, k_epochs=2, mini_batch_size=3, compile_update=compiled)
+                for compiled in (False, True)]
+    results = []
+    for ppo in learners:
+        fill(ppo)
+        first = ppo.learn()
+        data = fill(ppo)
+        ppo.memory.add_trajectories(**{**data, "states": data["states"] + 1})
+        results.append((first, ppo.learn(), ppo.policy.state_dict()))
+    (plain_first, plain_second, plain), (compiled_first, compiled_second, compiled) = results
+    for name, tensor in plain.items():
+        torch.testing.assert_close(compiled[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
+    for key in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"):
+        assert compiled_first[key] == pytest.approx(plain_first[key], rel=1e-5, abs=1e-6), key
+        assert compiled_second[key] == pytest.approx(plain_second[key], rel=1e-5, abs=1e-6), key
