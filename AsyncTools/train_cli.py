@@ -209,7 +209,7 @@ def resolved(args: argparse.Namespace, ppo, runner: AsyncPPO) -> dict:
     settings = dict(vars(args), num_envs=runner.num_envs, num_steps=runner.num_steps,
                     eval_every=runner.evaluation.every if runner.evaluation is not None else 0)
     for flag, name, *_ in PPO_OPTIONS + PPO_SWITCHES:
-        settings[name_of(flag)] = getattr(ppo, name, ppo.config[name])
+        settings[name_of(flag)] = getattr(ppo, name) if hasattr(ppo, name) else ppo.config[name]
     return settings
 
 
