@@ -276,9 +276,11 @@ class PPO:
                            update_fraction=rnd_update_fraction).to(self.device) if use_RND else None
         self._policy_parameters = list(self.policy.parameters())
         # torch.compile of the mini-batch loss and its gradient: compiled at the first learn()
-        # (seconds to a minute; needs a C++ compiler on a CPU), then quicker per step
+        # (seconds to a minute; needs a C++ compiler on a CPU), then quicker per step; dynamic,
+        # because the batch's valid rows, and so its last mini-batch, vary from round to round
         self.compile_update = check_bool("compile_update", compile_update)
-        self._minibatch_losses = torch.compile(self._losses) if self.compile_update else self._losses
+        self._minibatch_losses = (torch.compile(self._losses, dynamic=True) if self.compile_update
+                                  else self._losses)
         self.optimizer = torch.optim.Adam(self._policy_parameters, lr=self.lr, fused=True,
                                           eps=check_positive_float("adam_eps", adam_eps))
         self.reward_scaler = RewardScaler(self.gamma).to(self.device) if normalize_reward else None
