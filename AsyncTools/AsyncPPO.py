@@ -283,7 +283,7 @@ class AsyncPPO:
             self.ppo.rnd.update_obs_stats(torch.from_numpy(observations).to(self.ppo.device))
             self._rnd_warmed_up = True
         if self.overlap is not None:  # collected with the weights published a round ago
-            rollout, collected, _ = self.overlap.next_round(self._should_stop)
+            rollout, collected = self.overlap.next_round(self._should_stop)
         else:
             rollout, collected = self.collector.collect(self.ppo, should_stop=self._should_stop)
         if rollout is not None:

@@ -60,30 +60,25 @@ class OverlappedCollection:
         self.ppo = ppo
         # a collector acting elsewhere (a collector process, Ray) gets the weights by `sync`
         self.acting = acting_copy(ppo) if collector.acts_in_this_process else None
-        self.published_version = 0  # counts publications: the acting copy's weights' version
         self._pending: PendingRound | None = None
-        self._pending_version = 0
 
     def next_round(self, should_stop: Callable[[], bool] | None = None
-                   ) -> tuple[Rollout | None, EpisodeRound, int]:
-        """(the next round's rollout, its EpisodeRound, the published version it acted with)."""
+                   ) -> tuple[Rollout | None, EpisodeRound]:
+        """The next round's rollout and EpisodeRound, as `Collector.collect` returns them."""
         if self._pending is None:
             self._start(should_stop)
         pending, self._pending = self._pending, None
-        rollout, collected = pending.result()
-        version = self._pending_version
+        collected = pending.result()
         self._publish()
         self._start(should_stop)
-        return rollout, collected, version
+        return collected
 
     def _publish(self) -> None:
         if self.acting is not None:
             publish(self.ppo, self.acting)
         self.collector.sync(self.ppo)
-        self.published_version += 1
 
     def _start(self, should_stop: Callable[[], bool] | None) -> None:
-        self._pending_version = self.published_version
         self._pending = self.collector.start_collect(self.acting or self.ppo, should_stop)
 
     def wait(self) -> None:

@@ -68,7 +68,7 @@ def test_each_round_acts_with_the_weights_published_one_update_before():
 
     collector.collect = recording_collect
     for _ in range(4):
-        rollout, _, version = overlapped.next_round()
+        rollout, _ = overlapped.next_round()
         ppo.memory.add(rollout)
         learned.append(ppo.policy.actor[0].weight.detach().clone())  # W_k, before update k
         assert ppo.learn() is not None  # every round is learned from
