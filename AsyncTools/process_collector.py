@@ -71,7 +71,7 @@ class ProcessCollector(Collector):
         self._new_weights: dict[str, np.ndarray] | None = None  # not yet sent to the child
         self.num_envs = num_envs
         try:
-            spaces = self._call("ready", timeout=START_TIMEOUT)
+            spaces = self.receive("ready", timeout=START_TIMEOUT)  # the child speaks first
         except BaseException:
             self.close()
             raise
@@ -108,10 +108,9 @@ class ProcessCollector(Collector):
     def random_observations(self, num_steps: int) -> np.ndarray:
         return self._call("random_observations", num_steps)
 
-    def _call(self, command: str, payload: Any = None, timeout: float | None = None) -> Any:
-        if command != "ready":
-            self._send(command, payload)
-        return self.receive(command, timeout)
+    def _call(self, command: str, payload: Any = None) -> Any:
+        self._send(command, payload)
+        return self.receive(command)
 
     def receive(self, command: str, timeout: float | None = None) -> Any:
         """The child's answer to `command`: its value, or its error raised here."""

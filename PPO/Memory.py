@@ -98,9 +98,11 @@ class Rollout:
         shape = self.shape
         for name in PER_STEP:
             got = tuple(np.shape(getattr(self, name)))
-            if got[:2] != shape or (name not in ("states", "actions") and len(got) != 2):
-                raise ValueError(f"{name}: expected shape {list(shape)}{' + ...' if name in ('states', 'actions') else ''}"
-                                 f" like valid, got {list(got)}")
+            per_step_arrays = name in ("states", "actions")  # [T, N, ...]; the rest [T, N]
+            if got[:2] != shape or (not per_step_arrays and len(got) != 2):
+                more = " + ..." if per_step_arrays else ""
+                raise ValueError(f"{name}: expected shape {list(shape)}{more} like valid, "
+                                 f"got {list(got)}")
         valid, ends = self.valid, self.ends
         num_ends, num_finals = int(ends.sum()), len(self.final_states)
         last_rows = shape[0] - 1 - np.argmax(valid[::-1], axis=0)

@@ -61,6 +61,16 @@ class CounterEnv(gym.Env):
         return self._obs(action), float(self.offset + self.t), bool(terminated), False, {"t": self.t}
 
 
+@pytest.fixture(scope="module")
+def ray_session():
+    """One local Ray instance (2 CPUs, no dashboard) for a whole test file; skips without Ray."""
+    ray = pytest.importorskip("ray")
+    from AsyncTools.ray_backend import init_local_ray
+    init_local_ray(num_cpus=2)
+    yield ray
+    ray.shutdown()
+
+
 def take_flat(memory) -> SimpleNamespace:
     """Empties a PPO Memory into the flat layout (every copy's transitions laid end to end,
     copy 0 first; `Rollout.trajectories`), as tensors: the easiest layout to check by hand."""

@@ -170,7 +170,7 @@ def test_overlap_learns_cartpole_on_every_local_backend(backend):
 
 
 @pytest.mark.slow
-def test_overlap_on_ray_workers(ray_local):
+def test_overlap_on_ray_workers(ray_session):
     ppo = ppo_for_env("CartPole-v1", seed=0, device="cpu")
     trainer = AsyncPPO(gym.make("CartPole-v1"), ppo, num_envs=8, steps=4_000, seed=0,
                        progress_bar=False, overlap=True, backend="ray", ray_workers=2)
@@ -182,15 +182,6 @@ def test_overlap_on_ray_workers(ray_local):
         assert set(trainer.collector.weights_versions) <= {published - 1, published}
     finally:
         trainer.close()
-
-
-@pytest.fixture
-def ray_local():
-    ray = pytest.importorskip("ray")
-    from AsyncTools.ray_backend import init_local_ray
-    init_local_ray(num_cpus=2)
-    yield ray
-    ray.shutdown()
 
 
 def test_overlap_with_a_run_folder_evaluation_timeout_and_resume(tmp_path):

@@ -15,7 +15,7 @@ import torch
 from gymnasium.wrappers import TimeLimit
 
 from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env
-from AsyncTools.ray_backend import RayCollector, connect_ray, init_local_ray, worker_slices
+from AsyncTools.ray_backend import RayCollector, connect_ray, worker_slices
 from AsyncTools.rollout import FixedHorizonLoop, collect_episodes
 from AsyncTools.vec_memory import VecMemory
 from AsyncTools.vectorizer import EnvStepError, EnvVectorizer
@@ -63,15 +63,6 @@ def make_slow_counter(delay: float = 0.01, marker: str | None = None) -> gym.Env
 def counter_ppo(**options) -> PPO:
     return PPO(False, 2, 2, device="cpu", seed=SEED, batch_size=64, mini_batch_size=32,
                k_epochs=1, **options)
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    """One local Ray instance (2 CPUs, no dashboard) for the whole file."""
-    ray = pytest.importorskip("ray")
-    init_local_ray(num_cpus=2)
-    yield ray
-    ray.shutdown()
 
 
 # --------------------------------------------------------------------- no Ray needed
