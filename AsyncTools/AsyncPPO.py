@@ -26,7 +26,7 @@ from PPO.checks import (NonFiniteError, check_bool, check_finite_float, check_no
 from .evaluation import EVAL_SEED_OFFSET, PeriodicEvaluation, evaluate
 from .collectors import make_collector
 from .overlap import OverlappedCollection
-from .rollout import EPISODE_STEP_CAP, ROLLOUTS, EpisodeRound, check_episode_step_cap, check_rollout
+from .rollout import EPISODE_STEP_CAP, EpisodeRound, check_episode_step_cap, check_rollout
 from .envs import env_from_id, env_source, is_image_space, observation_parts_of
 from .presets import env_id_of, family, settings_for
 from .run_log import RunLogger

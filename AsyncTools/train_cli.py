@@ -32,8 +32,9 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from AsyncTools.AsyncPPO import AsyncPPO, ROLLOUTS, ppo_for_env
+from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env
 from AsyncTools.collectors import COLLECTOR_BACKENDS
+from AsyncTools.rollout import ROLLOUTS
 from AsyncTools.vectorizer import NON_FINITE_REWARD_CHOICES
 from PPO import PPO
 from PPO.PPO import POLICY_FILE
@@ -53,6 +54,11 @@ PPO_OPTIONS = [
     ("--target-kl", "target_kl", float, "stop an update's epochs above this KL"),
     ("--log-std-init", "log_std_init", float, "continuous: initial log std"),
     ("--beta", "beta", float, "RND: weight of the intrinsic advantage"),
+    ("--max-lag-weight", "max_lag_weight", float, "with --overlap: clip the ratio around the "
+                                                  "learner and weight each sample by its truncated "
+                                                  "importance weight for the lag (decoupled PPO)"),
+    ("--compile-mode", "compile_mode", str, "torch.compile's mode with --compile-update: default, "
+                                            "reduce-overhead (CUDA graphs on a GPU), max-autotune"),
 ]
 PPO_SWITCHES = [  # --name / --no-name
     ("--normalize-obs", "normalize_obs", "normalise observations (running mean/std)"),

@@ -19,9 +19,9 @@ from .Memory import Memory, Rollout
 from .RND import RND
 from .advantages import compute_gae, next_valid
 from .export import export_policy
-from .checkpoint import atomic_save, check_compatible, load_state, load_tensors, non_finite_entries
-from .checks import (check_bool, check_finite_float, check_non_negative_float, check_positive_float,
-                     check_positive_int, check_shape, check_unit_interval, NonFiniteError)
+from .checkpoint import atomic_save, check_compatible, load_tensors, non_finite_entries
+from .checks import (check_bool, check_compile_mode, check_finite_float, check_non_negative_float,
+                     check_positive_float, check_positive_int, check_shape, check_unit_interval, NonFiniteError)
 from .normalization import RewardScaler
 from .numpy_actor import NumpyActor
 
@@ -67,19 +67,38 @@ def clip_grad_norm(parameters: list[torch.Tensor], max_norm: float) -> torch.Ten
 
 def clipped_surrogate_loss(log_probs: torch.Tensor, old_log_probs: torch.Tensor,
                            advantages: torch.Tensor, policy_clip: float,
-                           normalize_advantages: bool = True
+                           normalize_advantages: bool = True,
+                           sample_weights: torch.Tensor | None = None
                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """PPO's clipped policy loss over a mini-batch: -mean(min(r A, clip(r, 1 -+ eps) A)), with
-    r = pi_new / pi_old = exp(log_probs - old_log_probs) and the advantages A normalised to mean
-    0, std 1 within the mini-batch (when asked, and when it has more than one sample).
-    Returns (loss, r, log r)."""
+    """PPO's clipped policy loss over a mini-batch: -mean(w min(r A, clip(r, 1 -+ eps) A)), with
+    r = pi_new / pi_old = exp(log_probs - old_log_probs), the advantages A normalised to mean
+    0, std 1 within the mini-batch (when asked, and when it has more than one sample), and the
+    per-sample weights w (1 unless given: see PPO's `max_lag_weight`). Returns (loss, r, log r)."""
     log_ratio = log_probs - old_log_probs
     ratio = log_ratio.exp()
     if normalize_advantages and advantages.numel() > 1:
         advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     surrogate = torch.min(ratio * advantages,
                           ratio.clamp(1 - policy_clip, 1 + policy_clip) * advantages)
+    if sample_weights is not None:
+        surrogate = sample_weights * surrogate
     return -surrogate.mean(), ratio, log_ratio
+
+
+def lag_corrected_targets(behaviour_log_probs: torch.Tensor, learner_log_probs: torch.Tensor,
+                          max_lag_weight: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the ratio divides by, and the per-sample weights, for one update.
+
+    None (standard PPO): the ratio is taken against the behaviour policy (the policy that acted),
+    weights 1. A number c (decoupled PPO, Hilton et al. 2022): the ratio is taken, and clipped,
+    against the learner's policy at the start of the update, and each sample is weighted by
+    min(pi_learner / pi_behaviour, c), a truncated importance weight for the policy lag (overlap:
+    the actions come from the weights one update behind). With no lag the weights are 1 and both
+    give the same update."""
+    if max_lag_weight is None:
+        return behaviour_log_probs, torch.ones_like(behaviour_log_probs)
+    weights = (learner_log_probs - behaviour_log_probs).exp().clamp(max=max_lag_weight)
+    return learner_log_probs, weights
 
 
 def clipped_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
@@ -195,9 +214,12 @@ class PPO:
         critic_hidden_sizes: Sequence[int] | None = None,
         observation_parts: Sequence[Sequence[int]] | None = None,
         compile_update: bool = False,
+        compile_mode: str = "default",
+        max_lag_weight: float | None = None,
     ):
         self.config = {name: _plain(value) for name, value in locals().items()
-                       if name not in ("self", "device", "seed", "num_threads", "compile_update")}
+                       if name not in ("self", "device", "seed", "num_threads", "compile_update",
+                                       "compile_mode")}
         self.is_continuous = check_bool("is_continuous", is_continuous)
         self.observ_dim = check_positive_int("observ_dim", observ_dim)
         self.action_dim = check_positive_int("action_dim", action_dim)
@@ -217,6 +239,8 @@ class PPO:
         self.max_grad_norm = check_positive_float("max_grad_norm", max_grad_norm)
         self.value_clip = None if value_clip is None else check_positive_float("value_clip", value_clip)
         self.target_kl = None if target_kl is None else check_positive_float("target_kl", target_kl)
+        self.max_lag_weight = (None if max_lag_weight is None
+                               else check_positive_float("max_lag_weight", max_lag_weight))
         self.normalize_advantages = check_bool("normalize_advantages", normalize_advantages)
         log_std_init = check_finite_float("log_std_init", log_std_init)
         hidden_sizes = check_shape("hidden_sizes", hidden_sizes)
@@ -279,8 +303,9 @@ class PPO:
         # (seconds to a minute; needs a C++ compiler on a CPU), then quicker per step; dynamic,
         # because the batch's valid rows, and so its last mini-batch, vary from round to round
         self.compile_update = check_bool("compile_update", compile_update)
-        self._minibatch_losses = (torch.compile(self._losses, dynamic=True) if self.compile_update
-                                  else self._losses)
+        self.compile_mode = check_compile_mode(compile_mode, self.compile_update)
+        self._minibatch_losses = (torch.compile(self._losses, dynamic=True, mode=self.compile_mode)
+                                  if self.compile_update else self._losses)
         self.optimizer = torch.optim.Adam(self._policy_parameters, lr=self.lr, fused=True,
                                           eps=check_positive_float("adam_eps", adam_eps))
         self.reward_scaler = RewardScaler(self.gamma).to(self.device) if normalize_reward else None
@@ -530,7 +555,9 @@ class PPO:
         # none were, the learner's own, which are the behaviour's if nothing changed since (the
         # observation statistics take this batch in only after the update, for the next one).
         recorded = batch.log_probs[valid]
-        old_log_probs = torch.where(torch.isnan(recorded), log_probs_now, recorded)
+        behaviour_log_probs = torch.where(torch.isnan(recorded), log_probs_now, recorded)
+        old_log_probs, sample_weights = lag_corrected_targets(behaviour_log_probs, log_probs_now,
+                                                              self.max_lag_weight)
         values = old_values.new_zeros(batch.shape + old_values.shape[1:])
         values[valid] = old_values
         advantage_grid, return_grid = self._advantages(batch, values)
@@ -546,9 +573,14 @@ class PPO:
             epoch_kl = torch.zeros((), device=self.device)
             order = torch.randperm(num_rows, generator=self.shuffle_generator).to(self.device)
             for index in order.split(self.mini_batch_size):
+                if self.compile_update:
+                    # with CUDA graphs, each mini-batch is a new step: the last one's outputs
+                    # (already read into `totals`) may be overwritten
+                    torch.compiler.cudagraph_mark_step_begin()
                 loss, policy_loss, value_loss, entropy, approx_kl, clip_fraction = \
                     self._minibatch_losses(states[index], actions[index], old_log_probs[index],
-                                           advantages[index], old_values[index], returns[index])
+                                           advantages[index], old_values[index], returns[index],
+                                           sample_weights[index])
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 clip_grad_norm(self._policy_parameters, self.max_grad_norm)
@@ -585,14 +617,15 @@ class PPO:
         return dict(self.stats)
 
     def _losses(self, states: torch.Tensor, actions: torch.Tensor, old_log_probs: torch.Tensor,
-                advantages: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor
-                ) -> tuple[torch.Tensor, ...]:
+                advantages: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
+                sample_weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """One mini-batch's loss, and its parts for the statistics: (loss, policy_loss,
         value_loss, entropy, approx_kl, clip_fraction). `learn` calls it through
         `_minibatch_losses`: this function itself, or compiled with `compile_update=True`."""
         log_probs, entropy, values = self.policy.evaluate(states, actions)
         policy_loss, ratio, log_ratio = clipped_surrogate_loss(
-            log_probs, old_log_probs, advantages, self.policy_clip, self.normalize_advantages)
+            log_probs, old_log_probs, advantages, self.policy_clip, self.normalize_advantages,
+            sample_weights)
         value_loss = clipped_value_loss(values, old_values, returns, self.value_clip)
         entropy = entropy.mean()
         loss = policy_loss + self.value_coef * value_loss - self.entropy_coef * entropy

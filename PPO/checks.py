@@ -48,6 +48,20 @@ def check_bool(name: str, value: object) -> bool:
     return value
 
 
+# torch.compile's modes; "reduce-overhead" and "max-autotune" replay CUDA graphs on a GPU.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def check_compile_mode(mode: object, compiling: bool) -> str:
+    """`compile_mode`, one of COMPILE_MODES; a mode other than "default" needs `compile_update`."""
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile_mode must be one of {', '.join(COMPILE_MODES)}, got {mode!r}")
+    if mode != "default" and not compiling:
+        raise ValueError(f"compile_mode={mode!r} needs compile_update=True (the update is "
+                         f"compiled only then)")
+    return str(mode)
+
+
 def check_shape(name: str, value: object) -> tuple[int, ...]:
     """A non-empty sequence of positive integers (a shape, layer sizes, MultiDiscrete sizes)."""
     try:

@@ -14,7 +14,9 @@ SB3 runs are scored with `evaluate_policy(model, env, n_eval_episodes=10, determ
 a fresh env (VecNormalize statistics copied and frozen where the zoo normalises). SB3 trains in
 whole rollouts, so it can run past N by up to one rollout (n_envs * n_steps); the steps actually
 taken are recorded. No thread settings are made for either library: ours picks its torch threads
-itself, SB3 runs with torch's default.
+itself, SB3 runs with torch's default, unless --sb3-threads sets SB3's (to run two benchmarks
+side by side on a small machine: torch's default threads beside another busy process slow SB3
+down several-fold, which changes its wall times, not its returns).
 
     python benchmarks/defaults_vs_sb3.py                       # 5 envs, 100k steps, seeds 0 1
     python benchmarks/defaults_vs_sb3.py --envs CartPole-v1 --seeds 0 --steps 50000
@@ -47,6 +49,9 @@ EVAL_EPISODES = 10
 # gamma (rl_zoo3/exp_manager.py _preprocess_normalization), "lin_X" is a linear schedule from X
 # to 0 (SimpleLinearSchedule), "n_timesteps" is the zoo's own budget (reported, not used).
 # The zoo's LunarLander-v3 entry is the same as its older LunarLander-v2 entry.
+# The zoo's policy_kwargs for its tuned MuJoCo entries; "activation_fn" names a torch.nn class.
+ZOO_MUJOCO_NET = dict(log_std_init=-2, ortho_init=False, activation_fn="ReLU",
+                      net_arch=dict(pi=[256, 256], vf=[256, 256]))
 ZOO_PPO = {
     "CartPole-v1": dict(n_timesteps=1e5, n_envs=8, n_steps=32, batch_size=256, gae_lambda=0.8,
                         gamma=0.98, n_epochs=20, ent_coef=0.0, learning_rate="lin_0.001",
@@ -60,6 +65,20 @@ ZOO_PPO = {
                         use_sde=True, sde_sample_freq=4),
     "LunarLander-v3": dict(n_timesteps=1e6, n_envs=16, n_steps=1024, batch_size=64, gae_lambda=0.98,
                            gamma=0.999, n_epochs=4, ent_coef=0.01),
+    "BipedalWalker-v3": dict(n_timesteps=5e6, normalize=True, n_envs=32, n_steps=2048, batch_size=64,
+                             gae_lambda=0.95, gamma=0.999, n_epochs=10, ent_coef=0.0,
+                             learning_rate=3e-4, clip_range=0.18),
+    # The zoo's MuJoCo entries are for the -v4 envs; the -v5 envs have the same dynamics and rewards.
+    "HalfCheetah-v5": dict(n_timesteps=1e6, normalize=True, n_envs=1, batch_size=64, n_steps=512,
+                           gamma=0.98, learning_rate=2.0633e-05, ent_coef=0.000401762, clip_range=0.1,
+                           n_epochs=20, gae_lambda=0.92, max_grad_norm=0.8, vf_coef=0.58096,
+                           policy_kwargs=ZOO_MUJOCO_NET),
+    "Hopper-v5": dict(n_timesteps=1e6, normalize=True, n_envs=1, batch_size=32, n_steps=512, gamma=0.999,
+                      learning_rate=9.80828e-05, ent_coef=0.00229519, clip_range=0.2, n_epochs=5,
+                      gae_lambda=0.99, max_grad_norm=0.7, vf_coef=0.835671, policy_kwargs=ZOO_MUJOCO_NET),
+    "Walker2d-v5": dict(n_timesteps=1e6, normalize=True, n_envs=1, batch_size=32, n_steps=512, gamma=0.99,
+                        learning_rate=5.05041e-05, ent_coef=0.000585045, clip_range=0.1, n_epochs=20,
+                        gae_lambda=0.95, max_grad_norm=1, vf_coef=0.871923, policy_kwargs=ZOO_MUJOCO_NET),
 }
 
 
@@ -71,6 +90,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per subprocess")
+    parser.add_argument("--sb3-threads", type=int, default=None,
+                        help="torch threads for the SB3 runs (default: torch's own choice)")
     parser.add_argument("--out", type=Path, default=OUT_DIR)
     parser.add_argument("--reuse", action="store_true",
                         help="keep runs already in results.json with the same env/variant/seed/steps")
@@ -97,12 +118,20 @@ def zoo_settings(env_id: str) -> tuple[dict, int, bool]:
     for key in ("learning_rate", "clip_range"):
         if isinstance(hp.get(key), str):
             hp[key] = _linear(float(hp[key].split("_")[1]))
+    if "policy_kwargs" in hp:
+        import torch.nn
+        net = dict(hp["policy_kwargs"])
+        net["activation_fn"] = getattr(torch.nn, net["activation_fn"])
+        hp["policy_kwargs"] = net
     return hp, n_envs, normalize
 
 
-def run_sb3(variant: str, env_id: str, seed: int, steps: int) -> dict:
+def run_sb3(variant: str, env_id: str, seed: int, steps: int, threads: int | None) -> dict:
     """Train SB3 PPO (defaults or zoo settings) and score it; returns the run's record."""
     t0 = time.perf_counter()
+    if threads is not None:
+        import torch
+        torch.set_num_threads(threads)
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.evaluation import evaluate_policy
@@ -146,13 +175,16 @@ def run_ours(env_id: str, seed: int, steps: int, timeout: float) -> dict:
             "train_s": train_s, "train_args": args}
 
 
-def run_one(variant: str, env_id: str, seed: int, steps: int, timeout: float) -> dict:
+def run_one(variant: str, env_id: str, seed: int, steps: int, timeout: float,
+            sb3_threads: int | None) -> dict:
     """One run in fresh subprocesses; a failure or timeout is recorded, not raised."""
     try:
         if variant == "ours":
             return run_ours(env_id, seed, steps, timeout)
         cmd = [sys.executable, __file__, "--worker", variant, "--env", env_id, "--seed", str(seed),
                "--steps", str(steps)]
+        if sb3_threads is not None:
+            cmd += ["--sb3-threads", str(sb3_threads)]
         proc = subprocess.run(cmd, cwd=ROOT, check=True, timeout=timeout, capture_output=True, text=True)
         return json.loads(proc.stdout.strip().splitlines()[-1])
     except subprocess.TimeoutExpired:
@@ -181,6 +213,14 @@ def cell(runs: list[dict]) -> str:
     return f"{statistics.mean(means):.1f} ± {std:.1f} ({wall:.0f} s{note})"
 
 
+def sb3_threads(runs: list[dict]) -> str:
+    """How many torch threads the SB3 runs had, in words."""
+    counts = sorted({r.get("sb3_threads") for r in runs if r["variant"] != "ours"}, key=str)
+    named = ["torch's default threads" if n is None else f"{n} torch thread(s) (--sb3-threads)"
+             for n in counts]
+    return " in some runs, ".join(named) or "torch's default threads"
+
+
 def write_markdown(results: dict, path: Path) -> None:
     m, cfg = results["machine"], results["config"]
     lines = [f"# Return at {cfg['steps']:,} env steps: ours (CLI defaults) vs Stable-Baselines3", "",
@@ -200,7 +240,7 @@ def write_markdown(results: dict, path: Path) -> None:
               "scored with `python play.py --weights TMP/w --env ID --episodes 10` (episode k seeded 0+k). "
               "Ours chooses its torch threads itself; the wall time includes its periodic evaluations.",
               "- SB3 defaults: `PPO('MlpPolicy', make_vec_env(ID, n_envs=1, seed=S), seed=S, device='cpu')`, "
-              "`learn(N)`; SB3 (both columns) runs with torch's default threads, none set.",
+              f"`learn(N)`; SB3 (both columns) runs with {sb3_threads(results['runs'])}.",
               "- SB3 + RL Zoo: hyperparameters of rl-baselines3-zoo hyperparams/ppo.yml (ZOO_PPO in the "
               "script, VecNormalize where the zoo normalises) but trained for the same N steps; the last "
               "column is the zoo's own n_timesteps.",
@@ -215,7 +255,7 @@ def write_markdown(results: dict, path: Path) -> None:
 def main(argv=None) -> None:
     args = parse_args(argv)
     if args.worker:
-        print(json.dumps(run_sb3(args.worker, args.env, args.seed, args.steps)))
+        print(json.dumps(run_sb3(args.worker, args.env, args.seed, args.steps, args.sb3_threads)))
         return
     args.out.mkdir(parents=True, exist_ok=True)
     json_path = args.out / "results.json"
@@ -227,7 +267,10 @@ def main(argv=None) -> None:
             for variant in args.variants:
                 key = dict(env=env_id, variant=variant, seed=seed, steps=args.steps)
                 done = [r for r in old if all(r.get(k) == v for k, v in key.items()) and "error" not in r]
-                record = done[0] if done else {**key, **run_one(variant, env_id, seed, args.steps, args.timeout)}
+                record = done[0] if done else {**key, **run_one(variant, env_id, seed, args.steps,
+                                                                 args.timeout, args.sb3_threads)}
+                if variant != "ours" and not done:
+                    record["sb3_threads"] = args.sb3_threads
                 results["runs"].append(record)
                 print(f"{env_id:15s} seed {seed} {variant:4s}: "
                       f"{record.get('mean_return', record.get('error'))} ({record.get('train_s', 0):.0f} s)",

@@ -63,7 +63,11 @@ MUTATIONS = [
     M("lr-anneal-half", "PPO/PPO.py", "1.0 - self.samples_learned / self.total_steps", "1.0 - self.samples_learned / (2 * self.total_steps)"),
     M("obs-statistics-frozen", "PPO/PPO.py", "            self.policy.obs_normalizer.update(states)\n", "            pass\n"),
     M("obs-statistics-before-behaviour", "PPO/PPO.py", "        log_probs_now, old_values = self._evaluate_all(states, actions)\n", "        if self.policy.obs_normalizer is not None:\n            self.policy.obs_normalizer.update(states)\n        log_probs_now, old_values = self._evaluate_all(states, actions)\n"),
-    M("behaviour-log-probs-ignored", "PPO/PPO.py", "old_log_probs = torch.where(torch.isnan(recorded), log_probs_now, recorded)", "old_log_probs = log_probs_now"),
+    M("behaviour-log-probs-ignored", "PPO/PPO.py", "behaviour_log_probs = torch.where(torch.isnan(recorded), log_probs_now, recorded)", "behaviour_log_probs = log_probs_now"),
+    M("lag-ratio-against-behaviour", "PPO/PPO.py", "    return learner_log_probs, weights", "    return behaviour_log_probs, weights"),
+    M("lag-weights-ignored", "PPO/PPO.py", "        surrogate = sample_weights * surrogate", "        surrogate = surrogate"),
+    M("lag-weights-untruncated", "PPO/PPO.py", "(learner_log_probs - behaviour_log_probs).exp().clamp(max=max_lag_weight)", "(learner_log_probs - behaviour_log_probs).exp()"),
+    M("lag-weights-inverted", "PPO/PPO.py", "(learner_log_probs - behaviour_log_probs).exp().clamp(max=max_lag_weight)", "(behaviour_log_probs - learner_log_probs).exp().clamp(max=max_lag_weight)"),
     M("explained-variance-sign", "PPO/PPO.py", "torch.var(extrinsic_returns - extrinsic_values)", "torch.var(extrinsic_returns + extrinsic_values)"),
     # advantages and returns
     M("termination-bootstraps", "PPO/PPO.py", "torch.where(ends, final_values, following).masked_fill(batch.terminated, 0.0)", "torch.where(ends, final_values, following)"),

@@ -270,8 +270,12 @@ def test_advantages_bootstrap_truncation_and_cut_termination():
     (dict(entropy_coef=-0.01), ValueError, "entropy_coef"),
     (dict(is_continuous="yes"), TypeError, "is_continuous"),
     (dict(use_RND=1), TypeError, "use_RND"),
+    (dict(compile_update=True, compile_mode="fast"), ValueError, "compile_mode"),
+    (dict(compile_mode="reduce-overhead"), ValueError, "compile_mode"),
 ])
 def test_bad_constructor_arguments(kwargs, error, name):
+    """Each bad value raises, naming the parameter (compile_mode: an unknown mode, or a mode
+    other than "default" without compile_update=True)."""
     args = dict(is_continuous=False, observ_dim=4, action_dim=2, device="cpu", seed=0)
     args.update(kwargs)
     with pytest.raises(error, match=rf"\b{name}\b"):

@@ -2,13 +2,13 @@
 user's options winning over both, and train.py recording the values it used."""
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import json
 import subprocess
 import sys
 
 import gymnasium as gym
-import numpy as np
 import pytest
 
 from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env
@@ -29,6 +29,41 @@ def test_every_preset_names_real_options_and_its_source():
         assert set(entry["runner"]) <= RUNNER_KEYWORDS, env_id
     for family in FAMILY_DEFAULTS.values():
         assert set(family["ppo"]) <= PPO_KEYWORDS and set(family["runner"]) <= RUNNER_KEYWORDS
+
+
+def zoo_table() -> dict:
+    """ZOO_PPO of benchmarks/defaults_vs_sb3.py: RL Zoo's numbers as the SB3 comparison uses them."""
+    spec = importlib.util.spec_from_file_location("defaults_vs_sb3",
+                                                  REPO_ROOT / "benchmarks" / "defaults_vs_sb3.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ZOO_PPO
+
+
+# (our keyword, RL Zoo's key) for the settings both have
+ZOO_KEYS = [("lr", "learning_rate"), ("k_epochs", "n_epochs"), ("mini_batch_size", "batch_size"),
+            ("gamma", "gamma"), ("GAE_lambda", "gae_lambda"), ("entropy_coef", "ent_coef"),
+            ("policy_clip", "clip_range")]
+
+
+@pytest.mark.parametrize("env_id", [env_id for env_id, entry in presets().items()
+                                    if entry["source"].startswith("RL Zoo")])
+def test_a_preset_citing_rl_zoo_has_rl_zoos_numbers(env_id):
+    """A preset whose source is RL Zoo gives the learner the zoo's numbers, as the SB3
+    comparison trains them (SB3's defaults where the zoo's entry has none)."""
+    sb3_defaults = dict(learning_rate=3e-4, n_epochs=10, batch_size=64, gamma=0.99, gae_lambda=0.95,
+                        ent_coef=0.0, clip_range=0.2)
+    zoo = {**sb3_defaults, **zoo_table()[env_id]}
+    ppo = ppo_for_env(env_id, device="cpu")
+    for ours, theirs in ZOO_KEYS:
+        held = ppo.config[ours] if ours in ppo.config else getattr(ppo, ours)
+        assert held == pytest.approx(zoo[theirs]), (ours, theirs)
+    runner = presets()[env_id]["runner"]
+    assert (runner["num_envs"], runner["num_steps"]) == (zoo["n_envs"], zoo["n_steps"])
+    assert ppo.batch_size == zoo["n_envs"] * zoo["n_steps"]
+    normalized = zoo.get("normalize", False)
+    assert (ppo.config["normalize_obs"], ppo.normalize_reward) == (normalized, normalized)
+    assert not ppo.anneal_lr  # the zoo's learning rates here are constants
 
 
 def test_ppo_for_env_applies_the_preset_under_the_users_options():

@@ -78,13 +78,15 @@ def reference_advantages(policy, data) -> tuple[torch.Tensor, torch.Tensor]:
     return advantages, advantages + values
 
 
-def reference_loss(policy, kind, data, old_log_probs, old_values, advantages, returns, ppo):
+def reference_loss(policy, kind, data, old_log_probs, old_values, advantages, returns, ppo,
+                   weights=1.0):
     log_probs, entropy, values = log_prob_entropy_value(policy, kind, data["states"], data["actions"])
     ratio = torch.exp(log_probs - old_log_probs)
     if ppo.normalize_advantages:
         advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     clip = ppo.policy_clip
-    policy_loss = -torch.mean(torch.min(ratio * advantages, torch.clamp(ratio, 1 - clip, 1 + clip) * advantages))
+    policy_loss = -torch.mean(weights * torch.min(ratio * advantages,
+                                                  torch.clamp(ratio, 1 - clip, 1 + clip) * advantages))
     value_error = (values - returns) ** 2
     if ppo.value_clip is not None:
         clipped = old_values + torch.clamp(values - old_values, -ppo.value_clip, ppo.value_clip)
@@ -133,6 +135,55 @@ def test_the_gradient_of_one_update_is_the_reference_gradient(kind, normalize_ad
         assert stats[name] == pytest.approx(terms[name].item(), rel=1e-5, abs=1e-7), name
     explained = 1 - torch.var(returns - old_values) / torch.var(returns)
     assert stats["explained_variance"] == pytest.approx(explained.item(), rel=1e-5)
+
+
+LAG = torch.tensor([-1.0, 0.5, 0.0, -0.2, 1.0, -0.7, 0.3, 0.1])  # log pi_behaviour - log pi_learner
+
+
+@pytest.mark.parametrize("kind", ["discrete", "continuous"])
+def test_max_lag_weight_clips_around_the_learner_and_weights_each_sample(kind):
+    """Decoupled PPO for a lagging behaviour policy: the ratio is pi / pi_learner (the policy at
+    the update's start), each sample weighted by min(pi_learner / pi_behaviour, max_lag_weight)
+    (here 1.5: the samples with a lag below log(1/1.5) are truncated)."""
+    ppo = make_ppo(kind, max_lag_weight=1.5)
+    with torch.no_grad():
+        data = fill(ppo)
+        learner, _, old_values = log_prob_entropy_value(ppo.policy, kind, data["states"], data["actions"])
+    ppo.memory.take()
+    ppo.memory.add_trajectories(**data, log_probs=learner + LAG)
+    advantages, returns = reference_advantages(ppo.policy, data)
+    weights = torch.exp(-LAG).clamp(max=1.5)
+    assert (weights == 1.5).sum() == 2 and (weights < 1).sum() == 4
+    policy = copy.deepcopy(ppo.policy)
+    loss, terms = reference_loss(policy, kind, data, learner, old_values, advantages, returns, ppo,
+                                 weights)
+    loss.backward()
+    stats = ppo.learn()
+    for name, gradient in gradients_of(ppo).items():
+        torch.testing.assert_close(gradient, dict(policy.named_parameters())[name].grad,
+                                   rtol=1e-4, atol=1e-6, msg=name)
+    assert stats["policy_loss"] == pytest.approx(terms["policy_loss"].item(), rel=1e-5)
+    assert stats["approx_kl"] == 0.0  # measured against the learner, where the ratio starts at 1
+
+
+@pytest.mark.parametrize("kind", ["discrete", "continuous"])
+def test_without_lag_max_lag_weight_changes_nothing(kind):
+    """Behaviour log-probs equal to the learner's (a synchronous round): the same update as
+    standard PPO; with a lag, standard PPO's update differs (its ratio is against the behaviour)."""
+    updates = {}
+    for name, lag, option in [("plain", 0.0, None), ("decoupled", 0.0, 1.5), ("lagged", LAG, None)]:
+        ppo = make_ppo(kind, max_lag_weight=option)
+        with torch.no_grad():
+            data = fill(ppo)
+            learner, _, _ = log_prob_entropy_value(ppo.policy, kind, data["states"], data["actions"])
+        ppo.memory.take()
+        ppo.memory.add_trajectories(**data, log_probs=learner + lag)
+        ppo.learn()
+        updates[name] = ppo.policy.state_dict()
+    for name, tensor in updates["plain"].items():
+        torch.testing.assert_close(updates["decoupled"][name], tensor, rtol=1e-6, atol=1e-7, msg=name)
+    assert any(not torch.allclose(updates["lagged"][name], tensor)
+               for name, tensor in updates["plain"].items())
 
 
 @pytest.mark.parametrize("kind", ["discrete", "continuous"])
@@ -254,11 +305,14 @@ def test_with_observation_normalisation_the_first_ratio_is_exactly_one():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["discrete", "continuous"])
-def test_the_compiled_update_computes_what_the_plain_one_does(kind):
+@pytest.mark.parametrize("kind,mode", [("discrete", "default"), ("continuous", "default"),
+                                       ("continuous", "reduce-overhead")])
+def test_the_compiled_update_computes_what_the_plain_one_does(kind, mode):
     """compile_update=True: the same weights and statistics after two learn() calls (the second
-    on a batch of another size, so the compiled loss meets a new shape), to float tolerance."""
-    learners = [make_ppo(kind, k_epochs=2, mini_batch_size=3, compile_update=compiled)
+    on a batch of another size, so the compiled loss meets a new shape), to float tolerance.
+    "reduce-overhead" replays CUDA graphs on a GPU; on a CPU it checks the same learn() path."""
+    learners = [make_ppo(kind, k_epochs=2, mini_batch_size=3, compile_update=compiled,
+                         **(dict(compile_mode=mode) if compiled else {}))
                 for compiled in (False, True)]
     results = []
     for ppo in learners:
