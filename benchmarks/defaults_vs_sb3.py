@@ -22,11 +22,13 @@ down several-fold, which changes its wall times, not its returns).
     python benchmarks/defaults_vs_sb3.py --envs CartPole-v1 --seeds 0 --steps 50000
 
 Writes benchmarks/results/defaults_vs_sb3/results.json (after every run, so an interrupted
-benchmark keeps its runs; --reuse skips runs already there) and results.md.
+benchmark keeps its runs; --reuse skips runs already there and keeps the file's other runs) and
+results.md (--report rewrites it from results.json alone).
 """
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 import json
 import os
 import platform
@@ -93,6 +95,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--sb3-threads", type=int, default=None,
                         help="torch threads for the SB3 runs (default: torch's own choice)")
     parser.add_argument("--out", type=Path, default=OUT_DIR)
+    parser.add_argument("--report", action="store_true",
+                        help="run nothing: rewrite OUT/results.md from OUT/results.json")
     parser.add_argument("--reuse", action="store_true",
                         help="keep runs already in results.json with the same env/variant/seed/steps")
     # internal: one SB3 run in this process, printing a JSON line
@@ -193,6 +197,11 @@ def run_one(variant: str, env_id: str, seed: int, steps: int, timeout: float,
         return {"error": f"exit {exc.returncode}: {(exc.stderr or '')[-800:]}"}
 
 
+def same_run(record: dict, key: dict) -> bool:
+    """Whether a results.json record is the run `key` (env, variant, seed, steps) names."""
+    return all(record.get(k) == v for k, v in key.items())
+
+
 def machine() -> dict:
     import torch
     import stable_baselines3
@@ -215,10 +224,12 @@ def cell(runs: list[dict]) -> str:
 
 def sb3_threads(runs: list[dict]) -> str:
     """How many torch threads the SB3 runs had, in words."""
-    counts = sorted({r.get("sb3_threads") for r in runs if r["variant"] != "ours"}, key=str)
-    named = ["torch's default threads" if n is None else f"{n} torch thread(s) (--sb3-threads)"
-             for n in counts]
-    return " in some runs, ".join(named) or "torch's default threads"
+    counts = Counter(r.get("sb3_threads") for r in runs if r["variant"] != "ours")
+    if len(counts) <= 1:
+        threads = next(iter(counts), None)
+        return "torch's default threads" if threads is None else f"{threads} torch thread(s) (--sb3-threads)"
+    return ", ".join(f"{'torch default' if n is None else n} thread(s) in {k} runs"
+                     for n, k in sorted(counts.items(), key=str)) + " (--sb3-threads; results.json)"
 
 
 def write_markdown(results: dict, path: Path) -> None:
@@ -226,7 +237,7 @@ def write_markdown(results: dict, path: Path) -> None:
     lines = [f"# Return at {cfg['steps']:,} env steps: ours (CLI defaults) vs Stable-Baselines3", "",
              f"Deterministic mean return over {EVAL_EPISODES} episodes, then mean ± std (population) over seeds "
              f"{cfg['seeds']}; in brackets the mean training wall time (indicative only: 2-core "
-             "machine shared with other jobs, one run at a time).", "",
+             "machine, other benchmark runs and jobs beside it).", "",
              "| env | ours (CLI defaults) | SB3 defaults | SB3 + RL Zoo settings | zoo's own budget |",
              "|---|---|---|---|---|"]
     for env_id in cfg["envs"]:
@@ -259,23 +270,31 @@ def main(argv=None) -> None:
         return
     args.out.mkdir(parents=True, exist_ok=True)
     json_path = args.out / "results.json"
+    if args.report:
+        results = json.loads(json_path.read_text())
+        write_markdown(results, args.out / "results.md")
+        print((args.out / "results.md").read_text())
+        return
     old = json.loads(json_path.read_text())["runs"] if args.reuse and json_path.exists() else []
-    results = {"machine": machine(), "zoo_ppo": ZOO_PPO, "runs": [],
-               "config": {"envs": args.envs, "steps": args.steps, "seeds": args.seeds}}
-    for env_id in args.envs:
-        for seed in args.seeds:
-            for variant in args.variants:
-                key = dict(env=env_id, variant=variant, seed=seed, steps=args.steps)
-                done = [r for r in old if all(r.get(k) == v for k, v in key.items()) and "error" not in r]
-                record = done[0] if done else {**key, **run_one(variant, env_id, seed, args.steps,
-                                                                 args.timeout, args.sb3_threads)}
-                if variant != "ours" and not done:
-                    record["sb3_threads"] = args.sb3_threads
-                results["runs"].append(record)
-                print(f"{env_id:15s} seed {seed} {variant:4s}: "
-                      f"{record.get('mean_return', record.get('error'))} ({record.get('train_s', 0):.0f} s)",
-                      flush=True)
-                json_path.write_text(json.dumps(results, indent=1))
+    planned = [dict(env=env_id, variant=variant, seed=seed, steps=args.steps)
+               for env_id in args.envs for seed in args.seeds for variant in args.variants]
+    # with --reuse, runs outside this selection stay in the file
+    others = [r for r in old if not any(same_run(r, key) for key in planned)]
+    results = {"machine": machine(), "zoo_ppo": ZOO_PPO, "runs": others,
+               "config": {"envs": list(dict.fromkeys([r["env"] for r in others] + args.envs)),
+                          "steps": args.steps,
+                          "seeds": sorted({r["seed"] for r in others} | set(args.seeds))}}
+    for key in planned:
+        done = [r for r in old if same_run(r, key) and "error" not in r]
+        record = done[0] if done else {**key, **run_one(key["variant"], key["env"], key["seed"],
+                                                         args.steps, args.timeout, args.sb3_threads)}
+        if key["variant"] != "ours" and not done:
+            record["sb3_threads"] = args.sb3_threads
+        results["runs"].append(record)
+        print(f"{key['env']:15s} seed {key['seed']} {key['variant']:4s}: "
+              f"{record.get('mean_return', record.get('error'))} ({record.get('train_s', 0):.0f} s)",
+              flush=True)
+        json_path.write_text(json.dumps(results, indent=1))
     write_markdown(results, args.out / "results.md")
     print((args.out / "results.md").read_text())
 
