@@ -30,6 +30,8 @@ import time
 from collections import deque
 from pathlib import Path
 
+from hardware import cpu_model
+
 REPO = Path(__file__).resolve().parents[1]
 SOLVE_RETURN = 475.0        # CartPole-v1 is solved when the last 32 episodes average >= 475
 SOLVE_WINDOW = 32
@@ -331,14 +333,7 @@ def machine_info() -> dict:
     import numpy
     import torch
 
-    processor = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                processor = f"{line.split(':', 1)[1].strip()} ({processor or platform.machine()})"
-                break
-    except OSError:
-        pass
+    processor = f"{cpu_model()} ({platform.machine()})"
     try:
         import stable_baselines3
         sb3 = stable_baselines3.__version__

@@ -205,7 +205,8 @@ def same_run(record: dict, key: dict) -> bool:
 def machine() -> dict:
     import torch
     import stable_baselines3
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+    from hardware import cpu_model  # benchmarks/hardware.py (here when run as a script)
+    return {"platform": platform.platform(), "processor": cpu_model(),
             "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
             "sb3": stable_baselines3.__version__}
 

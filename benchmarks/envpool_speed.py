@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from hardware import machine_line
 
 import numpy as np
 
@@ -107,7 +107,7 @@ def main() -> None:
                 f"{name} {speed:7.0f}" for name, speed in speeds.items()) +
                 f"   envpool x{rows[-1]['vs_subprocess']:.2f} subprocess, "
                 f"x{rows[-1]['vs_auto']:.2f} auto", flush=True)
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    machine = machine_line()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(dict(machine=machine, threads=args.threads, rows=rows), indent=1) + "\n")
     print(f"wrote {RESULTS}")

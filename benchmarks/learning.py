@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,8 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from hardware import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_WINDOW = 20
@@ -194,15 +195,7 @@ def plot(results: list[dict], file: Path) -> None:
 
 def machine_name() -> str:
     import torch
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()}-core {cpu}, no GPU used, torch {torch.__version__}, 1 torch thread per run"
+    return f"{os.cpu_count()}-core {cpu_model()}, no GPU used, torch {torch.__version__}, 1 torch thread per run"
 
 
 def main(argv=None) -> None:

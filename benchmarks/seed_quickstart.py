@@ -60,6 +60,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from hardware import cpu_model
+
 REPO = Path(__file__).resolve().parents[1]
 OUT_DIR = REPO / "benchmarks" / "results" / "seed_quickstart"
 SOLVED = 475.0
@@ -237,16 +239,6 @@ def source_digest(root: Path) -> str:
     for path in files:
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
-
-
-def cpu_model() -> str | None:
-    """The CPU's model name from /proc/cpuinfo (Linux), else None."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return None
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
-                None)
 
 
 def machine_info(python: str) -> dict:

@@ -15,11 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from hardware import machine_line
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -100,7 +101,7 @@ def main() -> None:
                 used[setting], speed = measure(threads, args.steps, load, program)
                 results[setting][load_name].append(speed)
                 print(f"{setting:17s} {load_name:13s} {speed:9.0f} steps/s", flush=True)
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    machine = machine_line()
     what = ("image learner update, frames/s" if args.cnn
             else "CartPole-v1 one-liner defaults, steps/s")
     print(f"\n{what} (median of {args.repeats}), {machine}")
