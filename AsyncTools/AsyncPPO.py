@@ -179,7 +179,7 @@ class AsyncPPO:
                  ray_workers: int | None = None, ray_address: str | None = None,
                  episode_step_cap: int = EPISODE_STEP_CAP, non_finite_rewards: str = "raise",
                  eval_every: int | None = None, eval_episodes: int = 10,
-                 stop_at_return: float | None = None,
+                 eval_deterministic: bool | None = None, stop_at_return: float | None = None,
                  callback: Callable[["AsyncPPO", dict], bool | None] | None = None,
                  preset: bool = True, overlap: bool = False):
         if not isinstance(ppo, PPO):
@@ -201,6 +201,8 @@ class AsyncPPO:
         self.rollout = check_rollout(rollout)
         self.episode_step_cap = check_episode_step_cap(episode_step_cap)
         self.stop_at_return = _check_stop_at_return(stop_at_return, eval_every)
+        self.eval_deterministic = check_bool("eval_deterministic", defaults["eval_deterministic"]
+                                             if eval_deterministic is None else eval_deterministic)
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be a function (runner, stats) -> bool, got "
                             f"{type(callback).__name__}")
@@ -221,6 +223,7 @@ class AsyncPPO:
         self._env_source = env
         self.evaluation = None if eval_every is None else PeriodicEvaluation(
             self.make_env, eval_every, eval_episodes, self.seed + EVAL_SEED_OFFSET,
+            deterministic=self.eval_deterministic,
             episode_step_cap=self.episode_step_cap, start_step=self.total_steps,
             best_return=None if checkpoint is None else checkpoint["runner"].get("best_eval_return"))
         overlap = check_bool("overlap", overlap)

@@ -17,6 +17,7 @@ from typing import Callable
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from PPO import PPO
 from PPO.checkpoint import atomic_write
@@ -38,14 +39,19 @@ def play_episodes(ppo: PPO, env: gym.Env, episodes: int, deterministic: bool = T
     Atari helper has inside its life-loss and reward-clipping wrappers), an episode is a whole
     game, played on through lost lives, and its return is the reported, unclipped score.
     `on_frame` is called after every reset and after every step (the moments a recorder
-    renders a frame). Episode k is reset with `seed + k` when `seed` is given. An episode
-    still running after `episode_step_cap` steps is ended there, with a warning."""
+    renders a frame). Episode k is reset with `seed + k` when `seed` is given; sampled actions
+    (`deterministic=False`) draw from a generator of their own, seeded with `seed`, so playing
+    never moves the learner's sampling stream. An episode still running after
+    `episode_step_cap` steps is ended there, with a warning."""
     episodes = check_positive_int("episodes", episodes)
     episode_step_cap = check_episode_step_cap(episode_step_cap)
     deterministic = check_bool("deterministic", deterministic)
     bounds = ((env.action_space.low, env.action_space.high)
               if isinstance(env.action_space, gym.spaces.Box) else None)
     whole_games = reports_games(env)
+    generator = None if deterministic else torch.Generator(ppo.device)
+    if generator is not None:
+        generator.seed() if seed is None else generator.manual_seed(seed)
     returns = []
     for k in range(episodes):
         obs, _ = env.reset(seed=None if seed is None else seed + k)
@@ -54,7 +60,8 @@ def play_episodes(ppo: PPO, env: gym.Env, episodes: int, deterministic: bool = T
         total, length = 0.0, 0
         while True:
             # A batch of one: works for every observation shape, flattened or image.
-            action = ppo.get_action(np.asarray(obs)[None], deterministic=deterministic)[0]
+            action = ppo.get_action(np.asarray(obs)[None], deterministic=deterministic,
+                                    generator=generator)[0]
             if bounds is not None:
                 action = np.clip(action, *bounds)
             obs, reward, terminated, truncated, info = env.step(action)
@@ -93,16 +100,18 @@ EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes are seeded apart from the tr
 
 
 class PeriodicEvaluation:
-    """Deterministic evaluation of a learner every `every` env steps on an env copy of its own
-    (made by `make_env` at the first evaluation). Every evaluation plays the same `episodes`
-    episodes (episode k seeded `seed + k`), so evaluations compare like with like; the best
-    mean return so far is kept in `best_return`, the latest in `last_return`."""
+    """Evaluation of a learner every `every` env steps on an env copy of its own (made by
+    `make_env` at the first evaluation), with its most likely actions (`deterministic=True`)
+    or sampled ones. Every evaluation plays the same `episodes` episodes (episode k seeded
+    `seed + k`), so evaluations compare like with like; the best mean return so far is kept in
+    `best_return`, the latest in `last_return`."""
 
     def __init__(self, make_env: Callable[[], gym.Env], every: int, episodes: int, seed: int,
-                 *, episode_step_cap: int = EPISODE_STEP_CAP, start_step: int = 0,
-                 best_return: float | None = None):
+                 *, deterministic: bool = True, episode_step_cap: int = EPISODE_STEP_CAP,
+                 start_step: int = 0, best_return: float | None = None):
         self.every = check_positive_int("eval_every", every)
         self.episodes = check_positive_int("eval_episodes", episodes)
+        self.deterministic = check_bool("eval_deterministic", deterministic)
         self.seed, self.episode_step_cap = seed, episode_step_cap
         self.next_step = start_step + self.every
         self.best_return, self.last_return = best_return, None
@@ -118,7 +127,7 @@ class PeriodicEvaluation:
         best so far)."""
         if self._env is None:
             self._env = self._make_env()
-        returns = evaluate(ppo, self._env, self.episodes, deterministic=True, seed=self.seed,
+        returns = evaluate(ppo, self._env, self.episodes, self.deterministic, seed=self.seed,
                            episode_step_cap=self.episode_step_cap)
         self.last_return = float(np.mean(returns))
         improved = self.best_return is None or self.last_return > self.best_return

@@ -9,7 +9,7 @@ Families (`FAMILY_DEFAULTS`):
   clipping 0.2).
 - "image": uint8 frames (Atari): CleanRL's ppo_atari.py (8 envs x 128 steps, lr 2.5e-4
   annealed, 4 epochs of 256, clip 0.1, entropy 0.01, value clipping 0.1; rewards are clipped
-  to their sign by the Atari stack, so no reward scaling).
+  to their sign by the Atari stack, so no reward scaling); evaluated with sampled actions.
 
 What the user passes always wins over both; `preset=False` leaves out the per-id table (the
 family defaults still apply).
@@ -24,18 +24,20 @@ from typing import Any
 import gymnasium as gym
 
 FAMILY_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
-    "discrete": {"ppo": {}, "runner": {"num_envs": 32, "num_steps": 64}},
+    "discrete": {"ppo": {}, "runner": {"num_envs": 32, "num_steps": 64, "eval_deterministic": True}},
     "continuous": {
         "ppo": {"lr": 3e-4, "anneal_lr": True, "k_epochs": 10, "batch_size": 2048,
                 "mini_batch_size": 64, "gamma": 0.99, "GAE_lambda": 0.95, "normalize_obs": True,
                 "normalize_reward": True, "value_clip": 0.2},
-        "runner": {"num_envs": 8, "num_steps": 256},
+        "runner": {"num_envs": 8, "num_steps": 256, "eval_deterministic": True},
     },
     "image": {
         "ppo": {"lr": 2.5e-4, "anneal_lr": True, "k_epochs": 4, "batch_size": 1024,
                 "mini_batch_size": 256, "gamma": 0.99, "GAE_lambda": 0.95, "policy_clip": 0.1,
                 "entropy_coef": 0.01, "value_clip": 0.1, "normalize_reward": False},
-        "runner": {"num_envs": 8, "num_steps": 128},
+        # Sampled actions in evaluation, as RL Zoo evaluates Atari: a deterministic policy can
+        # stall a game for good (Breakout waits for FIRE after a lost life).
+        "runner": {"num_envs": 8, "num_steps": 128, "eval_deterministic": False},
     },
 }
 

@@ -117,10 +117,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                             help=text + " (default: see --preset)")
     parser.add_argument("--eval-every", type=int, default=None,
-                        help="env steps between deterministic evaluations on a separate env copy; "
+                        help="env steps between evaluations on a separate env copy; "
                              "the best model goes to the run folder's best/ (default: a twentieth "
                              "of --steps; 0: no evaluation)")
     parser.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation")
+    parser.add_argument("--eval-deterministic", action=argparse.BooleanOptionalAction, default=None,
+                        help="evaluate with the most likely actions, or with sampled ones "
+                             "(default: deterministic, except for Atari, which samples as RL Zoo "
+                             "evaluates it)")
     parser.add_argument("--stop-at-return", type=float, default=None,
                         help="stop once an evaluation's mean return reaches this")
     parser.add_argument("--log-dir", default="runs", help="parent folder of the run folders")
@@ -179,6 +183,7 @@ def build(args: argparse.Namespace) -> tuple[PPO, AsyncPPO]:
                       checkpoint_every=args.checkpoint_every, resume=args.resume,
                       non_finite_rewards=args.non_finite_rewards,
                       eval_every=eval_every(args), eval_episodes=args.eval_episodes,
+                      eval_deterministic=args.eval_deterministic,
                       stop_at_return=args.stop_at_return, preset=args.preset == "auto",
                       overlap=args.overlap)
     return ppo, runner
@@ -213,7 +218,8 @@ def resolved(args: argparse.Namespace, ppo, runner: AsyncPPO) -> dict:
     """The command line with every default filled in by the value actually used (from the
     family defaults, the preset or the learner's own defaults): what train_args.json records."""
     settings = dict(vars(args), num_envs=runner.num_envs, num_steps=runner.num_steps,
-                    eval_every=runner.evaluation.every if runner.evaluation is not None else 0)
+                    eval_every=runner.evaluation.every if runner.evaluation is not None else 0,
+                    eval_deterministic=runner.eval_deterministic)
     for flag, name, *_ in PPO_OPTIONS + PPO_SWITCHES:
         settings[name_of(flag)] = getattr(ppo, name) if hasattr(ppo, name) else ppo.config[name]
     return settings

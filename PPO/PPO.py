@@ -420,7 +420,8 @@ class PPO:
             raise ValueError(f"state: non-finite values (NaN or inf) in rows {bad_rows[:10]}")
         return state, single
 
-    def get_action(self, state, deterministic: bool = False, clip_actions: bool = True) -> np.ndarray:
+    def get_action(self, state, deterministic: bool = False, clip_actions: bool = True, *,
+                   generator: torch.Generator | None = None) -> np.ndarray:
         """Actions for a batch of states [B, observ_dim] (or one state [observ_dim]).
 
         Discrete: int64 indices [B]; MultiDiscrete: int64 [B, len(action_nvec)]. Continuous:
@@ -428,9 +429,11 @@ class PPO:
         vectorizer clips what the env receives; the learner scores what was sampled).
         `deterministic=True` returns the most likely action, clipped to the action bounds where
         they are known (an action ready for the env, as for deployment); `clip_actions=False`
-        keeps the raw mean.
+        keeps the raw mean. Sampling draws from `generator` (on the learner's device), by
+        default the learner's own, which rollouts draw from.
         """
-        actions, _, single = self._act(state, deterministic, with_log_probs=False)
+        actions, _, single = self._act(state, deterministic, with_log_probs=False,
+                                       generator=generator)
         if deterministic and clip_actions and self.is_continuous and self.action_bounds_given:
             actions = np.clip(actions, self.policy.action_low.cpu().numpy(),
                               self.policy.action_high.cpu().numpy())
@@ -444,20 +447,22 @@ class PPO:
         return (actions[0], log_probs[0]) if single else (actions, log_probs)
 
     @torch.no_grad()
-    def _act(self, state, deterministic: bool, with_log_probs: bool
+    def _act(self, state, deterministic: bool, with_log_probs: bool,
+             generator: torch.Generator | None = None
              ) -> tuple[np.ndarray, np.ndarray | None, bool]:
         """(actions [B, ...], their log-probs [B] or None, whether one state was given)."""
         states, single = self._check_states(state)
+        generator = self.sample_generator if generator is None else generator
         if self.numpy_actor is not None and (isinstance(states, np.ndarray) or states.device.type == "cpu"):
             states = states if isinstance(states, np.ndarray) else states.detach().numpy()
             out = self.numpy_actor.actor_output(np.asarray(states, dtype=np.float32)
                                                 .reshape(len(states), -1))
-            actions = self.numpy_actor.sample(out, self.sample_generator, deterministic)
+            actions = self.numpy_actor.sample(out, generator, deterministic)
             out = torch.from_numpy(out)
         else:
             states = torch.as_tensor(states).to(self.device, non_blocking=True)
             out = self.policy.actor(self.policy.features(states))
-            actions = self.policy.sample(out, self.sample_generator, deterministic).cpu().numpy()
+            actions = self.policy.sample(out, generator, deterministic).cpu().numpy()
         if not with_log_probs:
             return actions, None, single
         log_probs, _ = self.policy.log_prob_entropy(out, torch.as_tensor(actions).to(out.device),

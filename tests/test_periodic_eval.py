@@ -49,8 +49,10 @@ def test_periodic_evaluation_logs_and_keeps_the_best_model(tmp_path):
     assert np.mean(again) == best
 
 
-def test_evaluation_does_not_change_the_training_run():
-    with_eval, without = runner(steps=1536, eval_every=256, eval_episodes=2), runner(steps=1536)
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_evaluation_does_not_change_the_training_run(deterministic):
+    with_eval = runner(steps=1536, eval_every=256, eval_episodes=2, eval_deterministic=deterministic)
+    without = runner(steps=1536)
     with_eval.run()
     without.run()
     assert with_eval.episode_returns == without.episode_returns
@@ -123,3 +125,24 @@ def test_cli_evaluates_saves_the_best_model_and_stops_at_a_return(tmp_path):
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert float([r for r in progress_rows(run_dir) if r["eval_return"]][-1]["eval_return"]) >= 15
     PPO.load(run_dir / BEST_DIR, device="cpu")
+
+
+def test_sampled_evaluation_repeats_with_its_seed_and_leaves_the_learners_stream():
+    ppo = ppo_for_env(gym.make("CartPole-v1"), seed=0, device="cpu")
+    stream = ppo.sample_generator.get_state()
+    env = gym.make("CartPole-v1")
+    first = evaluate(ppo, env, 4, deterministic=False, seed=3)
+    assert evaluate(ppo, env, 4, deterministic=False, seed=3) == first
+    assert evaluate(ppo, env, 4, deterministic=False, seed=4) != first
+    assert torch.equal(ppo.sample_generator.get_state(), stream)
+
+
+def test_atari_is_evaluated_with_sampled_actions_unless_told():
+    from test_game_scores import small_runner
+    assert small_runner().eval_deterministic is False  # image env: sampled, as RL Zoo does
+    assert small_runner(eval_deterministic=True).eval_deterministic is True
+    assert runner().eval_deterministic is True  # vector observations: most likely actions
+    sampled = runner(eval_every=256, eval_episodes=1, eval_deterministic=False)
+    assert sampled.evaluation.deterministic is False
+    with pytest.raises(TypeError, match="eval_deterministic must be True or False, got .no."):
+        runner(eval_deterministic="no")

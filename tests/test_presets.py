@@ -116,6 +116,7 @@ def test_train_args_records_the_values_used(tmp_path):
     assert (used["num_envs"], used["num_steps"], used["gamma"], used["lr"]) == (16, 128, 0.9, 1e-3)
     assert used["normalize_obs"] is False and used["normalize_reward"] is True
     assert used["entropy_coef"] == 0.0 and used["eval_every"] == 10
+    assert used["eval_deterministic"] is True
     assert all(used[k] is not None for k in ("k_epochs", "batch_size", "gae_lambda", "policy_clip"))
 
 
