@@ -493,12 +493,14 @@ class AsyncPPO:
         return state
 
     # ------------------------------------------------------------------ evaluation
-    def evaluate(self, env: gym.Env | None = None, episodes: int = 10, deterministic: bool = True,
-                 seed: int | None = None) -> list[float]:
+    def evaluate(self, env: gym.Env | None = None, episodes: int = 10,
+                 deterministic: bool | None = None, seed: int | None = None) -> list[float]:
         """Returns of `episodes` whole episodes of the trained policy, on `env` or, by default,
-        on a fresh copy of the training env."""
+        on a fresh copy of the training env; `deterministic=None` plays as the periodic
+        evaluation does (`eval_deterministic`)."""
         return evaluate(self.ppo, env if env is not None else self.make_env(), episodes,
-                        deterministic, seed, episode_step_cap=self.episode_step_cap)
+                        self.eval_deterministic if deterministic is None else deterministic, seed,
+                        episode_step_cap=self.episode_step_cap)
 
     def make_env(self) -> gym.Env:
         """A new, independent copy of the training env."""

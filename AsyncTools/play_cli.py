@@ -21,8 +21,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--env", default="CartPole-v1", help="Gymnasium env id")
     parser.add_argument("--episodes", type=int, default=5, help="episodes to play")
     parser.add_argument("--seed", type=int, default=0, help="episode k is reset with seed + k")
-    parser.add_argument("--stochastic", action="store_true",
-                        help="sample actions instead of taking the most likely one")
+    chooser = parser.add_mutually_exclusive_group()
+    chooser.add_argument("--stochastic", action="store_true", default=None,
+                         help="sample actions instead of taking the most likely one (the "
+                              "default for image policies, i.e. Atari, as in RL Zoo)")
+    chooser.add_argument("--deterministic", dest="stochastic", action="store_false", default=None,
+                         help="take the most likely action (the default for vector observations)")
     record = parser.add_mutually_exclusive_group()
     record.add_argument("--gif", default=None, help="write the episodes to this animated GIF")
     record.add_argument("--video", default=None,
@@ -42,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from AsyncTools.AsyncPPO import check_spaces
     from AsyncTools.envs import env_from_id
     from AsyncTools.evaluation import evaluate, record_gif, record_video
+    from AsyncTools.presets import family_defaults
     from PPO import PPO
 
     try:
@@ -51,7 +56,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     recording = args.gif is not None or args.video is not None
     env = env_from_id(args.env, render_mode="rgb_array" if recording else None)
     check_spaces(env.observation_space, env.action_space, ppo)
-    options = dict(episodes=args.episodes, deterministic=not args.stochastic, seed=args.seed)
+    deterministic = (family_defaults(ppo)["eval_deterministic"] if args.stochastic is None
+                     else not args.stochastic)
+    options = dict(episodes=args.episodes, deterministic=deterministic, seed=args.seed)
     if args.gif is not None:
         returns = record_gif(ppo, env, args.gif, **options)
     elif args.video is not None:

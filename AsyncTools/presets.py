@@ -47,6 +47,11 @@ def family(is_continuous: bool, is_image: bool) -> str:
     return "image" if is_image else "continuous" if is_continuous else "discrete"
 
 
+def family_defaults(ppo) -> dict[str, Any]:
+    """The runner defaults of the family of envs that `ppo` was built for."""
+    return FAMILY_DEFAULTS[family(ppo.is_continuous, ppo.has_images)]["runner"]
+
+
 @lru_cache(maxsize=1)
 def presets() -> dict[str, dict[str, Any]]:
     """The per-env-id table of presets.json (entries: source, ppo, runner)."""

@@ -264,3 +264,16 @@ def test_play_refuses_gif_and_video_together(weights, tmp_path):
     played = run_play("--weights", str(weights), "--gif", str(tmp_path / "x.gif"),
                       "--video", str(tmp_path / "v"))
     assert played.returncode == 2 and "not allowed with" in played.stderr
+
+
+@pytest.mark.slow
+def test_play_takes_the_most_likely_actions_on_vector_envs_unless_told(weights):
+    def mean_return(*flags: str) -> str:
+        played = run_play("--weights", str(weights), "--env", "CartPole-v1", "--episodes", "5",
+                          *flags)
+        assert played.returncode == 0, played.stderr
+        return played.stdout.strip().splitlines()[-1]
+
+    assert mean_return() == mean_return("--deterministic") != mean_return("--stochastic")
+    both = run_play("--weights", str(weights), "--stochastic", "--deterministic")
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr

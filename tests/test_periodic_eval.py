@@ -146,3 +146,11 @@ def test_atari_is_evaluated_with_sampled_actions_unless_told():
     assert sampled.evaluation.deterministic is False
     with pytest.raises(TypeError, match="eval_deterministic must be True or False, got .no."):
         runner(eval_deterministic="no")
+
+
+def test_the_runners_evaluate_plays_as_its_periodic_evaluation_unless_told():
+    sampled = runner(eval_deterministic=False)
+    env = gym.make("CartPole-v1")
+    assert sampled.evaluate(env, 4, seed=1) == evaluate(sampled.ppo, env, 4, False, seed=1)
+    assert sampled.evaluate(env, 4, True, seed=1) == evaluate(sampled.ppo, env, 4, True, seed=1)
+    assert sampled.evaluate(env, 4, seed=1) != sampled.evaluate(env, 4, True, seed=1)
