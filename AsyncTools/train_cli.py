@@ -201,17 +201,25 @@ def main(argv=None) -> int:
         return 2
     (runner.run_dir / ARGS_FILE).write_text(json.dumps(resolved(args, ppo, runner), indent=1))
     try:
-        returns = runner.run(timeout=args.timeout)
+        runner.run(timeout=args.timeout)
     finally:
         runner.close()
     save_dir = Path(args.save_dir or f"data/{args.env}")
     say_if_replacing(save_dir, started)
     ppo.save_weights(save_dir)
-    recent = np.mean(returns[-runner.num_envs:]) if returns else float("nan")
-    ending = "interrupted" if runner.interrupted else "trained"
-    print(f"{ending} {runner.total_steps} steps; mean return of the last {runner.num_envs} episodes: "
-          f"{recent:.1f}; weights saved to {save_dir}")
+    print(f"{summary(runner)}; weights saved to {save_dir}")
     return EXIT_CODES[runner.stopped_by]
+
+
+def summary(runner: AsyncPPO) -> str:
+    """The run's closing line: its steps and the mean of the returns the bar reports (on
+    Atari, real game scores)."""
+    recent = runner.recent_returns()
+    what = "games (real scores)" if runner.game_returns else "episodes"
+    ending = "interrupted" if runner.interrupted else "trained"
+    mean = np.mean(recent) if recent else float("nan")
+    return (f"{ending} {runner.total_steps} steps; mean return of the last {len(recent)} {what}: "
+            f"{mean:.1f}")
 
 
 def resolved(args: argparse.Namespace, ppo, runner: AsyncPPO) -> dict:

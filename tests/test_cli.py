@@ -56,6 +56,7 @@ def test_short_run_then_resume_continues_the_step_counter(tmp_path):
     assert first.returncode == 0, first.stderr
     run_dir = only_run_folder(tmp_path)
     assert f"run folder: {run_dir}" in first.stdout
+    assert "steps; mean return of the last 4 episodes: " in first.stdout
     for name in ("progress.csv", "episodes.csv", CHECKPOINT_FILE, "learning_curve.png",
                  "train_args.json", "weights/Policy_weights.pth"):
         assert (run_dir / name).is_file(), name

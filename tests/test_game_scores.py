@@ -13,6 +13,7 @@ import pytest
 from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env
 from AsyncTools.envs import atari_id, env_source
 from AsyncTools.evaluation import evaluate, reports_games
+from AsyncTools.train_cli import summary
 from AsyncTools.vectorizer import game_returns
 from test_atari import FakeAtariGame, fake_stack
 
@@ -62,6 +63,8 @@ def test_the_run_reports_whole_game_scores_and_keeps_the_clipped_lives(tmp_path)
     assert len(read(runner.run_dir / "episodes.csv")) == len(runner.episode_returns)
     # the periodic evaluation plays whole games too
     assert runner.evaluation.last_return == GAME_SCORE
+    assert summary(runner) == (f"trained {runner.total_steps} steps; "
+                               "mean return of the last 2 games (real scores): 8.0")
 
 
 def test_evaluate_plays_whole_games_through_lost_lives():
