@@ -23,6 +23,7 @@ last checkpoint left intact), 2 for bad arguments.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import signal
 import sys
@@ -51,6 +52,8 @@ PPO_OPTIONS = [
     ("--policy-clip", "policy_clip", float, "PPO ratio clip"),
     ("--entropy-coef", "entropy_coef", float, "entropy bonus (PPO: 0.01 discrete, 0 continuous)"),
     ("--value-clip", "value_clip", float, "clip the value update"),
+    ("--value-coef", "value_coef", float, "weight of the value loss"),
+    ("--max-grad-norm", "max_grad_norm", float, "clip the gradient's global norm to this"),
     ("--target-kl", "target_kl", float, "stop an update's epochs above this KL"),
     ("--log-std-init", "log_std_init", float, "continuous: initial log std"),
     ("--beta", "beta", float, "RND: weight of the intrinsic advantage"),
@@ -60,12 +63,15 @@ PPO_OPTIONS = [
     ("--compile-mode", "compile_mode", str, "torch.compile's mode with --compile-update: default, "
                                             "reduce-overhead (CUDA graphs on a GPU), max-autotune"),
 ]
+# The network's shape: --hidden-sizes, --critic-hidden-sizes, --activation (same name as PPO's keyword).
+NETWORK_OPTIONS = ("hidden_sizes", "critic_hidden_sizes", "activation")
 PPO_SWITCHES = [  # --name / --no-name
     ("--normalize-obs", "normalize_obs", "normalise observations (running mean/std)"),
     ("--normalize-reward", "normalize_reward", "scale rewards by the std of the discounted return"),
     ("--anneal-lr", "anneal_lr", "decay the learning rate linearly to 0 over --steps"),
     ("--squash-actions", "squash_actions", "continuous: tanh-squashed Gaussian"),
     ("--use-rnd", "use_RND", "add the RND exploration bonus"),
+    ("--orthogonal-init", "orthogonal_init", "orthogonal initialisation (off: PyTorch's default)"),
     ("--compile-update", "compile_update", "torch.compile the update (compiles for seconds to a "
                                            "minute at the start; quicker steps in long runs)"),
 ]
@@ -105,12 +111,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--non-finite-rewards", choices=NON_FINITE_REWARD_CHOICES, default="raise",
                         help="a NaN/inf reward from the env: stop with an error naming the env "
                              "copy, or replace it by 0")
-    parser.add_argument("--hidden-sizes", type=int, nargs="+", default=[64, 64],
-                        help="hidden layers of the actor (and of the critic, unless --critic-hidden-sizes)")
+    parser.add_argument("--hidden-sizes", type=int, nargs="+", default=None,
+                        help="hidden layers of the actor (and of the critic, unless "
+                             "--critic-hidden-sizes) (default: see --preset, else 64 64)")
     parser.add_argument("--critic-hidden-sizes", type=int, nargs="+", default=None,
                         help="hidden layers of the critic, if not the actor's")
-    parser.add_argument("--activation", choices=("tanh", "relu"), default="tanh",
-                        help="activation of the hidden layers")
+    parser.add_argument("--activation", choices=("tanh", "relu"), default=None,
+                        help="activation of the hidden layers (default: see --preset, else tanh)")
     for flag, _, kind, text in PPO_OPTIONS:
         parser.add_argument(flag, type=kind, default=None, help=text + " (default: see --preset)")
     for flag, _, text in PPO_SWITCHES:
@@ -140,9 +147,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def ppo_options(args: argparse.Namespace) -> dict:
     options = {name: getattr(args, name_of(flag)) for flag, name, *_ in PPO_OPTIONS + PPO_SWITCHES
                if getattr(args, name_of(flag)) is not None}
-    critic = None if args.critic_hidden_sizes is None else tuple(args.critic_hidden_sizes)
-    return dict(options, hidden_sizes=tuple(args.hidden_sizes), critic_hidden_sizes=critic,
-                activation=args.activation, seed=args.seed, device=args.device)
+    for name in NETWORK_OPTIONS:
+        value = getattr(args, name)
+        if value is not None:
+            options[name] = tuple(value) if isinstance(value, list) else value
+    return dict(options, seed=args.seed, device=args.device)
 
 
 def name_of(flag: str) -> str:
@@ -153,6 +162,9 @@ def name_of(flag: str) -> str:
 # number when SIGINT (Ctrl-C) or SIGTERM stopped it, after saving the checkpoint and weights.
 EXIT_CODES = {None: 0, "timeout": 0, "stop_at_return": 0, "callback": 0,
               "SIGINT": 128 + signal.SIGINT, "SIGTERM": 128 + signal.SIGTERM}
+# Options that gained flags (and so presets) after train_args.json existed: an older run's file
+# lacks them.
+UNRECORDED_IN_OLD_RUNS = ("value_coef", "max_grad_norm", "orthogonal_init")
 RESUME_KEEPS = ("steps", "timeout", "quiet", "checkpoint_every", "save_dir", "resume")
 ARGS_FILE = "train_args.json"
 
@@ -170,8 +182,15 @@ def with_saved_settings(args: argparse.Namespace) -> argparse.Namespace:
         print(f"--resume: ignoring {', '.join(ignored)}: a resumed run keeps its own settings "
               f"({file}); only --{', --'.join(k.replace('_', '-') for k in RESUME_KEEPS[:-1])} "
               f"come from this command", file=sys.stderr)
-    return argparse.Namespace(**{**defaults, **saved,
+    return argparse.Namespace(**{**defaults, **fixed_before_recorded(), **saved,
                                  **{key: getattr(args, key) for key in RESUME_KEEPS}})
+
+
+def fixed_before_recorded() -> dict:
+    """The options train_args.json did not record before they had flags, at the values every run
+    then trained with (PPO's defaults: no preset set them), so that such a run resumes as it was."""
+    signature = inspect.signature(PPO)
+    return {name: signature.parameters[name].default for name in UNRECORDED_IN_OLD_RUNS}
 
 
 def build(args: argparse.Namespace) -> tuple[PPO, AsyncPPO]:
@@ -230,6 +249,8 @@ def resolved(args: argparse.Namespace, ppo, runner: AsyncPPO) -> dict:
                     eval_deterministic=runner.eval_deterministic)
     for flag, name, *_ in PPO_OPTIONS + PPO_SWITCHES:
         settings[name_of(flag)] = getattr(ppo, name) if hasattr(ppo, name) else ppo.config[name]
+    for name in NETWORK_OPTIONS:
+        settings[name] = ppo.config[name]
     return settings
 
 

@@ -1,6 +1,6 @@
 """`PPO(compile_update=True)` against the plain update, side by side: the seconds spent
 compiling (cold: an empty compile cache per run), and whole-loop steps/s after it, for CartPole-v1 and HalfCheetah-v5 with the
-one-liner's settings. Each run in a fresh process, the two interleaved, no thread setting.
+family defaults (`preset=False`: HalfCheetah on CleanRL's 8 x 256 steps, not its RL Zoo preset). Each run in a fresh process, the two interleaved, no thread setting.
 Writes benchmarks/results/compile_update.json and prints a Markdown table.
 
     python benchmarks/compile_speed.py [--repeats 3]
@@ -23,8 +23,8 @@ CHILD = r"""
 import json, sys, time
 sys.path.insert(0, {root!r})
 from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env
-ppo = ppo_for_env({env_id!r}, seed={seed!r}, compile_update={compiled!r})
-runner = AsyncPPO({env_id!r}, ppo, steps=10**12, seed={seed!r}, progress_bar=False)
+ppo = ppo_for_env({env_id!r}, seed={seed!r}, compile_update={compiled!r}, preset=False)
+runner = AsyncPPO({env_id!r}, ppo, steps=10**12, seed={seed!r}, progress_bar=False, preset=False)
 started = time.perf_counter()
 for _ in range(3):  # the first update compiles; a later one may compile again for a new shape
     runner.train_round()

@@ -212,7 +212,7 @@ def machine() -> dict:
 
 
 def cell(runs: list[dict]) -> str:
-    """'mean ± std over seeds (wall s)' for one env/variant."""
+    """'mean ± std over seeds (n seeds, wall s)' for one env/variant."""
     ok = [r for r in runs if "mean_return" in r]
     if not ok:
         return "failed" if runs else "—"
@@ -220,7 +220,8 @@ def cell(runs: list[dict]) -> str:
     std = statistics.pstdev(means) if len(means) > 1 else 0.0
     wall = statistics.mean(r["train_s"] for r in ok)
     note = f", {len(runs) - len(ok)} failed" if len(ok) < len(runs) else ""
-    return f"{statistics.mean(means):.1f} ± {std:.1f} ({wall:.0f} s{note})"
+    seeds = f"{len(ok)} seed{'s' if len(ok) > 1 else ''}"
+    return f"{statistics.mean(means):.1f} ± {std:.1f} ({seeds}, {wall:.0f} s{note})"
 
 
 def sb3_threads(runs: list[dict]) -> str:
@@ -236,8 +237,8 @@ def sb3_threads(runs: list[dict]) -> str:
 def write_markdown(results: dict, path: Path) -> None:
     m, cfg = results["machine"], results["config"]
     lines = [f"# Return at {cfg['steps']:,} env steps: ours (CLI defaults) vs Stable-Baselines3", "",
-             f"Deterministic mean return over {EVAL_EPISODES} episodes, then mean ± std (population) over seeds "
-             f"{cfg['seeds']}; in brackets the mean training wall time (indicative only: 2-core "
+             f"Deterministic mean return over {EVAL_EPISODES} episodes, then mean ± std (population) over the "
+             f"seeds run (of {cfg['seeds']}); in brackets how many seeds and the mean training wall time (indicative only: 2-core "
              "machine, other benchmark runs and jobs beside it).", "",
              "| env | ours (CLI defaults) | SB3 defaults | SB3 + RL Zoo settings | zoo's own budget |",
              "|---|---|---|---|---|"]

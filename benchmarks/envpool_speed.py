@@ -34,7 +34,7 @@ TASKS = {"Pong-v5": "ALE/Pong-v5", "HalfCheetah-v5": "HalfCheetah-v5"}  # EnvPoo
 
 def raw_speed(env_id: str, backend: str, num_envs: int, seconds: float) -> float:
     """Env steps per second with random actions (no learner)."""
-    ppo = ppo_for_env(env_id, device="cpu", seed=0)
+    ppo = ppo_for_env(env_id, device="cpu", seed=0, preset=False)
     collector = make_collector(env_id, ppo, num_envs, backend=backend, seed=0)
     vectorizer = collector.env
     space = vectorizer.action_space
@@ -53,8 +53,8 @@ def raw_speed(env_id: str, backend: str, num_envs: int, seconds: float) -> float
 
 def loop_speed(env_id: str, backend: str, num_envs: int, rounds: int) -> float:
     """Env steps per second of whole AsyncPPO rounds (after one warm-up round)."""
-    ppo = ppo_for_env(env_id, device="cpu", seed=0)
-    runner = AsyncPPO(env_id, ppo, num_envs=num_envs, steps=10**9, backend=backend,
+    ppo = ppo_for_env(env_id, device="cpu", seed=0, preset=False)
+    runner = AsyncPPO(env_id, ppo, num_envs=num_envs, steps=10**9, backend=backend, preset=False,
                       progress_bar=False)
     try:
         runner.train_round()

@@ -1,6 +1,7 @@
 """Overlapped collection (`AsyncPPO(..., overlap=True)`) against synchronous rounds, side by
-side: whole-loop steps/s on CartPole-v1 (the one-liner's defaults) and on HalfCheetah-v5 (a
-step costing far more), idle and beside a CPU-heavy process, and CartPole's time to solve.
+side: whole-loop steps/s on CartPole-v1 and on HalfCheetah-v5 (a step costing far more), both
+with their family's defaults (`preset=False`: HalfCheetah on CleanRL's 8 x 256 steps, not its
+RL Zoo preset), idle and beside a CPU-heavy process, and CartPole's time to solve.
 
 Every measurement runs in a fresh process, the two modes interleaved, no thread setting (as a
 user runs it). Writes benchmarks/results/overlap.json and prints a Markdown table.
@@ -27,8 +28,9 @@ import json, sys, time
 sys.path.insert(0, {root!r})
 from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env
 env_id, overlap, steps, seed, solve = {env_id!r}, {overlap!r}, {steps!r}, {seed!r}, {solve!r}
-ppo = ppo_for_env(env_id, seed=seed)
-runner = AsyncPPO(env_id, ppo, steps=steps, seed=seed, progress_bar=False, overlap=overlap)
+ppo = ppo_for_env(env_id, seed=seed, preset=False)
+runner = AsyncPPO(env_id, ppo, steps=steps, seed=seed, progress_bar=False, overlap=overlap,
+                  preset=False)
 runner.train_round()  # building the envs and the first round are not charged to either mode
 start, first = time.perf_counter(), runner.total_steps
 solved_at = None

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from AsyncTools import train_cli
+from AsyncTools.AsyncPPO import ppo_for_env
 
 # (flags, env id and other context flags, PPO keyword, the value it must get), each value
 # different from what the same context gives without the flag
@@ -20,6 +21,9 @@ LEARNER_FLAGS = [
     (["--policy-clip", "0.17"], "CartPole-v1", "policy_clip", 0.17),
     (["--entropy-coef", "0.0033"], "CartPole-v1", "entropy_coef", 0.0033),
     (["--value-clip", "0.3"], "CartPole-v1", "value_clip", 0.3),
+    (["--value-coef", "0.8"], "CartPole-v1", "value_coef", 0.8),
+    (["--max-grad-norm", "1.5"], "CartPole-v1", "max_grad_norm", 1.5),
+    (["--no-orthogonal-init"], "CartPole-v1", "orthogonal_init", False),
     (["--target-kl", "0.05"], "CartPole-v1", "target_kl", 0.05),
     (["--log-std-init", "-0.7"], "Pendulum-v1", "log_std_init", -0.7),
     (["--beta", "0.4"], "CartPole-v1", "beta", 0.4),
@@ -95,6 +99,22 @@ def test_a_runner_flag_reaches_its_asyncppo_keyword(tmp_path, flags, where, valu
         assert where(runner) == value
     finally:
         runner.close()
+
+
+def test_resuming_a_run_older_than_a_flag_keeps_what_it_trained_with(tmp_path):
+    """HalfCheetah's preset now sets value_coef, max_grad_norm and orthogonal_init; a run whose
+    train_args.json predates those flags trained with PPO's defaults and resumes with them."""
+    run = tmp_path / "run"
+    run.mkdir()
+    saved = dict(vars(train_cli.parse_args(["--env", "HalfCheetah-v5"])), hidden_sizes=[64, 64],
+                 activation="tanh")
+    for name in train_cli.UNRECORDED_IN_OLD_RUNS:
+        del saved[name]
+    (run / train_cli.ARGS_FILE).write_text(json.dumps(saved))
+    args = train_cli.with_saved_settings(train_cli.parse_args(["--resume", str(run)]))
+    assert (args.value_coef, args.max_grad_norm, args.orthogonal_init) == (0.5, 0.5, True)
+    new_run = train_cli.parse_args(["--env", "HalfCheetah-v5", "--device", "cpu"])
+    assert ppo_for_env("HalfCheetah-v5", **train_cli.ppo_options(new_run)).value_coef != 0.5
 
 
 def test_resume_keeps_the_saved_settings_over_new_flags_and_names_them(tmp_path, capsys):

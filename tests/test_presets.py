@@ -11,6 +11,7 @@ import sys
 import gymnasium as gym
 import pytest
 
+from AsyncTools import train_cli
 from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env
 from AsyncTools.presets import FAMILY_DEFAULTS, presets, settings_for
 from PPO import PPO
@@ -43,7 +44,7 @@ def zoo_table() -> dict:
 # (our keyword, RL Zoo's key) for the settings both have
 ZOO_KEYS = [("lr", "learning_rate"), ("k_epochs", "n_epochs"), ("mini_batch_size", "batch_size"),
             ("gamma", "gamma"), ("GAE_lambda", "gae_lambda"), ("entropy_coef", "ent_coef"),
-            ("policy_clip", "clip_range")]
+            ("policy_clip", "clip_range"), ("value_coef", "vf_coef"), ("max_grad_norm", "max_grad_norm")]
 
 
 @pytest.mark.parametrize("env_id", [env_id for env_id, entry in presets().items()
@@ -52,7 +53,7 @@ def test_a_preset_citing_rl_zoo_has_rl_zoos_numbers(env_id):
     """A preset whose source is RL Zoo gives the learner the zoo's numbers, as the SB3
     comparison trains them (SB3's defaults where the zoo's entry has none)."""
     sb3_defaults = dict(learning_rate=3e-4, n_epochs=10, batch_size=64, gamma=0.99, gae_lambda=0.95,
-                        ent_coef=0.0, clip_range=0.2)
+                        ent_coef=0.0, clip_range=0.2, vf_coef=0.5, max_grad_norm=0.5)
     zoo = {**sb3_defaults, **zoo_table()[env_id]}
     ppo = ppo_for_env(env_id, device="cpu")
     for ours, theirs in ZOO_KEYS:
@@ -64,6 +65,34 @@ def test_a_preset_citing_rl_zoo_has_rl_zoos_numbers(env_id):
     normalized = zoo.get("normalize", False)
     assert (ppo.config["normalize_obs"], ppo.normalize_reward) == (normalized, normalized)
     assert not ppo.anneal_lr  # the zoo's learning rates here are constants
+    assert ppo.value_clip is None  # SB3's clip_range_vf default
+    net = zoo.get("policy_kwargs", {})
+    arch = net.get("net_arch", dict(pi=[64, 64], vf=[64, 64]))
+    assert ppo.config["hidden_sizes"] == arch["pi"]
+    assert (ppo.config["critic_hidden_sizes"] or ppo.config["hidden_sizes"]) == arch["vf"]
+    assert ppo.config["activation"] == net.get("activation_fn", "Tanh").lower()
+    assert ppo.config["orthogonal_init"] == net.get("ortho_init", True)
+    if ppo.is_continuous:
+        assert ppo.config["log_std_init"] == net.get("log_std_init", 0.0)
+
+
+def test_the_cli_builds_the_presets_network_unless_told_otherwise(tmp_path):
+    """train.py's network flags default to the preset's (HalfCheetah: RL Zoo's 256x256 ReLU)."""
+    def built(*flags):
+        args = train_cli.parse_args(["--env", "HalfCheetah-v5", "--log-dir", str(tmp_path / "runs"),
+                                     "--device", "cpu", *flags])
+        ppo, runner = train_cli.build(args)
+        runner.close()
+        return ppo.config, train_cli.resolved(args, ppo, runner)
+
+    config, used = built()
+    assert (config["hidden_sizes"], config["activation"], config["log_std_init"]) == ([256, 256], "relu", -2.0)
+    assert (used["hidden_sizes"], used["activation"], used["orthogonal_init"]) == ([256, 256], "relu", False)
+    config, used = built("--hidden-sizes", "32", "--activation", "tanh", "--orthogonal-init")
+    assert (config["hidden_sizes"], config["activation"], config["orthogonal_init"]) == ([32], "tanh", True)
+    assert used["hidden_sizes"] == [32]
+    config, _ = built("--preset", "none")
+    assert (config["hidden_sizes"], config["activation"]) == ([64, 64], "tanh")
 
 
 def test_ppo_for_env_applies_the_preset_under_the_users_options():
