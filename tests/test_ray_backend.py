@@ -192,7 +192,9 @@ def test_ray_rounds_equal_loop_rounds_of_the_same_seed(ray_session, rollout):
 
 
 # --------------------------------------------------------------------- the runner on Ray
-def wait_for_new_incarnation(ray, worker, old: str, seconds: float = 60.0) -> bool:
+def wait_for_new_incarnation(ray, worker, old: str, seconds: float = 180.0) -> bool:
+    """Whether `worker` answers as a new incarnation within `seconds` (a restart took over a
+    minute on a 2-core machine running other jobs: CI beside two training runs)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
