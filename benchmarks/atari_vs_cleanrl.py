@@ -40,6 +40,7 @@ import sys
 import time
 from pathlib import Path
 
+from defaults_vs_sb3 import with_zoo_schedules
 from hardware import machine_line
 
 import numpy as np
@@ -47,7 +48,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results" / "atari_vs_cleanrl"
 LAST_GAMES = 20
-CLEANRL_GAME = re.compile(r"global_step=(\d+), episodic_return=(-?[\d.]+)")
+PRINTED_GAME = re.compile(r"global_step=(\d+), episodic_return=(-?[\d.]+)")
 
 
 class OldGymApi:
@@ -106,12 +107,9 @@ def run_sb3_child(env_id: str, steps: int, seed: int) -> None:
 
     torch.set_num_threads(1)
     gym.register_envs(ale_py)
-    hp = dict(ZOO_ATARI)
+    hp = with_zoo_schedules(ZOO_ATARI)
     env = VecFrameStack(make_atari_env(env_id, n_envs=hp.pop("n_envs"), seed=seed),
                         n_stack=hp.pop("frame_stack"))
-    for key in ("learning_rate", "clip_range"):
-        initial = float(hp[key].split("_")[1])
-        hp[key] = lambda progress_remaining, initial=initial: progress_remaining * initial
     model = PPO("CnnPolicy", env, seed=seed, device="cpu", verbose=0, **hp)
     model.learn(steps, callback=PrintGames())
 
@@ -167,7 +165,7 @@ def games_of_ours(out: Path) -> list[tuple[int, float]]:
 def games_printed(out: Path) -> list[tuple[int, float]]:
     """The games CleanRL's script (and the SB3 child, in the same format) printed."""
     text = (out / "stdout.txt").read_text()
-    return [(int(step), float(score)) for step, score in CLEANRL_GAME.findall(text)]
+    return [(int(step), float(score)) for step, score in PRINTED_GAME.findall(text)]
 
 
 def summary(games: list[tuple[int, float]], seconds: float, steps: int) -> dict:

@@ -113,15 +113,19 @@ def _linear(initial: float):
     return lambda progress_remaining: progress_remaining * initial
 
 
+def with_zoo_schedules(hp: dict) -> dict:
+    """`hp` with RL Zoo's "lin_X" learning rate and clip range as SB3 schedules."""
+    return {key: _linear(float(value.split("_")[1]))
+            if key in ("learning_rate", "clip_range") and isinstance(value, str) else value
+            for key, value in hp.items()}
+
+
 def zoo_settings(env_id: str) -> tuple[dict, int, bool]:
     """SB3 PPO keywords, n_envs and whether to VecNormalize, from ZOO_PPO."""
-    hp = dict(ZOO_PPO[env_id])
+    hp = with_zoo_schedules(ZOO_PPO[env_id])
     hp.pop("n_timesteps")
     n_envs = hp.pop("n_envs", 1)
     normalize = hp.pop("normalize", False)
-    for key in ("learning_rate", "clip_range"):
-        if isinstance(hp.get(key), str):
-            hp[key] = _linear(float(hp[key].split("_")[1]))
     if "policy_kwargs" in hp:
         import torch.nn
         net = dict(hp["policy_kwargs"])
