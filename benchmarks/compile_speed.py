@@ -1,6 +1,8 @@
 """`PPO(compile_update=True)` against the plain update, side by side: the seconds spent
-compiling (cold: an empty compile cache per run), and whole-loop steps/s after it, for CartPole-v1 and HalfCheetah-v5 with the
-family defaults (`preset=False`: HalfCheetah on CleanRL's 8 x 256 steps, not its RL Zoo preset). Each run in a fresh process, the two interleaved, no thread setting.
+compiling (cold: an empty compile cache per run), and whole-loop steps/s after it, for
+CartPole-v1 and HalfCheetah-v5 with the family defaults (`preset=False`: HalfCheetah on
+CleanRL's 8 x 256 steps, not its RL Zoo preset). Each run in a fresh process, the two
+interleaved, no thread setting.
 Writes benchmarks/results/compile_update.json and prints a Markdown table.
 
     python benchmarks/compile_speed.py [--repeats 3]
