@@ -27,11 +27,12 @@ from .evaluation import EVAL_SEED_OFFSET, PeriodicEvaluation, evaluate
 from .collectors import make_collector
 from .overlap import OverlappedCollection
 from .rollout import EPISODE_STEP_CAP, EpisodeRound, check_episode_step_cap, check_rollout
-from .envs import env_from_id, env_source, is_image_space, observation_parts_of
+from .envs import (env_from_id, env_source, flattened_from, is_image_space, observation_parts_of,
+                   with_flat_observations)
 from .presets import env_id_of, family, settings_for
 from .run_log import RunLogger
 from .vec_memory import VecMemory
-from .vectorizer import EnvStepError, EnvVectorizer, new_env as _new_env
+from .vectorizer import EnvStepError, EnvVectorizer, new_env
 
 __all__ = ["AsyncPPO", "EnvVectorizer", "VecMemory", "EnvStepError", "check_spaces", "ppo_for_env",
            "space_options"]
@@ -46,11 +47,11 @@ def space_options(observation_space: gym.Space, action_space: gym.Space) -> dict
     images), `is_continuous`, `action_dim` (and `action_nvec` for MultiDiscrete). Unsupported
     spaces raise TypeError naming the space."""
     if not isinstance(observation_space, gym.spaces.Box):
-        raise TypeError(f"observation_space: only Box observations are supported (any shape; "
-                        f"uint8 HxWxC or CxHxW frames go to a CNN), got {observation_space}; "
-                        f"wrap the env in AsyncTools.envs.FlattenParts (gymnasium's "
-                        f"FlattenObservation, images among Dict entries going to a CNN; one-hot for "
-                        f"Discrete), as env ids passed to AsyncPPO/ppo_for_env/train.py are")
+        raise TypeError(f"observation_space: only Box observations (any shape; uint8 HxWxC or "
+                        f"CxHxW frames go to a CNN) and Discrete, MultiDiscrete, MultiBinary, "
+                        f"Dict or Tuple ones (flattened for an env, a function or an id; a "
+                        f"VectorEnv must flatten its own: gymnasium.wrappers.vector."
+                        f"FlattenObservation) are supported, got {observation_space}")
     options: dict = dict(observ_dim=int(np.prod(observation_space.shape)))
     if is_image_space(observation_space):
         options["observation_shape"] = tuple(int(d) for d in observation_space.shape)
@@ -73,20 +74,25 @@ def space_options(observation_space: gym.Space, action_space: gym.Space) -> dict
                     f"Box actions are supported, got {action_space}")
 
 
-def ppo_for_env(env: gym.Env | str, *, preset: bool = True, **ppo_options) -> PPO:
-    """A PPO whose sizes (and, for Box actions, bounds) fit `env` (an env or an env id), with
-    settings that learn on it: the defaults of its family (discrete, continuous or image; see
-    AsyncTools/presets.py) and, unless `preset=False`, its env id's preset; `ppo_options`
-    override both."""
-    if isinstance(env, str):
-        made = env_from_id(env)
+def ppo_for_env(env: gym.Env | Callable[[], gym.Env] | str, *, preset: bool = True,
+                **ppo_options) -> PPO:
+    """A PPO whose sizes (and, for Box actions, bounds) fit `env` (an env, a function making
+    one, or an env id; Discrete, Dict, Tuple... observations are flattened, as AsyncPPO
+    flattens them, and recorded in `observation_space`), with settings that learn on it: the
+    defaults of its family (discrete, continuous or image; see AsyncTools/presets.py) and,
+    unless `preset=False`, its env id's preset; `ppo_options` override both."""
+    if isinstance(env, str) or not isinstance(env, (gym.Env, gym.vector.VectorEnv)):
+        made = env_from_id(env) if isinstance(env, str) else new_env(env)  # one copy: its spaces
         made.close()
         return ppo_for_env(made, preset=preset, **ppo_options)
+    env = with_flat_observations(env)
     observation_space, action_space = single_spaces(env)
     options = space_options(observation_space, action_space)
     parts = observation_parts_of(env)
     if parts is not None:  # images among a Dict's entries (AsyncTools.envs.FlattenParts)
         options["observation_parts"] = parts
+    if flattened_from(env) is not None:  # recorded, so that evaluation and play can check it
+        options["observation_space"] = flattened_from(env)
     kind = family(options["is_continuous"], "observation_shape" in options or parts is not None)
     ppo_options = {**settings_for(env_id_of(env), kind, "ppo", preset), **ppo_options}
     if options["is_continuous"] and "action_scaling" not in ppo_options \
@@ -185,7 +191,8 @@ class AsyncPPO:
         if not isinstance(ppo, PPO):
             raise TypeError(f"ppo must be a PPO instance, got {type(ppo).__name__}")
         self.env_id = env if isinstance(env, str) else env_id_of(env)
-        given = env  # an id stays an id for backends that build the copies themselves (EnvPool)
+        # Discrete, Dict, Tuple... observations are flattened for the learner, as for env ids
+        env = given = with_flat_observations(env)  # an id stays an id (EnvPool builds from it)
         if isinstance(env, str):
             env = env_source(env)
         defaults = settings_for(self.env_id, family(ppo.is_continuous, ppo.has_images), "runner",
@@ -241,16 +248,16 @@ class AsyncPPO:
             if checkpoint is not None:
                 ppo.load_training_state(checkpoint["learner"], Path(resume) / CHECKPOINT_FILE)
             self.collector.sync(ppo)
-        except (TypeError, ValueError):
-            self.collector.close()  # workers must not outlive a refused configuration
+            # overlap=True: each round is collected while the learner updates on the one before
+            self.overlap = OverlappedCollection(self.collector, ppo) if overlap else None
+            if resume is not None:
+                self.run_dir: Path | None = Path(resume)
+            else:
+                self.run_dir = None if log_dir is None else new_run_folder(
+                    Path(log_dir), _run_name(self.env_id, self.seed))
+        except BaseException:
+            self.collector.close()  # no worker outlives a refused configuration or a failed start
             raise
-        # overlap=True: rounds are collected in a background thread, one ahead of the learner
-        self.overlap = OverlappedCollection(self.collector, ppo) if overlap else None
-        if resume is not None:
-            self.run_dir: Path | None = Path(resume)
-        else:
-            self.run_dir = None if log_dir is None else new_run_folder(
-                Path(log_dir), _run_name(self.env_id, self.seed))
         self.progress_bar = progress_bar
         self.interrupted = False
         self.stopped_by: str | None = None
@@ -504,7 +511,7 @@ class AsyncPPO:
 
     def make_env(self) -> gym.Env:
         """A new, independent copy of the training env."""
-        return _new_env(self._env_source)
+        return new_env(self._env_source)
 
     def close(self) -> None:
         """Closes the env copies, the evaluation env and the run folder's log files."""
@@ -567,7 +574,7 @@ def stop_signals(on_signal: Callable[[str], None]) -> Iterator[None]:
 
 
 def _run_name(env_id: str | None, seed: int) -> str:
-    name = env_id.replace("/", "-") if env_id is not None else "env"
+    name = env_id.replace("/", "-").replace(":", "-") if env_id is not None else "env"
     return f"{name}_{time.strftime('%Y%m%d-%H%M%S')}_seed{seed}"
 
 

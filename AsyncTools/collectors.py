@@ -169,13 +169,17 @@ def make_collector(env, ppo: PPO, num_envs: int, *, backend: str = "auto", seed:
                    rollout: str = "steps", num_steps: int = 64,
                    episode_step_cap: int = EPISODE_STEP_CAP, non_finite_rewards: str = "raise",
                    ray_workers: int | None = None, ray_address: str | None = None,
-                   in_child_process: bool = False) -> Collector:
+                   in_child_process: bool = False, made_in: str | None = None) -> Collector:
     """The collector for `backend` (one of COLLECTOR_BACKENDS): "ray" (Ray actors;
     `ray_workers`, `ray_address`), "envpool" (EnvPool's C++ pool, from an env id), or an
     EnvVectorizer backend ("auto", "loop", "native", "subprocess") acting in this process, or,
     with `in_child_process`, in a child process of its own (AsyncTools/process_collector.py).
     `env` is what AsyncPPO takes: an env id, an env, a function making one, or a gymnasium
-    VectorEnv."""
+    VectorEnv. `made_in`: where this runs when not in the caller's process (EnvVectorizer's).
+
+    A local collector's copies are all made before it is returned: one that cannot be made
+    raises here (an EnvStepError naming it), after every process started for the copies
+    ended."""
     if backend not in COLLECTOR_BACKENDS:
         raise ValueError(f"backend must be one of {COLLECTOR_BACKENDS}, got {backend!r}")
     if in_child_process:
@@ -190,8 +194,8 @@ def make_collector(env, ppo: PPO, num_envs: int, *, backend: str = "auto", seed:
         from .envpool_backend import make_envpool_env  # EnvPool is imported only when asked for
         vectorizer = EnvVectorizer(make_envpool_env(env, num_envs, seed), num_envs, seed=seed,
                                    backend="auto", non_finite_rewards=non_finite_rewards)
-        return LocalCollector(vectorizer, rollout=rollout, num_steps=num_steps,
-                              episode_step_cap=episode_step_cap, seed=seed)
+        return _started(vectorizer, rollout=rollout, num_steps=num_steps,
+                        episode_step_cap=episode_step_cap, seed=seed)
     if isinstance(env, str):
         env = env_source(env)
     if backend == "ray":
@@ -208,6 +212,17 @@ def make_collector(env, ppo: PPO, num_envs: int, *, backend: str = "auto", seed:
     if ray_workers is not None or ray_address is not None:
         raise ValueError(f"ray_workers and ray_address are for backend='ray', not {backend!r}")
     vectorizer = EnvVectorizer(env, num_envs, seed=seed, backend=backend,
-                               non_finite_rewards=non_finite_rewards)
-    return LocalCollector(vectorizer, rollout=rollout, num_steps=num_steps,
-                          episode_step_cap=episode_step_cap, seed=seed)
+                               non_finite_rewards=non_finite_rewards, made_in=made_in)
+    return _started(vectorizer, rollout=rollout, num_steps=num_steps,
+                    episode_step_cap=episode_step_cap, seed=seed)
+
+
+def _started(vectorizer: EnvVectorizer, **options) -> LocalCollector:
+    """A LocalCollector over `vectorizer` once every copy is made; else the vectorizer is
+    closed (its worker processes ended) and the error raised."""
+    try:
+        vectorizer.check_started()
+        return LocalCollector(vectorizer, **options)
+    except BaseException:
+        vectorizer.close()
+        raise

@@ -35,14 +35,86 @@ def flattened_parts(space: gym.Space) -> list[list[int]]:
     return [[int(gym.spaces.flatdim(space))]]
 
 
+def describe_space(space: gym.Space) -> dict:
+    """A plain, JSON-ready description of an observation space's structure: what a saved model
+    records of the space its flat observations come from (`PPO(observation_space=...)`), so that
+    an env's raw observations can be checked against it and flattened the same way. Box bounds
+    are left out (flattening does not use them); Dict entries keep their order."""
+    if isinstance(space, gym.spaces.Discrete):
+        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return {"type": "MultiDiscrete", "nvec": space.nvec.tolist(), "start": space.start.tolist()}
+    if isinstance(space, gym.spaces.MultiBinary):
+        return {"type": "MultiBinary", "shape": list(space.shape)}
+    if isinstance(space, gym.spaces.Box):
+        return {"type": "Box", "shape": list(space.shape), "dtype": str(space.dtype)}
+    if isinstance(space, gym.spaces.Dict):
+        return {"type": "Dict", "spaces": [[key, describe_space(sub)] for key, sub in space.spaces.items()]}
+    if isinstance(space, gym.spaces.Tuple):
+        return {"type": "Tuple", "spaces": [describe_space(sub) for sub in space.spaces]}
+    raise TypeError(f"observation_space: only Box, Discrete, MultiDiscrete, MultiBinary, Dict and "
+                    f"Tuple observations are supported, got {space}")
+
+
 class FlattenParts(gym.wrappers.FlattenObservation):
     """gymnasium's FlattenObservation (one flat float vector; one-hot for Discrete) that also
     says how the vector is laid out: `observation_parts`, from `flattened_parts`, with which
-    `ppo_for_env` sends the images among a Dict's entries to a CNN."""
+    `ppo_for_env` sends the images among a Dict's entries to a CNN, and what it was flattened
+    from: `flattened_from`, the `describe_space` of the env's own observation space."""
 
     def __init__(self, env: gym.Env):
         self.observation_parts = flattened_parts(env.observation_space)
+        self.flattened_from = describe_space(env.observation_space)
         super().__init__(env)
+
+
+class FlatObservationsFactory:
+    """A function making envs (`make`, called with no arguments) whose envs come with flat
+    observations (`with_flat_observations`); it pickles where `make` does."""
+
+    def __init__(self, make: Callable[[], gym.Env]):
+        self.make = make
+
+    def __call__(self) -> gym.Env:
+        env = self.make()
+        return with_flat_observations(env) if isinstance(env, gym.Env) else env
+
+    def __repr__(self) -> str:
+        return repr(self.make)
+
+
+def with_flat_observations(env):
+    """`env` as the learner takes it: an env whose observation space is Discrete,
+    MultiDiscrete, MultiBinary, Dict or Tuple is wrapped in `FlattenParts` (one flat vector,
+    one-hot for discrete parts, images among Dict entries kept for a CNN); a function making
+    envs becomes one whose envs are so wrapped; anything else (a Box env, a VectorEnv, an id) is
+    returned as it is. What env ids get in `env_from_id`, for envs and factories alike."""
+    if isinstance(env, gym.Env):
+        return FlattenParts(env) if isinstance(env.observation_space, FLATTENED) else env
+    if callable(env) and not isinstance(env, (gym.vector.VectorEnv, FlatObservationsFactory)):
+        return FlatObservationsFactory(env)
+    return env
+
+
+def flat_for_learner(env: gym.Env, recorded: dict | None) -> gym.Env:
+    """`with_flat_observations(env)`, checked against `recorded`, the observation space a
+    learner was trained on (PPO's `observation_space`): ValueError naming both if the env's
+    space differs from it."""
+    flat = with_flat_observations(env)
+    found = flattened_from(flat)
+    if recorded is not None and found is not None and found != recorded:
+        raise ValueError(f"observation_space: the model was trained on observations flattened "
+                         f"from {recorded}, but this env's observations are {found}")
+    return flat
+
+
+def flattened_from(env: gym.Env | gym.vector.VectorEnv) -> dict | None:
+    """The `describe_space` of the observation space that a FlattenParts wrapper in `env`'s
+    stack flattens; None where nothing is flattened."""
+    try:
+        return env.get_wrapper_attr("flattened_from")
+    except AttributeError:
+        return None
 
 
 def observation_parts_of(env: gym.Env | gym.vector.VectorEnv) -> list[list[int]] | None:
@@ -85,10 +157,19 @@ def env_from_id(env_id: str, render_mode: str | None = None) -> gym.Env:
     game = atari_id(env_id)
     if game is not None:
         return make_atari_env(game, render_mode=render_mode)
-    env = gym.make(env_id, render_mode=render_mode)
-    if isinstance(env.observation_space, FLATTENED):
-        env = FlattenParts(env)
-    return env
+    if render_mode is None:  # as gymnasium does: an env asked for no rendering gets no argument
+        return with_flat_observations(gym.make(env_id))
+    try:
+        env = gym.make(env_id, render_mode=render_mode)
+    except TypeError as error:
+        if "render_mode" not in str(error):
+            raise
+        raise ValueError(f"render_mode: recording needs frames from {env_id} "
+                         f"(render_mode={render_mode!r}), but its constructor takes no "
+                         f"render_mode argument; give the env's __init__ a render_mode "
+                         f"argument and a render() method that returns an RGB array "
+                         f"(gymnasium's Env API) to record it") from error
+    return with_flat_observations(env)
 
 
 def env_source(env_id: str) -> gym.Env | Callable[[], gym.Env]:

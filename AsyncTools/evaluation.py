@@ -23,6 +23,7 @@ from PPO import PPO
 from PPO.checkpoint import atomic_write
 from PPO.checks import check_bool, check_positive_int
 
+from .envs import flat_for_learner
 from .rollout import EPISODE_STEP_CAP, check_episode_step_cap, warn_episode_cut
 from .vectorizer import wrapper_types
 
@@ -46,6 +47,7 @@ def play_episodes(ppo: PPO, env: gym.Env, episodes: int, deterministic: bool = T
     episodes = check_positive_int("episodes", episodes)
     episode_step_cap = check_episode_step_cap(episode_step_cap)
     deterministic = check_bool("deterministic", deterministic)
+    env = flat_for_learner(env, ppo.observation_space)  # Discrete, Dict...: as in training
     bounds = ((env.action_space.low, env.action_space.high)
               if isinstance(env.action_space, gym.spaces.Box) else None)
     whole_games = reports_games(env)

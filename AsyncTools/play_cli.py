@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     # Imported after the arguments are checked, so --help and usage errors answer at once.
     from AsyncTools.AsyncPPO import check_spaces
-    from AsyncTools.envs import env_from_id
+    from AsyncTools.envs import env_from_id, flat_for_learner
     from AsyncTools.evaluation import evaluate, record_gif, record_video
     from AsyncTools.presets import family_defaults
     from PPO import PPO
@@ -54,8 +54,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (FileNotFoundError, ValueError) as error:  # no weights file, or a corrupt one
         parser.error(f"--weights {args.weights}: {error}")
     recording = args.gif is not None or args.video is not None
-    env = env_from_id(args.env, render_mode="rgb_array" if recording else None)
-    check_spaces(env.observation_space, env.action_space, ppo)
+    try:
+        env = flat_for_learner(env_from_id(args.env, render_mode="rgb_array" if recording else None),
+                               ppo.observation_space)
+        check_spaces(env.observation_space, env.action_space, ppo)
+    except (TypeError, ValueError) as error:  # a space that does not fit, an env that cannot record
+        parser.error(f"--env {args.env}: {error}")
     deterministic = (family_defaults(ppo)["eval_deterministic"] if args.stochastic is None
                      else not args.stochastic)
     options = dict(episodes=args.episodes, deterministic=deterministic, seed=args.seed)

@@ -6,13 +6,15 @@ Families (`FAMILY_DEFAULTS`):
   CartPole (32 envs x 64 steps, lr 3e-3, 4 epochs of 512).
 - "continuous": vector observations, Box actions: CleanRL's ppo_continuous_action.py (8 envs x
   256 steps, lr 3e-4 annealed, 10 epochs of 64, observation and reward normalisation, value
-  clipping 0.2).
+  clipping 0.2). The reward normalisation is PPO's own default, which one place decides: on,
+  except with `use_RND=True` (PPO's docstring), so the family does not set it.
 - "image": uint8 frames (Atari): CleanRL's ppo_atari.py (8 envs x 128 steps, lr 2.5e-4
   annealed, 4 epochs of 256, clip 0.1, entropy 0.01, value clipping 0.1; rewards are clipped
   to their sign by the Atari stack, so no reward scaling); evaluated with sampled actions.
 
 What the user passes always wins over both; `preset=False` leaves out the per-id table (the
-family defaults still apply).
+family defaults still apply). A per-id preset that names an option (MountainCar-v0's
+`normalize_reward`, measured with and without RND) counts as given, as the user's would.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ FAMILY_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "continuous": {
         "ppo": {"lr": 3e-4, "anneal_lr": True, "k_epochs": 10, "batch_size": 2048,
                 "mini_batch_size": 64, "gamma": 0.99, "GAE_lambda": 0.95, "normalize_obs": True,
-                "normalize_reward": True, "value_clip": 0.2},
+                "value_clip": 0.2},  # normalize_reward: PPO's default (off with use_RND)
         "runner": {"num_envs": 8, "num_steps": 256, "eval_deterministic": True},
     },
     "image": {

@@ -5,13 +5,14 @@ live in a child process, so that collection and learning run on different cores
 The child builds the same `LocalCollector` that `make_collector` builds here (same backend,
 same seeds: the same rounds), acts with a CPU copy of the policy whose weights arrive with each
 `collect` call after a `sync`, and answers every call with its result or its error. It ignores
-SIGINT (which Ctrl-C sends to the whole process group): it is the parent's to handle (the run
-stops after the round under way, then ends the child). A SIGTERM sent to the whole group ends
-the child: the parent's round then fails with an EnvStepError, and the run saves its checkpoint
-as after any error.
+SIGINT and SIGTERM (which a terminal's Ctrl-C and a scheduler send to the whole process group):
+they are the parent's to handle (the run stops after the round under way, saves, then ends the
+child), so an overlapped run stops as a synchronous one does (exit 130 or 143 from train.py).
+The child also ends when it finds the parent's end of the pipe closed (the parent killed).
 """
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import pickle
 import signal
@@ -29,8 +30,9 @@ from PPO.Memory import Rollout
 from .collectors import Collector, PendingRound, make_collector
 from .envs import picklable_env_factory
 from .rollout import EpisodeRound
-from .vectorizer import EnvStepError
+from .vectorizer import EnvStepError, make_named
 
+HERE = "the collector process"  # how its errors name where the copies were to be made
 START_TIMEOUT = 300.0  # seconds for the child to import torch and build its env copies
 # Linux: fork (as torch's DataLoader workers do; the child acts on the CPU only), so a script
 # need not guard its main code; elsewhere spawn, which re-imports the main module: there a
@@ -41,11 +43,24 @@ START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
 def portable_env(env: str | gym.Env | Callable[[], gym.Env]) -> tuple[str, Any]:
     """How the child re-makes `env`: ("id", env id), ("instance", a function making one env
     that the collector copies, as it copies an env passed here) or ("factory", a function it
-    calls for every copy). TypeError where `env` cannot cross to another process."""
+    calls for every copy). An env is re-made from its spec, a function sent as it is. Where
+    that cannot cross to another process (an env without a spec, a lambda), the child, forked,
+    starts with a copy of this process's memory and takes `env` itself; elsewhere (spawn) a
+    TypeError says what to pass instead."""
     if isinstance(env, str):
         return "id", env
-    factory = picklable_env_factory(env, "the collector process")
-    return ("instance" if isinstance(env, gym.Env) else "factory"), factory
+    kind = "instance" if isinstance(env, gym.Env) else "factory"
+    try:
+        return kind, picklable_env_factory(env, "the collector process")
+    except TypeError:
+        if START_METHOD != "fork":
+            raise
+    return kind, functools.partial(itself, env) if kind == "instance" else env
+
+
+def itself(env: gym.Env) -> gym.Env:
+    """`env` (the forked child's copy of it): what an "instance" source gives there."""
+    return env
 
 
 class ProcessCollector(Collector):
@@ -124,7 +139,10 @@ class ProcessCollector(Collector):
                                f"{self._exit_code()}): a crash in an env copy or in the "
                                f"process itself") from error
         if status == "error":
-            raise value
+            error, cause = value  # the child's error, and its cause (pickling drops the chain)
+            if cause is not None:
+                raise error from cause
+            raise error
         return value
 
     def _send(self, command: str, payload: Any) -> None:
@@ -188,15 +206,23 @@ def shut_down(conn, process) -> None:
 def serve(conn, env: tuple[str, Any], num_envs: int, seed: int, collector_options: dict,
           ppo_config: dict, ppo_seed: int) -> None:
     """The child's loop: builds the collector and the acting policy, then answers calls."""
+    # Ctrl-C and a scheduler's SIGTERM reach the whole process group: they are the parent's to
+    # handle (it stops after the round under way, saves, then ends this process)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     torch.set_num_threads(1)  # the learner's process has the other cores
+    collector = None
     try:
         kind, source = env
-        made = source() if kind == "instance" else source
-        collector = make_collector(made, None, num_envs, seed=seed, **collector_options)
+        made = make_named(source, 0, num_envs, HERE) if kind == "instance" else source
+        # every copy is made (and any worker of its own started) before it answers
+        collector = make_collector(made, None, num_envs, seed=seed, made_in=HERE,
+                                   **collector_options)
         acting = PPO(**ppo_config, device="cpu", seed=ppo_seed, num_threads=1)
         conn.send(("ok", (collector.observation_space, collector.action_space)))
     except BaseException as error:
+        if collector is not None:
+            collector.close()  # no worker of its own outlives a failed start
         conn.send(("error", _portable_error(error)))
         return
     while True:
@@ -224,10 +250,19 @@ def serve(conn, env: tuple[str, Any], num_envs: int, seed: int, collector_option
             conn.send(("error", _portable_error(error)))
 
 
-def _portable_error(error: BaseException) -> BaseException:
-    """`error` if it survives pickling, else a RuntimeError carrying its type and message."""
+def _portable_error(error: BaseException) -> tuple[BaseException, BaseException | None]:
+    """(`error`, its `__cause__`) as they survive pickling, which drops the chain (the parent
+    raises the one from the other): each itself, or else, for `error`, a RuntimeError carrying
+    its type and message (None for a cause that does not pickle)."""
+    cause = error.__cause__
+    return _portable(error), None if cause is None else _portable(cause, fallback=False)
+
+
+def _portable(error: BaseException, fallback: bool = True) -> BaseException | None:
     try:
         pickle.loads(pickle.dumps(error))
         return error
     except Exception:
+        if not fallback:
+            return None
         return RuntimeError(f"{type(error).__name__} in the collector process: {error}")

@@ -123,7 +123,8 @@ class RolloutWorker:
         self.rank, self.first, self.total_envs = rank, first, total_envs
         self.incarnation = uuid.uuid4().hex
         self.env = EnvVectorizer(env_factory, num_envs, seed=seed, backend="loop",
-                                 first_copy=first, total_copies=total_envs)
+                                 first_copy=first, total_copies=total_envs,
+                                 made_in=f"ray worker {rank}")
         self.local = LocalCollector(self.env, rollout=rollout, num_steps=num_steps,
                                     seed=seed + first, deterministic=deterministic)
         self.ppo = PPO(**ppo_config, device="cpu", seed=seed + first)
@@ -212,7 +213,11 @@ class RayCollector(Collector):
     Faults: workers are Ray actors with `max_restarts`. A worker that dies is restarted by Ray
     with fresh env copies (the next call waits for it, up to `restart_timeout` seconds); a round
     it dies in goes on without its data, and `worker_restarts` counts it. An env that raises
-    inside a worker raises EnvStepError naming the global copy.
+    inside a worker raises EnvStepError naming the global copy. A worker that cannot start
+    ends every worker, then raises: an EnvStepError "ray worker 0 could not start (env copies
+    0-1): env copy 1 of 4 could not be made: the env constructor raised ..." where an env
+    constructor raised, Ray's ActorDiedError (its text without colour codes after the first
+    line) as its cause.
     """
 
     acts_in_this_process = False
@@ -323,8 +328,7 @@ class RayCollector(Collector):
 
     def _worker_died(self, k: int, error, retried: bool) -> None:
         if getattr(error, "actor_init_failed", False):
-            raise RuntimeError(f"ray worker {k} could not start (env copies "
-                               f"{self._copies(k)}): {error}") from error
+            raise self._start_error(k, error) from error
         what = "its call is sent again" if retried else "its rollout dropped"
         self._record_restart(f"ray worker {k} died; restarted, {what}")
         self._restarting.add(k)
@@ -346,9 +350,11 @@ class RayCollector(Collector):
                 time.sleep(pause)
                 pause = min(2 * pause, 0.25)
             except ray.exceptions.RayActorError as error:
+                if getattr(error, "actor_init_failed", False):  # restarted, it could not start
+                    raise self._start_error(k, error) from error
                 raise RuntimeError(f"ray worker {k} (env copies {self._copies(k)}) died and Ray "
                                    f"did not restart it (max_restarts={self.max_restarts}): "
-                                   f"{error}") from error
+                                   f"{_plain(str(error))}") from error
         self._incarnations[k] = answer["incarnation"]
         self._restarting.discard(k)
 
@@ -367,18 +373,65 @@ class RayCollector(Collector):
         first, size = self.slices[k]
         return f"{first}-{first + size - 1}"
 
+    def _start_error(self, k: int, error) -> RuntimeError:
+        """The error of worker k, whose __init__ raised (Ray's `error`): "ray worker 0 could
+        not start (env copies 0-1): env copy 1 of 4 could not be made: the env constructor
+        raised ConnectionRefusedError: ...", an EnvStepError, when an env constructor raised;
+        else a RuntimeError whose first line ends with the worker's exception type and message.
+        Ray's own text (its traceback, without colour codes) follows the first line."""
+        text = _plain(str(error))
+        where = f"ray worker {k} could not start (env copies {self._copies(k)})"
+        made = list(re.finditer(r"env copy (\d+) of (\d+) could not be made in ray worker \d+: "
+                                r"(.*)", text))
+        if made:
+            copy, total, reason = made[-1].groups()
+            return EnvStepError(f"{where}: env copy {copy} of {total} could not be made: "
+                                f"{reason}\n{text}", int(copy))
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        return RuntimeError(f"{where}: {lines[-1] if lines else 'no reason given'}\n{text}")
+
     def close(self) -> None:
-        """Ends the workers, and the Ray instance if this collector started it."""
+        """Ends the workers (they are gone when it returns, or after END_SECONDS at most),
+        and the Ray instance if this collector started it."""
         ray = import_ray()
         for worker in self.workers:
             try:
                 ray.kill(worker, no_restart=True)
             except Exception:  # already gone
                 pass
+        _wait_until_ended(ray, self.workers)
         self.workers = []
         if self.started_ray and ray.is_initialized():
             ray.shutdown()
         self.started_ray = False
+
+
+END_SECONDS = 10.0  # how long `close` waits for the killed workers to be gone
+
+
+def _wait_until_ended(ray, workers: list, seconds: float = END_SECONDS) -> None:
+    """Waits until Ray reports every one of `workers` (killed) dead, `seconds` at most: a call
+    to a dead actor fails with RayActorError."""
+    deadline = time.monotonic() + seconds
+    for worker in workers:
+        while time.monotonic() < deadline:
+            try:
+                ray.get(worker.ready.remote(), timeout=max(0.01, deadline - time.monotonic()))
+            except ray.exceptions.RayActorError:
+                break  # dead
+            except ray.exceptions.GetTimeoutError:
+                return
+            except Exception:  # Ray itself is gone, or the worker answers with an error
+                break
+            time.sleep(0.02)  # it answered: the kill has not reached it yet
+
+
+ANSI_CODES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _plain(text: str) -> str:
+    """`text` (Ray's, for a terminal) without its colour codes."""
+    return ANSI_CODES.sub("", text)
 
 
 def _cluster_cpus(ray) -> int:

@@ -18,7 +18,9 @@ train_args.json in the run folder records the values used.
 
 Exit status: 0 when the run ended by itself (--steps, --timeout or --stop-at-return), 130
 after Ctrl-C (SIGINT) and 143 after SIGTERM (checkpoint and weights saved), 1 on an error (the
-last checkpoint left intact), 2 for bad arguments.
+last checkpoint left intact; also when the weights cannot be written to --save-dir at the end,
+the run folder keeping its copy), 2 for bad arguments (among them a --save-dir or --log-dir that
+cannot be written, found before training starts).
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ import inspect
 import json
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -67,7 +70,8 @@ PPO_OPTIONS = [
 NETWORK_OPTIONS = ("hidden_sizes", "critic_hidden_sizes", "activation")
 PPO_SWITCHES = [  # --name / --no-name
     ("--normalize-obs", "normalize_obs", "normalise observations (running mean/std)"),
-    ("--normalize-reward", "normalize_reward", "scale rewards by the std of the discounted return"),
+    ("--normalize-reward", "normalize_reward", "scale rewards by the std of the discounted return "
+                                               "(on, except with --use-rnd)"),
     ("--anneal-lr", "anneal_lr", "decay the learning rate linearly to 0 over --steps"),
     ("--squash-actions", "squash_actions", "continuous: tanh-squashed Gaussian"),
     ("--use-rnd", "use_RND", "add the RND exploration bonus"),
@@ -106,8 +110,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="how copies are stepped (ray: Ray actors on this machine or "
                              "RAY_ADDRESS; envpool: EnvPool's C++ pool, e.g. --env Pong-v5)")
     parser.add_argument("--overlap", action="store_true",
-                        help="collect the next round in a background thread while the learner "
-                             "updates (the policy acting one update behind the learner)")
+                        help="collect the next round while the learner updates (in a collector "
+                             "process, or on the Ray workers), the policy acting one update "
+                             "behind the learner")
     parser.add_argument("--non-finite-rewards", choices=NON_FINITE_REWARD_CHOICES, default="raise",
                         help="a NaN/inf reward from the env: stop with an error naming the env "
                              "copy, or replace it by 0")
@@ -212,6 +217,12 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.resume is not None:
         args = with_saved_settings(args)
+    save_dir = Path(args.save_dir or f"data/{args.env.replace(':', '-')}")
+    for flag, folder in (("--save-dir", save_dir), ("--log-dir", Path(args.log_dir))):
+        problem = unwritable(folder)
+        if problem is not None:  # found now, not after the whole run
+            print(f"train.py: error: {flag} {folder}: {problem}", file=sys.stderr)
+            return 2
     started = time.time()
     try:  # a setting that does not fit (a space, a value out of range): a usage error, no traceback
         ppo, runner = build(args)
@@ -223,11 +234,29 @@ def main(argv=None) -> int:
         runner.run(timeout=args.timeout)
     finally:
         runner.close()
-    save_dir = Path(args.save_dir or f"data/{args.env}")
     say_if_replacing(save_dir, started)
-    ppo.save_weights(save_dir)
+    try:
+        ppo.save_weights(save_dir)
+    except OSError as error:  # the disk filled, the folder went away: the run folder has them
+        print(f"{summary(runner)}\ntrain.py: error: could not write the weights to {save_dir} "
+              f"({error.strerror or error}); the run folder's copy is in "
+              f"{runner.run_dir / 'weights'}", file=sys.stderr)
+        return 1
     print(f"{summary(runner)}; weights saved to {save_dir}")
     return EXIT_CODES[runner.stopped_by]
+
+
+def unwritable(folder: Path) -> str | None:
+    """Why files cannot be written in `folder` (created if missing), or None if they can: a
+    probe file is created there and removed."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder, prefix=".write-probe-").close()
+    except FileExistsError:
+        return "is a file, not a folder"
+    except OSError as error:
+        return f"cannot write there ({error.strerror or error})"
+    return None
 
 
 def summary(runner: AsyncPPO) -> str:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import atexit
 import contextlib
 import copy
+import functools
 import multiprocessing.connection
 import os
+import pickle
 import re
 import signal
 import time
@@ -198,17 +200,48 @@ class SubprocessBackend(VectorEnvBackend):
 
     A worker that dies (killed, out of memory) makes `reset`/`step` raise an EnvStepError
     naming its copy and how it died, instead of the bare EOFError or BrokenPipeError of its
-    pipe; every later call raises it again. `close` returns within a few seconds whatever state
-    the workers are in; it also runs at interpreter exit for a backend left open, since the
-    workers ignore the SIGTERM with which multiprocessing would stop them there.
+    pipe; every later call raises it again. A copy whose constructor raised in its worker is
+    found by `check_started` (at the latest by the first `reset`): it ends every worker, then
+    raises an EnvStepError naming the copy, the env's error as its cause. `close` returns within
+    a few seconds whatever state the workers are in; it also runs at interpreter exit for a
+    backend left open, since the workers ignore the SIGTERM with which multiprocessing would
+    stop them there.
     """
 
     def __init__(self, vector_env: gym.vector.AsyncVectorEnv):
         super().__init__(vector_env, seed_all_from_first=False)
-        self._worker_death: EnvStepError | None = None
+        self._failure: EnvStepError | None = None  # a worker's death, or copies not made
+        self._started = False  # every copy was made
         atexit.register(self.close)
 
+    def check_started(self) -> None:
+        """Asks the workers, once, whether their env copies were made. If one was not (or a
+        worker died meanwhile), ends every worker and raises an EnvStepError naming the first
+        such copy, the env's own error as its cause where it could cross from the worker;
+        every later call raises it again."""
+        if self._started:
+            return
+        try:
+            with self._naming_dead_workers():
+                reports = self.vector_env.call(START_REPORT)
+        except BaseException:
+            self.close()
+            raise
+        self._started = True
+        failed = [(index, report) for index, report in enumerate(reports) if report is not None]
+        if not failed:
+            return
+        index, (error, cause) = failed[0]
+        first, _, rest = str(error).partition("\n")
+        if len(failed) > 1:
+            others = _copies([other for other, _ in failed[1:]], self.num_envs)
+            first += f"\n({others} could not be made either)"
+        self._failure = EnvStepError(f"{first}\n{rest}" if rest else first, index)
+        self.close()
+        raise self._failure from cause
+
     def reset(self, seeds: list[int] | None):
+        self.check_started()
         with self._naming_dead_workers():
             return super().reset(seeds)
 
@@ -219,15 +252,16 @@ class SubprocessBackend(VectorEnvBackend):
     @contextlib.contextmanager
     def _naming_dead_workers(self) -> Iterator[None]:
         """Turns the pipe error that a dead worker causes into an EnvStepError naming it."""
-        if self._worker_death is not None:
-            raise EnvStepError(str(self._worker_death), self._worker_death.env_index)
+        if self._failure is not None:
+            raise EnvStepError(str(self._failure), self._failure.env_index) \
+                from self._failure.__cause__
         try:
             yield
         except (EOFError, OSError) as error:  # OSError: BrokenPipeError, ConnectionResetError
             death = _worker_death_error(self.vector_env.processes)
             if death is None:
                 raise
-            self._worker_death = death
+            self._failure = death
             raise death from error
 
     def close(self) -> None:
@@ -244,18 +278,27 @@ WORKER_CLOSE_SECONDS = 3.0  # how long `close` waits for the workers to finish o
 WORKER_STOP_SECONDS = 1.0  # how long it then waits after terminating, and after killing, them
 
 
+def _dead_workers(processes: Sequence[multiprocessing.Process],
+                  wait_seconds: float = 2.0) -> list[int]:
+    """The indices of the worker processes that have ended, waiting up to `wait_seconds` for
+    one to (a pipe can report the end a moment before the process does); the first is reaped,
+    so that its exit code is known."""
+    ended = multiprocessing.connection.wait([p.sentinel for p in processes], wait_seconds)
+    dead = [i for i, process in enumerate(processes) if process.sentinel in ended]
+    if dead:
+        processes[dead[0]].join(wait_seconds)
+    return dead
+
+
 def _worker_death_error(processes: Sequence[multiprocessing.Process],
                         wait_seconds: float = 2.0) -> EnvStepError | None:
     """An EnvStepError naming the first worker process that has ended, or None if all still
-    run after `wait_seconds` (a pipe can report the end a moment before the process does)."""
-    ended = multiprocessing.connection.wait([p.sentinel for p in processes], wait_seconds)
-    dead = [i for i, process in enumerate(processes) if process.sentinel in ended]
+    run after `wait_seconds`."""
+    dead = _dead_workers(processes, wait_seconds)
     if not dead:
         return None
-    process = processes[dead[0]]
-    process.join(wait_seconds)  # reaps it, so that its exit code is known
     message = (f"{_copies(dead[:1], len(processes))}: its worker process died "
-               f"({_describe_exit(process.exitcode)})")
+               f"({_describe_exit(processes[dead[0]].exitcode)})")
     if len(dead) > 1:
         message += f"; the workers of copies {dead[1:]} died too"
     return EnvStepError(message, dead[0])
@@ -325,6 +368,10 @@ class _NameErrors(gym.Wrapper):
         self._check_observation(result[0], "reset")
         return result
 
+    def copy_start_failure(self) -> None:
+        """Its env copy was made (see `_FailedEnv.copy_start_failure`)."""
+        return None
+
     def _check_observation(self, observation: Any, method: str) -> None:
         space = self.observation_space
         if space.shape is not None and _shape_of(observation) != space.shape:
@@ -334,19 +381,27 @@ class _NameErrors(gym.Wrapper):
 
 class _FailedEnv(gym.Env):
     """Stands in, inside a worker, for an env copy whose constructor raised: it has the copy's
-    spaces, so the worker starts as usual, and its `reset` and `step` raise `error`, which
-    gymnasium then sends to the main process."""
+    spaces, so the worker starts as usual; `copy_start_failure` (which SubprocessBackend asks
+    every worker for before the first reset) reports the error, and `reset` and `step` raise
+    it."""
 
-    def __init__(self, error: EnvStepError, observation_space: gym.Space,
-                 action_space: gym.Space):
-        self.error = error
+    def __init__(self, error: EnvStepError, cause: BaseException | None,
+                 observation_space: gym.Space, action_space: gym.Space):
+        self.error, self.cause = error, cause
         self.observation_space, self.action_space = observation_space, action_space
+
+    def copy_start_failure(self) -> tuple[EnvStepError, BaseException | None]:
+        """(the EnvStepError naming the copy, the constructor's own error where it pickles)."""
+        return self.error, self.cause
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         raise self.error
 
     def step(self, action):
         raise self.error
+
+
+START_REPORT = "copy_start_failure"  # what SubprocessBackend asks every worker before starting
 
 
 class _WorkerEnvFactory:
@@ -361,27 +416,75 @@ class _WorkerEnvFactory:
     """
 
     def __init__(self, make_env: Callable[[], gym.Env], index: int, num_envs: int,
-                 observation_space: gym.Space, action_space: gym.Space):
+                 observation_space: gym.Space, action_space: gym.Space,
+                 made_in: str | None = None):
         self.make_env, self.index, self.num_envs = make_env, index, num_envs
         self.observation_space, self.action_space = observation_space, action_space
-        self.main_pid = os.getpid()
+        self.main_pid, self.made_in = os.getpid(), made_in
 
     def __call__(self) -> gym.Env:
         if os.getpid() == self.main_pid:
-            return _NameErrors(self.make_env(), self.index, self.num_envs)
+            env = make_named(self.make_env, self.index, self.num_envs, self.made_in)
+            return _NameErrors(env, self.index, self.num_envs)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
             env = self.make_env()
         except Exception as error:
-            return _FailedEnv(self._start_error(error), self.observation_space, self.action_space)
+            return _FailedEnv(_not_made_error(self.index, self.num_envs, "in its worker process",
+                                              error),
+                              _picklable(error), self.observation_space, self.action_space)
         return _NameErrors(env, self.index, self.num_envs)
 
-    def _start_error(self, error: Exception) -> EnvStepError:
-        trace = "".join(traceback.format_exception(error))
-        return EnvStepError(f"{_copies([self.index], self.num_envs)} could not be made in its "
-                            f"worker process: the env constructor raised "
-                            f"{type(error).__name__}: {error}\n{trace}", self.index)
+
+def _not_made_error(index: int, num_envs: int, where: str, error: BaseException) -> EnvStepError:
+    """The error of an env copy whose constructor raised `error`: its first line names the copy,
+    where it was to be made ('in its worker process', 'in the collector process') and the env's
+    exception type and message; the traceback follows (it does not cross processes otherwise)."""
+    trace = "".join(traceback.format_exception(error))
+    return EnvStepError(f"{_copies([index], num_envs)} could not be made {where}: the env "
+                        f"constructor raised {type(error).__name__}: {error}\n{trace}", index)
+
+
+def make_named(make: Callable[[], gym.Env], index: int, num_envs: int,
+                made_in: str | None) -> gym.Env:
+    """make(); with `made_in` (where this process is: 'the collector process', 'ray worker 2'),
+    an error it raises becomes an EnvStepError naming copy `index` of `num_envs` and that place,
+    the error as its cause."""
+    if made_in is None:
+        return make()
+    try:
+        return make()
+    except Exception as error:
+        raise _not_made_error(index, num_envs, f"in {made_in}", error) from error
+
+
+def _picklable(error: BaseException) -> BaseException | None:
+    """`error` if it survives pickling (to cross to the main process), else None."""
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:
+        return None
+    return error
+
+
+def _start_workers(workers: list[Callable[[], gym.Env]]) -> gym.vector.AsyncVectorEnv:
+    """gymnasium's AsyncVectorEnv over `workers`. Where its start fails after worker processes
+    started (one died before it answered, copies whose spaces differ), gymnasium leaves them
+    running: they are ended here, before the error is raised (a worker that died as an
+    EnvStepError)."""
+    before = set(multiprocessing.active_children())
+    try:
+        return gym.vector.AsyncVectorEnv(workers, shared_memory=True)
+    except BaseException as error:
+        _stop_workers([], [p for p in multiprocessing.active_children() if p not in before])
+        if not isinstance(error, (EOFError, OSError)):
+            raise
+        raise EnvStepError(f"a subprocess worker of the {len(workers)} env copies died while "
+                           f"starting ({type(error).__name__}), before its env could report an "
+                           f"error: a crash in the env's constructor, or a fork after another "
+                           f"library started threads in this process; backend='loop' steps the "
+                           f"copies in this process") from error
 
 
 def _copy_env(env: gym.Env) -> gym.Env:
@@ -500,7 +603,11 @@ def _given_vector_env(vector_env: gym.vector.VectorEnv, num_envs: int, backend: 
             vector_env.single_observation_space, vector_env.single_action_space)
 
 
-def _make_backend(env, num_envs: int, backend: str):
+def _make_backend(env, num_envs: int, backend: str, made_in: str | None = None,
+                  first_copy: int = 0, total_copies: int | None = None):
+    """(backend, observation space, action space). With `made_in` (see EnvVectorizer), the
+    copies that a factory makes in this process are named in its errors, as copies
+    `first_copy + i` of `total_copies`."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if isinstance(env, gym.vector.VectorEnv):
@@ -514,21 +621,30 @@ def _make_backend(env, num_envs: int, backend: str):
         vector_env = gym.make_vec(env.spec, num_envs=num_envs, vectorization_mode="vector_entry_point")
         return VectorEnvBackend(vector_env, seed_all_from_first=True), env.observation_space, env.action_space
     factories = _env_factories(env, num_envs)
+    if isinstance(env, gym.Env):
+        made_in = None  # copies of an env object: no env constructor runs here
+    total_copies = total_copies or first_copy + num_envs
+
+    def named(i: int) -> Callable[[], gym.Env]:
+        return functools.partial(make_named, factories[i], first_copy + i, total_copies, made_in)
+
     if backend == "subprocess":
-        spaces = _spaces_of(env)
-        workers = [_WorkerEnvFactory(make, i, num_envs, *spaces)
+        spaces = _spaces_of(env if isinstance(env, gym.Env) else named(0))
+        workers = [_WorkerEnvFactory(make, i, num_envs, *spaces, made_in=made_in)
                    for i, make in enumerate(factories)]
-        try:
-            vector_env = gym.vector.AsyncVectorEnv(workers, shared_memory=True)
-        except (EOFError, OSError) as error:  # a worker process died before it answered
-            raise EnvStepError(f"a subprocess worker of the {num_envs} env copies died while "
-                               f"starting ({type(error).__name__}), before its env could report "
-                               f"an error: a crash in the env's constructor, or a fork after "
-                               f"another library started threads in this process; "
-                               f"backend='loop' steps the copies in this process") from error
+        vector_env = _start_workers(workers)
         return (SubprocessBackend(vector_env), vector_env.single_observation_space,
                 vector_env.single_action_space)
-    envs = [make() for make in factories]
+    envs = []
+    try:
+        for i in range(num_envs):
+            envs.append(named(i)())
+    except BaseException:
+        if not isinstance(env, gym.Env):  # the copies made so far are this vectorizer's own
+            for made in envs:
+                with contextlib.suppress(Exception):
+                    made.close()
+        raise
     return LoopBackend(envs), envs[0].observation_space, envs[0].action_space
 
 
@@ -576,16 +692,26 @@ class EnvVectorizer:
     (`step_count`, the number of `step`/`step_autoreset` calls); with `"zero"` it is replaced
     by 0.0 and counted in `non_finite_rewards_replaced`.
 
-    A subprocess worker that dies, or whose env's constructor raises, makes `reset`/`step`
-    raise an EnvStepError naming the copy; the workers ignore SIGINT and SIGTERM (Ctrl-C is for
-    the main process to handle). `close()` returns within a few seconds, also after such an
-    error or a KeyboardInterrupt, and may be called twice.
+    A subprocess worker that dies makes `reset`/`step` raise an EnvStepError naming the copy;
+    one whose env's constructor raised makes `check_started()` (at the latest the first
+    `reset()`) end every worker, then raise an EnvStepError whose first line names the copy and
+    the env's exception type and message ("env copy 1 of 3 could not be made in its worker
+    process: the env constructor raised ConnectionRefusedError: ..."), that exception as its
+    cause; a start that fails otherwise (a worker dying while it starts, copies whose spaces
+    differ) ends every worker before it raises. The workers ignore SIGINT and SIGTERM (Ctrl-C
+    is for the main process to handle). `close()` returns within a few seconds, also after such
+    an error or a KeyboardInterrupt, and may be called twice.
+
+    `made_in` says where this vectorizer runs when that is not its caller's process ("the
+    collector process", "ray worker 2"): an env constructor that raises there (the factory's
+    copies built in this process) raises an EnvStepError of that first line ("env copy 1 of 3
+    could not be made in the collector process: ..."), the env's error as its cause.
     """
 
     def __init__(self, env: gym.Env | Callable[[], gym.Env], num_envs: int = 1,
                  seed: int | None = None, clip_actions: bool = True, backend: str = "loop",
                  non_finite_rewards: str = "raise", first_copy: int = 0,
-                 total_copies: int | None = None):
+                 total_copies: int | None = None, made_in: str | None = None):
         self.num_envs = check_positive_int("num_envs", num_envs)
         self.first_copy = check_non_negative_int("first_copy", first_copy)
         self.total_copies = (first_copy + num_envs if total_copies is None
@@ -601,7 +727,7 @@ class EnvVectorizer:
         self.non_finite_rewards_replaced = 0
         self.step_count = 0
         self.backend, self.observation_space, self.action_space = _make_backend(
-            env, self.num_envs, backend)
+            env, self.num_envs, backend, made_in, self.first_copy, self.total_copies)
         self.backend_name = type(self.backend).__name__
         self._clip_bounds = None
         if clip_actions and isinstance(self.action_space, gym.spaces.Box):
@@ -623,6 +749,13 @@ class EnvVectorizer:
         # env reports one (NaN elsewhere); None when no copy did (see `game_returns`).
         self.last_game_returns: np.ndarray | None = None
         self._ended = np.zeros(self.num_envs, dtype=bool)
+
+    def check_started(self) -> None:
+        """On the subprocess backend, raises the EnvStepError of an env copy that could not be
+        made in its worker, after ending every worker (see the class's doc); the first `reset`
+        does this too. Nothing to check on the other backends."""
+        if isinstance(self.backend, SubprocessBackend):
+            self.backend.check_started()
 
     @property
     def envs(self) -> list[gym.Env]:

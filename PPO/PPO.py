@@ -160,6 +160,10 @@ class PPO:
     = number of actions), MultiDiscrete (`action_nvec` = its sizes, `action_dim` = their sum) or
     Box (`is_continuous=True`, `action_dim` = its size) action. Image observations (give their
     3-D `observation_shape`, pixels 0-255) get a Nature CNN; any other shape is flattened.
+    `observation_space` records, for observations flattened from a Discrete, MultiDiscrete,
+    MultiBinary, Dict or Tuple space, that space's structure (`AsyncTools.envs.describe_space`;
+    `ppo_for_env` fills it in): it is saved with the weights, and evaluation, play.py and the
+    exported policy check and flatten an env's raw observations by it.
 
     The positional parameters are the original project's, in its order; every newer option is
     keyword-only. `GAE_lambda` and `use_RND` keep the original's spelling.
@@ -167,6 +171,15 @@ class PPO:
     Batching: `learn()` waits until at least `batch_size` steps are stored (returning None and
     keeping them otherwise), then trains `k_epochs` passes over *all* stored steps in shuffled
     mini-batches of `mini_batch_size`, one optimiser step per mini-batch.
+
+    `normalize_reward` (default None: decided by `use_RND`) divides the extrinsic reward by the
+    running std of the discounted return. Left out, it is True without RND and False with
+    `use_RND=True`: as in Burda et al. (2018), RND normalises only the intrinsic reward. Before
+    a sparse goal is first reached, the extrinsic return is made of the task's small shaping
+    costs alone; dividing by its std blows those costs up until they drown the intrinsic bonus,
+    and the policy learns to avoid them instead of exploring (tests/test_rnd_deep_sea.py). Pass
+    `normalize_reward=True` to scale with RND anyway (an env id's preset that names it, as
+    MountainCar-v0's, counts as passed). The resolved value is what `config` saves.
     """
 
     def __init__(
@@ -201,7 +214,7 @@ class PPO:
         action_high: Sequence[float] | None = None,
         observation_shape: Sequence[int] | None = None,
         action_nvec: Sequence[int] | None = None,
-        normalize_reward: bool = True,
+        normalize_reward: bool | None = None,
         anneal_lr: bool = False,
         total_steps: int | None = None,
         extrinsic_coef: float = 2.0,
@@ -216,6 +229,7 @@ class PPO:
         compile_update: bool = False,
         compile_mode: str = "default",
         max_lag_weight: float | None = None,
+        observation_space: dict | None = None,
     ):
         self.config = {name: _plain(value) for name, value in locals().items()
                        if name not in ("self", "device", "seed", "num_threads", "compile_update",
@@ -250,6 +264,10 @@ class PPO:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         self.observation_shape = self._check_observation_shape(observation_shape)
         self.action_nvec = self._check_action_nvec(action_nvec)
+        # RND's rule (Burda et al. scale only the intrinsic reward): unless given, the extrinsic
+        # reward is scaled without RND and left as it is with RND (see the class docstring).
+        if normalize_reward is None:
+            normalize_reward = not self.use_RND
         self.normalize_reward = check_bool("normalize_reward", normalize_reward)
         self.anneal_lr = check_bool("anneal_lr", anneal_lr)
         self.total_steps = None if total_steps is None else check_positive_int("total_steps", total_steps)
@@ -258,6 +276,10 @@ class PPO:
         rnd_update_fraction = check_unit_interval("rnd_update_fraction", rnd_update_fraction)
         self.is_image = is_image = len(self.observation_shape) == 3
         self.observation_parts = self._check_observation_parts(observation_parts)
+        if observation_space is not None and not isinstance(observation_space, dict):
+            raise TypeError(f"observation_space: expected None or a dict from "
+                            f"AsyncTools.envs.describe_space, got {type(observation_space).__name__}")
+        self.observation_space = observation_space
         # Images in the observation (all of it, or parts of it): a CNN torso, no obs normaliser.
         self.has_images = has_images = is_image or self.observation_parts is not None
         if has_images and normalize_obs:
@@ -268,7 +290,8 @@ class PPO:
                            else list(critic_hidden_sizes),
                            action_nvec=None if self.action_nvec is None else list(self.action_nvec),
                            observation_parts=self.observation_parts,
-                           action_scaling=None, action_low=None, action_high=None)
+                           action_scaling=None, action_low=None, action_high=None,
+                           normalize_reward=self.normalize_reward)
 
         self.device = torch.device(device) if device is not None else default_device()
         if self.device.type == "cuda" and not torch.cuda.is_available():
@@ -659,8 +682,11 @@ class PPO:
         out, as `get_action(..., deterministic=True)` gives them. `format`: "export" (load with
         `torch.export.load(file).module()`), "torchscript" (`torch.jit.load(file)`) or "onnx"
         (onnxruntime; input "obs", output "actions"; needs `pip install -e .[onnx]`).
-        `clip_actions=False` keeps continuous actions unclipped. See PPO/export.py."""
-        return export_policy(self.policy, file, format, clip_actions and self.action_bounds_given)
+        `clip_actions=False` keeps continuous actions unclipped. A policy trained on Discrete,
+        MultiDiscrete or MultiBinary observations takes them raw (one-hot inside). See
+        PPO/export.py."""
+        return export_policy(self.policy, file, format, clip_actions and self.action_bounds_given,
+                             self.observation_space)
 
     # ------------------------------------------------------------- save/load
     def _config_tensors(self) -> dict[str, torch.Tensor]:

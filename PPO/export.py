@@ -29,18 +29,55 @@ from .checkpoint import atomic_write
 EXPORT_FORMATS = ("export", "torchscript", "onnx")
 
 
+ONE_HOT_SPACES = ("Discrete", "MultiDiscrete", "MultiBinary")  # flattened inside the export
+
+
+class OneHot(nn.Module):
+    """Raw observations of a Discrete [B], MultiDiscrete [B, ...] or MultiBinary [B, ...] space
+    (as recorded in PPO's `observation_space`) -> the flat float vectors the policy was trained
+    on, laid out as gymnasium's `flatten` lays them out (one-hot per discrete value)."""
+
+    def __init__(self, space: dict):
+        super().__init__()
+        self.kind = space["type"]
+        sizes = torch.tensor(space.get("nvec", space.get("n", 2)))  # MultiBinary: no one-hot
+        self.shape = list(space["shape"]) if self.kind == "MultiBinary" else list(sizes.shape)
+        self.sizes = [int(n) for n in sizes.reshape(-1)]
+        self.lowest = torch.tensor(space.get("start", 0)).expand(self.shape).reshape(-1).tolist()
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        values = obs.reshape(obs.shape[0], -1)
+        if self.kind == "MultiBinary":
+            return values.float()
+        values = values.long()
+        return torch.cat([(values[:, i:i + 1] - low == torch.arange(size)).float()
+                          for i, (size, low) in enumerate(zip(self.sizes, self.lowest))], dim=1)
+
+    def example(self, batch: int) -> torch.Tensor:
+        """A batch of valid raw observations (every value at its lowest), of the dtype that
+        gymnasium's spaces give (int8 for MultiBinary, int64 otherwise)."""
+        dtype = torch.int8 if self.kind == "MultiBinary" else torch.int64
+        return torch.tensor(self.lowest, dtype=dtype).reshape(self.shape).expand(
+            batch, *self.shape).clone()
+
+
 class DeployedPolicy(nn.Module):
     """Raw observations [B, ...] -> the most likely actions [B] (discrete) or [B, action_dim],
-    continuous ones clipped to the policy's action bounds when `clip_actions`."""
+    continuous ones clipped to the policy's action bounds when `clip_actions`. Observations of
+    a recorded Discrete, MultiDiscrete or MultiBinary `observation_space` are taken raw and
+    one-hot encoded inside; those of a Dict or Tuple space are taken flattened
+    (`gymnasium.spaces.flatten(space, obs)`), as FlattenParts gives them."""
 
-    def __init__(self, policy: ActorCritic, clip_actions: bool):
+    def __init__(self, policy: ActorCritic, clip_actions: bool, observation_space: dict | None = None):
         super().__init__()
         self.policy = copy.deepcopy(policy).cpu().requires_grad_(False)
         self.clip_actions = clip_actions and policy.is_continuous
+        one_hot = observation_space is not None and observation_space["type"] in ONE_HOT_SPACES
+        self.flatten = OneHot(observation_space) if one_hot else nn.Identity()
         self.eval()
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        actions = self.policy.act(obs, None, deterministic=True)
+        actions = self.policy.act(self.flatten(obs), None, deterministic=True)
         if self.clip_actions:
             actions = torch.maximum(torch.minimum(actions, self.policy.action_high),
                                     self.policy.action_low)
@@ -48,15 +85,19 @@ class DeployedPolicy(nn.Module):
 
 
 def export_policy(policy: ActorCritic, file: str | Path, format: str = "export",
-                  clip_actions: bool = True) -> Path:
+                  clip_actions: bool = True, observation_space: dict | None = None) -> Path:
     """Writes `policy`'s deterministic actor to `file` in `format` (one of EXPORT_FORMATS),
-    atomically; `clip_actions`: continuous actions clipped to the policy's bounds."""
+    atomically; `clip_actions`: continuous actions clipped to the policy's bounds;
+    `observation_space`: the recorded space the observations were flattened from (PPO's)."""
     if format not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {EXPORT_FORMATS}, got {format!r}")
     file = Path(file)
-    deployed = DeployedPolicy(policy, clip_actions)
-    example = torch.zeros((2, *policy.observation_shape),
-                          dtype=torch.uint8 if policy.is_image else torch.float32)
+    deployed = DeployedPolicy(policy, clip_actions, observation_space)
+    if isinstance(deployed.flatten, OneHot):
+        example = deployed.flatten.example(2)
+    else:
+        example = torch.zeros((2, *policy.observation_shape),
+                              dtype=torch.uint8 if policy.is_image else torch.float32)
     writers = {"export": _torch_export_writer, "torchscript": _torchscript_writer, "onnx": _onnx_writer}
     atomic_write(file, writers[format](deployed, example))
     return file

@@ -174,7 +174,7 @@ class NonFiniteEnv(CounterEnv):
 
 
 class DictObsEnv(gym.Env):
-    """An env with a Dict observation space (unsupported by AsyncPPO)."""
+    """An env with a Dict observation space of one Box entry (AsyncPPO flattens it)."""
 
     metadata: dict = {"render_modes": []}
 

@@ -46,9 +46,12 @@ def test_action_dim_mismatch_continuous():
                  progress_bar=False)
 
 
-def test_dict_observation_space():
-    with pytest.raises(TypeError, match="observation_space"):
-        AsyncPPO(DictObsEnv(), small_ppo(), num_envs=2, steps=10, progress_bar=False)
+def test_dict_observation_space_is_flattened_for_a_hand_built_learner():
+    runner = AsyncPPO(DictObsEnv(), small_ppo(), num_envs=2, steps=10, progress_bar=False)
+    assert runner.collector.observation_space == gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+    assert len(runner.run()) >= 10  # one-step episodes
+    with pytest.raises(ValueError, match=r"observ_dim: the PPO was built with observ_dim=3.*\(4,\)"):
+        AsyncPPO(DictObsEnv(), small_ppo(observ_dim=3), num_envs=2, steps=10, progress_bar=False)
 
 
 def test_check_spaces_accepts_matching_spaces_only(cartpole):
@@ -107,8 +110,9 @@ def test_ppo_for_env_fits_the_env():
     np.testing.assert_allclose(ppo.policy.action_half_range.numpy(), [2.0])
     ppo = ppo_for_env(gym.make("CartPole-v1"), seed=0, device="cpu")
     assert not ppo.is_continuous and ppo.observ_dim == 4 and ppo.action_dim == 2
-    with pytest.raises(TypeError, match="observation_space"):
-        ppo_for_env(DictObsEnv())
+    ppo = ppo_for_env(DictObsEnv(), device="cpu")  # flattened, and recorded as such
+    assert ppo.observ_dim == 4 and ppo.observation_space == {
+        "type": "Dict", "spaces": [["x", {"type": "Box", "shape": [4], "dtype": "float32"}]]}
 
 
 # -------------------------------------------------------------------- run

@@ -124,3 +124,18 @@ def test_discrete_observations_are_one_hot_encoded(tmp_path):
     assert json.loads((run_dir / "train_args.json").read_text())["num_envs"] == 32
     from PPO import PPO
     assert PPO.load(tmp_path / "weights", device="cpu").observ_dim == 16  # one-hot of 16 cells
+
+
+@pytest.mark.parametrize("flag", ["--save-dir", "--log-dir"])
+def test_an_unwritable_output_folder_is_refused_before_training(tmp_path, flag):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    done = subprocess.run([sys.executable, "train.py", "--quiet", "--save-dir", str(tmp_path / "w"),
+                           "--log-dir", str(tmp_path / "runs"), flag, str(a_file)],
+                          cwd=REPO_ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""  # refused at once: no run folder announced
+    assert done.stderr == f"train.py: error: {flag} {a_file}: is a file, not a folder\n"
+    beyond = subprocess.run([sys.executable, "train.py", "--quiet", flag, "/proc/no-such-dir"],
+                            cwd=REPO_ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    assert beyond.returncode == 2 and beyond.stderr.startswith(
+        f"train.py: error: {flag} /proc/no-such-dir: cannot write there (")

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from AsyncTools import process_collector
 from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env
 from AsyncTools.collectors import make_collector
 from AsyncTools.overlap import OverlappedCollection
@@ -22,6 +23,7 @@ from PPO import PPO
 from PPO.Memory import PER_STEP
 
 from conftest import call_with_deadline, make_raise_on_seed_env
+from tests.user_envs import Corridor
 
 
 def collector_threads() -> list[threading.Thread]:
@@ -133,12 +135,24 @@ def test_overlap_must_be_a_bool():
         runner("yes")
 
 
-def test_an_env_that_cannot_reach_the_collector_process_is_refused_by_name():
-    ppo = ppo_for_env("CartPole-v1", seed=0, device="cpu")
+def test_where_the_child_is_spawned_an_env_that_cannot_reach_it_is_refused_by_name(monkeypatch):
+    monkeypatch.setattr(process_collector, "START_METHOD", "spawn")  # as on macOS and Windows
     with pytest.raises(TypeError, match=r"env: .* cannot be pickled to send it to the collector "
                                         r"process .*lambda"):
-        AsyncPPO(lambda: __import__("gymnasium").make("CartPole-v1"), ppo, num_envs=2,
-                 overlap=True, progress_bar=False)
+        process_collector.portable_env(lambda: __import__("gymnasium").make("CartPole-v1"))
+    with pytest.raises(TypeError, match=r"env: the collector process re-make the env with "
+                                        r"gym.make\(env.spec\), but this env has no spec"):
+        process_collector.portable_env(Corridor())
+
+
+@pytest.mark.skipif(process_collector.START_METHOD != "fork", reason="the child is spawned here")
+def test_a_lambda_or_an_env_without_a_spec_reaches_a_forked_collector_process():
+    for env in (lambda: Corridor(), Corridor()):  # neither pickles; fork copies them as they are
+        ppo = ppo_for_env(Corridor(), seed=0, device="cpu", batch_size=128, mini_batch_size=64)
+        runner = AsyncPPO(env, ppo, num_envs=2, steps=256, overlap=True, progress_bar=False)
+        runner.run()
+        assert runner.total_steps >= 256 and runner.episode_returns
+        runner.close()
     assert not multiprocessing.active_children()
 
 

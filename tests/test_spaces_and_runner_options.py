@@ -64,9 +64,13 @@ def test_unsupported_action_spaces_are_named(action_space):
 
 
 def test_unsupported_observation_space_is_named():
-    obs = gym.spaces.Dict({"a": VECTOR})
-    with pytest.raises(TypeError, match=r"observation_space: only Box observations.*Dict"):
+    obs = gym.spaces.Text(5)
+    with pytest.raises(TypeError, match=r"observation_space: only Box observations.*got Text"):
         ppo_for_env(SpacesEnv(obs, gym.spaces.Discrete(2)), device="cpu")
+    vector = gym.vector.SyncVectorEnv([lambda: SpacesEnv(gym.spaces.Dict({"a": VECTOR}),
+                                                         gym.spaces.Discrete(2))] * 2)
+    with pytest.raises(TypeError, match=r"VectorEnv must flatten its own.*got Dict"):
+        ppo_for_env(vector, device="cpu")
 
 
 def test_multidiscrete_env_trains_and_receives_valid_actions():
