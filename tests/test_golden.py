@@ -43,7 +43,7 @@ def run_case(name: str) -> str:
     """Trains case `name` (see CASES) and returns its weights' hash."""
     env, ppo_options, runner_options = CASES[name]
     ppo = ppo_for_env(env, seed=0, device="cpu", **ppo_options)
-    runner = AsyncPPO(env, ppo, progress_bar=False, backend="loop", **runner_options)
+    runner = AsyncPPO(env, ppo, progress_bar=False, **{"backend": "loop", **runner_options})
     try:
         runner.run()
     finally:
@@ -67,6 +67,8 @@ CASES = {  # name: (env, PPO options, AsyncPPO options)
                             dict(num_envs=2, steps=512)),
     "frozenlake-one-hot": ("FrozenLake-v1", dict(batch_size=256, mini_batch_size=64),
                            dict(num_envs=4, steps=1024)),
+    "cartpole-subprocess": ("CartPole-v1", dict(batch_size=256, mini_batch_size=128),
+                            dict(num_envs=2, steps=512, backend="subprocess")),
     "cartpole-overlap": ("CartPole-v1", dict(batch_size=256, mini_batch_size=128),
                          dict(num_envs=4, steps=1024, overlap=True)),
 }
@@ -83,6 +85,7 @@ GOLDEN = {
     "mountaincar-rnd-family": "7bc200cf086d6816",
     "dict-image-user-env": "05086fee768146ac",
     "frozenlake-one-hot": "7ebf7ef42f02b672",
+    "cartpole-subprocess": "e536628997c310d5",
     "cartpole-overlap": "c757890994c4691d",
 }
 
