@@ -41,7 +41,7 @@ from AsyncTools.collectors import COLLECTOR_BACKENDS
 from AsyncTools.rollout import ROLLOUTS
 from AsyncTools.vectorizer import NON_FINITE_REWARD_CHOICES
 from PPO import PPO
-from PPO.PPO import POLICY_FILE
+from PPO.persistence import POLICY_FILE
 
 # Learner options: (flag, PPO keyword, type, help). Not given, they come from the env's preset or
 # family (AsyncTools/presets.py), else from PPO's own defaults; train_args.json records the values used.

@@ -1,40 +1,33 @@
-"""Proximal Policy Optimisation: acting, the update, and saving/loading weights.
+"""Proximal Policy Optimisation: the learner's networks, acting, and the update.
 
-The whole update is `PPO.learn`, readable top to bottom.
+The whole update is `PPO.learn`, readable top to bottom, with the losses it calls in
+PPO/losses.py. Saving and loading live in PPO/persistence.py, the device and thread choice in
+PPO/threads.py.
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
+from . import persistence
 from .ActorCritic import ACTIVATIONS, ActorCritic
 from .Memory import Memory, Rollout
 from .RND import RND
 from .advantages import compute_gae, next_valid
-from .export import export_policy
-from .checkpoint import atomic_save, check_compatible, load_tensors, non_finite_entries
+from .checkpoint import non_finite_entries
 from .checks import (check_bool, check_compile_mode, check_finite_float, check_non_negative_float,
                      check_positive_float, check_positive_int, check_shape, check_unit_interval, NonFiniteError)
+from .export import export_policy
+from .losses import clip_grad_norm, clipped_surrogate_loss, clipped_value_loss, lag_corrected_targets
 from .normalization import RewardScaler
 from .numpy_actor import NumpyActor
+from .threads import choose_torch_threads, default_device
 
-POLICY_FILE = "Policy_weights.pth"
-RND_PREFIX = "rnd."  # RND's entries in the policy file
-LEGACY_RND_FILE = "RND_weights.pth"
 EVAL_CHUNK = 65536
-# The options that decide the networks' layout: a weights file fits only a PPO built with the same.
-STRUCTURE = ("is_continuous", "observ_dim", "action_dim", "observation_shape", "action_nvec",
-             "hidden_sizes", "normalize_obs", "normalize_reward", "use_RND", "squash_actions",
-             "activation", "critic_hidden_sizes", "observation_parts")
-# What files saved before an option existed were built with.
-STRUCTURE_DEFAULTS = {"activation": "tanh", "critic_hidden_sizes": None, "observation_parts": None}
 
 
 def _non_finite_rows(x: np.ndarray | torch.Tensor) -> list[int]:
@@ -53,66 +46,6 @@ def _non_finite_rows(x: np.ndarray | torch.Tensor) -> list[int]:
     return torch.nonzero(~torch.isfinite(x.reshape(len(x), -1)).all(1)).flatten().tolist()
 
 
-def clip_grad_norm(parameters: list[torch.Tensor], max_norm: float) -> torch.Tensor:
-    """Scales the gradients so that their global L2 norm is at most `max_norm`, and returns the
-    norm before scaling: `nn.utils.clip_grad_norm_` (same formula, tests check the equality) in
-    four operations, where torch's general version costs several times more on small networks."""
-    grads = [p.grad for p in parameters if p.grad is not None]
-    total_norm = torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads]))
-    scale = (max_norm / (total_norm + 1e-6)).clamp(max=1.0)
-    for grad in grads:
-        grad.mul_(scale)
-    return total_norm
-
-
-def clipped_surrogate_loss(log_probs: torch.Tensor, old_log_probs: torch.Tensor,
-                           advantages: torch.Tensor, policy_clip: float,
-                           normalize_advantages: bool = True,
-                           sample_weights: torch.Tensor | None = None
-                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """PPO's clipped policy loss over a mini-batch: -mean(w min(r A, clip(r, 1 -+ eps) A)), with
-    r = pi_new / pi_old = exp(log_probs - old_log_probs), the advantages A normalised to mean
-    0, std 1 within the mini-batch (when asked, and when it has more than one sample), and the
-    per-sample weights w (1 unless given: see PPO's `max_lag_weight`). Returns (loss, r, log r)."""
-    log_ratio = log_probs - old_log_probs
-    ratio = log_ratio.exp()
-    if normalize_advantages and advantages.numel() > 1:
-        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-    surrogate = torch.min(ratio * advantages,
-                          ratio.clamp(1 - policy_clip, 1 + policy_clip) * advantages)
-    if sample_weights is not None:
-        surrogate = sample_weights * surrogate
-    return -surrogate.mean(), ratio, log_ratio
-
-
-def lag_corrected_targets(behaviour_log_probs: torch.Tensor, learner_log_probs: torch.Tensor,
-                          max_lag_weight: float | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """What the ratio divides by, and the per-sample weights, for one update.
-
-    None (standard PPO): the ratio is taken against the behaviour policy (the policy that acted),
-    weights 1. A number c (decoupled PPO, Hilton et al. 2022): the ratio is taken, and clipped,
-    against the learner's policy at the start of the update, and each sample is weighted by
-    min(pi_learner / pi_behaviour, c), a truncated importance weight for the policy lag (overlap:
-    the actions come from the weights one update behind). With no lag the weights are 1 and both
-    give the same update."""
-    if max_lag_weight is None:
-        return behaviour_log_probs, torch.ones_like(behaviour_log_probs)
-    weights = (learner_log_probs - behaviour_log_probs).exp().clamp(max=max_lag_weight)
-    return learner_log_probs, weights
-
-
-def clipped_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
-                       value_clip: float | None) -> torch.Tensor:
-    """0.5 * mean squared error of the values against the returns; with `value_clip`, the
-    larger of that error and the error of the values moved at most `value_clip` from
-    `old_values` (PPO2's value clipping). With two value heads [B, 2] (RND) the heads' errors add."""
-    error = (values - returns).square()
-    if value_clip is not None:
-        clipped = old_values + (values - old_values).clamp(-value_clip, value_clip)
-        error = torch.max(error, (clipped - returns).square())
-    return 0.5 * error.reshape(len(error), -1).sum(-1).mean()
-
-
 def _plain(value: Any) -> Any:
     """NumPy scalars and arrays, and tuples, as plain JSON-ready Python values."""
     if isinstance(value, (np.ndarray, np.generic)):
@@ -120,39 +53,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (tuple, list)):
         return [_plain(v) for v in value]
     return value
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-# torch's thread count when this module was imported, and the last count a PPO chose: any other
-# count found later was set by the user (torch.set_num_threads), whose choice stands.
-_THREADS_AT_IMPORT = torch.get_num_threads()
-_threads_chosen: int | None = None
-CNN_THREADS = 4  # at most, for image policies: convolutions gain from threads on many cores
-
-
-def choose_torch_threads(requested: int | None, is_image: bool) -> int:
-    """Sets torch's intra-op thread count for a CPU learner and returns it.
-
-    `requested` wins. Otherwise the user's own choice stands (OMP_NUM_THREADS, or
-    torch.set_num_threads called after importing PPO); failing that: 1 thread for vector
-    policies, whose small matrix products only lose time to threads (4x slower beside another
-    busy process), and a quarter of the cores, 1 to CNN_THREADS, for image policies (on 2 cores
-    one thread updated the Nature CNN faster than two; benchmarks/threads_under_load.py --cnn)."""
-    global _threads_chosen
-    current = torch.get_num_threads()
-    if requested is None:
-        user_chose = "OMP_NUM_THREADS" in os.environ or current not in (_THREADS_AT_IMPORT,
-                                                                         _threads_chosen)
-        if user_chose:
-            return current
-        requested = max(1, min(CNN_THREADS, (os.cpu_count() or 1) // 4)) if is_image else 1
-    if requested != current:
-        torch.set_num_threads(requested)
-    _threads_chosen = requested
-    return requested
 
 
 class PPO:
@@ -665,7 +565,7 @@ class PPO:
     def non_finite_weights(self) -> list[str]:
         """The names of the weights and statistics (as `save_weights` writes them) that hold
         NaN or inf; empty for a healthy learner."""
-        return list(non_finite_entries(self._weights_state()))
+        return list(non_finite_entries(persistence.weights_state(self)))
 
     def _check_finite_after_update(self, losses: dict[str, float]) -> None:
         bad = self.non_finite_weights()
@@ -688,66 +588,21 @@ class PPO:
         return export_policy(self.policy, file, format, clip_actions and self.action_bounds_given,
                              self.observation_space)
 
-    # ------------------------------------------------------------- save/load
-    def _config_tensors(self) -> dict[str, torch.Tensor]:
-        """The constructor's options, as JSON bytes in a uint8 tensor (no pickled objects)."""
-        encoded = json.dumps(self.config, sort_keys=True).encode()
-        return {"config.json": torch.tensor(list(encoded), dtype=torch.uint8)}
-
-    def _policy_state(self) -> dict[str, torch.Tensor]:
-        state = dict(self.policy.state_dict())
-        if self.reward_scaler is not None:
-            state.update({f"reward_scaler.{k}": v for k, v in self.reward_scaler.state_dict().items()})
-        return state
-
-    def _rnd_state(self) -> dict[str, torch.Tensor]:
-        return {**self.rnd.state_dict(),
-                **{f"intrinsic_scaler.{k}": v for k, v in self.intrinsic_scaler.state_dict().items()}}
-
+    # ------------------------------------------------------------- save/load (PPO/persistence.py)
     def save_weights(self, path: str | Path) -> None:
         """Writes `Policy_weights.pth` into the directory `path` (created if missing): the policy,
         the observation and reward statistics, the action bounds, the constructor's options and,
         with RND, RND's networks and statistics (entries named `rnd.*`). One file, written
         atomically: a crash mid-save leaves the previous save whole. Raises NonFiniteError, and
         writes nothing, if the learner holds NaN or inf."""
-        directory = Path(path)
-        atomic_save(self._weights_state(), directory / POLICY_FILE)
-        # Saves before RND moved into the policy file wrote RND_weights.pth beside it.
-        (directory / LEGACY_RND_FILE).unlink(missing_ok=True)
-
-    def _weights_state(self) -> dict[str, torch.Tensor]:
-        state = {**self._policy_state(), **self._config_tensors()}
-        if self.rnd is not None:
-            state.update({RND_PREFIX + k: v for k, v in self._rnd_state().items()})
-        return state
+        persistence.save_weights(self, path)
 
     def load_weights(self, path: str | Path) -> "PPO":
         """Loads what `save_weights` wrote into `path`. Raises FileNotFoundError if the file is
         missing and ValueError if it is corrupt or was saved for a different model, naming what
         differs. Returns self, so `PPO(...).load_weights(path)` gives the loaded learner."""
-        policy_file = Path(path) / POLICY_FILE
-        self._apply_weights(*self._checked_weights(load_tensors(policy_file, self.device), policy_file))
+        persistence.load_weights(self, path)
         return self
-
-    def _checked_weights(self, state: dict[str, torch.Tensor], file: Path
-                         ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """`state` (as `_weights_state` makes it) split into the policy's and RND's entries, once
-        its options and tensor shapes are found to fit this PPO; ValueError naming what differs.
-        Everything is checked before anything is loaded."""
-        state = dict(state)
-        rnd_state = {k[len(RND_PREFIX):]: state.pop(k) for k in list(state) if k.startswith(RND_PREFIX)}
-        self._check_config(read_config(state, file), file)
-        check_compatible(self._policy_state(), state, file)
-        if self.rnd is not None:
-            check_compatible(self._rnd_state(), rnd_state, file)
-        return state, rnd_state
-
-    def _apply_weights(self, state: dict[str, torch.Tensor],
-                       rnd_state: dict[str, torch.Tensor] | None) -> None:
-        self._load_prefixed(state, {"": self.policy, "reward_scaler.": self.reward_scaler})
-        if self.rnd is not None:
-            self._load_prefixed(rnd_state, {"": self.rnd, "intrinsic_scaler.": self.intrinsic_scaler})
-        self.action_bounds_given = self.is_continuous
 
     def training_state(self) -> dict[str, Any]:
         """Everything needed to go on training exactly where this learner is: the weights and
@@ -755,73 +610,17 @@ class PPO:
         learned-sample counter (LR annealing), each env's running returns (reward scaling) and
         the steps waiting in `memory`. Tensors and plain values only, so it loads with
         `weights_only=True`."""
-        state: dict[str, Any] = {
-            "weights": self._weights_state(),
-            "optimizer": self.optimizer.state_dict(),
-            "sample_generator": self.sample_generator.get_state(),
-            "shuffle_generator": self.shuffle_generator.get_state(),
-            "samples_learned": self.samples_learned,
-            "memory": self.memory.state(),
-        }
-        if self.reward_scaler is not None:
-            state["reward_scaler_carried"] = self.reward_scaler.carried_returns
-        if self.rnd is not None:
-            state.update(rnd_optimizer=self.rnd.optimizer.state_dict(),
-                         intrinsic_scaler_carried=self.intrinsic_scaler.carried_returns)
-        return state
+        return persistence.training_state(self)
 
     def load_training_state(self, state: dict[str, Any], file: Path | str = "checkpoint") -> None:
         """Restores what `training_state` returned (checked first: a state saved for another
         model raises ValueError naming what differs, and changes nothing)."""
-        file = Path(file)
-        self._apply_weights(*self._checked_weights(state["weights"], file))
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.sample_generator.set_state(state["sample_generator"].cpu())
-        self.shuffle_generator.set_state(state["shuffle_generator"].cpu())
-        self.samples_learned = int(state["samples_learned"])
-        self.memory.load_state(state["memory"])
-        if self.reward_scaler is not None:
-            self.reward_scaler.carried_returns = state["reward_scaler_carried"].to(self.device)
-        if self.rnd is not None:
-            self.rnd.optimizer.load_state_dict(state["rnd_optimizer"])
-            self.intrinsic_scaler.carried_returns = state["intrinsic_scaler_carried"].to(self.device)
+        persistence.load_training_state(self, state, Path(file))
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device | None = None,
              **overrides: Any) -> "PPO":
         """A PPO built with the options its weights were saved with (`overrides` replace some),
         with those weights loaded: `PPO.load('data/cartpole')` needs no sizes."""
-        config = read_config(load_tensors(Path(path) / POLICY_FILE, torch.device("cpu")),
-                             Path(path) / POLICY_FILE)
-        config.update(overrides)
+        config = {**persistence.saved_config(path), **overrides}
         return cls(**config, device=device).load_weights(path)
-
-    @staticmethod
-    def _load_prefixed(state: dict[str, torch.Tensor], modules: dict[str, nn.Module | None]) -> None:
-        prefixes = [p for p in modules if p]
-        for prefix, module in modules.items():
-            if module is None:
-                continue
-            if prefix:
-                part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-            else:
-                part = {k: v for k, v in state.items() if not any(k.startswith(p) for p in prefixes)}
-            module.load_state_dict(part)
-
-    def _check_config(self, saved: dict[str, Any], file: Path) -> None:
-        saved = {**STRUCTURE_DEFAULTS, **saved}
-        differences = [f"{name}={saved.get(name)!r}, but this PPO has {name}={self.config[name]!r}"
-                       for name in STRUCTURE if saved.get(name) != self.config[name]]
-        if differences:
-            raise ValueError(f"{file} was saved with " + "; with ".join(differences)
-                             + " (PPO.load(path) builds a PPO with the saved options)")
-
-
-def read_config(state: dict[str, torch.Tensor], file: Path) -> dict[str, Any]:
-    """The constructor options stored by `save_weights`; removes them from `state`."""
-    if "config.json" not in state:
-        raise ValueError(f"{file} was not written by PPO.save_weights (no config.json entry)")
-    try:
-        return json.loads(bytes(state.pop("config.json").tolist()).decode())
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ValueError(f"{file} has an unreadable config.json entry: {error}") from error

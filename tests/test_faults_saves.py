@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from AsyncTools.AsyncPPO import CHECKPOINT_FILE, AsyncPPO, new_run_folder, ppo_for_env
-from PPO import PPO
+from PPO import PPO, persistence
 from PPO.checkpoint import atomic_save, load_state, non_finite_entries, temporary_path
 from PPO.checks import NonFiniteError
 from conftest import REPO_ROOT
@@ -32,7 +32,7 @@ def rnd_learner(seed: int) -> PPO:
 
 
 def weights_of(ppo: PPO) -> dict[str, torch.Tensor]:
-    state = ppo._weights_state()
+    state = persistence.weights_state(ppo)
     state.pop("config.json")
     return state
 

@@ -310,7 +310,7 @@ def test_clip_grad_norm_equals_torch(max_norm):
     """The learner's lean clipping scales the gradients exactly as nn.utils.clip_grad_norm_,
     both when it clips and when the norm is already below max_norm; parameters without a
     gradient are skipped."""
-    from PPO.PPO import clip_grad_norm
+    from PPO.losses import clip_grad_norm
     torch.manual_seed(0)
     net = ActorCritic(True, 5, 2)
     net.value(torch.randn(64, 5)).sum().backward()

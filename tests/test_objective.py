@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from PPO.PPO import clipped_surrogate_loss, clipped_value_loss
+from PPO.losses import clipped_surrogate_loss, clipped_value_loss
 
 
 def surrogate(ratios, advantages, clip=0.2, normalize=False):

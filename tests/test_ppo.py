@@ -10,7 +10,7 @@ from torch.distributions import (AffineTransform, Categorical, Independent, Norm
                                  TransformedDistribution)
 
 import PPO.checkpoint as checkpoint
-from PPO import PPO
+from PPO import PPO, persistence
 from PPO.Memory import Rollout
 from PPO.advantages import compute_gae
 
@@ -437,7 +437,7 @@ class _Payload:
 def test_load_refuses_pickled_objects_and_runs_no_code(tmp_path):
     ppo = make_ppo("discrete")
     marker = tmp_path / "marker.txt"
-    state = {**ppo.policy.state_dict(), **ppo._config_tensors(), "evil": _Payload(marker)}
+    state = {**ppo.policy.state_dict(), **persistence.config_tensors(ppo.config), "evil": _Payload(marker)}
     torch.save(state, tmp_path / "Policy_weights.pth")
     with pytest.raises(ValueError, match=r"Policy_weights.pth is not a readable weights file: .*"
                                          r"(?i:weights.only)"):
@@ -453,7 +453,7 @@ def test_load_refuses_pickled_objects_and_runs_no_code(tmp_path):
 
 def test_load_refuses_dict_with_non_tensor_values(tmp_path):
     ppo = make_ppo("discrete")
-    state = {**ppo.policy.state_dict(), **ppo._config_tensors(), "note": 3}
+    state = {**ppo.policy.state_dict(), **persistence.config_tensors(ppo.config), "note": 3}
     torch.save(state, tmp_path / "Policy_weights.pth")
     with pytest.raises(ValueError, match="dict of tensors"):
         ppo.load_weights(tmp_path)

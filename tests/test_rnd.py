@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from PPO import PPO
+from PPO import PPO, persistence
 from PPO.RND import RND
 from PPO.advantages import compute_gae
 
@@ -197,7 +197,7 @@ def test_failed_rnd_load_leaves_policy_untouched(tmp_path):
     PPO(False, OBS_DIM + 1, 2, use_RND=True, device="cpu", seed=1).save_weights(tmp_path)
     file = tmp_path / "Policy_weights.pth"
     state = torch.load(file, weights_only=True)
-    fitting = PPO(False, OBS_DIM, 2, use_RND=True, device="cpu", seed=2)._weights_state()
+    fitting = persistence.weights_state(PPO(False, OBS_DIM, 2, use_RND=True, device="cpu", seed=2))
     torch.save({k: (v if k.startswith("rnd.") else fitting[k]) for k, v in state.items()}, file)
     ppo = PPO(False, OBS_DIM, 2, use_RND=True, device="cpu", seed=0)
     before = {k: v.clone() for k, v in ppo.policy.state_dict().items()}
