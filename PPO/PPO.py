@@ -6,6 +6,7 @@ PPO/threads.py.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any, Sequence
@@ -14,13 +15,13 @@ import numpy as np
 import torch
 
 from . import persistence
-from .ActorCritic import ACTIVATIONS, ActorCritic
+from .ActorCritic import ActorCritic
 from .Memory import Memory, Rollout
 from .RND import RND
 from .advantages import compute_gae, next_valid
 from .checkpoint import non_finite_entries
-from .checks import (check_bool, check_compile_mode, check_finite_float, check_non_negative_float,
-                     check_positive_float, check_positive_int, check_shape, check_unit_interval, NonFiniteError)
+from .config import PPOConfig
+from .checks import check_bool, check_compile_mode, check_positive_int, NonFiniteError
 from .export import export_policy
 from .losses import clip_grad_norm, clipped_surrogate_loss, clipped_value_loss, lag_corrected_targets
 from .normalization import RewardScaler
@@ -28,6 +29,14 @@ from .numpy_actor import NumpyActor
 from .threads import choose_torch_threads, default_device
 
 EVAL_CHUNK = 65536
+CONFIG_FIELDS = tuple(item.name for item in dataclasses.fields(PPOConfig))
+# The options the learner reads, kept as its attributes (ppo.lr, ppo.gamma, ...).
+LEARNER_SETTINGS = ("is_continuous", "observ_dim", "action_dim", "lr", "k_epochs", "policy_clip",
+                    "GAE_lambda", "gamma", "batch_size", "mini_batch_size", "use_RND", "beta",
+                    "entropy_coef", "value_coef", "max_grad_norm", "value_clip", "target_kl",
+                    "max_lag_weight", "normalize_advantages", "observation_shape", "action_nvec",
+                    "normalize_reward", "anneal_lr", "total_steps", "extrinsic_coef",
+                    "intrinsic_gamma", "observation_parts", "observation_space")
 
 
 def _non_finite_rows(x: np.ndarray | torch.Tensor) -> list[int]:
@@ -46,15 +55,6 @@ def _non_finite_rows(x: np.ndarray | torch.Tensor) -> list[int]:
     return torch.nonzero(~torch.isfinite(x.reshape(len(x), -1)).all(1)).flatten().tolist()
 
 
-def _plain(value: Any) -> Any:
-    """NumPy scalars and arrays, and tuples, as plain JSON-ready Python values."""
-    if isinstance(value, (np.ndarray, np.generic)):
-        return value.tolist()
-    if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
-    return value
-
-
 class PPO:
     """A PPO learner for one Box observation and a Discrete (`is_continuous=False`, `action_dim`
     = number of actions), MultiDiscrete (`action_nvec` = its sizes, `action_dim` = their sum) or
@@ -66,7 +66,10 @@ class PPO:
     exported policy check and flatten an env's raw observations by it.
 
     The positional parameters are the original project's, in its order; every newer option is
-    keyword-only. `GAE_lambda` and `use_RND` keep the original's spelling.
+    keyword-only. `GAE_lambda` and `use_RND` keep the original's spelling. The options are
+    checked by `PPOConfig` (PPO/config.py), held as `ppo.options` and, as a plain dict, as
+    `ppo.config`; `device`, `seed`, `num_threads`, `compile_update` and `compile_mode` are the
+    learner's own (where and how it runs), not options of the saved model.
 
     Batching: `learn()` waits until at least `batch_size` steps are stored (returning None and
     keeping them otherwise), then trains `k_epochs` passes over *all* stored steps in shuffled
@@ -131,74 +134,18 @@ class PPO:
         max_lag_weight: float | None = None,
         observation_space: dict | None = None,
     ):
-        self.config = {name: _plain(value) for name, value in locals().items()
-                       if name not in ("self", "device", "seed", "num_threads", "compile_update",
-                                       "compile_mode")}
-        self.is_continuous = check_bool("is_continuous", is_continuous)
-        self.observ_dim = check_positive_int("observ_dim", observ_dim)
-        self.action_dim = check_positive_int("action_dim", action_dim)
-        self.lr = check_positive_float("lr", lr)
-        self.k_epochs = check_positive_int("k_epochs", k_epochs)
-        self.policy_clip = check_positive_float("policy_clip", policy_clip)
-        self.GAE_lambda = check_unit_interval("GAE_lambda", GAE_lambda)
-        self.gamma = check_unit_interval("gamma", gamma)
-        self.batch_size = check_positive_int("batch_size", batch_size)
-        self.mini_batch_size = check_positive_int("mini_batch_size", mini_batch_size)
-        self.use_RND = check_bool("use_RND", use_RND)
-        self.beta = check_non_negative_float("beta", beta)
-        if entropy_coef is None:
-            entropy_coef = 0.0 if is_continuous else 0.01
-        self.entropy_coef = check_non_negative_float("entropy_coef", entropy_coef)
-        self.value_coef = check_non_negative_float("value_coef", value_coef)
-        self.max_grad_norm = check_positive_float("max_grad_norm", max_grad_norm)
-        self.value_clip = None if value_clip is None else check_positive_float("value_clip", value_clip)
-        self.target_kl = None if target_kl is None else check_positive_float("target_kl", target_kl)
-        self.max_lag_weight = (None if max_lag_weight is None
-                               else check_positive_float("max_lag_weight", max_lag_weight))
-        self.normalize_advantages = check_bool("normalize_advantages", normalize_advantages)
-        log_std_init = check_finite_float("log_std_init", log_std_init)
-        hidden_sizes = check_shape("hidden_sizes", hidden_sizes)
-        if critic_hidden_sizes is not None:
-            critic_hidden_sizes = check_shape("critic_hidden_sizes", critic_hidden_sizes)
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-        self.observation_shape = self._check_observation_shape(observation_shape)
-        self.action_nvec = self._check_action_nvec(action_nvec)
-        # RND's rule (Burda et al. scale only the intrinsic reward): unless given, the extrinsic
-        # reward is scaled without RND and left as it is with RND (see the class docstring).
-        if normalize_reward is None:
-            normalize_reward = not self.use_RND
-        self.normalize_reward = check_bool("normalize_reward", normalize_reward)
-        self.anneal_lr = check_bool("anneal_lr", anneal_lr)
-        self.total_steps = None if total_steps is None else check_positive_int("total_steps", total_steps)
-        self.extrinsic_coef = check_non_negative_float("extrinsic_coef", extrinsic_coef)
-        self.intrinsic_gamma = check_unit_interval("intrinsic_gamma", intrinsic_gamma)
-        rnd_update_fraction = check_unit_interval("rnd_update_fraction", rnd_update_fraction)
-        self.is_image = is_image = len(self.observation_shape) == 3
-        self.observation_parts = self._check_observation_parts(observation_parts)
-        if observation_space is not None and not isinstance(observation_space, dict):
-            raise TypeError(f"observation_space: expected None or a dict from "
-                            f"AsyncTools.envs.describe_space, got {type(observation_space).__name__}")
-        self.observation_space = observation_space
-        # Images in the observation (all of it, or parts of it): a CNN torso, no obs normaliser.
-        self.has_images = has_images = is_image or self.observation_parts is not None
-        if has_images and normalize_obs:
-            raise ValueError("normalize_obs: image observations are scaled to [0, 1] inside the "
-                             "network; normalize_obs=True is for vector observations")
-        self.config.update(hidden_sizes=list(hidden_sizes), observation_shape=list(self.observation_shape),
-                           critic_hidden_sizes=None if critic_hidden_sizes is None
-                           else list(critic_hidden_sizes),
-                           action_nvec=None if self.action_nvec is None else list(self.action_nvec),
-                           observation_parts=self.observation_parts,
-                           action_scaling=None, action_low=None, action_high=None,
-                           normalize_reward=self.normalize_reward)
+        given = locals()  # the options as passed, by name: PPOConfig checks them all
+        self.options = options = PPOConfig(**{name: given[name] for name in CONFIG_FIELDS})
+        for name in LEARNER_SETTINGS:  # what the learner reads, as its own attributes
+            setattr(self, name, getattr(options, name))
+        self.is_image, self.has_images = options.is_image, options.has_images
 
         self.device = torch.device(device) if device is not None else default_device()
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device: {device!r} was asked for, but torch sees no CUDA device here")
         if num_threads is not None:
             num_threads = check_positive_int("num_threads", num_threads)
-        self.num_threads = (choose_torch_threads(num_threads, has_images)
+        self.num_threads = (choose_torch_threads(num_threads, self.has_images)
                             if self.device.type == "cpu" else torch.get_num_threads())
         # A drawn seed stays below 2**30: seeds derived from it (seed + copy index + steps so far)
         # stay within the int32 that some env libraries (EnvPool) require.
@@ -207,20 +154,21 @@ class PPO:
         self.seed = int(seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            self.policy = ActorCritic(is_continuous, observ_dim, action_dim, hidden_sizes,
-                                      squash_actions=check_bool("squash_actions", squash_actions),
-                                      normalize_obs=check_bool("normalize_obs", normalize_obs),
-                                      log_std_init=log_std_init,
+            self.policy = ActorCritic(self.is_continuous, self.observ_dim, self.action_dim,
+                                      options.hidden_sizes, squash_actions=options.squash_actions,
+                                      normalize_obs=options.normalize_obs,
+                                      log_std_init=options.log_std_init,
                                       observation_shape=self.observation_shape,
                                       action_nvec=self.action_nvec,
-                                      num_values=2 if use_RND else 1,
-                                      orthogonal_init=check_bool("orthogonal_init", orthogonal_init),
-                                      activation=activation,
-                                      critic_hidden_sizes=critic_hidden_sizes,
+                                      num_values=2 if self.use_RND else 1,
+                                      orthogonal_init=options.orthogonal_init,
+                                      activation=options.activation,
+                                      critic_hidden_sizes=options.critic_hidden_sizes,
                                       observation_parts=self.observation_parts,
                                       ).to(self.device)
-            self.rnd = RND(observ_dim, observation_shape=self.observation_shape,
-                           update_fraction=rnd_update_fraction).to(self.device) if use_RND else None
+            self.rnd = RND(self.observ_dim, observation_shape=self.observation_shape,
+                           update_fraction=options.rnd_update_fraction
+                           ).to(self.device) if self.use_RND else None
         self._policy_parameters = list(self.policy.parameters())
         # torch.compile of the mini-batch loss and its gradient: compiled at the first learn()
         # (seconds to a minute; needs a C++ compiler on a CPU), then quicker per step; dynamic,
@@ -230,65 +178,30 @@ class PPO:
         self._minibatch_losses = (torch.compile(self._losses, dynamic=True, mode=self.compile_mode)
                                   if self.compile_update else self._losses)
         self.optimizer = torch.optim.Adam(self._policy_parameters, lr=self.lr, fused=True,
-                                          eps=check_positive_float("adam_eps", adam_eps))
-        self.reward_scaler = RewardScaler(self.gamma).to(self.device) if normalize_reward else None
+                                          eps=options.adam_eps)
+        self.reward_scaler = RewardScaler(self.gamma).to(self.device) if self.normalize_reward else None
         # Intrinsic returns never restart at episode ends (Burda et al.) and are not clipped.
         self.intrinsic_scaler = (RewardScaler(self.intrinsic_gamma, clip=float("inf"), episodic=False)
-                                 .to(self.device) if use_RND else None)
+                                 .to(self.device) if self.use_RND else None)
         self.memory = Memory(self.device)
         self.sample_generator = torch.Generator(self.device).manual_seed(self.seed)
         # On the CPU, rollout actions of vector policies are sampled in NumPy (same actions, less
         # overhead per call; see numpy_actor.py). Set to None to sample through torch.
-        self.numpy_actor = (NumpyActor(self.policy) if self.device.type == "cpu" and not has_images
+        self.numpy_actor = (NumpyActor(self.policy) if self.device.type == "cpu" and not self.has_images
                             else None)
         self.shuffle_generator = torch.Generator().manual_seed(self.seed + 1)
         self.samples_learned = 0
         self.stats: dict[str, float] = {}
 
         self.action_bounds_given = False
-        if is_continuous:
+        if self.is_continuous:
             self._init_action_bounds(action_scaling, action_low, action_high)
 
-    def _check_observation_shape(self, observation_shape) -> tuple[int, ...]:
-        if observation_shape is None:
-            return (self.observ_dim,)
-        shape = check_shape("observation_shape", observation_shape)
-        if int(np.prod(shape)) != self.observ_dim:
-            raise ValueError(f"observation_shape: {shape} holds {int(np.prod(shape))} values, but "
-                             f"observ_dim={self.observ_dim}")
-        return shape
-
-    def _check_observation_parts(self, parts) -> list[list[int]] | None:
-        """The layout of a flat observation made of parts (at least one an image), or None."""
-        if parts is None:
-            return None
-        try:
-            checked = [list(check_shape("observation_parts", part)) for part in parts]
-        except (TypeError, ValueError):
-            raise ValueError(f"observation_parts: expected a list of shapes of positive sizes, "
-                             f"e.g. [[64, 64, 3], [5]], got {parts!r}") from None
-        if not any(len(part) == 3 for part in checked):
-            raise ValueError(f"observation_parts: is for observations holding an image (a part "
-                             f"of three dimensions); without one, leave it None, got {checked}")
-        if len(self.observation_shape) != 1:
-            raise ValueError("observation_parts: give either observation_parts or an image's "
-                             "observation_shape, not both")
-        total = sum(int(np.prod(part)) for part in checked)
-        if total != self.observ_dim:
-            raise ValueError(f"observation_parts: {checked} hold {total} values, but "
-                             f"observ_dim={self.observ_dim}")
-        return checked
-
-    def _check_action_nvec(self, action_nvec) -> tuple[int, ...] | None:
-        if action_nvec is None:
-            return None
-        nvec = check_shape("action_nvec", action_nvec)
-        if self.is_continuous:
-            raise ValueError("action_nvec: MultiDiscrete sizes need is_continuous=False")
-        if sum(nvec) != self.action_dim:
-            raise ValueError(f"action_nvec: sizes {list(nvec)} add up to {sum(nvec)} logits, but "
-                             f"action_dim={self.action_dim} (it must be their sum)")
-        return nvec
+    @property
+    def config(self) -> dict[str, Any]:
+        """The learner's options as a plain JSON-ready dict (`PPOConfig.to_dict`): what the
+        weights file and checkpoints hold, and what `PPO(**ppo.config)` rebuilds it from."""
+        return self.options.to_dict()
 
     # ----------------------------------------------------------------- actions
     def _init_action_bounds(self, action_scaling, action_low, action_high) -> None:
