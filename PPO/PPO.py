@@ -36,7 +36,8 @@ LEARNER_SETTINGS = ("is_continuous", "observ_dim", "action_dim", "lr", "k_epochs
                     "entropy_coef", "value_coef", "max_grad_norm", "value_clip", "target_kl",
                     "max_lag_weight", "normalize_advantages", "observation_shape", "action_nvec",
                     "normalize_reward", "anneal_lr", "total_steps", "extrinsic_coef",
-                    "intrinsic_gamma", "observation_parts", "observation_space")
+                    "intrinsic_gamma", "observation_parts", "observation_space", "is_image",
+                    "has_images")
 
 
 def _non_finite_rows(x: np.ndarray | torch.Tensor) -> list[int]:
@@ -138,8 +139,16 @@ class PPO:
         self.options = options = PPOConfig(**{name: given[name] for name in CONFIG_FIELDS})
         for name in LEARNER_SETTINGS:  # what the learner reads, as its own attributes
             setattr(self, name, getattr(options, name))
-        self.is_image, self.has_images = options.is_image, options.has_images
 
+        self._place(device, num_threads, seed)
+        self._build_networks(options)
+        self._build_update(options, compile_update, compile_mode)
+        self.action_bounds_given = False
+        if self.is_continuous:
+            self._init_action_bounds(action_scaling, action_low, action_high)
+
+    def _place(self, device, num_threads: int | None, seed: int | None) -> None:
+        """The device, torch's thread count on a CPU, and the seed (drawn if not given)."""
         self.device = torch.device(device) if device is not None else default_device()
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device: {device!r} was asked for, but torch sees no CUDA device here")
@@ -152,6 +161,9 @@ class PPO:
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1)[0] % 2**30)
         self.seed = int(seed)
+
+    def _build_networks(self, options: PPOConfig) -> None:
+        """The actor-critic and, with RND, RND's networks, initialised from the seed alone."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             self.policy = ActorCritic(self.is_continuous, self.observ_dim, self.action_dim,
@@ -170,6 +182,10 @@ class PPO:
                            update_fraction=options.rnd_update_fraction
                            ).to(self.device) if self.use_RND else None
         self._policy_parameters = list(self.policy.parameters())
+
+    def _build_update(self, options: PPOConfig, compile_update: bool, compile_mode: str) -> None:
+        """What the update needs: the loss (compiled or not), the optimiser, the reward scalers,
+        the memory, the random generators and the counters."""
         # torch.compile of the mini-batch loss and its gradient: compiled at the first learn()
         # (seconds to a minute; needs a C++ compiler on a CPU), then quicker per step; dynamic,
         # because the batch's valid rows, and so its last mini-batch, vary from round to round
@@ -192,10 +208,6 @@ class PPO:
         self.shuffle_generator = torch.Generator().manual_seed(self.seed + 1)
         self.samples_learned = 0
         self.stats: dict[str, float] = {}
-
-        self.action_bounds_given = False
-        if self.is_continuous:
-            self._init_action_bounds(action_scaling, action_low, action_high)
 
     @property
     def config(self) -> dict[str, Any]:

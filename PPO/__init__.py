@@ -7,6 +7,7 @@ __version__ = "0.2.0"  # the package version (pyproject.toml reads it from here)
 from .ActorCritic import ActorCritic
 from .Memory import Memory, Rollout
 from .PPO import PPO
+from .config import PPOConfig
 from .RND import RND
 
-__all__ = ["PPO", "ActorCritic", "Memory", "Rollout", "RND", "__version__"]
+__all__ = ["PPO", "PPOConfig", "ActorCritic", "Memory", "Rollout", "RND", "__version__"]
