@@ -12,54 +12,49 @@ collector recorded, so the lag is corrected the way the ratio intends. The hand-
 (the acting copy changes only between rounds, never while a round is collected), so the same
 seeds give the same run whatever the timing.
 
-The collector's env copies, and the acting copy, are touched only by the background thread
-while a round is under way; the learner never touches them.
+The acting copy is AsyncTools/acting.py's, as in a collector process and on Ray: for a
+collector acting elsewhere it lives there (the weights reach it through `collector.sync`); for
+one acting in this process it is built here, on the learner's device, and its weights are
+loaded between rounds. While a round is under way, the collector's env copies and the acting
+copy are touched only by whatever collects it (the collector process, the Ray workers, or the
+background thread); the learner never touches them.
 """
 from __future__ import annotations
 
 from typing import Callable
 
-import torch
-
 from PPO import PPO
 from PPO.Memory import Rollout
 
-from .collectors import Collector, PendingRound
+from .acting import acting_copy, load_into, weights_of
+from .collector_base import Collector, PendingRound
 from .rollout import EpisodeRound
 
 
-def acting_copy(ppo: PPO) -> PPO:
-    """A PPO of the same structure that acts while `ppo` learns (its weights set by `publish`)."""
-    threads = {"num_threads": torch.get_num_threads()} if ppo.device.type == "cpu" else {}
-    acting = PPO(**ppo.config, device=ppo.device, seed=ppo.seed, **threads)
-    publish(ppo, acting)
+def local_acting_copy(ppo: PPO) -> PPO:
+    """A copy of `ppo`'s policy on its device that acts while `ppo` learns (AsyncTools/acting.py:
+    the learner's seed, so it samples from the learner's own stream), holding `ppo`'s weights."""
+    acting = acting_copy(ppo.config, ppo.seed, device=ppo.device)
+    load_into(acting, weights_of(ppo))
     return acting
-
-
-@torch.no_grad()
-def publish(learner: PPO, acting: PPO) -> None:
-    """Copies the learner's policy (weights, observation statistics, action bounds) into the
-    acting copy."""
-    acting.policy.load_state_dict(learner.policy.state_dict())
-    if acting.numpy_actor is not None:
-        acting.numpy_actor.refresh()
 
 
 class OverlappedCollection:
     """Runs `collector`'s rounds one ahead of the learner `ppo`.
 
-    `next_round()` returns the round collected in the background (the first one is collected
-    then and there), publishes the learner's current weights to the acting copy (and, through
-    `collector.sync`, to remote workers) and starts the next round with them. An error in the
-    background round is raised by the `next_round()` that waits for it. `wait()` lets a round
-    under way finish (the next `next_round()` returns it); `close()` waits and drops it.
+    `next_round()` returns the round collected meanwhile (the first one is collected then and
+    there), publishes the learner's current weights to the acting copy (in this process, or,
+    through `collector.sync`, to the collector process or the Ray workers) and starts the next
+    round with them. An error in that round is raised by the `next_round()` that waits for it.
+    `wait()` lets a round under way finish (the next `next_round()` returns it); `close()` waits
+    and drops it.
     """
 
     def __init__(self, collector: Collector, ppo: PPO):
         self.collector = collector
         self.ppo = ppo
         # a collector acting elsewhere (a collector process, Ray) gets the weights by `sync`
-        self.acting = acting_copy(ppo) if collector.acts_in_this_process else None
+        self.acting = local_acting_copy(ppo) if collector.acts_in_this_process else None
         self._pending: PendingRound | None = None
 
     def next_round(self, should_stop: Callable[[], bool] | None = None
@@ -75,7 +70,7 @@ class OverlappedCollection:
 
     def _publish(self) -> None:
         if self.acting is not None:
-            publish(self.ppo, self.acting)
+            load_into(self.acting, weights_of(self.ppo))
         self.collector.sync(self.ppo)
 
     def _start(self, should_stop: Callable[[], bool] | None) -> None:

@@ -2,9 +2,13 @@
 live in a child process, so that collection and learning run on different cores
 (`AsyncPPO(..., overlap=True)` with a local backend).
 
-The child builds the same `LocalCollector` that `make_collector` builds here (same backend,
-same seeds: the same rounds), acts with a CPU copy of the policy whose weights arrive with each
-`collect` call after a `sync`, and answers every call with its result or its error. It ignores
+The child builds the same `LocalCollector` that `make_local_collector` builds in this process
+(same backend, same seeds: the same rounds), acts with a CPU copy of the policy
+(AsyncTools/acting.py: `acting_copy` with the learner's seed, so it samples from the learner's
+own stream) whose weights (`weights_of`) arrive with the first `collect` call after a `sync`, and
+answers every call with its result or its error; an answer to a call that stepped the copies
+also carries the child's count of non-finite rewards replaced by 0.0
+(`non_finite_rewards="zero"`), which `non_finite_rewards_replaced` shows here. It ignores
 SIGINT and SIGTERM (which a terminal's Ctrl-C and a scheduler send to the whole process group):
 they are the parent's to handle (the run stops after the round under way, saves, then ends the
 child), so an overlapped run stops as a synchronous one does (exit 130 or 143 from train.py).
@@ -27,8 +31,10 @@ import torch
 from PPO import PPO
 from PPO.Memory import Rollout
 
-from .collectors import Collector, PendingRound, make_collector
+from .acting import Weights, acting_copy, load_into, weights_of
+from .collector_base import Collector, PendingRound
 from .envs import picklable_env_factory
+from .local_collector import make_local_collector
 from .rollout import EpisodeRound
 from .vectorizer import EnvStepError, make_named
 
@@ -65,7 +71,9 @@ def itself(env: gym.Env) -> gym.Env:
 
 class ProcessCollector(Collector):
     """A `LocalCollector` for `env` (see `make_collector` for the options) running in a child
-    process; it acts with the weights of the last `sync(ppo)`."""
+    process; it acts with the weights of the last `sync(ppo)`. `non_finite_rewards_replaced`
+    counts the non-finite rewards the child's copies replaced by 0.0 (`non_finite_rewards=
+    "zero"`) up to the last round answered, as the EnvVectorizer of a local run counts them."""
 
     acts_in_this_process = False
 
@@ -83,7 +91,8 @@ class ProcessCollector(Collector):
         child_end.close()
         self._finalizer = weakref.finalize(self, shut_down, self._conn, self._process)
         self._synced = False
-        self._new_weights: dict[str, np.ndarray] | None = None  # not yet sent to the child
+        self._new_weights: Weights | None = None  # not yet sent to the child
+        self._replaced = 0  # the child's non_finite_rewards_replaced, as of its last answer
         self.num_envs = num_envs
         try:
             spaces = self.receive("ready", timeout=START_TIMEOUT)  # the child speaks first
@@ -96,12 +105,14 @@ class ProcessCollector(Collector):
     def env(self) -> "ProcessCollector":
         return self  # the child steps the copies; this object speaks for them
 
+    @property
+    def non_finite_rewards_replaced(self) -> int:
+        """Non-finite rewards the child replaced by 0.0, up to the last round answered."""
+        return self._replaced
+
     def sync(self, ppo: PPO) -> None:
         """The next round acts with `ppo`'s current weights (sent with the next `collect`)."""
-        # as NumPy arrays: torch tensors sent through a pipe move to shared memory, one costly
-        # file descriptor each
-        self._new_weights = {name: tensor.detach().cpu().numpy().copy()
-                             for name, tensor in ppo.policy.state_dict().items()}
+        self._new_weights = weights_of(ppo)
         self._synced = True
 
     def collect(self, ppo: PPO | None = None, should_stop: Callable[[], bool] | None = None
@@ -121,11 +132,14 @@ class ProcessCollector(Collector):
         return ChildRound(self)
 
     def random_observations(self, num_steps: int) -> np.ndarray:
-        return self._call("random_observations", num_steps)
+        self._send("random_observations", num_steps)
+        return self.receive_stepped("random_observations")
 
-    def _call(self, command: str, payload: Any = None) -> Any:
-        self._send(command, payload)
-        return self.receive(command)
+    def receive_stepped(self, command: str) -> Any:
+        """The answer to `command`, one that stepped the copies: its value (or its error raised
+        here); the child's count of replaced rewards, which comes with it, is kept."""
+        value, self._replaced = self.receive(command)
+        return value
 
     def receive(self, command: str, timeout: float | None = None) -> Any:
         """The child's answer to `command`: its value, or its error raised here."""
@@ -173,7 +187,7 @@ class ChildRound(PendingRound):
         if not self._received:
             self._received = True
             try:
-                self._answer = ("ok", self._collector.receive("collect"))
+                self._answer = ("ok", self._collector.receive_stepped("collect"))
             except BaseException as error:
                 self._answer = ("error", error)
 
@@ -204,7 +218,7 @@ def shut_down(conn, process) -> None:
 
 
 def serve(conn, env: tuple[str, Any], num_envs: int, seed: int, collector_options: dict,
-          ppo_config: dict, ppo_seed: int) -> None:
+          ppo_config: dict, learner_seed: int) -> None:
     """The child's loop: builds the collector and the acting policy, then answers calls."""
     # Ctrl-C and a scheduler's SIGTERM reach the whole process group: they are the parent's to
     # handle (it stops after the round under way, saves, then ends this process)
@@ -216,9 +230,9 @@ def serve(conn, env: tuple[str, Any], num_envs: int, seed: int, collector_option
         kind, source = env
         made = make_named(source, 0, num_envs, HERE) if kind == "instance" else source
         # every copy is made (and any worker of its own started) before it answers
-        collector = make_collector(made, None, num_envs, seed=seed, made_in=HERE,
-                                   **collector_options)
-        acting = PPO(**ppo_config, device="cpu", seed=ppo_seed, num_threads=1)
+        collector = make_local_collector(made, num_envs, seed=seed, made_in=HERE,
+                                         **collector_options)
+        acting = acting_copy(ppo_config, learner_seed)  # it acts for all the copies, from 0
         conn.send(("ok", (collector.observation_space, collector.action_space)))
     except BaseException as error:
         if collector is not None:
@@ -237,15 +251,12 @@ def serve(conn, env: tuple[str, Any], num_envs: int, seed: int, collector_option
                 conn.send(("ok", None))
                 return
             if command == "collect":
-                if payload is not None:
-                    acting.policy.load_state_dict({name: torch.from_numpy(array)
-                                                   for name, array in payload.items()})
-                    if acting.numpy_actor is not None:
-                        acting.numpy_actor.refresh()
-                answer = collector.collect(acting)
+                if payload is not None:  # new weights (the first round's always are)
+                    load_into(acting, payload)
+                value = collector.collect(acting)
             else:
-                answer = collector.random_observations(payload)
-            conn.send(("ok", answer))
+                value = collector.random_observations(payload)
+            conn.send(("ok", (value, collector.env.non_finite_rewards_replaced)))
         except BaseException as error:
             conn.send(("error", _portable_error(error)))
 

@@ -3,9 +3,11 @@
 `RayCollector` splits the N env copies of a run into contiguous slices, one per Ray actor
 (`RolloutWorker`). Each worker steps its slice with the local backends' own collector (a
 `LocalCollector` over an in-process `EnvVectorizer`) and acts with a CPU copy of the learner's
-policy. A round:
+policy (AsyncTools/acting.py's `acting_copy`: the worker whose slice starts at copy `first`
+samples from a generator seeded with the learner's seed plus `first`). A round:
 
-1. the learner's policy weights are in the object store (`sync`, once after each update);
+1. the learner's policy weights (`weights_of`: NumPy arrays) are in the object store (`sync`,
+   once after each update);
 2. every worker loads them if they are new, collects its slice and returns its `Rollout`
    (with the behaviour log-probs of its copy of the policy) and its episodes;
 3. the driver joins the slices' rollouts along copies, in copy order, which is exactly the
@@ -32,8 +34,10 @@ from PPO import PPO
 from PPO.Memory import Rollout, concatenate, empty_rollout
 from PPO.checks import check_non_negative_int, check_positive_float, check_positive_int
 
-from .collectors import Collector, LocalCollector
+from .acting import Weights, acting_copy, load_into, weights_of
+from .collector_base import Collector
 from .envs import picklable_env_factory
+from .local_collector import LocalCollector
 from .rollout import EpisodeRound, check_rollout
 from .vectorizer import EnvStepError, EnvVectorizer
 
@@ -110,12 +114,14 @@ class RolloutWorker:
     """One Ray actor: steps env copies `first .. first + num_envs - 1` of a run of `total_envs`
     with an in-process EnvVectorizer and a CPU copy of the policy.
 
-    Copy `first + j` is seeded `seed + first + j`, exactly as in a local run. A worker that Ray
-    restarted after it died builds its copies afresh from the factory with a fresh seed.
+    Copy `first + j` is seeded `seed + first + j`, exactly as in a local run; the policy copy
+    samples from a generator seeded `learner_seed + first` (AsyncTools/acting.py's rule). A
+    worker that Ray restarted after it died builds its copies afresh from the factory with a
+    fresh seed (its policy copy keeps the rule).
     """
 
-    def __init__(self, env_factory: Callable[[], gym.Env], ppo_config: dict, rank: int,
-                 first: int, num_envs: int, total_envs: int, seed: int, rollout: str,
+    def __init__(self, env_factory: Callable[[], gym.Env], ppo_config: dict, learner_seed: int,
+                 rank: int, first: int, num_envs: int, total_envs: int, seed: int, rollout: str,
                  num_steps: int, deterministic: bool = False):
         torch.set_num_threads(1)  # workers share the machine's cores; these nets need no more
         if _was_restarted():
@@ -127,7 +133,7 @@ class RolloutWorker:
                                  made_in=f"ray worker {rank}")
         self.local = LocalCollector(self.env, rollout=rollout, num_steps=num_steps,
                                     seed=seed + first, deterministic=deterministic)
-        self.ppo = PPO(**ppo_config, device="cpu", seed=seed + first)
+        self.ppo = acting_copy(ppo_config, learner_seed, first)
         self.weights_version = -1
 
     def ready(self) -> dict[str, Any]:
@@ -135,11 +141,11 @@ class RolloutWorker:
         return {"incarnation": self.incarnation, "observation_space": self.env.observation_space,
                 "action_space": self.env.action_space}
 
-    def collect(self, weights: dict[str, torch.Tensor], version: int) -> dict[str, Any]:
-        """Loads the policy weights if they are newer than its own, collects one round and
-        returns its rollout (columns: its own copies) and episodes."""
+    def collect(self, weights: Weights, version: int) -> dict[str, Any]:
+        """Loads the policy weights (`weights_of`'s) if they are newer than its own, collects
+        one round and returns its rollout (columns: its own copies) and episodes."""
         if version != self.weights_version:
-            self.ppo.policy.load_state_dict(weights)
+            load_into(self.ppo, weights)
             self.weights_version = version
         try:
             rollout, collected = self.local.collect(self.ppo)
@@ -190,21 +196,24 @@ def merge_rounds(rounds: list[EpisodeRound]) -> EpisodeRound:
                         np.concatenate(games).astype(np.float64))
 
 
-def _cpu_weights(policy: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {name: tensor.detach().cpu() for name, tensor in policy.state_dict().items()}
-
-
 # ------------------------------------------------------------------ the driver's side
 class RayCollector(Collector):
     """Collects rounds of `num_envs` copies of `env` on `num_workers` Ray actors.
 
     `env`: a gym.Env with a spec (re-made in each worker with `gym.make(env.spec)`) or a picklable
-    function building one. `ppo` gives the policy's structure (`ppo.config`); its weights reach
-    the workers through `sync`. `rollout`, `num_steps` and the seeds (`seed + i` for copy i)
-    mean what they mean for `AsyncPPO`; `deterministic=True` makes the workers act with the most
-    likely action. `num_workers` defaults to the cluster's CPUs (at most `num_envs`). Ray is
-    joined at `address` (or `RAY_ADDRESS`), or started here (`started_ray`) and then shut down
-    by `close()`.
+    function building one. `ppo` gives the policy's structure (`ppo.config`) and the seed of the
+    workers' policy copies (`ppo.seed + first` for the worker whose slice starts at copy
+    `first`: AsyncTools/acting.py's rule); its weights reach the workers through `sync`.
+    `rollout`, `num_steps` and the env seeds (`seed + i` for copy i) mean what they mean for
+    `AsyncPPO`; `deterministic=True` makes the workers act with the most likely action.
+    `num_workers` defaults to the cluster's CPUs (at most `num_envs`). Ray is joined at
+    `address` (or `RAY_ADDRESS`), or started here (`started_ray`) and then shut down by
+    `close()`.
+
+    Before AsyncTools/acting.py (issue 27), a worker's policy copy was seeded `seed + first`,
+    with the collector's `seed`: the actions sampled now differ from then's where that seed is
+    not the learner's (AsyncPPO given a `seed` of its own, or resumed: its collector's seed adds
+    the steps so far) and after a restart (then a fresh seed); elsewhere they are the same.
 
     `workers` are the actor handles, `slices` their (first copy, number of copies);
     `weights_version` counts the published weights (0 is the first) and `weights_versions[k]`
@@ -235,7 +244,7 @@ class RayCollector(Collector):
         self.max_restarts = check_non_negative_int("max_restarts", max_restarts)
         self.restart_timeout = check_positive_float("restart_timeout", restart_timeout)
         worker_options = dict(env_factory=picklable_env_factory(env, "the Ray workers"),
-                              ppo_config=ppo.config,
+                              ppo_config=ppo.config, learner_seed=ppo.seed,
                               total_envs=self.num_envs, seed=int(seed), rollout=rollout,
                               num_steps=check_positive_int("num_steps", num_steps),
                               deterministic=deterministic)
@@ -270,9 +279,9 @@ class RayCollector(Collector):
         return self  # the workers step the copies; this object speaks for them
 
     def sync(self, ppo: PPO) -> None:
-        """Puts the policy's weights (CPU tensors) into the object store, once; every worker
-        loads them before its next rollout."""
-        self._weights = import_ray().put(_cpu_weights(ppo.policy))
+        """Puts the policy's weights (`weights_of`: NumPy arrays) into the object store, once;
+        every worker loads them before its next rollout."""
+        self._weights = import_ray().put(weights_of(ppo))
         self.weights_version += 1
 
     def collect(self, ppo: PPO | None = None, should_stop: Callable[[], bool] | None = None

@@ -213,3 +213,40 @@ def test_overlap_with_a_run_folder_evaluation_timeout_and_resume(tmp_path):
     rows = (first.run_dir / "progress.csv").read_text().splitlines()
     assert len(rows) - 1 == resumed.rounds  # one row per round, across both runs
     assert not multiprocessing.active_children()
+
+
+class NanRewardAt(gym.Wrapper):
+    """Returns a NaN reward at its `at`-th step."""
+
+    def __init__(self, env: gym.Env, at: int):
+        super().__init__(env)
+        self.at, self.steps = at, 0
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.steps += 1
+        return obs, (float("nan") if self.steps == self.at else reward), terminated, truncated, info
+
+
+def nan_reward_cartpole(at: int = 100) -> gym.Env:
+    return NanRewardAt(gym.make("CartPole-v1"), at)
+
+
+def test_the_collector_process_counts_the_non_finite_rewards_it_replaced():
+    """non_finite_rewards="zero": the child replaces them and each round's answer brings its
+    count, shown as `env.non_finite_rewards_replaced` as in a synchronous run."""
+    counts = []
+    for overlap in (False, True):
+        ppo = ppo_for_env("CartPole-v1", seed=0, device="cpu", batch_size=256,
+                          mini_batch_size=128)
+        trainer = AsyncPPO(nan_reward_cartpole, ppo, num_envs=2, num_steps=64, steps=1024,
+                           seed=0, progress_bar=False, backend="loop", overlap=overlap,
+                           non_finite_rewards="zero")
+        try:
+            assert trainer.collector.acts_in_this_process is not overlap
+            assert trainer.env.non_finite_rewards_replaced == 0
+            trainer.run()
+            counts.append(trainer.env.non_finite_rewards_replaced)
+        finally:
+            trainer.close()
+    assert counts == [2, 2]  # each copy's 100th step
