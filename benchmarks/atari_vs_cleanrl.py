@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import re
 import runpy
@@ -41,7 +40,7 @@ import time
 from pathlib import Path
 
 from defaults_vs_sb3 import with_zoo_schedules
-from hardware import machine_line
+from harness import child_env, load_json, machine_line, same_run, save_json, table
 
 import numpy as np
 
@@ -119,38 +118,32 @@ def sb3_env_id(envpool_id: str) -> str:
     return envpool_id.split("-v")[0] + "NoFrameskip-v4"
 
 
-def pinned(core: int):
-    return lambda: os.sched_setaffinity(0, {core})
+def start_pinned(command: list[str], out: Path, core: int, cwd: Path, env=None) -> subprocess.Popen:
+    """`python *command` on one core, in the background, its output to OUT/stdout.txt."""
+    log = open(out / "stdout.txt", "w")
+    return subprocess.Popen([sys.executable, *command], cwd=cwd, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, preexec_fn=lambda: os.sched_setaffinity(0, {core}))
 
 
 def start_ours(args, out: Path, core: int) -> subprocess.Popen:
-    command = [sys.executable, str(REPO / "train.py"), "--env", args.env, "--backend", "envpool",
-               "--steps", str(args.steps), "--seed", str(args.seed), "--log-dir", str(out / "runs"),
-               "--save-dir", str(out / "weights"), "--quiet"]
-    log = open(out / "stdout.txt", "w")
-    return subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                            preexec_fn=pinned(core))
+    return start_pinned([str(REPO / "train.py"), "--env", args.env, "--backend", "envpool",
+                         "--steps", str(args.steps), "--seed", str(args.seed), "--log-dir",
+                         str(out / "runs"), "--save-dir", str(out / "weights"), "--quiet"],
+                        out, core, cwd=REPO)
 
 
 def start_cleanrl(args, out: Path, core: int) -> subprocess.Popen:
-    command = [sys.executable, str(Path(__file__).resolve()), "--cleanrl-child", args.cleanrl_script,
-               "--", "--env-id", args.env, "--total-timesteps", str(args.steps),
-               "--seed", str(args.seed)]
-    env = dict(os.environ, PYTHONPATH=args.cleanrl_pythonpath, PYTHONWARNINGS="ignore")
-    log = open(out / "stdout.txt", "w")
-    return subprocess.Popen(command, cwd=out, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            preexec_fn=pinned(core))
+    return start_pinned([str(Path(__file__).resolve()), "--cleanrl-child", args.cleanrl_script,
+                         "--", "--env-id", args.env, "--total-timesteps", str(args.steps),
+                         "--seed", str(args.seed)], out, core, cwd=out,
+                        env=child_env((args.cleanrl_pythonpath,), PYTHONWARNINGS="ignore"))
 
 
 def start_sb3_zoo(args, out: Path, core: int) -> subprocess.Popen:
-    command = [sys.executable, str(Path(__file__).resolve()), "--sb3-child", sb3_env_id(args.env),
-               str(args.steps), str(args.seed)]
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
-    if args.sb3_pythonpath:
-        env["PYTHONPATH"] = args.sb3_pythonpath
-    log = open(out / "stdout.txt", "w")
-    return subprocess.Popen(command, cwd=out, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            preexec_fn=pinned(core))
+    pythonpath = (args.sb3_pythonpath,) if args.sb3_pythonpath else (os.environ.get("PYTHONPATH"),)
+    return start_pinned([str(Path(__file__).resolve()), "--sb3-child", sb3_env_id(args.env),
+                         str(args.steps), str(args.seed)], out, core, cwd=out,
+                        env=child_env(pythonpath, PYTHONWARNINGS="ignore"))
 
 
 SIDES = {"ours": start_ours, "cleanrl": start_cleanrl, "sb3_zoo": start_sb3_zoo}
@@ -211,23 +204,22 @@ def main() -> None:
     for side in args.sides:
         games = (games_of_ours if side == "ours" else games_printed)(results_dir / side)
         results[side] = dict(summary(games, seconds[side], args.steps), run_with=sorted(args.sides))
-    (results_dir / "results.json").write_text(json.dumps(results, indent=1))
+    save_json(results_dir / "results.json", results)
     print(results["machine"])
-    print(f"| {args.env}, {args.steps:,} steps, seed {args.seed} | games | last {LAST_GAMES} games "
-          "| best 20-game window | wall | steps/s |")
-    print("|---|---|---|---|---|---|")
-    for side in (side for side in SIDES if side in results):
-        row = results[side]
-        print(f"| {side} | {row['games']} | {row['last_games_mean']:.1f} | "
-              f"{row['best_window_mean']:.1f} | {row['seconds']} s | {row['steps_per_second']} |")
+    rows = [[side, results[side]["games"], f"{results[side]['last_games_mean']:.1f}",
+             f"{results[side]['best_window_mean']:.1f}", f"{results[side]['seconds']} s",
+             results[side]["steps_per_second"]] for side in SIDES if side in results]
+    print("\n".join(table([f"{args.env}, {args.steps:,} steps, seed {args.seed}", "games",
+                           f"last {LAST_GAMES} games", "best 20-game window", "wall", "steps/s"], rows)))
 
 
 def previous_results(path: Path, args) -> dict:
     """The results file's other sides when they ran the same env, budget and seed."""
-    old = json.loads(path.read_text()) if path.is_file() else {}
-    same = all(old.get(key) == getattr(args, key) for key in ("env", "steps", "seed"))
-    kept = {side: old[side] for side in SIDES if same and side in old and side not in args.sides}
-    return {"env": args.env, "steps": args.steps, "seed": args.seed, **kept}
+    key = {"env": args.env, "steps": args.steps, "seed": args.seed}
+    old = load_json(path, {})
+    kept = {side: old[side] for side in SIDES
+            if same_run(old, key) and side in old and side not in args.sides}
+    return {**key, **kept}
 
 
 if __name__ == "__main__":

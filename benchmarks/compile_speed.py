@@ -10,20 +10,15 @@ Writes benchmarks/results/compile_update.json and prints a Markdown table.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results" / "compile_update.json"
+from harness import REPO, child_env, machine_line, python_json, save_json, table
+
+RESULTS = REPO / "benchmarks" / "results" / "compile_update.json"
 
 CHILD = r"""
-import json, sys, time
-sys.path.insert(0, {root!r})
+import json, time
 from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env
 ppo = ppo_for_env({env_id!r}, seed={seed!r}, compile_update={compiled!r}, preset=False)
 runner = AsyncPPO({env_id!r}, ppo, steps=10**12, seed={seed!r}, progress_bar=False, preset=False)
@@ -43,13 +38,9 @@ TASKS = {"CartPole-v1": 60, "HalfCheetah-v5": 10}  # timed rounds after the warm
 
 
 def measure(env_id: str, compiled: bool, seed: int) -> dict:
-    code = CHILD.format(root=str(ROOT), env_id=env_id, compiled=compiled, seed=seed,
-                        rounds=TASKS[env_id])
+    code = CHILD.format(env_id=env_id, compiled=compiled, seed=seed, rounds=TASKS[env_id])
     with tempfile.TemporaryDirectory() as cache:  # a cold compile, as a user's first run
-        environment = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache)
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              check=True, env=environment)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        return python_json(["-c", code], env=child_env(TORCHINDUCTOR_CACHE_DIR=cache))
 
 
 def main() -> None:
@@ -69,15 +60,12 @@ def main() -> None:
                          compile_seconds=warm_up[1] - warm_up[0]))
         print(f"{env_id}: plain {plain:,.0f}, compiled {compiled:,.0f} steps/s "
               f"({compiled / plain:.2f}x), compiling cost {warm_up[1] - warm_up[0]:.1f} s", flush=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(dict(machine=f"{os.cpu_count()} cores", rows=rows), indent=1))
-    print("\n| env | plain update, steps/s | compiled update, steps/s | compiled / plain | compiling costs |")
-    print("|---|---|---|---|---|")
-    for row in rows:
-        plain = statistics.median(r["steps_per_s"] for r in row["plain"])
-        compiled = statistics.median(r["steps_per_s"] for r in row["compiled"])
-        print(f"| {row['env']} | {plain:,.0f} | {compiled:,.0f} | {row['ratio']:.2f}x | "
-              f"{row['compile_seconds']:.0f} s |")
+    save_json(RESULTS, dict(machine=machine_line(), rows=rows))
+    print("\n" + "\n".join(table(
+        ["env", "plain update, steps/s", "compiled update, steps/s", "compiled / plain", "compiling costs"],
+        [[row["env"], f"{statistics.median(r['steps_per_s'] for r in row['plain']):,.0f}",
+          f"{statistics.median(r['steps_per_s'] for r in row['compiled']):,.0f}", f"{row['ratio']:.2f}x",
+          f"{row['compile_seconds']:.0f} s"] for row in rows])))
 
 
 if __name__ == "__main__":

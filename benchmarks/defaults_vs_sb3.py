@@ -28,18 +28,21 @@ results.md (--report rewrites it from results.json alone).
 from __future__ import annotations
 
 import argparse
-from collections import Counter
 import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+try:  # run as a script: benchmarks/ is on sys.path
+    import harness
+except ImportError:  # loaded by its path (tests/test_presets.py reads ZOO_PPO): the repository is
+    from benchmarks import harness
+
+ROOT = harness.REPO
 OUT_DIR = ROOT / "benchmarks" / "results" / "defaults_vs_sb3"
 ENVS = ["CartPole-v1", "Acrobot-v1", "MountainCar-v0", "Pendulum-v1", "LunarLander-v3"]
 VARIANTS = ["ours", "sb3", "zoo"]
@@ -99,14 +102,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="run nothing: rewrite OUT/results.md from OUT/results.json")
     parser.add_argument("--reuse", action="store_true",
                         help="keep runs already in results.json with the same env/variant/seed/steps")
-    # internal: one SB3 run in this process, printing a JSON line
-    parser.add_argument("--worker", choices=["sb3", "zoo"], help=argparse.SUPPRESS)
-    parser.add_argument("--env", help=argparse.SUPPRESS)
-    parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
-# ---------------------------------------------------------------- SB3 worker (in a subprocess)
+# ---------------------------------------------------------------- SB3 runs (in a fresh process)
 
 def _linear(initial: float):
     """RL Zoo's SimpleLinearSchedule: initial * progress_remaining (1 -> 0)."""
@@ -168,16 +167,14 @@ def run_sb3(variant: str, env_id: str, seed: int, steps: int, threads: int | Non
 def run_ours(env_id: str, seed: int, steps: int, timeout: float) -> dict:
     """train.py then play.py, as a user runs them."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "train.py", "--env", env_id, "--steps", str(steps), "--seed", str(seed),
-               "--quiet", "--log-dir", tmp, "--save-dir", f"{tmp}/w"]
         t0 = time.perf_counter()
-        subprocess.run(cmd, cwd=ROOT, check=True, timeout=timeout, capture_output=True, text=True)
+        harness.run_python(["train.py", "--env", env_id, "--steps", str(steps), "--seed", str(seed),
+                            "--quiet", "--log-dir", tmp, "--save-dir", f"{tmp}/w"], timeout=timeout)
         train_s = time.perf_counter() - t0
         args = json.loads(next(Path(tmp).glob("*/train_args.json")).read_text())
-        play = subprocess.run([sys.executable, "play.py", "--weights", f"{tmp}/w", "--env", env_id,
-                               "--episodes", str(EVAL_EPISODES)], cwd=ROOT, check=True,
-                              timeout=timeout, capture_output=True, text=True)
-    lines = play.stdout.strip().splitlines()
+        play = harness.run_python(["play.py", "--weights", f"{tmp}/w", "--env", env_id,
+                                   "--episodes", str(EVAL_EPISODES)], timeout=timeout)
+    lines = play.strip().splitlines()
     returns = [float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("episode ")]
     return {"mean_return": float(lines[-1].split()[-1]), "episode_returns": returns,
             "train_s": train_s, "train_args": args}
@@ -186,33 +183,18 @@ def run_ours(env_id: str, seed: int, steps: int, timeout: float) -> dict:
 def run_one(variant: str, env_id: str, seed: int, steps: int, timeout: float,
             sb3_threads: int | None) -> dict:
     """One run in fresh subprocesses; a failure or timeout is recorded, not raised."""
-    try:
-        if variant == "ours":
-            return run_ours(env_id, seed, steps, timeout)
-        cmd = [sys.executable, __file__, "--worker", variant, "--env", env_id, "--seed", str(seed),
-               "--steps", str(steps)]
-        if sb3_threads is not None:
-            cmd += ["--sb3-threads", str(sb3_threads)]
-        proc = subprocess.run(cmd, cwd=ROOT, check=True, timeout=timeout, capture_output=True, text=True)
-        return json.loads(proc.stdout.strip().splitlines()[-1])
-    except subprocess.TimeoutExpired:
-        return {"error": f"timeout after {timeout:.0f} s"}
-    except subprocess.CalledProcessError as exc:
-        return {"error": f"exit {exc.returncode}: {(exc.stderr or '')[-800:]}"}
-
-
-def same_run(record: dict, key: dict) -> bool:
-    """Whether a results.json record is the run `key` (env, variant, seed, steps) names."""
-    return all(record.get(k) == v for k, v in key.items())
+    if variant == "ours":
+        return harness.or_error(run_ours, env_id, seed, steps, timeout)
+    return harness.or_error(harness.call_fresh, "defaults_vs_sb3:run_sb3",
+                            dict(variant=variant, env_id=env_id, seed=seed, steps=steps,
+                                 threads=sb3_threads), timeout=timeout)
 
 
 def machine() -> dict:
-    import torch
-    import stable_baselines3
-    from hardware import cpu_model  # benchmarks/hardware.py (here when run as a script)
-    return {"platform": platform.platform(), "processor": cpu_model(),
-            "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-            "sb3": stable_baselines3.__version__}
+    versions = harness.package_versions("torch", "stable_baselines3")
+    return {"platform": platform.platform(), "processor": harness.cpu_model(),
+            "cores": os.cpu_count(), "python": platform.python_version(), "torch": versions["torch"],
+            "sb3": versions["stable_baselines3"]}
 
 
 def cell(runs: list[dict]) -> str:
@@ -271,36 +253,32 @@ def write_markdown(results: dict, path: Path) -> None:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    if args.worker:
-        print(json.dumps(run_sb3(args.worker, args.env, args.seed, args.steps, args.sb3_threads)))
-        return
     args.out.mkdir(parents=True, exist_ok=True)
     json_path = args.out / "results.json"
     if args.report:
-        results = json.loads(json_path.read_text())
-        write_markdown(results, args.out / "results.md")
+        write_markdown(harness.load_json(json_path), args.out / "results.md")
         print((args.out / "results.md").read_text())
         return
-    old = json.loads(json_path.read_text())["runs"] if args.reuse and json_path.exists() else []
+    old = harness.load_json(json_path, {"runs": []})["runs"] if args.reuse else []
     planned = [dict(env=env_id, variant=variant, seed=seed, steps=args.steps)
                for env_id in args.envs for seed in args.seeds for variant in args.variants]
     # with --reuse, runs outside this selection stay in the file
-    others = [r for r in old if not any(same_run(r, key) for key in planned)]
+    others = harness.runs_outside(old, planned)
     results = {"machine": machine(), "zoo_ppo": ZOO_PPO, "runs": others,
                "config": {"envs": list(dict.fromkeys([r["env"] for r in others] + args.envs)),
                           "steps": args.steps,
                           "seeds": sorted({r["seed"] for r in others} | set(args.seeds))}}
     for key in planned:
-        done = [r for r in old if same_run(r, key) and "error" not in r]
-        record = done[0] if done else {**key, **run_one(key["variant"], key["env"], key["seed"],
-                                                         args.steps, args.timeout, args.sb3_threads)}
+        done = harness.finished_run(old, key)
+        record = done or {**key, **run_one(key["variant"], key["env"], key["seed"], args.steps,
+                                           args.timeout, args.sb3_threads)}
         if key["variant"] != "ours" and not done:
             record["sb3_threads"] = args.sb3_threads
         results["runs"].append(record)
         print(f"{key['env']:15s} seed {key['seed']} {key['variant']:4s}: "
               f"{record.get('mean_return', record.get('error'))} ({record.get('train_s', 0):.0f} s)",
               flush=True)
-        json_path.write_text(json.dumps(results, indent=1))
+        harness.save_json(json_path, results)
     write_markdown(results, args.out / "results.md")
     print((args.out / "results.md").read_text())
 

@@ -13,20 +13,10 @@ would). Writes benchmarks/results/envpool_speed.json and prints a table.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from hardware import machine_line
-
-import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env  # noqa: E402
-from AsyncTools.collectors import make_collector  # noqa: E402
+from harness import call_fresh, machine_line, save_json
 
 RESULTS = Path(__file__).resolve().parent / "results" / "envpool_speed.json"
 TASKS = {"Pong-v5": "ALE/Pong-v5", "HalfCheetah-v5": "HalfCheetah-v5"}  # EnvPool id: gymnasium id
@@ -34,6 +24,10 @@ TASKS = {"Pong-v5": "ALE/Pong-v5", "HalfCheetah-v5": "HalfCheetah-v5"}  # EnvPoo
 
 def raw_speed(env_id: str, backend: str, num_envs: int, seconds: float) -> float:
     """Env steps per second with random actions (no learner)."""
+    import numpy as np
+    from AsyncTools.AsyncPPO import ppo_for_env
+    from AsyncTools.collectors import make_collector
+
     ppo = ppo_for_env(env_id, device="cpu", seed=0, preset=False)
     collector = make_collector(env_id, ppo, num_envs, backend=backend, seed=0)
     vectorizer = collector.env
@@ -53,6 +47,8 @@ def raw_speed(env_id: str, backend: str, num_envs: int, seconds: float) -> float
 
 def loop_speed(env_id: str, backend: str, num_envs: int, rounds: int) -> float:
     """Env steps per second of whole AsyncPPO rounds (after one warm-up round)."""
+    from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env
+
     ppo = ppo_for_env(env_id, device="cpu", seed=0, preset=False)
     runner = AsyncPPO(env_id, ppo, num_envs=num_envs, steps=10**9, backend=backend, preset=False,
                       progress_bar=False)
@@ -69,12 +65,12 @@ def loop_speed(env_id: str, backend: str, num_envs: int, rounds: int) -> float:
 def measure_in_fresh_process(what: str, env_id: str, backend: str, args) -> float:
     """One measurement in its own interpreter: subprocess workers are forked, which is not safe
     once EnvPool's threads run in the forking process."""
-    command = [sys.executable, __file__, "--one", what, env_id, backend, "--num-envs",
-               str(args.num_envs), "--seconds", str(args.seconds), "--rounds", str(args.rounds)]
-    if args.threads is not None:
-        command += ["--threads", str(args.threads)]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
-    return float(done.stdout.strip().splitlines()[-1])
+    common = dict(env_id=env_id, backend=backend, num_envs=args.num_envs)
+    if what == "raw":
+        return call_fresh("envpool_speed:raw_speed", dict(common, seconds=args.seconds),
+                          threads=args.threads)
+    return call_fresh("envpool_speed:loop_speed", dict(common, rounds=args.rounds),
+                      threads=args.threads)
 
 
 def main() -> None:
@@ -83,17 +79,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="per raw-speed measurement")
     parser.add_argument("--rounds", type=int, default=4, help="whole-loop rounds per measurement")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the learner's choice)")
-    parser.add_argument("--one", nargs=3, metavar=("WHAT", "ENV", "BACKEND"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.threads is not None:
-        import torch
-        torch.set_num_threads(args.threads)
-    if args.one is not None:
-        what, env_id, backend = args.one
-        speed = (raw_speed(env_id, backend, args.num_envs, args.seconds) if what == "raw"
-                 else loop_speed(env_id, backend, args.num_envs, args.rounds))
-        print(speed)
-        return
     rows = []
     for envpool_id, gym_id in TASKS.items():
         for what in ("raw", "loop"):
@@ -108,8 +94,7 @@ def main() -> None:
                 f"   envpool x{rows[-1]['vs_subprocess']:.2f} subprocess, "
                 f"x{rows[-1]['vs_auto']:.2f} auto", flush=True)
     machine = machine_line()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(dict(machine=machine, threads=args.threads, rows=rows), indent=1) + "\n")
+    save_json(RESULTS, dict(machine=machine, threads=args.threads, rows=rows))
     print(f"wrote {RESULTS}")
 
 

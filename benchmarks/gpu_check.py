@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import platform
 import sys
 import tempfile
@@ -38,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env  # noqa: E402
 from PPO import PPO  # noqa: E402
+from harness import save_json  # noqa: E402
 
 
 class CheckFailed(AssertionError):
@@ -191,10 +191,8 @@ def main() -> int:
 
 
 def write(report: dict, folder: str) -> None:
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "gpu_check.json").write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {out / 'gpu_check.json'}")
+    save_json(Path(folder) / "gpu_check.json", report)
+    print(f"wrote {Path(folder) / 'gpu_check.json'}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ figures of CleanRL and RL Zoo (shared/ANCHORS.md), mean +- std over seeds, with 
     python benchmarks/learning.py --tasks hopper,halfcheetah --seeds 3 --jobs 2
     python benchmarks/learning.py --quick                  # every task at 1/20 of its budget, 1 seed
 
-Each run is a fresh subprocess (this file with --worker) training with the one-liner
+Each run is a fresh subprocess (harness.call_fresh) training with the one-liner
 (`ppo_for_env` + `AsyncPPO`) on the CPU with one torch thread. Reported per task:
 - `train`: mean return of the last 20 finished training episodes (CleanRL's curves report
   training episodes too);
@@ -17,19 +17,14 @@ Results: a markdown table on stdout and in OUT/learning.md, OUT/learning.json, O
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from hardware import cpu_model
+from harness import REPO, ChildFailed, call_fresh, load_json, machine_line, pyplot, save_json, table
 
-REPO = Path(__file__).resolve().parents[1]
 TRAIN_WINDOW = 20
 EVAL_EPISODES = 10
 SEED_SPACING = 1000  # copy i of a run seeded s is seeded s + i: keep runs' env seeds apart
@@ -124,12 +119,11 @@ def evaluate(ppo, env, seed: int) -> list[float]:
 
 # ------------------------------------------------------------------ the driver
 def run_worker(task: str, seed: int, steps: int) -> dict:
-    command = [sys.executable, __file__, "--worker", task, str(seed), str(steps)]
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
-    if done.returncode != 0:
-        raise RuntimeError(f"{task} seed {seed} failed:\n{done.stderr[-3000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    try:
+        result = call_fresh("learning:train_and_evaluate", dict(task=task, seed=seed, steps=steps),
+                            threads=1)
+    except ChildFailed as failure:
+        raise RuntimeError(f"{task} seed {seed} failed: {failure}") from None
     print(f"  {task} seed {seed}: train {result['train']:.1f}, eval {result['eval']:.1f}, "
           f"{result['seconds']:.0f} s", flush=True)
     return result
@@ -153,28 +147,24 @@ def summarize(results: list[dict]) -> dict:
 
 
 def markdown(summary: dict, machine: str) -> str:
-    lines = [f"Machine: {machine}", "",
-             "| task | env steps | seeds | train (last 20 episodes) | eval (10 deterministic) "
-             "| wall-clock per run | published |",
-             "|---|---|---|---|---|---|---|"]
+    rows = []
     for task, s in summary.items():
         flag = ""
         if s["first_flag"] is not None:
             reached = [f for f in s["first_flag"] if f is not None]
             flag = f"; flag first reached at {', '.join(f'{f:,}' for f in reached) or 'never'}"
-        lines.append(f"| {task} ({s['env']}) | {s['steps']:,} | {s['seeds']} "
-                     f"| {s['train'][0]:.1f} +- {s['train'][1]:.1f} | {s['eval'][0]:.1f} +- "
-                     f"{s['eval'][1]:.1f} | {s['seconds']:.0f} s{flag} | {s['published']} |")
-    return "\n".join(lines) + "\n"
+        rows.append([f"{task} ({s['env']})", f"{s['steps']:,}", s["seeds"],
+                     f"{s['train'][0]:.1f} +- {s['train'][1]:.1f}",
+                     f"{s['eval'][0]:.1f} +- {s['eval'][1]:.1f}", f"{s['seconds']:.0f} s{flag}",
+                     s["published"]])
+    lines = table(["task", "env steps", "seeds", "train (last 20 episodes)", "eval (10 deterministic)",
+                   "wall-clock per run", "published"], rows)
+    return "\n".join([f"Machine: {machine}", ""] + lines) + "\n"
 
 
 def plot(results: list[dict], file: Path) -> None:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib not installed: no plot")
+    plt = pyplot()
+    if plt is None:
         return
     tasks = list(dict.fromkeys(r["task"] for r in results))
     columns = min(4, len(tasks))
@@ -197,7 +187,7 @@ def plot(results: list[dict], file: Path) -> None:
 
 def machine_name() -> str:
     import torch
-    return f"{os.cpu_count()}-core {cpu_model()}, no GPU used, torch {torch.__version__}, 1 torch thread per run"
+    return f"{machine_line()}, no GPU used, torch {torch.__version__}, 1 torch thread per run"
 
 
 def main(argv=None) -> None:
@@ -210,15 +200,9 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="1/20 of each budget, 1 seed")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "learning"))
     parser.add_argument("--replot", action="store_true", help="redraw OUT/learning.png from OUT/learning.json")
-    parser.add_argument("--worker", nargs=3, metavar=("TASK", "SEED", "STEPS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.worker:
-        task, seed, steps = args.worker
-        print(json.dumps(train_and_evaluate(task, int(seed), int(steps))))
-        return
     if args.replot:
-        plot(json.loads((Path(args.out) / "learning.json").read_text())["runs"],
-             Path(args.out) / "learning.png")
+        plot(load_json(Path(args.out) / "learning.json")["runs"], Path(args.out) / "learning.png")
         return
     tasks = [t for t in args.tasks.split(",") if t]
     unknown = [t for t in tasks if t not in TASKS]
@@ -236,8 +220,7 @@ def main(argv=None) -> None:
     table = markdown(summary, machine)
     print(table)
     (out / "learning.md").write_text(table)
-    (out / "learning.json").write_text(json.dumps(dict(machine=machine, summary=summary,
-                                                       runs=results), indent=1))
+    save_json(out / "learning.json", dict(machine=machine, summary=summary, runs=results))
     plot(results, out / "learning.png")
 
 

@@ -13,7 +13,6 @@ as stale (edit its text here when the code moves), never silently skipped.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
@@ -22,7 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from harness import REPO as REPO_ROOT, save_json
+
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "mutation_check.json"
 # The files most likely to catch a learner bug run first, so a caught mutation stops early.
 FIRST_TESTS = ["tests/test_objective.py", "tests/test_update.py", "tests/test_ppo.py",
@@ -173,9 +173,7 @@ def main() -> None:
     caught_count = sum(r["outcome"] == "caught" for r in results)
     print(f"\ncaught {caught_count}/{len(results)}")
     if args.only is None:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(dict(caught=caught_count, total=len(results),
-                                           mutations=results), indent=1) + "\n")
+        save_json(RESULTS, dict(caught=caught_count, total=len(results), mutations=results))
         print(f"wrote {RESULTS.relative_to(REPO_ROOT)}")
     if caught_count < len(results):
         sys.exit(1)

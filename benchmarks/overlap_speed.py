@@ -11,21 +11,15 @@ user runs it). Writes benchmarks/results/overlap.json and prints a Markdown tabl
 from __future__ import annotations
 
 import argparse
-import json
-import multiprocessing
-import os
 import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results" / "overlap.json"
+from harness import BUSY_LOOP, REPO, beside_load, machine_line, python_json, save_json, table
+
+RESULTS = REPO / "benchmarks" / "results" / "overlap.json"
 
 CHILD = r"""
-import json, sys, time
-sys.path.insert(0, {root!r})
+import json, time
 from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env
 env_id, overlap, steps, seed, solve = {env_id!r}, {overlap!r}, {steps!r}, {seed!r}, {solve!r}
 ppo = ppo_for_env(env_id, seed=seed, preset=False)
@@ -49,24 +43,13 @@ print(json.dumps(dict(steps_per_s=(runner.total_steps - first) / elapsed, solved
 
 
 def measure(env_id: str, overlap: bool, steps: int, seed: int, solve: bool = False) -> dict:
-    code = CHILD.format(root=str(ROOT), env_id=env_id, overlap=overlap, steps=steps, seed=seed,
-                        solve=solve)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def busy_loop() -> None:
-    while True:
-        pass
+    return python_json(["-c", CHILD.format(env_id=env_id, overlap=overlap, steps=steps, seed=seed,
+                                           solve=solve)])
 
 
 def speed_rows(tasks: list[tuple[str, int]], repeats: int, busy: bool) -> list[dict]:
     rows = []
-    worker = None
-    if busy:
-        worker = multiprocessing.Process(target=busy_loop, daemon=True)
-        worker.start()
-    try:
+    with beside_load(BUSY_LOOP if busy else None):
         for env_id, steps in tasks:
             runs = {False: [], True: []}
             for repeat in range(repeats):
@@ -77,9 +60,6 @@ def speed_rows(tasks: list[tuple[str, int]], repeats: int, busy: bool) -> list[d
                              overlapped=runs[True], ratio=over / sync))
             print(f"{env_id} busy={busy}: sync {sync:,.0f}, overlap {over:,.0f} steps/s, "
                   f"ratio {over / sync:.2f}", flush=True)
-    finally:
-        if worker is not None:
-            worker.terminate()
     return rows
 
 
@@ -110,16 +90,13 @@ def main() -> None:
     started = time.time()
     rows = speed_rows(tasks, args.repeats, busy=False) + speed_rows(tasks, args.repeats, busy=True)
     solve = solve_rows(1 if args.quick else args.seeds)
-    machine = f"{os.cpu_count()} cores, {sys.platform}"
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(dict(machine=machine, rows=rows, solve=solve,
-                                       seconds=time.time() - started), indent=1))
-    print("\n| env | machine | synchronous steps/s | overlapped steps/s | overlap / sync |")
-    print("|---|---|---|---|---|")
-    for row in rows:
-        print(f"| {row['env']} | {'beside a busy process' if row['busy'] else 'idle'} | "
-              f"{statistics.median(row['synchronous']):,.0f} | "
-              f"{statistics.median(row['overlapped']):,.0f} | {row['ratio']:.2f}x |")
+    save_json(RESULTS, dict(machine=machine_line(), rows=rows, solve=solve,
+                            seconds=time.time() - started))
+    print("\n" + "\n".join(table(
+        ["env", "machine", "synchronous steps/s", "overlapped steps/s", "overlap / sync"],
+        [[row["env"], "beside a busy process" if row["busy"] else "idle",
+          f"{statistics.median(row['synchronous']):,.0f}", f"{statistics.median(row['overlapped']):,.0f}",
+          f"{row['ratio']:.2f}x"] for row in rows])))
 
 
 if __name__ == "__main__":

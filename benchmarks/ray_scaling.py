@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
-import os
 import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parent), str(HERE)]
+from harness import HERE, REPO, machine_line, pyplot, save_json, table
+
+sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
@@ -64,28 +63,24 @@ def main(argv=None) -> None:
     results = [measure("loop", None, args), measure("subprocess", None, args)]
     results += [measure("ray", int(w), args) for w in args.workers.split(",")]
     ray.shutdown()
-    machine = f"{os.cpu_count()} cores, no GPU, torch {torch.__version__}"
+    machine = f"{machine_line()}, no GPU, torch {torch.__version__}"
     baseline = results[0]["steps_per_second"]
     lines = [f"Machine: {machine}; {args.num_envs} envs x {args.num_steps} steps a round, "
-             f"env step {args.step_seconds * 1e3:.1f} ms of CPU", "",
-             "| backend | whole-loop steps/s | vs loop | start-up |", "|---|---|---|---|"]
-    lines += [f"| {r['config']} | {r['steps_per_second']:,} | {r['steps_per_second'] / baseline:.2f}x "
-              f"| {r['startup_seconds']} s |" for r in results]
-    table = "\n".join(lines) + "\n"
-    print(table)
+             f"env step {args.step_seconds * 1e3:.1f} ms of CPU", ""] + table(
+        ["backend", "whole-loop steps/s", "vs loop", "start-up"],
+        [[r["config"], f"{r['steps_per_second']:,}", f"{r['steps_per_second'] / baseline:.2f}x",
+          f"{r['startup_seconds']} s"] for r in results])
+    text = "\n".join(lines) + "\n"
+    print(text)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "ray_scaling.md").write_text(table)
-    (out / "ray_scaling.json").write_text(json.dumps(dict(machine=machine, results=results), indent=1))
+    save_json(out / "ray_scaling.json", dict(machine=machine, results=results))
+    (out / "ray_scaling.md").write_text(text)
     plot([r for r in results if r["backend"] == "ray"], results[:2], out / "ray_scaling.png")
 
 
 def plot(ray_results: list[dict], local: list[dict], file: Path) -> None:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return
     figure, axis = plt.subplots(figsize=(5, 3.5))
     axis.plot([r["workers"] for r in ray_results], [r["steps_per_second"] for r in ray_results],

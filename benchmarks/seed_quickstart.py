@@ -60,9 +60,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from hardware import cpu_model
+from harness import REPO, child_env, cpu_model, load_json, or_error, python_json, save_json, table
 
-REPO = Path(__file__).resolve().parents[1]
 OUT_DIR = REPO / "benchmarks" / "results" / "seed_quickstart"
 SOLVED = 475.0
 EVAL_EPISODES = 10
@@ -162,13 +161,6 @@ def quickstart_source(save_dir: str) -> str:
     return QUICKSTART.replace(SAVE_PATH_PLACEHOLDER, save_dir)
 
 
-def child_env(root: Path) -> dict[str, str]:
-    """The current environment with PYTHONPATH set to the implementation's root only."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(root)
-    return env
-
-
 def train(python: str, root: Path, work: Path, timeout: float) -> tuple[float, int | None, str]:
     """Runs the quickstart in a fresh subprocess; returns (wall seconds, exit code or None on
     timeout, stderr tail when it failed)."""
@@ -180,7 +172,7 @@ def train(python: str, root: Path, work: Path, timeout: float) -> tuple[float, i
     start = time.perf_counter()
     with open(log, "wb") as err:
         try:
-            rc = subprocess.run([python, str(script)], cwd=root, env=child_env(root),
+            rc = subprocess.run([python, str(script)], cwd=root, env=child_env((root,)),
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=err, timeout=timeout).returncode
         except subprocess.TimeoutExpired:
@@ -191,13 +183,11 @@ def train(python: str, root: Path, work: Path, timeout: float) -> tuple[float, i
 
 
 def evaluate_run(python: str, impl: str, root: Path, weights: Path) -> dict:
-    """Evaluates saved weights in a fresh subprocess; returns its JSON (or an error)."""
-    proc = subprocess.run([python, str(Path(__file__).resolve()), "--eval-worker", impl,
-                           "--weights", str(weights)], cwd=root, env=child_env(root),
-                          capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        return {"error": proc.stderr[-1500:]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    """Evaluates saved weights in a fresh subprocess (PYTHONPATH the implementation's root
+    only); returns its JSON (or an error)."""
+    return or_error(python_json, [str(Path(__file__).resolve()), "--eval-worker", impl,
+                                  "--weights", str(weights)],
+                    python=python, cwd=root, env=child_env((root,)), timeout=600)
 
 
 def one_run(python: str, impl: str, root: Path, timeout: float) -> dict:
@@ -246,8 +236,7 @@ def machine_info(python: str) -> dict:
     code = ("import json,sys,torch,gymnasium,numpy,tqdm;print(json.dumps({'python':sys.version"
             ".split()[0],'torch':torch.__version__,'gymnasium':gymnasium.__version__,"
             "'numpy':numpy.__version__,'tqdm':tqdm.__version__}))")
-    versions = json.loads(subprocess.run([python, "-c", code], capture_output=True, text=True,
-                                         check=True).stdout)
+    versions = python_json(["-c", code], python=python)
     return {"processor": platform.processor() or platform.machine(), "cpu_model": cpu_model(),
             "platform": platform.platform(),
             "cores": os.cpu_count(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
@@ -271,12 +260,11 @@ def summary_rows(runs: list[dict]) -> list[dict]:
 
 def markdown(results: dict) -> str:
     """The summary table, the per-run scores and the machine line."""
-    lines = [f"| implementation | eval >= {SOLVED:g} | median | min | mean wall s / run |",
-             "|---|---|---|---|---|"]
-    for row in summary_rows(results["runs"]):
-        failed = f" ({row['failed']} failed, scored 0)" if row["failed"] else ""
-        lines.append(f"| {row['impl']} | {row['solved']}/{row['n']}{failed} | {row['median']:.1f} "
-                     f"| {row['min']:.1f} | {row['wall_mean_s']:.1f} |")
+    rows = [[row["impl"], f"{row['solved']}/{row['n']}"
+             + (f" ({row['failed']} failed, scored 0)" if row["failed"] else ""),
+             f"{row['median']:.1f}", f"{row['min']:.1f}", f"{row['wall_mean_s']:.1f}"]
+            for row in summary_rows(results["runs"])]
+    lines = table(["implementation", f"eval >= {SOLVED:g}", "median", "min", "mean wall s / run"], rows)
     for impl in ("ours", "original"):
         scores = [f"{r['eval_mean']:.1f}" if r["eval_mean"] is not None else "fail"
                   for r in results["runs"] if r["impl"] == impl]
@@ -288,13 +276,6 @@ def markdown(results: dict) -> str:
                  f"torch {m['torch']}, gymnasium {m['gymnasium']}, numpy {m['numpy']}, "
                  f"python {m['python']}")
     return "\n".join(lines)
-
-
-def save(results: dict, out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / "results.json.tmp"
-    tmp.write_text(json.dumps(results, indent=1))
-    tmp.replace(out_dir / "results.json")
 
 
 # ---------------------------------------------------------------- main
@@ -320,7 +301,7 @@ def main() -> None:
         eval_worker(args.eval_worker, args.weights)
         return
     if args.report:
-        print(markdown(json.loads((args.out / "results.json").read_text())))
+        print(markdown(load_json(args.out / "results.json")))
         return
     if args.original_runs and not (args.original and (args.original / "PPO" / "PPO.py").is_file()):
         sys.exit("--original DIR (a work tree of the original project) is required")
@@ -336,7 +317,7 @@ def main() -> None:
         record = one_run(args.python, impl, roots[impl], args.timeout)
         results["runs"].append(record)
         results["total_wall_s"] = round(time.perf_counter() - started, 1)
-        save(results, args.out)
+        save_json(args.out / "results.json", results)
         print(f"[{i + 1}] {impl}: eval {record['eval_mean']}  wall {record['wall_s']:.1f}s"
               + (f"  ERROR {record['error'][-300:]}" if "error" in record else ""), flush=True)
     print()

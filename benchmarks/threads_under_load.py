@@ -13,16 +13,10 @@ Settings are interleaved, so slow minutes of a noisy machine hit all of them ali
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-from hardware import machine_line
-
-REPO = Path(__file__).resolve().parents[1]
+from harness import BUSY_LOOP, REPO, beside_load, machine_line, run_python, save_json
 
 TRAIN = """
 import time, sys, torch, gymnasium as gym
@@ -60,24 +54,17 @@ print(torch.get_num_threads(), 3 * 1024 / (time.perf_counter() - start))
 
 LOADS = {
     "idle": None,
-    "busy-loop": "while True: pass",
+    "busy-loop": BUSY_LOOP,
     "torch-matmul": "import torch\na = torch.randn(1024, 1024)\nwhile True: a @ a",
 }
 
 
 def measure(threads: int | None, steps: int, load: str | None, program: str = TRAIN
             ) -> tuple[int, float]:
-    hog = None if load is None else subprocess.Popen([sys.executable, "-c", load])
-    try:
-        time.sleep(0.5 if hog else 0)
-        done = subprocess.run([sys.executable, "-c", program.format(threads=threads, steps=steps)],
-                              cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
-                              capture_output=True, text=True, check=True, timeout=900)
-    finally:
-        if hog is not None:
-            hog.kill()
-            hog.wait()
-    used, speed = done.stdout.split()
+    """(torch threads the child used, its speed), the child run beside `load`."""
+    with beside_load(load):
+        used, speed = run_python(["-c", program.format(threads=threads, steps=steps)],
+                                 timeout=900).split()
     return int(used), float(speed)
 
 
@@ -111,10 +98,9 @@ def main() -> None:
         ratios = " / ".join(f"{medians[l] / medians['idle']:.2f}" for l in LOADS if l != "idle")
         print(f"{setting + f' ({used[setting]} threads)':32s}"
               + "".join(f"{m:14.0f}" for m in medians.values()) + f"   {ratios}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     out = Path(args.out).with_name(Path(args.out).stem + "_cnn.json") if args.cnn else Path(args.out)
-    out.write_text(json.dumps({"machine": machine, "steps": args.steps, "what": what,
-                                          "threads": used, "steps_per_second": results}, indent=1))
+    save_json(out, {"machine": machine, "steps": args.steps, "what": what, "threads": used,
+                    "steps_per_second": results})
 
 
 if __name__ == "__main__":
