@@ -39,24 +39,24 @@ class Mutation:
 
 M = Mutation
 MUTATIONS = [
-    # the clipped objective (PPO/PPO.py)
-    M("surrogate-max", "PPO/PPO.py", "surrogate = torch.min(ratio * advantages,", "surrogate = torch.max(ratio * advantages,"),
-    M("surrogate-no-clamp", "PPO/PPO.py", "ratio.clamp(1 - policy_clip, 1 + policy_clip) * advantages", "ratio * advantages"),
-    M("ratio-inverted", "PPO/PPO.py", "log_ratio = log_probs - old_log_probs", "log_ratio = old_log_probs - log_probs"),
-    M("no-advantage-normalisation", "PPO/PPO.py", "advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)", "advantages = advantages"),
-    M("normalisation-always-on", "PPO/PPO.py", "if normalize_advantages and advantages.numel() > 1:", "if advantages.numel() > 1:"),
-    M("normalisation-no-std", "PPO/PPO.py", "(advantages - advantages.mean()) / (advantages.std() + 1e-8)", "(advantages - advantages.mean())"),
-    M("surrogate-sign", "PPO/PPO.py", "return -surrogate.mean(), ratio, log_ratio", "return surrogate.mean(), ratio, log_ratio"),
+    # the clipped objective (PPO/losses.py)
+    M("surrogate-max", "PPO/losses.py", "surrogate = torch.min(ratio * advantages,", "surrogate = torch.max(ratio * advantages,"),
+    M("surrogate-no-clamp", "PPO/losses.py", "ratio.clamp(1 - policy_clip, 1 + policy_clip) * advantages", "ratio * advantages"),
+    M("ratio-inverted", "PPO/losses.py", "log_ratio = log_probs - old_log_probs", "log_ratio = old_log_probs - log_probs"),
+    M("no-advantage-normalisation", "PPO/losses.py", "advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)", "advantages = advantages"),
+    M("normalisation-always-on", "PPO/losses.py", "if normalize_advantages and advantages.numel() > 1:", "if advantages.numel() > 1:"),
+    M("normalisation-no-std", "PPO/losses.py", "(advantages - advantages.mean()) / (advantages.std() + 1e-8)", "(advantages - advantages.mean())"),
+    M("surrogate-sign", "PPO/losses.py", "return -surrogate.mean(), ratio, log_ratio", "return surrogate.mean(), ratio, log_ratio"),
     # the value loss
-    M("value-clip-min", "PPO/PPO.py", "error = torch.max(error, (clipped - returns).square())", "error = torch.min(error, (clipped - returns).square())"),
-    M("value-clip-no-clamp", "PPO/PPO.py", "(values - old_values).clamp(-value_clip, value_clip)", "(values - old_values)"),
-    M("value-loss-no-half", "PPO/PPO.py", "return 0.5 * error.reshape(len(error), -1).sum(-1).mean()", "return error.reshape(len(error), -1).sum(-1).mean()"),
+    M("value-clip-min", "PPO/losses.py", "error = torch.max(error, (clipped - returns).square())", "error = torch.min(error, (clipped - returns).square())"),
+    M("value-clip-no-clamp", "PPO/losses.py", "(values - old_values).clamp(-value_clip, value_clip)", "(values - old_values)"),
+    M("value-loss-no-half", "PPO/losses.py", "return 0.5 * error.reshape(len(error), -1).sum(-1).mean()", "return error.reshape(len(error), -1).sum(-1).mean()"),
     # the total loss and the step
     M("entropy-sign", "PPO/PPO.py", "- self.entropy_coef * entropy", "+ self.entropy_coef * entropy"),
     M("entropy-dropped", "PPO/PPO.py", "- self.entropy_coef * entropy", "- 0.0 * entropy"),
     M("value-coef-ignored", "PPO/PPO.py", "policy_loss + self.value_coef * value_loss", "policy_loss + value_loss"),
     M("no-gradient-clipping", "PPO/PPO.py", "clip_grad_norm(self._policy_parameters, self.max_grad_norm)", "pass"),
-    M("gradient-clip-scales-up", "PPO/PPO.py", "scale = (max_norm / (total_norm + 1e-6)).clamp(max=1.0)", "scale = max_norm / (total_norm + 1e-6)"),
+    M("gradient-clip-scales-up", "PPO/losses.py", "scale = (max_norm / (total_norm + 1e-6)).clamp(max=1.0)", "scale = max_norm / (total_norm + 1e-6)"),
     M("target-kl-sum", "PPO/PPO.py", "epoch_kl.item() / minibatches_per_epoch > self.target_kl", "epoch_kl.item() > self.target_kl"),
     M("target-kl-inverted", "PPO/PPO.py", "epoch_kl.item() / minibatches_per_epoch > self.target_kl", "epoch_kl.item() / minibatches_per_epoch < self.target_kl"),
     M("approx-kl-sign", "PPO/PPO.py", "approx_kl = ((ratio - 1) - log_ratio).mean()", "approx_kl = (log_ratio - (ratio - 1)).mean()"),
@@ -64,10 +64,10 @@ MUTATIONS = [
     M("obs-statistics-frozen", "PPO/PPO.py", "            self.policy.obs_normalizer.update(states)\n", "            pass\n"),
     M("obs-statistics-before-behaviour", "PPO/PPO.py", "        log_probs_now, old_values = self._evaluate_all(states, actions)\n", "        if self.policy.obs_normalizer is not None:\n            self.policy.obs_normalizer.update(states)\n        log_probs_now, old_values = self._evaluate_all(states, actions)\n"),
     M("behaviour-log-probs-ignored", "PPO/PPO.py", "behaviour_log_probs = torch.where(torch.isnan(recorded), log_probs_now, recorded)", "behaviour_log_probs = log_probs_now"),
-    M("lag-ratio-against-behaviour", "PPO/PPO.py", "    return learner_log_probs, weights", "    return behaviour_log_probs, weights"),
-    M("lag-weights-ignored", "PPO/PPO.py", "        surrogate = sample_weights * surrogate", "        surrogate = surrogate"),
-    M("lag-weights-untruncated", "PPO/PPO.py", "(learner_log_probs - behaviour_log_probs).exp().clamp(max=max_lag_weight)", "(learner_log_probs - behaviour_log_probs).exp()"),
-    M("lag-weights-inverted", "PPO/PPO.py", "(learner_log_probs - behaviour_log_probs).exp().clamp(max=max_lag_weight)", "(behaviour_log_probs - learner_log_probs).exp().clamp(max=max_lag_weight)"),
+    M("lag-ratio-against-behaviour", "PPO/losses.py", "    return learner_log_probs, weights", "    return behaviour_log_probs, weights"),
+    M("lag-weights-ignored", "PPO/losses.py", "        surrogate = sample_weights * surrogate", "        surrogate = surrogate"),
+    M("lag-weights-untruncated", "PPO/losses.py", "(learner_log_probs - behaviour_log_probs).exp().clamp(max=max_lag_weight)", "(learner_log_probs - behaviour_log_probs).exp()"),
+    M("lag-weights-inverted", "PPO/losses.py", "(learner_log_probs - behaviour_log_probs).exp().clamp(max=max_lag_weight)", "(behaviour_log_probs - learner_log_probs).exp().clamp(max=max_lag_weight)"),
     M("explained-variance-sign", "PPO/PPO.py", "torch.var(extrinsic_returns - extrinsic_values)", "torch.var(extrinsic_returns + extrinsic_values)"),
     # advantages and returns
     M("termination-bootstraps", "PPO/PPO.py", "torch.where(ends, final_values, following).masked_fill(batch.terminated, 0.0)", "torch.where(ends, final_values, following)"),
