@@ -4,14 +4,9 @@
 """
 from __future__ import annotations
 
-import itertools
-import signal
-import sys
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -19,18 +14,20 @@ import torch
 from tqdm import tqdm
 
 from PPO import PPO
-from PPO.checkpoint import atomic_save, load_state
-from PPO.checks import (NonFiniteError, check_bool, check_finite_float, check_non_negative_int,
-                        check_positive_float, check_positive_int)
+from PPO.checks import check_bool, check_non_negative_int, check_positive_float, check_positive_int
 
 from .evaluation import EVAL_SEED_OFFSET, PeriodicEvaluation, evaluate
 from .collectors import make_collector
+from .history import RunHistory
 from .overlap import OverlappedCollection
 from .rollout import EPISODE_STEP_CAP, EpisodeRound, check_episode_step_cap, check_rollout
 from .envs import (env_from_id, env_source, flattened_from, is_image_space, observation_parts_of,
                    with_flat_observations)
 from .presets import env_id_of, family, settings_for
-from .run_log import RunLogger
+from .progress import format_stats, show_progress  # noqa: F401
+from .run_folder import (BEST_DIR, CHECKPOINT_FILE, CHECKPOINT_FORMAT, RunFolder,  # noqa: F401
+                         new_run_folder, read_checkpoint, resumed_counters, run_folder_path)
+from .stopping import STOP_SIGNALS, StopControl, check_stop_at_return, stop_signals  # noqa: F401
 from .vec_memory import VecMemory
 from .vectorizer import EnvStepError, EnvVectorizer, new_env
 
@@ -128,15 +125,24 @@ def check_spaces(observation_space: gym.Space, action_space: gym.Space, ppo: PPO
                          f"is {action_space}")
 
 
-CHECKPOINT_FILE = "checkpoint.pth"
-BEST_DIR = "best"  # the run folder's best model, by periodic evaluation
-CHECKPOINT_FORMAT = "parallel-ppo checkpoint 1"
+def _forwarded(part: str, name: str, doc: str) -> property:
+    """A runner attribute kept by one of its parts (`self.<part>.<name>`), read and set there."""
+    return property(lambda self: getattr(getattr(self, part), name),
+                    lambda self, value: setattr(getattr(self, part), name, value), doc=doc)
+
+
+def _column(table: str, column: str, doc: str) -> property:
+    """A column of the run's history (`self.history.<table>`): the list itself, growing as the
+    run goes on."""
+    return property(lambda self: getattr(self.history, table).columns[column], doc=doc)
 
 
 class AsyncPPO:
     """Trains `ppo` on `num_envs` independent copies of `env` (an env, a function making one,
     or an env id: Atari ids get the standard Atari preprocessing) for `steps` env steps; a
     gymnasium VectorEnv (NEXT_STEP autoreset) is used as it is, `num_envs` taken from it.
+    `num_envs`, `num_steps` and `eval_deterministic` left out come from the env id's preset
+    (unless `preset=False`), else from the PPO's family defaults (AsyncTools/presets.py).
 
     Each round collects trajectories, hands them to `ppo.memory` and calls `ppo.learn()`:
     - `rollout="episodes"`: one episode in every copy (episode-synchronous, as in the original);
@@ -150,23 +156,25 @@ class AsyncPPO:
     the same run on CPU. A NaN or infinite reward from a copy raises an EnvOutputError naming
     the copy and the step; `non_finite_rewards="zero"` replaces it by 0 instead (counted in
     `env.non_finite_rewards_replaced`). In `episodes` rounds, an episode still running after
-    `episode_step_cap` steps is cut there (bootstrapped, with a warning).
+    `episode_step_cap` steps is cut there (bootstrapped, with a warning). `progress_bar`: a tqdm
+    bar. Finished episodes and games: `history` (AsyncTools/history.py), `episode_returns`...
 
-    `overlap=True` collects each round while the learner updates on the previous one
-    (AsyncTools/overlap.py): round k+1 is acted by a copy of the policy holding the weights
-    published after round k-1, a lag of one update that PPO's ratio corrects with the behaviour
-    log-probs recorded at sampling. Same seeds, same run. The local backends then step the copies
-    in a collector process of their own (AsyncTools/process_collector.py; `env` must be an id,
-    an env with a spec, or a picklable function), Ray on its actors; a VectorEnv passed as `env`
-    is stepped in a thread of this process. A round collected in the background when `run()`
-    returns is the first of the next `run()`; `close()` drops it.
+    `overlap=True` collects each round while the learner updates on the previous one, acting
+    one update behind (AsyncTools/overlap.py; same seeds, same run). The local backends then step
+    the copies in a collector process of their own (`env` must be an id, an env with a spec, or
+    a picklable function), Ray on its actors, a VectorEnv in a thread of this process. A round
+    collected in the background when `run()` returns is the first of the next; `close()` drops it.
 
-    Run folder: with `log_dir`, `run()` writes `log_dir/<env>_<time>_seed<seed>/` (created
-    exclusively, with a `-1`, `-2`... suffix when taken; printed at the start): progress.csv,
-    episodes.csv, TensorBoard events (if installed), a checkpoint every `checkpoint_every` env
-    steps and at the end (also on Ctrl-C, SIGTERM or an error, unless the learner diverged),
-    the final weights in `weights/` and learning_curve.png. `resume=<run folder>` continues that run: same learner
-    state, counters and files (its env copies start new episodes, seeded `seed + steps so far + i`).
+    `eval_every` env steps, `eval_episodes` episodes are played on an env copy of their own
+    (AsyncTools/evaluation.py), with the most likely actions if `eval_deterministic`. The run
+    stops early (AsyncTools/stopping.py) at `run()`'s timeout, on Ctrl-C or SIGTERM, once an
+    evaluation reaches `stop_at_return`, or when `callback(runner, round_stats())` returns False.
+
+    Run folder (AsyncTools/run_folder.py): with `log_dir`, `run()` writes logs, a checkpoint
+    every `checkpoint_every` env steps and at the end, the best model and the final weights in
+    `log_dir/<env>_<time>_seed<seed>/` (printed at the start). `resume=<run folder>` continues
+    that run: same learner state, counters and files (its env copies start new episodes, seeded
+    `seed + steps so far + i`).
 
     `backend="ray"` steps the copies on `ray_workers` Ray actors instead
     (AsyncTools/ray_backend.py), joining the cluster at `ray_address` (or `RAY_ADDRESS`) or
@@ -192,79 +200,45 @@ class AsyncPPO:
             raise TypeError(f"ppo must be a PPO instance, got {type(ppo).__name__}")
         self.env_id = env if isinstance(env, str) else env_id_of(env)
         # Discrete, Dict, Tuple... observations are flattened for the learner, as for env ids
-        env = given = with_flat_observations(env)  # an id stays an id (EnvPool builds from it)
-        if isinstance(env, str):
-            env = env_source(env)
-        defaults = settings_for(self.env_id, family(ppo.is_continuous, ppo.has_images), "runner",
-                                preset)
-        if num_envs is None:  # a VectorEnv has its own number of copies
-            num_envs = env.num_envs if isinstance(env, gym.vector.VectorEnv) else defaults["num_envs"]
+        given = with_flat_observations(env)  # an id stays an id (EnvPool builds from it)
+        self._env_source = env_source(given) if isinstance(given, str) else given
+        num_envs, num_steps, eval_deterministic = runner_defaults(
+            self.env_id, self._env_source, ppo, preset, num_envs, num_steps, eval_deterministic)
         self.num_envs = check_positive_int("num_envs", num_envs)
         self.steps = check_positive_int("steps", steps)
-        self.num_steps = check_positive_int("num_steps", defaults["num_steps"] if num_steps is None
-                                            else num_steps)
+        self.num_steps = check_positive_int("num_steps", num_steps)
         self.rnd_warmup_steps = check_non_negative_int("rnd_warmup_steps", rnd_warmup_steps)
-        self.checkpoint_every = check_non_negative_int("checkpoint_every", checkpoint_every)
+        checkpoint_every = check_non_negative_int("checkpoint_every", checkpoint_every)
         self.rollout = check_rollout(rollout)
         self.episode_step_cap = check_episode_step_cap(episode_step_cap)
-        self.stop_at_return = _check_stop_at_return(stop_at_return, eval_every)
-        self.eval_deterministic = check_bool("eval_deterministic", defaults["eval_deterministic"]
-                                             if eval_deterministic is None else eval_deterministic)
-        if callback is not None and not callable(callback):
-            raise TypeError(f"callback must be a function (runner, stats) -> bool, got "
-                            f"{type(callback).__name__}")
-        self.callback = callback
+        stop_at_return = check_stop_at_return(stop_at_return, eval_every)
+        self.eval_deterministic = check_bool("eval_deterministic", eval_deterministic)
+        self.stopping = StopControl(stop_at_return, callback)
         self.ppo = ppo
         if ppo.anneal_lr and ppo.total_steps is None:
             ppo.total_steps = self.steps
         self.seed = ppo.seed if seed is None else seed
-        self.total_steps, self.rounds, self.seconds = 0, 0, 0.0
-        self.episode_returns: list[float] = []
-        self.episode_lengths: list[int] = []
-        self.episode_end_steps: list[int] = []
-        # Whole games the env reported (Atari through the helper: the real, unclipped score of
-        # a game of several lives); where there are any, they are the run's headline returns.
-        self.game_returns: list[float] = []
-        self.game_end_steps: list[int] = []
-        checkpoint = self._read_checkpoint(resume) if resume is not None else None
-        self._env_source = env
-        self.evaluation = None if eval_every is None else PeriodicEvaluation(
-            self.make_env, eval_every, eval_episodes, self.seed + EVAL_SEED_OFFSET,
-            deterministic=self.eval_deterministic,
-            episode_step_cap=self.episode_step_cap, start_step=self.total_steps,
-            best_return=None if checkpoint is None else checkpoint["runner"].get("best_eval_return"))
+        checkpoint = None if resume is None else read_checkpoint(Path(resume), ppo.device)
+        self.total_steps, self.rounds, self.seconds = resumed_counters(checkpoint)
+        self.history = RunHistory(None if checkpoint is None else checkpoint["runner"])
+        self.evaluation = None if eval_every is None else _periodic_evaluation(
+            self, eval_every, eval_episodes, checkpoint)
         overlap = check_bool("overlap", overlap)
         self.collector = make_collector(
             given, ppo, self.num_envs, backend=backend, seed=self.seed + self.total_steps,
             rollout=self.rollout, num_steps=self.num_steps, episode_step_cap=self.episode_step_cap,
             non_finite_rewards=non_finite_rewards, ray_workers=ray_workers, ray_address=ray_address,
             in_child_process=overlap and backend != "ray"
-            and not isinstance(env, gym.vector.VectorEnv))
+            and not isinstance(self._env_source, gym.vector.VectorEnv))
         try:
-            check_spaces(self.collector.observation_space, self.collector.action_space, ppo)
-            space = self.collector.action_space
-            if ppo.is_continuous and not ppo.action_bounds_given and _has_finite_bounds(space):
-                ppo.set_action_bounds(space.low, space.high)
-            if checkpoint is not None:
-                ppo.load_training_state(checkpoint["learner"], Path(resume) / CHECKPOINT_FILE)
-            self.collector.sync(ppo)
-            # overlap=True: each round is collected while the learner updates on the one before
-            self.overlap = OverlappedCollection(self.collector, ppo) if overlap else None
-            if resume is not None:
-                self.run_dir: Path | None = Path(resume)
-            else:
-                self.run_dir = None if log_dir is None else new_run_folder(
-                    Path(log_dir), _run_name(self.env_id, self.seed))
+            self.overlap = _fit_and_sync(self.collector, ppo, checkpoint, resume, overlap)
+            path = run_folder_path(log_dir, resume, self.env_id, self.seed)
         except BaseException:
             self.collector.close()  # no worker outlives a refused configuration or a failed start
             raise
+        self.folder = RunFolder(path, self, checkpoint_every)
         self.progress_bar = progress_bar
-        self.interrupted = False
-        self.stopped_by: str | None = None
-        self._deadline: float | None = None
         self._rnd_warmed_up = checkpoint is not None
-        self._logger: RunLogger | None = None
-        self._next_checkpoint = self.total_steps + self.checkpoint_every
 
     # ------------------------------------------------------------------ training
     def train_round(self) -> EpisodeRound:
@@ -272,30 +246,24 @@ class AsyncPPO:
         as in `run()`, logs it in the run folder, checkpoints when due, evaluates when due
         (saving a new best model; `stop_at_return`) and calls `callback`."""
         started = time.perf_counter()
-        episodes_before, games_before = len(self.episode_returns), len(self.game_returns)
+        since = self.history.mark()
         collected = self._collect_and_learn()
         self.seconds += time.perf_counter() - started
         self.total_steps += collected.steps
         self.rounds += 1
-        self.episode_returns.extend(collected.episode_returns.tolist())
-        self.episode_lengths.extend(collected.episode_lengths.tolist())
-        self.episode_end_steps.extend([self.total_steps] * len(collected.episode_returns))
-        self.game_returns.extend(collected.game_returns.tolist())
-        self.game_end_steps.extend([self.total_steps] * len(collected.game_returns))
-        self._after_round(episodes_before, games_before)
+        self.history.add_round(collected, self.total_steps)
+        self._after_round(since)
         return collected
 
     def _collect_and_learn(self) -> EpisodeRound:
         """Collects a round, hands it to `ppo.memory`, learns, and syncs the collector with the
         new weights when there was an update."""
         if self.ppo.rnd is not None and not self._rnd_warmed_up:
-            observations = self.collector.random_observations(self.rnd_warmup_steps)
-            self.ppo.rnd.update_obs_stats(torch.from_numpy(observations).to(self.ppo.device))
-            self._rnd_warmed_up = True
+            self._rnd_warmed_up = _warm_up_rnd(self.ppo, self.collector, self.rnd_warmup_steps)
         if self.overlap is not None:  # collected with the weights published a round ago
-            rollout, collected = self.overlap.next_round(self._should_stop)
+            rollout, collected = self.overlap.next_round(self.stopping.should_stop)
         else:
-            rollout, collected = self.collector.collect(self.ppo, should_stop=self._should_stop)
+            rollout, collected = self.collector.collect(self.ppo, should_stop=self.stopping.should_stop)
         if rollout is not None:
             self.ppo.memory.add(rollout)
         if self.ppo.learn() is not None and self.overlap is None:
@@ -306,198 +274,90 @@ class AsyncPPO:
         """The returns the run reports (bar, progress.csv's mean_return, callback): the last
         `num_envs` whole games where the env reports games (Atari: real scores), else the last
         `num_envs` episodes."""
-        return (self.game_returns or self.episode_returns)[-self.num_envs:]
+        return self.history.recent_returns(self.num_envs)
 
-    def _after_round(self, episodes_before: int, games_before: int) -> None:
+    def _after_round(self, since: tuple[int, int]) -> None:
+        """Evaluates when due (saving a new best model; `stop_at_return`), logs the round (the
+        episodes and games after the `since` mark), checkpoints when due, calls `callback`."""
         eval_return = None
         if self.evaluation is not None and self.evaluation.due(self.total_steps):
-            eval_return = self._evaluate_periodically()
-        logger = self._open_logger()
-        if logger is not None:
-            self._log_round(logger, episodes_before, games_before, eval_return)
-            if self.checkpoint_every and self.total_steps >= self._next_checkpoint:
-                self.save_checkpoint()
-                self._next_checkpoint = self.total_steps + self.checkpoint_every
-        if self.callback is not None and self.callback(self, self.round_stats(eval_return)) is False:
-            self.stopped_by = self.stopped_by or "callback"
-
-    def _evaluate_periodically(self) -> float:
-        """The periodic evaluation: its mean return; a new best is saved in the run folder's
-        `best/`, and reaching `stop_at_return` stops the run."""
-        mean, improved = self.evaluation(self.ppo, self.total_steps)
-        if improved and self.run_dir is not None:
-            self.ppo.save_weights(self.run_dir / BEST_DIR)
-        if self.stop_at_return is not None and mean >= self.stop_at_return:
-            self.stopped_by = self.stopped_by or "stop_at_return"
-        return mean
+            eval_return, improved = self.evaluation(self.ppo, self.total_steps)
+            if improved:  # a new best model, in the run folder's best/
+                self.folder.save_best()
+            self.stopping.evaluated(eval_return)  # stop_at_return
+        self.folder.after_round(since, eval_return)  # logs, checkpoint when due
+        self.stopping.after_round(self, lambda: self.round_stats(eval_return))  # the callback
 
     def round_stats(self, eval_return: float | None = None) -> dict[str, float]:
         """What the callback receives after a round: the learner's statistics and the run's
         counters (steps, rounds, seconds, episodes, mean_return of the last num_envs
         episodes, eval_return when the round was evaluated, best_eval_return)."""
         recent = self.recent_returns()
-        stats = dict(self.ppo.stats, steps=self.total_steps, rounds=self.rounds,
-                     seconds=self.seconds, episodes=len(self.episode_returns))
-        if recent:
-            stats["mean_return"] = float(np.mean(recent))
-        if eval_return is not None:
-            stats["eval_return"] = eval_return
-        if self.evaluation is not None and self.evaluation.best_return is not None:
-            stats["best_eval_return"] = self.evaluation.best_return
-        return stats
+        given = dict(mean_return=float(np.mean(recent)) if recent else None, eval_return=eval_return,
+                     best_eval_return=getattr(self.evaluation, "best_return", None))
+        return dict(self.ppo.stats, steps=self.total_steps, rounds=self.rounds, seconds=self.seconds,
+                    episodes=len(self.episode_returns),
+                    **{name: value for name, value in given.items() if value is not None})
 
-    @property
-    def env(self):
-        """What steps the env copies: the EnvVectorizer (a RayCollector on Ray)."""
-        return self.collector.env
-
-    @property
-    def worker_restarts(self) -> int:
-        """Ray backend: how many times a worker died and was restarted (0 on the others)."""
-        return self.collector.worker_restarts
+    env = property(lambda self: self.collector.env,
+                   doc="What steps the env copies: the EnvVectorizer (a RayCollector on Ray).")
+    worker_restarts = property(lambda self: self.collector.worker_restarts, doc="Ray backend: how "
+                               "many times a worker died and was restarted (0 on the others).")
 
     def run(self, timeout: float | None = None) -> list[float]:
         """Trains until `steps` env steps are collected, or `timeout` seconds have passed;
-        returns every finished episode's return.
+        returns every finished episode's return (`episode_returns`, the same list every call).
 
         Ctrl-C (SIGINT) and SIGTERM stop training after the round under way (a second signal
         stops at once), save a checkpoint and the weights (with a run folder) and return;
         `interrupted` is then True and `stopped_by` names the signal ("timeout" for a timeout).
-        An `episodes` round under way when the time is up or a signal comes is cut short.
         If training fails with an error, the checkpoint and weights are still saved when the
         learner is finite (never over good files when it diverged), and the error is raised."""
         if timeout is not None:
             timeout = check_positive_float("timeout", timeout)
-        self._open_logger()
-        self._deadline = None if timeout is None else time.perf_counter() + timeout
-        self.stopped_by, failure = None, None
+        self.folder.open()
+        self.stopping.start(timeout)
+        failure = None
         with tqdm(total=self.steps, initial=min(self.total_steps, self.steps), unit="step",
                   disable=not self.progress_bar, dynamic_ncols=True) as pbar, \
-                stop_signals(self._stop_on_signal):
+                stop_signals(self.stopping.stop):
             try:
-                while self.total_steps < self.steps and not self._should_stop():
+                while self.total_steps < self.steps and not self.stopping.should_stop():
                     collected = self.train_round()
-                    self._show_progress(pbar, collected.steps)
+                    show_progress(pbar, collected.steps, self.recent_returns(), self.ppo.stats,
+                                  getattr(self.evaluation, "last_return", None))
             except KeyboardInterrupt:  # a second signal, or Ctrl-C where no handler could be set
-                self.stopped_by = self.stopped_by or "SIGINT"
+                self.stopping.stop("SIGINT")
             except BaseException as error:
                 failure = error
                 raise
             finally:
                 if self.overlap is not None:
                     self.overlap.wait()  # no thread outlives run(); its round is the next one's
-                self._deadline = None
-                self.interrupted = self.stopped_by in STOP_SIGNALS
+                self.stopping.finish()
                 if self.stopped_by is not None:
-                    pbar.write(self._stop_message(timeout))
-                if self.run_dir is not None:
-                    self._finish_run_folder(failure)
+                    pbar.write(self.stopping.message(self.total_steps, self.run_dir))
+                self.folder.finish(failure)
         return self.episode_returns
 
-    def _stop_on_signal(self, name: str) -> None:
-        self.stopped_by = self.stopped_by or name
-
-    def _should_stop(self) -> bool:
-        """True once a stop signal came or the run's timeout has passed."""
-        if self.stopped_by is None and self._deadline is not None \
-                and time.perf_counter() >= self._deadline:
-            self.stopped_by = "timeout"
-        return self.stopped_by is not None
-
-    def _stop_message(self, timeout: float | None) -> str:
-        causes = {"timeout": f"stopped by the timeout ({timeout or 0:g} s)",
-                  "callback": "stopped by the callback",
-                  "stop_at_return": f"stopped: the evaluation return reached "
-                                    f"stop_at_return={self.stop_at_return:g}"
-                                    if self.stop_at_return is not None else ""}
-        cause = causes.get(self.stopped_by, f"interrupted by {self.stopped_by}")
-        return f"{cause} at step {self.total_steps}" + (
-            f"; checkpoint saved in {self.run_dir}" if self.run_dir is not None else "")
-
-    def _show_progress(self, pbar: tqdm, new_steps: int) -> None:
-        recent = self.recent_returns()
-        if recent:
-            pbar.set_description(f"Mean reward {np.mean(recent): .1f}", refresh=False)
-        if self.ppo.stats:
-            shown = format_stats(self.ppo.stats)
-            if self.evaluation is not None and self.evaluation.last_return is not None:
-                shown = f"eval={self.evaluation.last_return:.1f} " + shown
-            pbar.set_postfix_str(shown, refresh=False)
-        pbar.update(min(pbar.total - pbar.n, new_steps))
-
-    # ------------------------------------------------------------------ run folder
-    def _open_logger(self) -> RunLogger | None:
-        """The run folder's logger (opened at the first call; None without a run folder)."""
-        if self.run_dir is not None and self._logger is None:
-            self._logger = RunLogger(self.run_dir)
-            print(f"run folder: {self.run_dir}", flush=True)
-        return self._logger
-
-    def _log_round(self, logger: RunLogger, episodes_before: int, games_before: int,
-                   eval_return: float | None) -> None:
-        ends = zip(self.episode_end_steps[episodes_before:], self.episode_returns[episodes_before:],
-                   self.episode_lengths[episodes_before:])
-        games = zip(self.game_end_steps[games_before:], self.game_returns[games_before:])
-        logger.log_round(self.total_steps, self.seconds, self.ppo.stats, self.recent_returns(),
-                         list(ends), len(self.episode_returns), eval_return=eval_return,
-                         recent_episode_returns=self.episode_returns[-self.num_envs:],
-                         game_ends=list(games))
-
-    def _finish_run_folder(self, failure: BaseException | None) -> None:
-        """Saves the checkpoint and the weights, unless the learner went non-finite, and closes
-        the logs. After a failure, a save that fails too is reported without hiding the error."""
-        try:
-            if failure is None or not self.ppo.non_finite_weights():
-                self.save_checkpoint()
-                self.ppo.save_weights(self.run_dir / "weights")
-        except (OSError, NonFiniteError) as error:
-            if failure is None:
-                raise
-            print(f"could not save the run folder after the error below: {error}", file=sys.stderr)
-        finally:
-            self._close_logger()
-
-    def _close_logger(self) -> None:
-        if self._logger is not None:
-            self._logger.close()
-            self._logger = None
-
+    # ------------------------------------------------------------------ run folder, history
     def save_checkpoint(self, file: str | Path | None = None) -> Path:
         """Writes everything needed to resume (learner state, counters, episode history)
         atomically to `file` (default: the run folder's checkpoint.pth); returns the path."""
-        if file is None:
-            if self.run_dir is None:
-                raise ValueError("file: this AsyncPPO has no run folder (log_dir=None); pass a file")
-            file = self.run_dir / CHECKPOINT_FILE
-        runner = dict(total_steps=self.total_steps, rounds=self.rounds, seconds=self.seconds,
-                      seed=self.seed, steps=self.steps,
-                      best_eval_return=None if self.evaluation is None else self.evaluation.best_return,
-                      episode_returns=torch.tensor(self.episode_returns, dtype=torch.float64),
-                      episode_lengths=torch.tensor(self.episode_lengths, dtype=torch.int64),
-                      episode_end_steps=torch.tensor(self.episode_end_steps, dtype=torch.int64),
-                      game_returns=torch.tensor(self.game_returns, dtype=torch.float64),
-                      game_end_steps=torch.tensor(self.game_end_steps, dtype=torch.int64))
-        atomic_save({"format": CHECKPOINT_FORMAT, "learner": self.ppo.training_state(),
-                     "runner": runner}, Path(file))
-        return Path(file)
+        return self.folder.save_checkpoint(file)
 
-    def _read_checkpoint(self, resume: str | Path) -> dict:
-        run_dir = Path(resume)
-        file = run_dir / CHECKPOINT_FILE
-        if not run_dir.is_dir():
-            raise FileNotFoundError(f"resume: no run folder at {run_dir}")
-        state = load_state(file, self.ppo.device)
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"resume: {file} was not written by AsyncPPO.save_checkpoint")
-        runner = state["runner"]
-        self.total_steps, self.rounds = int(runner["total_steps"]), int(runner["rounds"])
-        self.seconds = float(runner["seconds"])
-        self.episode_returns = runner["episode_returns"].tolist()
-        self.episode_lengths = runner["episode_lengths"].tolist()
-        self.episode_end_steps = runner["episode_end_steps"].tolist()
-        self.game_returns = runner.get("game_returns", torch.zeros(0)).tolist()
-        self.game_end_steps = runner.get("game_end_steps", torch.zeros(0)).tolist()
-        return state
+    run_dir = property(lambda self: self.folder.path,
+                       doc="The run folder (None without `log_dir` or `resume`).")
+    checkpoint_every = _forwarded("folder", "checkpoint_every", "Env steps between checkpoints.")
+    stopped_by = _forwarded("stopping", "stopped_by", "What stopped the last run early, or None.")
+    interrupted = _forwarded("stopping", "interrupted", "True if a stop signal ended the last run.")
+    stop_at_return = _forwarded("stopping", "stop_at_return", "The evaluation return that stops.")
+    callback = _forwarded("stopping", "callback", "Called after every round; False stops the run.")
+    episode_returns = _column("episodes", "returns", "Every finished episode's return.")
+    episode_lengths = _column("episodes", "lengths", "Every finished episode's length.")
+    episode_end_steps = _column("episodes", "end_steps", "The env steps when each episode ended.")
+    game_returns = _column("games", "returns", "Every whole game's return (Atari: real score).")
+    game_end_steps = _column("games", "end_steps", "The env steps when each game ended.")
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, env: gym.Env | None = None, episodes: int = 10,
@@ -520,70 +380,49 @@ class AsyncPPO:
         self.collector.close()
         if self.evaluation is not None:
             self.evaluation.close()
-        self._close_logger()
+        self.folder.close()
 
 
-def _check_stop_at_return(stop_at_return: float | None, eval_every: int | None) -> float | None:
-    if stop_at_return is None:
-        return None
-    if eval_every is None:
-        raise ValueError("stop_at_return: it stops at a periodic evaluation's mean return, so it "
-                         "needs eval_every (e.g. eval_every=10_000)")
-    return check_finite_float("stop_at_return", stop_at_return)
+def _fit_and_sync(collector, ppo: PPO, checkpoint: dict | None, resume: str | Path | None,
+                  overlap: bool) -> OverlappedCollection | None:
+    """Fits the learner to the collector's spaces (a clear error if they differ; a continuous
+    PPO without bounds gets the env's), loads the checkpoint's learner state and publishes the
+    weights to the collector; returns the OverlappedCollection with `overlap` (else None)."""
+    check_spaces(collector.observation_space, collector.action_space, ppo)
+    space = collector.action_space
+    if ppo.is_continuous and not ppo.action_bounds_given and _has_finite_bounds(space):
+        ppo.set_action_bounds(space.low, space.high)
+    if checkpoint is not None:
+        ppo.load_training_state(checkpoint["learner"], Path(resume) / CHECKPOINT_FILE)
+    collector.sync(ppo)
+    # overlap=True: each round is collected while the learner updates on the one before
+    return OverlappedCollection(collector, ppo) if overlap else None
 
 
-def new_run_folder(parent: Path, name: str) -> Path:
-    """Creates `parent/name`, or `parent/name-1`, `-2`... if taken: created exclusively, so
-    runs started at the same moment never share a folder."""
-    parent.mkdir(parents=True, exist_ok=True)
-    for attempt in itertools.count():
-        folder = parent / (name if attempt == 0 else f"{name}-{attempt}")
-        try:
-            folder.mkdir()
-            return folder
-        except FileExistsError:
-            continue
-    raise AssertionError("unreachable")
+def _periodic_evaluation(runner: AsyncPPO, every: int, episodes: int,
+                         checkpoint: dict | None) -> PeriodicEvaluation:
+    """The periodic evaluation of `runner`, on env copies of its own; a resumed run keeps its
+    best return so far."""
+    return PeriodicEvaluation(
+        runner.make_env, every, episodes, runner.seed + EVAL_SEED_OFFSET,
+        deterministic=runner.eval_deterministic,
+        episode_step_cap=runner.episode_step_cap, start_step=runner.total_steps,
+        best_return=None if checkpoint is None else checkpoint["runner"].get("best_eval_return"))
 
 
-STOP_SIGNALS = ("SIGINT", "SIGTERM")
+def _warm_up_rnd(ppo: PPO, collector, steps: int) -> bool:
+    """Warms up RND's observation statistics on `steps` random steps of every copy; True."""
+    observations = collector.random_observations(steps)
+    ppo.rnd.update_obs_stats(torch.from_numpy(observations).to(ppo.device))
+    return True
 
 
-@contextmanager
-def stop_signals(on_signal: Callable[[str], None]) -> Iterator[None]:
-    """While inside: SIGINT and SIGTERM call `on_signal(name)` (the run stops after the round
-    under way) and a second one raises KeyboardInterrupt at once. Handlers can only be set in
-    the main thread; elsewhere nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[str] = []
-
-    def handle(signum: int, _frame) -> None:
-        if received:
-            raise KeyboardInterrupt(f"second stop signal ({signal.Signals(signum).name})")
-        received.append(signal.Signals(signum).name)
-        on_signal(received[0])
-
-    previous = {name: signal.signal(getattr(signal, name), handle) for name in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for name, handler in previous.items():
-            signal.signal(getattr(signal, name), signal.SIG_DFL if handler is None else handler)
-
-
-def _run_name(env_id: str | None, seed: int) -> str:
-    name = env_id.replace("/", "-").replace(":", "-") if env_id is not None else "env"
-    return f"{name}_{time.strftime('%Y%m%d-%H%M%S')}_seed{seed}"
-
-
-STATS_SHOWN = {"policy_loss": ("pi", ".3f"), "value_loss": ("v", ".3g"), "entropy": ("ent", ".3f"),
-               "approx_kl": ("kl", ".4f"), "clip_fraction": ("clip", ".2f"),
-               "explained_variance": ("ev", ".2f"), "intrinsic_reward": ("int", ".3g")}
-
-
-def format_stats(stats: dict[str, float]) -> str:
-    """The learner's last statistics, short, for the progress bar."""
-    return " ".join(f"{short}={stats[name]:{spec}}" for name, (short, spec) in STATS_SHOWN.items()
-                    if name in stats)
+def runner_defaults(env_id: str | None, env, ppo: PPO, preset: bool, num_envs: int | None,
+                    num_steps: int | None, eval_deterministic: bool | None) -> tuple:
+    """(num_envs, num_steps, eval_deterministic): those given, else a VectorEnv's own number of
+    copies, else the env id's preset (unless `preset=False`), else the PPO family's defaults."""
+    defaults = settings_for(env_id, family(ppo.is_continuous, ppo.has_images), "runner", preset)
+    if num_envs is None:  # a VectorEnv has its own number of copies
+        num_envs = env.num_envs if isinstance(env, gym.vector.VectorEnv) else defaults["num_envs"]
+    return (num_envs, defaults["num_steps"] if num_steps is None else num_steps,
+            defaults["eval_deterministic"] if eval_deterministic is None else eval_deterministic)
