@@ -22,6 +22,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from .episodes import ALL, EpisodeCounter
+
 
 def import_envpool():
     try:
@@ -75,18 +77,18 @@ class EnvPoolVectorEnv(gym.vector.VectorWrapper):
     def __init__(self, pool: gym.vector.VectorEnv, report_games: bool):
         super().__init__(pool)
         self.report_games = report_games
-        self._scores = np.zeros(self.num_envs, dtype=np.float64)
+        self.games = EpisodeCounter(self.num_envs)  # each copy's score of the game under way
 
     def reset(self, *, seed=None, options=None) -> tuple[Any, dict]:
-        self._scores[:] = 0.0
+        self.games.end(ALL)
         return self.env.reset(options=options)
 
     def step(self, actions):
         obs, rewards, terminated, truncated, info = self.env.step(actions)
         if not self.report_games:
             return obs, rewards, terminated, truncated, info
-        self._scores += info["reward"]
+        self.games.add(info["reward"])
         game_over = (np.asarray(info["terminated"]) == 1) | np.asarray(truncated)
-        info = dict(info, episode={"r": self._scores.copy()}, _episode=game_over)
-        self._scores[game_over] = 0.0
+        info = dict(info, episode={"r": self.games.returns.copy()}, _episode=game_over)
+        self.games.end(game_over)
         return obs, rewards, terminated, truncated, info

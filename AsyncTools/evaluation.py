@@ -24,10 +24,13 @@ from PPO.checkpoint import atomic_write
 from PPO.checks import check_bool, check_positive_int
 
 from .envs import flat_for_learner
+from .episodes import EpisodeCounter, game_returns
 from .rollout import EPISODE_STEP_CAP, check_episode_step_cap, warn_episode_cut
 from .vectorizer import wrapper_types
 
 __all__ = ["evaluate", "play_episodes", "record_gif", "record_video", "PeriodicEvaluation"]
+
+_THE_ENV = np.arange(1)  # evaluation plays one env: copy 0 of its EpisodeCounter and infos
 
 
 def play_episodes(ppo: PPO, env: gym.Env, episodes: int, deterministic: bool = True,
@@ -54,12 +57,12 @@ def play_episodes(ppo: PPO, env: gym.Env, episodes: int, deterministic: bool = T
     generator = None if deterministic else torch.Generator(ppo.device)
     if generator is not None:
         generator.seed() if seed is None else generator.manual_seed(seed)
-    returns = []
+    returns, episode = [], EpisodeCounter(1)
     for k in range(episodes):
         obs, _ = env.reset(seed=None if seed is None else seed + k)
         if on_frame is not None:
             on_frame()
-        total, length = 0.0, 0
+        score = None  # the reported score of the whole game, where the env reports games
         while True:
             # A batch of one: works for every observation shape, flattened or image.
             action = ppo.get_action(np.asarray(obs)[None], deterministic=deterministic,
@@ -67,21 +70,21 @@ def play_episodes(ppo: PPO, env: gym.Env, episodes: int, deterministic: bool = T
             if bounds is not None:
                 action = np.clip(action, *bounds)
             obs, reward, terminated, truncated, info = env.step(action)
-            total += float(reward)
-            length += 1
+            episode.add(float(reward))
             if on_frame is not None:
                 on_frame()
             if terminated or truncated:
-                if not whole_games or "episode" in info:
-                    total = float(info["episode"]["r"]) if whole_games else total
+                score = game_returns([info], _THE_ENV) if whole_games else None
+                if not whole_games or score is not None:
                     break
-                obs, _ = env.reset()  # a lost life: the game goes on
+                obs, _ = env.reset()  # a lost life: the game goes on (its steps count on)
                 if on_frame is not None:
                     on_frame()
-            if length >= episode_step_cap:
+            if episode.lengths[0] >= episode_step_cap:
                 warn_episode_cut(f"evaluation episode {k}", episode_step_cap)
                 break
-        returns.append(total)
+        counted, _ = episode.end(_THE_ENV)  # a whole game's return is its reported score
+        returns.append(float(counted[0] if score is None else score[0]))
     return returns
 
 

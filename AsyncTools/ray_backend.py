@@ -37,8 +37,9 @@ from PPO.checks import check_non_negative_int, check_positive_float, check_posit
 from .acting import Weights, acting_copy, load_into, weights_of
 from .collector_base import Collector
 from .envs import picklable_env_factory
+from .episodes import EpisodeRound, merge_rounds
 from .local_collector import LocalCollector
-from .rollout import EpisodeRound, check_rollout
+from .rollout import check_rollout
 from .vectorizer import EnvStepError, EnvVectorizer
 
 __all__ = ["RayCollector", "RolloutWorker", "import_ray", "init_local_ray", "connect_ray",
@@ -152,10 +153,7 @@ class RolloutWorker:
         except EnvStepError as error:
             raise self._global_error(error) from error
         return {"incarnation": self.incarnation, "weights_version": self.weights_version,
-                "rollout": rollout, "steps": collected.steps,
-                "episode_returns": collected.episode_returns,
-                "episode_lengths": collected.episode_lengths,
-                "game_returns": collected.game_returns}
+                "rollout": rollout, "round": collected}
 
     def random_observations(self, num_steps: int) -> dict[str, Any]:
         """Observations of `num_steps` random steps of every copy (RND's warm-up)."""
@@ -184,16 +182,6 @@ def merge_rollouts(parts: list[Rollout | None], sizes: list[int]) -> Rollout | N
     filled = [part if part is not None else empty_rollout(present[0], 1, size)
               for part, size in zip(parts, sizes)]
     return concatenate(filled, axis=1)
-
-
-def merge_rounds(rounds: list[EpisodeRound]) -> EpisodeRound:
-    """One EpisodeRound from the workers' (steps added up, episodes in worker order)."""
-    returns = [r.episode_returns for r in rounds] or [np.zeros(0)]
-    lengths = [r.episode_lengths for r in rounds] or [np.zeros(0, dtype=np.int64)]
-    games = [r.game_returns for r in rounds] or [np.zeros(0)]
-    return EpisodeRound(sum(r.steps for r in rounds), np.concatenate(returns).astype(np.float64),
-                        np.concatenate(lengths).astype(np.int64),
-                        np.concatenate(games).astype(np.float64))
 
 
 # ------------------------------------------------------------------ the driver's side
@@ -298,8 +286,7 @@ class RayCollector(Collector):
             if result is None:
                 continue
             self.weights_versions[k] = result["weights_version"]
-            rounds.append(EpisodeRound(result["steps"], result["episode_returns"],
-                                       result["episode_lengths"], result["game_returns"]))
+            rounds.append(result["round"])  # the workers' EpisodeRounds, joined in worker order
         return merge_rollouts(parts, [size for _, size in self.slices]), merge_rounds(rounds)
 
     def random_observations(self, num_steps: int) -> np.ndarray:

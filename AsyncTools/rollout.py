@@ -11,7 +11,6 @@ may be None) and store every step, with the behaviour log-probs, in a `VecMemory
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import warnings
 from typing import Callable, Optional
 
@@ -20,6 +19,7 @@ import numpy as np
 from PPO.checks import check_positive_int
 
 from . import utils
+from .episodes import EpisodeCounter, EpisodeRound, merge_rounds
 from .vec_memory import VecMemory
 from .vectorizer import EnvVectorizer
 
@@ -33,17 +33,6 @@ def check_rollout(rollout: str) -> str:
     if rollout not in ROLLOUTS:
         raise ValueError(f"rollout must be one of {ROLLOUTS}, got {rollout!r}")
     return rollout
-
-
-@dataclass
-class EpisodeRound:
-    """What one round collected: its env steps, the episodes that finished in it and the
-    whole-game returns the env reported (`vectorizer.game_returns`; Atari: real scores)."""
-
-    steps: int
-    episode_returns: np.ndarray
-    episode_lengths: np.ndarray
-    game_returns: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 def reported_games(env: EnvVectorizer) -> list[float]:
@@ -77,8 +66,7 @@ def collect_episodes(env: EnvVectorizer, buffer: VecMemory, policy: Policy, *,
     (a timeout or a stop signal): cut episodes are stored as truncated, so their last state's
     value is bootstrapped. Episodes cut by `should_stop` are not counted as finished."""
     states = env.reset()[0]
-    episode_returns = np.zeros(env.num_envs)
-    episode_lengths = np.zeros(env.num_envs, dtype=np.int64)
+    episodes = EpisodeCounter(env.num_envs)
     unfinished = np.zeros(env.num_envs, dtype=bool)
     games: list[float] = []
     while True:
@@ -86,10 +74,9 @@ def collect_episodes(env: EnvVectorizer, buffer: VecMemory, policy: Policy, *,
         running = env.active_indices()
         next_states, rewards, terminated, truncated, _ = env.step(actions)
         games += reported_games(env)
-        episode_returns[running] += rewards
-        episode_lengths[running] += 1
+        episodes.add(rewards, running)
         ended = terminated | truncated
-        cut = (episode_lengths[running] >= episode_step_cap) & ~ended
+        cut = (episodes.lengths[running] >= episode_step_cap) & ~ended
         if cut.any():
             warn_episode_cut(f'rollout="episodes", env copies {running[cut].tolist()}',
                              episode_step_cap)
@@ -103,9 +90,8 @@ def collect_episodes(env: EnvVectorizer, buffer: VecMemory, policy: Policy, *,
         states = utils.inactive_states_dropout(next_states, dones)
         env.envs_active = utils.update_active_environments_list(env.envs_active, dones)
         if np.all(env.envs_active):
-            finished = ~unfinished
-            return EpisodeRound(int(episode_lengths.sum()), episode_returns[finished],
-                                episode_lengths[finished], np.array(games))
+            steps = int(episodes.lengths.sum())
+            return EpisodeRound(steps, *episodes.end(~unfinished), np.array(games))
 
 
 class FixedHorizonLoop:
@@ -115,31 +101,23 @@ class FixedHorizonLoop:
     def __init__(self, env: EnvVectorizer):
         self.env = env
         self.states: np.ndarray | None = None
-        self._returns = np.zeros(env.num_envs)
-        self._lengths = np.zeros(env.num_envs, dtype=np.int64)
+        self.episodes = EpisodeCounter(env.num_envs)  # episodes run on across calls
 
     def collect(self, buffer: VecMemory, policy: Policy, num_steps: int) -> EpisodeRound:
         if self.states is None:
             self.states = self.env.reset()[0]
-        finished_returns, finished_lengths, games, steps = [], [], [], 0
+        per_step: list[EpisodeRound] = []  # each step's finished episodes and games
         for _ in range(num_steps):
             actions, log_probs = policy(self.states)
             next_states, rewards, terminated, truncated, valid = self.env.step_autoreset(actions)
             buffer.append(None, self.states, actions, rewards, terminated, truncated,
                           next_states, valid=valid, log_probs=log_probs)
-            steps += int(np.count_nonzero(valid))
-            games += reported_games(self.env)
-            self._returns += np.where(valid, rewards, 0.0)
-            self._lengths += valid
-            ended = np.flatnonzero(terminated | truncated)
-            if len(ended):
-                finished_returns.extend(self._returns[ended])
-                finished_lengths.extend(self._lengths[ended])
-                self._returns[ended] = 0.0
-                self._lengths[ended] = 0
+            self.episodes.add(rewards[valid], valid)
+            per_step.append(EpisodeRound(int(np.count_nonzero(valid)),
+                                         *self.episodes.end(terminated | truncated),
+                                         np.array(reported_games(self.env))))
             self.states = next_states
-        return EpisodeRound(steps, np.array(finished_returns), np.array(finished_lengths, np.int64),
-                            np.array(games))
+        return merge_rounds(per_step)
 
 
 def random_observations(env: EnvVectorizer, num_steps: int, seed: int | None = None) -> np.ndarray:

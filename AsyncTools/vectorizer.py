@@ -20,6 +20,7 @@ import numpy as np
 
 from PPO.checks import check_non_negative_int, check_positive_int
 
+from .episodes import game_returns
 from .vec_memory import as_state_array
 
 BACKENDS = ("auto", "loop", "native", "subprocess")
@@ -80,28 +81,6 @@ def _reward_problem(reward: Any) -> str | None:
     except (TypeError, ValueError):
         return f"a reward of type {type(reward).__name__}"
     return None if value.shape == () else f"a reward of shape {value.shape}"
-
-
-def game_returns(infos: Any, indices: np.ndarray) -> np.ndarray | None:
-    """The whole-game returns that gymnasium's RecordEpisodeStatistics reported in `infos`
-    (its `info["episode"]["r"]`), one per copy in `indices` (NaN for copies that reported
-    none), or None if none did. Inside life-loss and reward-clipping wrappers, as the Atari
-    helper puts it, that is the real, unclipped score of a game of several lives.
-
-    `infos` is a list of per-copy dicts (loop backend, copies `indices`) or gymnasium's dict of
-    arrays over all copies, with the `_episode` mask (vector env backends)."""
-    if isinstance(infos, dict):
-        if "episode" not in infos:
-            return None
-        reported = np.where(infos["_episode"], infos["episode"]["r"], np.nan)[indices]
-        return reported.astype(np.float64) if np.isfinite(reported).any() else None
-    ended = [row for row, info in enumerate(infos) if "episode" in info]
-    if not ended:
-        return None
-    reported = np.full(len(indices), np.nan)
-    for row in ended:
-        reported[row] = float(infos[row]["episode"]["r"])
-    return reported
 
 
 def _call_named(env: gym.Env, index: int, num_envs: int, method: str, *args, **kwargs):

@@ -70,8 +70,8 @@ MUTATIONS = [
     M("lag-weights-inverted", "PPO/losses.py", "(learner_log_probs - behaviour_log_probs).exp().clamp(max=max_lag_weight)", "(behaviour_log_probs - learner_log_probs).exp().clamp(max=max_lag_weight)"),
     M("explained-variance-sign", "PPO/PPO.py", "torch.var(extrinsic_returns - extrinsic_values)", "torch.var(extrinsic_returns + extrinsic_values)"),
     # advantages and returns
-    M("termination-bootstraps", "PPO/PPO.py", "torch.where(ends, final_values, following).masked_fill(batch.terminated, 0.0)", "torch.where(ends, final_values, following)"),
-    M("truncation-cut", "PPO/PPO.py", "torch.where(ends, final_values, following)", "torch.where(ends, 0 * final_values, following)"),
+    M("termination-bootstraps", "PPO/advantages.py", "torch.where(ends, final_values, following).masked_fill(batch.terminated, 0.0)", "torch.where(ends, final_values, following)"),
+    M("truncation-cut", "PPO/advantages.py", "torch.where(ends, final_values, following)", "torch.where(ends, 0 * final_values, following)"),
     M("rnd-coefficients-swapped", "PPO/PPO.py", "self.extrinsic_coef * extrinsic + self.beta * intrinsic", "self.beta * extrinsic + self.extrinsic_coef * intrinsic"),
     M("gae-bootstrap-undiscounted", "PPO/advantages.py", "rewards + gamma * next_values - values, 0.0", "rewards + next_values - values, 0.0"),
     M("gae-flows-across-ends", "PPO/advantages.py", "(gamma * gae_lambda) * (~ends.bool()).to(d.dtype)", "(gamma * gae_lambda) * torch.ones_like(d)"),
@@ -90,7 +90,7 @@ MUTATIONS = [
     M("memory-open-episodes-not-cut", "AsyncTools/vec_memory.py", "            arrays[\"truncated\"][last_rows[open_envs], open_envs] = True\n", "            pass\n"),
     M("memory-episode-starts-inverted", "AsyncTools/vec_memory.py", "columns[\"episode_starts\"] = ~self._in_episode[envs]", "columns[\"episode_starts\"] = self._in_episode[envs]"),
     M("nan-rewards-pass", "AsyncTools/vectorizer.py", "        if finite.all():\n            return array\n", "        if True:\n            return array\n"),
-    M("envpool-game-score-unreset", "AsyncTools/envpool_backend.py", "        self._scores[game_over] = 0.0\n", "        pass\n"),
+    M("envpool-game-score-unreset", "AsyncTools/envpool_backend.py", "        self.games.end(game_over)\n", "        pass\n"),
     M("rollout-flags-swapped", "AsyncTools/rollout.py", "buffer.append(None, self.states, actions, rewards, terminated, truncated,", "buffer.append(None, self.states, actions, rewards, truncated, terminated,"),
 ]
 
