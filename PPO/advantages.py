@@ -1,6 +1,8 @@
 """Scans over time-major [T, N] grids (T steps of N env copies), vectorised across copies:
 generalised advantage estimation (a reverse scan) and the discounted running return that reward
-scaling divides by (a forward scan).
+scaling divides by (a forward scan); and GAE over a learner's `Rollout`, what each step
+bootstraps from decided by its episode ends (`episodic_gae`, `non_episodic_gae`), which
+`PPO._advantages` calls.
 
 Rows where `valid` is False are not transitions (an autoreset step, a column's padded tail):
 they add nothing and the scans pass over them.
@@ -8,6 +10,8 @@ they add nothing and the scans pass over them.
 from __future__ import annotations
 
 import torch
+
+from .Memory import Rollout
 
 
 def compute_gae(
@@ -50,6 +54,34 @@ def next_valid(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         following[t] = carried
         carried = torch.where(valid[t], x[t], carried)
     return following
+
+
+def episodic_gae(batch: Rollout, rewards: torch.Tensor, values: torch.Tensor,
+                 final_values: torch.Tensor, gamma: float, gae_lambda: float
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`compute_gae` over the rollout `batch` ([T, N] `rewards` and `values`), the return of an
+    episode ending with it: termination cuts it (0 to bootstrap from), truncation bootstraps
+    `final_values` (V of the final observation, at the rows that end an episode)."""
+    ends = batch.ends
+    # inside an episode the next row is the next step (an episode's rows are contiguous)
+    following = torch.roll(values, -1, dims=0)
+    next_values = torch.where(ends, final_values, following).masked_fill(batch.terminated, 0.0)
+    return compute_gae(rewards, values, next_values, ends, batch.valid, gamma, gae_lambda)
+
+
+def non_episodic_gae(batch: Rollout, rewards: torch.Tensor, values: torch.Tensor,
+                     final_values: torch.Tensor, gamma: float, gae_lambda: float
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`compute_gae` over the rollout `batch` with returns that run on through episode ends
+    within each copy's column (RND's intrinsic return, Burda et al.), bootstrapping from V of
+    the copy's next state; only at a column's last valid row does the return stop, there
+    bootstrapping `final_values`."""
+    valid = batch.valid
+    # a copy's run ends at its column's last valid row: only there does the return stop;
+    # elsewhere it flows on to the copy's next step, past the next episode's reset row
+    column_ends = batch.ends & (next_valid(torch.ones_like(rewards), valid) == 0)
+    next_values = torch.where(column_ends, final_values, next_valid(values, valid))
+    return compute_gae(rewards, values, next_values, column_ends, valid, gamma, gae_lambda)
 
 
 def discounted_running_sums(

@@ -1,13 +1,28 @@
-"""Where the learner runs: its default device, and torch's intra-op thread count on a CPU."""
+"""Where the learner runs: its device (`place`), and torch's intra-op thread count on a CPU."""
 from __future__ import annotations
 
 import os
 
 import torch
 
+from .checks import check_positive_int
+
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def place(device: str | torch.device | None, num_threads: int | None, has_images: bool
+          ) -> tuple[torch.device, int]:
+    """A learner's device (`default_device()` if None) and torch's thread count: on a CPU,
+    chosen by `choose_torch_threads`; elsewhere, as it is."""
+    placed = torch.device(device) if device is not None else default_device()
+    if placed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {device!r} was asked for, but torch sees no CUDA device here")
+    if num_threads is not None:
+        num_threads = check_positive_int("num_threads", num_threads)
+    return placed, (choose_torch_threads(num_threads, has_images) if placed.type == "cpu"
+                    else torch.get_num_threads())
 
 
 # torch's thread count when this module was imported, and the last count a PPO chose: any other
