@@ -5,8 +5,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import TypeGuard, cast
 
 import gymnasium as gym
 import numpy as np
@@ -15,18 +16,33 @@ from tqdm import tqdm
 
 from PPO import PPO
 from PPO.checks import check_bool, check_non_negative_int, check_positive_float, check_positive_int
+from PPO.RND import RND
 
-from .evaluation import EVAL_SEED_OFFSET, PeriodicEvaluation, evaluate
 from .collectors import make_collector
+from .envs import (
+    env_from_id,
+    env_source,
+    flattened_from,
+    is_image_space,
+    observation_parts_of,
+    with_flat_observations,
+)
+from .evaluation import EVAL_SEED_OFFSET, PeriodicEvaluation, evaluate
 from .history import RunHistory
 from .overlap import OverlappedCollection
-from .rollout import EPISODE_STEP_CAP, EpisodeRound, check_episode_step_cap, check_rollout
-from .envs import (env_from_id, env_source, flattened_from, is_image_space, observation_parts_of,
-                   with_flat_observations)
 from .presets import env_id_of, family, settings_for
 from .progress import format_stats, show_progress  # noqa: F401
-from .run_folder import (BEST_DIR, CHECKPOINT_FILE, CHECKPOINT_FORMAT, RunFolder,  # noqa: F401
-                         new_run_folder, read_checkpoint, resumed_counters, run_folder_path)
+from .rollout import EPISODE_STEP_CAP, EpisodeRound, check_episode_step_cap, check_rollout
+from .run_folder import (  # noqa: F401
+    BEST_DIR,
+    CHECKPOINT_FILE,
+    CHECKPOINT_FORMAT,
+    RunFolder,
+    new_run_folder,
+    read_checkpoint,
+    resumed_counters,
+    run_folder_path,
+)
 from .stopping import STOP_SIGNALS, StopControl, check_stop_at_return, stop_signals  # noqa: F401
 from .vec_memory import VecMemory
 from .vectorizer import EnvStepError, EnvVectorizer, new_env
@@ -35,8 +51,10 @@ __all__ = ["AsyncPPO", "EnvVectorizer", "VecMemory", "EnvStepError", "check_spac
            "space_options"]
 
 
-def _has_finite_bounds(action_space: gym.spaces.Box) -> bool:
-    return bool(np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high)))
+def _has_finite_bounds(action_space: gym.Space) -> TypeGuard[gym.spaces.Box]:
+    """A Box (as every continuous action space here is) with finite bounds."""
+    return isinstance(action_space, gym.spaces.Box) and bool(
+        np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high)))
 
 
 def space_options(observation_space: gym.Space, action_space: gym.Space) -> dict:
@@ -82,16 +100,16 @@ def ppo_for_env(env: gym.Env | Callable[[], gym.Env] | str, *, preset: bool = Tr
         made = env_from_id(env) if isinstance(env, str) else new_env(env)  # one copy: its spaces
         made.close()
         return ppo_for_env(made, preset=preset, **ppo_options)
-    env = with_flat_observations(env)
-    observation_space, action_space = single_spaces(env)
+    flat_env: gym.Env | gym.vector.VectorEnv = with_flat_observations(env)
+    observation_space, action_space = single_spaces(flat_env)
     options = space_options(observation_space, action_space)
-    parts = observation_parts_of(env)
+    parts = observation_parts_of(flat_env)
     if parts is not None:  # images among a Dict's entries (AsyncTools.envs.FlattenParts)
         options["observation_parts"] = parts
-    if flattened_from(env) is not None:  # recorded, so that evaluation and play can check it
-        options["observation_space"] = flattened_from(env)
+    if flattened_from(flat_env) is not None:  # recorded, so that evaluation and play can check it
+        options["observation_space"] = flattened_from(flat_env)
     kind = family(options["is_continuous"], "observation_shape" in options or parts is not None)
-    ppo_options = {**settings_for(env_id_of(env), kind, "ppo", preset), **ppo_options}
+    ppo_options = {**settings_for(env_id_of(flat_env), kind, "ppo", preset), **ppo_options}
     if options["is_continuous"] and "action_scaling" not in ppo_options \
             and _has_finite_bounds(action_space):
         ppo_options.setdefault("action_low", action_space.low)
@@ -194,7 +212,7 @@ class AsyncPPO:
                  episode_step_cap: int = EPISODE_STEP_CAP, non_finite_rewards: str = "raise",
                  eval_every: int | None = None, eval_episodes: int = 10,
                  eval_deterministic: bool | None = None, stop_at_return: float | None = None,
-                 callback: Callable[["AsyncPPO", dict], bool | None] | None = None,
+                 callback: Callable[[AsyncPPO, dict], bool | None] | None = None,
                  preset: bool = True, overlap: bool = False):
         if not isinstance(ppo, PPO):
             raise TypeError(f"ppo must be a PPO instance, got {type(ppo).__name__}")
@@ -393,7 +411,8 @@ def _fit_and_sync(collector, ppo: PPO, checkpoint: dict | None, resume: str | Pa
     if ppo.is_continuous and not ppo.action_bounds_given and _has_finite_bounds(space):
         ppo.set_action_bounds(space.low, space.high)
     if checkpoint is not None:
-        ppo.load_training_state(checkpoint["learner"], Path(resume) / CHECKPOINT_FILE)
+        run_dir = cast("str | Path", resume)  # a checkpoint is read from `resume`
+        ppo.load_training_state(checkpoint["learner"], Path(run_dir) / CHECKPOINT_FILE)
     collector.sync(ppo)
     # overlap=True: each round is collected while the learner updates on the one before
     return OverlappedCollection(collector, ppo) if overlap else None
@@ -413,7 +432,8 @@ def _periodic_evaluation(runner: AsyncPPO, every: int, episodes: int,
 def _warm_up_rnd(ppo: PPO, collector, steps: int) -> bool:
     """Warms up RND's observation statistics on `steps` random steps of every copy; True."""
     observations = collector.random_observations(steps)
-    ppo.rnd.update_obs_stats(torch.from_numpy(observations).to(ppo.device))
+    rnd = cast(RND, ppo.rnd)  # warmed up with RND only
+    rnd.update_obs_stats(torch.from_numpy(observations).to(ppo.device))
     return True
 
 

@@ -63,7 +63,7 @@ class EpisodicLifeEnv(gym.Wrapper):
         self.game_over = True
 
     def _ale_lives(self) -> int:
-        return int(self.env.unwrapped.ale.lives())
+        return int(self.env.unwrapped.ale.lives())  # type: ignore[attr-defined]  # an ALE env's emulator
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         """Steps the game; a life lost on this step ends the learner's episode."""
@@ -98,7 +98,7 @@ class FireResetEnv(gym.Wrapper):
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
-        meanings = list(env.unwrapped.get_action_meanings())
+        meanings = list(env.unwrapped.get_action_meanings())  # type: ignore[attr-defined]  # an ALE env's
         if "FIRE" not in meanings:
             raise ValueError(f"FireResetEnv needs a game with a FIRE action; its actions are "
                              f"{meanings}")
@@ -116,7 +116,7 @@ class FireResetEnv(gym.Wrapper):
 
 def sign_reward(reward: SupportsFloat) -> float:
     """Clips a reward to -1, 0 or 1 by its sign (a module-level function, so picklable)."""
-    return float(np.sign(reward))
+    return float(np.sign(float(reward)))
 
 
 def _check_arguments(noop_max: Any, frame_skip: Any, screen_size: Any, frame_stack: Any,
@@ -149,7 +149,7 @@ def wrap_atari(env: gym.Env, *, noop_max: int = 30, frame_skip: int = 4, screen_
     env = RecordEpisodeStatistics(env)
     if episodic_life:
         env = EpisodicLifeEnv(env)
-    if fire_reset and "FIRE" in env.unwrapped.get_action_meanings():
+    if fire_reset and "FIRE" in env.unwrapped.get_action_meanings():  # type: ignore[attr-defined]  # ALE's
         env = FireResetEnv(env)
     if clip_rewards:
         env = TransformReward(env, sign_reward)

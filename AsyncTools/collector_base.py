@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -37,7 +38,8 @@ class BackgroundRound(PendingRound):
     its error. The thread ends with the call."""
 
     def __init__(self, call: Callable, *args):
-        self._value = self._error = None
+        self._value: Any = None
+        self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(call, *args),
                                         name="ppo-collector", daemon=True)
         self._thread.start()
@@ -95,7 +97,7 @@ class Collector(ABC):
         nothing else may use this collector, nor, for an in-process one, `ppo`."""
         return BackgroundRound(self.collect, ppo, should_stop)
 
-    def sync(self, ppo: PPO) -> None:
+    def sync(self, ppo: PPO) -> None:  # noqa: B027 (an optional hook, a no-op unless overridden)
         """Makes `ppo`'s current weights the ones the next round acts with (in-process
         collectors act with `ppo` itself: nothing to do)."""
 

@@ -23,6 +23,8 @@ The modules, each importing only those below it:
 """
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium as gym
 
 from PPO import PPO
@@ -58,7 +60,7 @@ def make_collector(env, ppo: PPO, num_envs: int, *, backend: str = "auto", seed:
     ended."""
     if backend not in COLLECTOR_BACKENDS:
         raise ValueError(f"backend must be one of {COLLECTOR_BACKENDS}, got {backend!r}")
-    local_options = dict(seed=seed, rollout=rollout, num_steps=num_steps,
+    local_options: dict[str, Any] = dict(seed=seed, rollout=rollout, num_steps=num_steps,
                          episode_step_cap=episode_step_cap, non_finite_rewards=non_finite_rewards)
     if in_child_process:
         if backend == "ray" or isinstance(env, gym.vector.VectorEnv):

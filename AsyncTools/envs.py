@@ -7,7 +7,8 @@ import functools
 import os
 import pickle
 import sys
-from typing import Callable
+from collections.abc import Callable
+from typing import cast
 
 import gymnasium as gym
 import numpy as np
@@ -31,7 +32,7 @@ def flattened_parts(space: gym.Space) -> list[list[int]]:
         subspaces = space.spaces.values() if isinstance(space, gym.spaces.Dict) else space.spaces
         return [part for subspace in subspaces for part in flattened_parts(subspace)]
     if is_image_space(space):
-        return [list(space.shape)]
+        return [list(cast("tuple[int, ...]", space.shape))]  # an image space: a Box, shaped
     return [[int(gym.spaces.flatdim(space))]]
 
 
@@ -112,7 +113,7 @@ def flattened_from(env: gym.Env | gym.vector.VectorEnv) -> dict | None:
     """The `describe_space` of the observation space that a FlattenParts wrapper in `env`'s
     stack flattens; None where nothing is flattened."""
     try:
-        return env.get_wrapper_attr("flattened_from")
+        return env.get_wrapper_attr("flattened_from")  # type: ignore[union-attr]  # else AttributeError
     except AttributeError:
         return None
 
@@ -121,7 +122,7 @@ def observation_parts_of(env: gym.Env | gym.vector.VectorEnv) -> list[list[int]]
     """The layout that a FlattenParts wrapper around `env` declares, where its observations
     hold an image (alone or among other parts); None otherwise."""
     try:
-        parts = env.get_wrapper_attr("observation_parts")
+        parts = env.get_wrapper_attr("observation_parts")  # type: ignore[union-attr]  # else AttributeError
     except AttributeError:
         return None
     return parts if any(len(part) == 3 for part in parts) else None
@@ -200,7 +201,7 @@ def picklable_env_factory(env: gym.Env | Callable[[], gym.Env], destination: str
                             f"env.spec, so gym.make(env.spec) cannot re-make it in "
                             f"{destination}; pass a module-level function that builds the env "
                             f"instead")
-        factory = functools.partial(gym.make, spec)
+        factory: Callable[[], gym.Env] = functools.partial(gym.make, spec)
     elif callable(env):
         factory = env
     else:

@@ -12,8 +12,8 @@ and one after every step, so an episode of n steps gives n + 1 frames.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -119,7 +119,8 @@ class PeriodicEvaluation:
         self.deterministic = check_bool("eval_deterministic", deterministic)
         self.seed, self.episode_step_cap = seed, episode_step_cap
         self.next_step = start_step + self.every
-        self.best_return, self.last_return = best_return, None
+        self.best_return: float | None = best_return
+        self.last_return: float | None = None
         self._make_env = make_env
         self._env: gym.Env | None = None
 

@@ -2,7 +2,7 @@
 is extended, saved in the checkpoint and restored as one."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -32,7 +32,7 @@ class Records:
 
     def rows(self, *names: str, start: int = 0) -> list[tuple]:
         """The rows from `start` on, as tuples of the `names` columns."""
-        return list(zip(*(self.columns[name][start:] for name in names)))
+        return list(zip(*(self.columns[name][start:] for name in names), strict=True))
 
     def state(self) -> dict[str, torch.Tensor]:
         return {self.prefix + name: torch.tensor(self.columns[name], dtype=dtype)

@@ -9,7 +9,7 @@ subprocess workers, EnvPool's C++ pool: AsyncTools/envpool_backend.py), and
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -19,8 +19,14 @@ from PPO.Memory import Rollout
 from .collector_base import Collector
 from .envpool_backend import make_envpool_env
 from .envs import env_source
-from .rollout import (EPISODE_STEP_CAP, EpisodeRound, FixedHorizonLoop, check_rollout,
-                      collect_episodes, random_observations)
+from .rollout import (
+    EPISODE_STEP_CAP,
+    EpisodeRound,
+    FixedHorizonLoop,
+    check_rollout,
+    collect_episodes,
+    random_observations,
+)
 from .vec_memory import VecMemory
 from .vectorizer import BACKENDS, EnvVectorizer
 

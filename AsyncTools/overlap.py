@@ -21,7 +21,8 @@ background thread); the learner never touches them.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import cast
 
 from PPO import PPO
 from PPO.Memory import Rollout
@@ -62,7 +63,8 @@ class OverlappedCollection:
         """The next round's rollout and EpisodeRound, as `Collector.collect` returns them."""
         if self._pending is None:
             self._start(should_stop)
-        pending, self._pending = self._pending, None
+        pending = cast(PendingRound, self._pending)  # started just above if there was none
+        self._pending = None
         collected = pending.result()
         self._publish()
         self._start(should_stop)

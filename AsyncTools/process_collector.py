@@ -22,7 +22,8 @@ import pickle
 import signal
 import sys
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -61,7 +62,7 @@ def portable_env(env: str | gym.Env | Callable[[], gym.Env]) -> tuple[str, Any]:
     except TypeError:
         if START_METHOD != "fork":
             raise
-    return kind, functools.partial(itself, env) if kind == "instance" else env
+    return kind, functools.partial(itself, cast(gym.Env, env)) if kind == "instance" else env
 
 
 def itself(env: gym.Env) -> gym.Env:
@@ -83,7 +84,7 @@ class ProcessCollector(Collector):
         self._conn, child_end = context.Pipe()
         # not a daemon, so that it may start subprocess workers of its own; ended by close(),
         # at exit, or when it finds this end of the pipe closed
-        self._process = context.Process(
+        self._process = context.Process(  # type: ignore[attr-defined]  # BaseContext's stub lacks it
             target=serve, name="ppo-collector", daemon=False,
             args=(child_end, portable_env(env), num_envs, seed, collector_options, ppo.config,
                   ppo.seed))
@@ -102,7 +103,7 @@ class ProcessCollector(Collector):
         self.observation_space, self.action_space = spaces
 
     @property
-    def env(self) -> "ProcessCollector":
+    def env(self) -> ProcessCollector:
         return self  # the child steps the copies; this object speaks for them
 
     @property
@@ -122,7 +123,7 @@ class ProcessCollector(Collector):
         return self.start_collect(ppo, should_stop).result()
 
     def start_collect(self, ppo: PPO | None = None,
-                      should_stop: Callable[[], bool] | None = None) -> "ChildRound":
+                      should_stop: Callable[[], bool] | None = None) -> ChildRound:
         """Sends the child the order for one round and returns at once: no thread of this
         process works while the child collects."""
         if not self._synced:
@@ -153,10 +154,10 @@ class ProcessCollector(Collector):
                                f"{self._exit_code()}): a crash in an env copy or in the "
                                f"process itself") from error
         if status == "error":
-            error, cause = value  # the child's error, and its cause (pickling drops the chain)
+            child_error, cause = value  # the child's error, and its cause (pickling drops the chain)
             if cause is not None:
-                raise error from cause
-            raise error
+                raise child_error from cause
+            raise child_error
         return value
 
     def _send(self, command: str, payload: Any) -> None:
@@ -253,7 +254,7 @@ def serve(conn, env: tuple[str, Any], num_envs: int, seed: int, collector_option
             if command == "collect":
                 if payload is not None:  # new weights (the first round's always are)
                     load_into(acting, payload)
-                value = collector.collect(acting)
+                value: Any = collector.collect(acting)
             else:
                 value = collector.random_observations(payload)
             conn.send(("ok", (value, collector.env.non_finite_rewards_replaced)))
@@ -266,7 +267,8 @@ def _portable_error(error: BaseException) -> tuple[BaseException, BaseException 
     raises the one from the other): each itself, or else, for `error`, a RuntimeError carrying
     its type and message (None for a cause that does not pickle)."""
     cause = error.__cause__
-    return _portable(error), None if cause is None else _portable(cause, fallback=False)
+    portable = cast(BaseException, _portable(error))  # with the fallback: never None
+    return portable, None if cause is None else _portable(cause, fallback=False)
 
 
 def _portable(error: BaseException, fallback: bool = True) -> BaseException | None:

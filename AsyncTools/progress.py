@@ -1,7 +1,7 @@
 """The progress bar of an AsyncPPO run: steps, the mean return and the learner's statistics."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from tqdm import tqdm

@@ -23,7 +23,8 @@ import sys
 import time
 import uuid
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, Literal, overload
 
 import gymnasium as gym
 import numpy as np
@@ -31,8 +32,8 @@ import torch
 from tqdm import tqdm
 
 from PPO import PPO
-from PPO.Memory import Rollout, concatenate, empty_rollout
 from PPO.checks import check_non_negative_int, check_positive_float, check_positive_int
+from PPO.Memory import Rollout, concatenate, empty_rollout
 
 from .acting import Weights, acting_copy, load_into, weights_of
 from .collector_base import Collector
@@ -100,7 +101,7 @@ def worker_slices(num_envs: int, num_workers: int) -> list[tuple[int, int]]:
     at most one."""
     sizes = [len(part) for part in np.array_split(np.arange(num_envs), num_workers)]
     firsts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    return [(int(first), size) for first, size in zip(firsts, sizes)]
+    return [(int(first), size) for first, size in zip(firsts, sizes, strict=True)]
 
 
 def _was_restarted() -> bool:
@@ -180,7 +181,7 @@ def merge_rollouts(parts: list[Rollout | None], sizes: list[int]) -> Rollout | N
     if not present:
         return None
     filled = [part if part is not None else empty_rollout(present[0], 1, size)
-              for part, size in zip(parts, sizes)]
+              for part, size in zip(parts, sizes, strict=True)]
     return concatenate(filled, axis=1)
 
 
@@ -263,7 +264,7 @@ class RayCollector(Collector):
 
     # --------------------------------------------------------------- the round
     @property
-    def env(self) -> "RayCollector":
+    def env(self) -> RayCollector:
         return self  # the workers step the copies; this object speaks for them
 
     def sync(self, ppo: PPO) -> None:
@@ -295,7 +296,11 @@ class RayCollector(Collector):
         return np.concatenate([result["observations"] for result in results])
 
     # --------------------------------------------------------------- calls and faults
-    def _gather(self, method: str, *args, retry: bool) -> list[dict[str, Any] | None]:
+    @overload
+    def _gather(self, method: str, *args, retry: Literal[True]) -> list[dict[str, Any]]: ...
+    @overload
+    def _gather(self, method: str, *args, retry: bool) -> list[dict[str, Any] | None]: ...
+    def _gather(self, method: str, *args, retry: bool) -> list[Any]:
         """Calls `method` on every worker and collects the answers as they come. A worker that
         dies is called again once Ray has restarted it (`retry`), or left out (None)."""
         ray = import_ray()
@@ -307,7 +312,8 @@ class RayCollector(Collector):
             [ref], _ = ray.wait(list(pending), num_returns=1)
             k = pending.pop(ref)
             try:
-                results[k] = ray.get(ref)
+                answer: dict[str, Any] = ray.get(ref)
+                results[k] = answer
             except ray.exceptions.RayActorError as error:
                 self._worker_died(k, error, retried=retry)
                 if retry:
@@ -319,7 +325,7 @@ class RayCollector(Collector):
                 if env_error is None:
                     raise  # Ray re-raises it as an instance of the worker's exception type too
                 raise env_error from error
-            self._note_incarnation(k, results[k]["incarnation"])
+            self._note_incarnation(k, answer["incarnation"])
         return results
 
     def _worker_died(self, k: int, error, retried: bool) -> None:

@@ -12,7 +12,7 @@ may be None) and store every step, with the behaviour log-probs, in a `VecMemory
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import numpy as np
 
@@ -23,10 +23,9 @@ from .episodes import EpisodeCounter, EpisodeRound, merge_rounds
 from .vec_memory import VecMemory
 from .vectorizer import EnvVectorizer
 
-
 ROLLOUTS = ("episodes", "steps")
 # states -> (actions, their log-probabilities under the acting policy, or None)
-Policy = Callable[[np.ndarray], tuple[np.ndarray, Optional[np.ndarray]]]
+Policy = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
 
 
 def check_rollout(rollout: str) -> str:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import csv
 import warnings
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -46,7 +46,7 @@ class RunLogger:
         new = not file.exists() or file.stat().st_size == 0
         if not new:
             with open(file, newline="") as existing:
-                fields = next(csv.reader(existing), None) or fields
+                fields = next(csv.reader(existing), []) or fields
         handle = open(file, "a", newline="")
         writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
         if new:
@@ -103,7 +103,7 @@ class RunLogger:
                                        self.run_dir / "learning_curve.png",
                                        label="game score" if games else "episode return")
         except OSError as error:  # the rows were flushed as they came; this must not hide how the run ended
-            warnings.warn(f"closing the run folder {self.run_dir}: {error}", RuntimeWarning)
+            warnings.warn(f"closing the run folder {self.run_dir}: {error}", RuntimeWarning, stacklevel=2)
             return None
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 from PPO.checks import check_finite_float
 
@@ -73,7 +73,7 @@ class StopControl:
                   "stop_at_return": f"stopped: the evaluation return reached "
                                     f"stop_at_return={self.stop_at_return:g}"
                                     if self.stop_at_return is not None else ""}
-        cause = causes.get(self.stopped_by, f"interrupted by {self.stopped_by}")
+        cause = causes.get(self.stopped_by or "", f"interrupted by {self.stopped_by}")
         return f"{cause} at step {steps}" + (
             f"; checkpoint saved in {run_dir}" if run_dir is not None else "")
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from PPO.Memory import Rollout
 from PPO.checks import check_positive_int
+from PPO.Memory import Rollout
 
 
 def as_state_array(states) -> np.ndarray:
@@ -36,7 +36,7 @@ class VecMemory:
         self._arrays: dict[str, np.ndarray] = {}
         self._final_rows: list[np.ndarray] = []  # (row, env) of each stored final state
         self._final_states: list[np.ndarray] = []
-        self._last_next_states: np.ndarray | None = None
+        self._last_next_states: np.ndarray = None  # type: ignore[assignment]  # made by _allocate, before use
         self._all_envs = np.arange(self.num_envs)
         self._in_episode = np.zeros(self.num_envs, dtype=bool)
         self._aligned_row: int | None = 0  # the row every env is at, while they all are at one
@@ -119,20 +119,20 @@ class VecMemory:
 
     def _write(self, env_indices: np.ndarray, every_env: bool, columns: dict) -> np.ndarray:
         """Writes the columns at each env's next row; returns those rows."""
-        aligned = every_env and self._aligned_row is not None
-        if aligned:  # every env at the same row: one slice per column
-            top = self._aligned_row
+        aligned_row = self._aligned_row if every_env else None
+        if aligned_row is not None:  # every env at the same row: one slice per column
+            top = aligned_row
             rows = np.full(self.num_envs, top)
         else:
             rows = self.lengths[env_indices]
             top = int(rows.max())
         if top >= self._capacity:
             self._grow(top + 1)
-        if aligned:
+        if aligned_row is not None:
             for name, column in columns.items():
                 self._arrays[name][top] = column
             self.lengths += 1
-            self._aligned_row += 1
+            self._aligned_row = aligned_row + 1
         else:
             for name, column in columns.items():
                 self._arrays[name][rows, env_indices] = column

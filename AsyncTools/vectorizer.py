@@ -13,7 +13,9 @@ import re
 import signal
 import time
 import traceback
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from multiprocessing.process import BaseProcess
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -100,7 +102,7 @@ class EpisodeOverFlags(np.ndarray):
     (copies, `|`, `~`) remember it too.
     """
 
-    vectorizer: "EnvVectorizer | None" = None
+    vectorizer: EnvVectorizer | None = None
 
     def __array_finalize__(self, obj: Any) -> None:
         self.vectorizer = getattr(obj, "vectorizer", None)
@@ -133,17 +135,20 @@ class LoopBackend:
         observations, rewards, terminated, truncated, infos = [], [], [], [], []
         chosen = actions[indices]
         # Plain ints for discrete actions: Discrete.contains takes its fast path for them.
-        for i, action in zip(indices.tolist(), chosen.tolist() if chosen.ndim == 1 else chosen):
+        for i, action in zip(indices.tolist(), chosen.tolist() if chosen.ndim == 1 else chosen, strict=True):
             if self._ended[i]:
                 obs, info = self._call(i, "reset")
                 reward, term, trunc = 0.0, False, False
             else:
                 obs, reward, term, trunc, info = self._call(i, "step", action)
-            observations.append(obs), rewards.append(reward), infos.append(info)
-            terminated.append(term), truncated.append(trunc)
-        terminated, truncated = np.array(terminated, dtype=bool), np.array(truncated, dtype=bool)
-        self._ended[indices] = terminated | truncated
-        return observations, rewards, terminated, truncated, infos
+            observations.append(obs)
+            rewards.append(reward)
+            infos.append(info)
+            terminated.append(term)
+            truncated.append(trunc)
+        terminated_flags, truncated_flags = np.array(terminated, dtype=bool), np.array(truncated, dtype=bool)
+        self._ended[indices] = terminated_flags | truncated_flags
+        return observations, rewards, terminated_flags, truncated_flags, infos
 
     def close(self) -> None:
         for env in self.envs:
@@ -162,7 +167,7 @@ class VectorEnvBackend:
 
     def reset(self, seeds: list[int] | None):
         seed = seeds if seeds is None or not self.seed_all_from_first else seeds[0]
-        return self.vector_env.reset(seed=seed)
+        return self.vector_env.reset(seed=seed)  # type: ignore[arg-type]  # a list: one seed per copy
 
     def step(self, actions: np.ndarray, indices: np.ndarray):
         obs, rewards, terminated, truncated, infos = self.vector_env.step(actions)
@@ -186,6 +191,7 @@ class SubprocessBackend(VectorEnvBackend):
     backend left open, since the workers ignore the SIGTERM with which multiprocessing would
     stop them there.
     """
+    vector_env: gym.vector.AsyncVectorEnv  # for type checkers: its pipes, processes and `call`
 
     def __init__(self, vector_env: gym.vector.AsyncVectorEnv):
         super().__init__(vector_env, seed_all_from_first=False)
@@ -295,7 +301,7 @@ def _describe_exit(exitcode: int | None) -> str:
         return f"killed by signal {-exitcode}"
 
 
-def _stop_workers(pipes: Sequence[Any], processes: Sequence[multiprocessing.Process]) -> None:
+def _stop_workers(pipes: Sequence[Any], processes: Sequence[BaseProcess]) -> None:
     """Sends every worker gymnasium's 'close' command and waits WORKER_CLOSE_SECONDS for them
     to exit; terminates, then kills, the ones still running; closes the pipes. A worker busy
     with a step sent before (a KeyboardInterrupt left it unread) finishes it, then closes."""
@@ -318,7 +324,7 @@ def _stop_workers(pipes: Sequence[Any], processes: Sequence[multiprocessing.Proc
             pipe.close()
 
 
-def _join_all(processes: Sequence[multiprocessing.Process], seconds: float) -> None:
+def _join_all(processes: Sequence[BaseProcess], seconds: float) -> None:
     """Joins the processes, waiting at most `seconds` for all of them together."""
     deadline = time.monotonic() + seconds
     for process in processes:
@@ -447,7 +453,7 @@ def _picklable(error: BaseException) -> BaseException | None:
     return error
 
 
-def _start_workers(workers: list[Callable[[], gym.Env]]) -> gym.vector.AsyncVectorEnv:
+def _start_workers(workers: Sequence[Callable[[], gym.Env]]) -> gym.vector.AsyncVectorEnv:
     """gymnasium's AsyncVectorEnv over `workers`. Where its start fails after worker processes
     started (one died before it answered, copies whose spaces differ), gymnasium leaves them
     running: they are ended here, before the error is raised (a worker that died as an
@@ -634,7 +640,7 @@ def _valid_action(space: gym.Space) -> np.ndarray:
         return np.asarray(space.start, dtype=space.dtype)
     if isinstance(space, gym.spaces.Box):
         return np.clip(np.zeros(space.shape, dtype=space.dtype), space.low, space.high)
-    return np.zeros(space.shape, dtype=space.dtype)
+    return np.zeros(space.shape, dtype=space.dtype)  # type: ignore[arg-type]  # MultiDiscrete, MultiBinary: both set
 
 
 class EnvVectorizer:
@@ -687,7 +693,7 @@ class EnvVectorizer:
     could not be made in the collector process: ..."), the env's error as its cause.
     """
 
-    def __init__(self, env: gym.Env | Callable[[], gym.Env], num_envs: int = 1,
+    def __init__(self, env: gym.Env | Callable[[], gym.Env] | gym.vector.VectorEnv, num_envs: int = 1,
                  seed: int | None = None, clip_actions: bool = True, backend: str = "loop",
                  non_finite_rewards: str = "raise", first_copy: int = 0,
                  total_copies: int | None = None, made_in: str | None = None):
@@ -712,7 +718,7 @@ class EnvVectorizer:
         if clip_actions and isinstance(self.action_space, gym.spaces.Box):
             self._clip_bounds = (self.action_space.low, self.action_space.high)
         if seed is None:
-            seeds = np.random.SeedSequence().generate_state(self.num_envs)
+            seeds: np.ndarray = np.random.SeedSequence().generate_state(self.num_envs)
         else:
             seeds = seed + self.first_copy + np.arange(self.num_envs)
         self._pending_seeds: list[int] | None = [int(s) for s in seeds]
@@ -799,7 +805,7 @@ class EnvVectorizer:
         terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
         self.last_terminated[indices] = terminated
         self.last_truncated[indices] = truncated
-        self.last_next_states[indices] = next_states
+        cast(np.ndarray, self.last_next_states)[indices] = next_states  # made by reset
         return next_states, rewards, terminated, truncated, infos
 
     def step(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Any]:
@@ -833,6 +839,7 @@ class EnvVectorizer:
             stacked = None
         if expected is not None and (stacked is None or stacked.shape[1:] != expected):
             raise self._observation_shape_error(states, indices, method)
+        stacked = cast(np.ndarray, stacked)  # None raised just above
         if stacked.dtype.kind == "f" and not np.isfinite(stacked).all():
             bad = indices[~np.isfinite(stacked.reshape(len(stacked), -1)).all(axis=1)].tolist()
             raise EnvOutputError(f"{_copies(bad, self.num_envs)} returned non-finite "

@@ -18,7 +18,8 @@ The critic has one value head, or two (extrinsic and intrinsic) when RND is on.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -31,8 +32,8 @@ HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def layer_init(layer: nn.Module, gain: float) -> nn.Module:
-    nn.init.orthogonal_(layer.weight, gain)
-    nn.init.zeros_(layer.bias)
+    nn.init.orthogonal_(cast(torch.Tensor, layer.weight), gain)  # a Linear or Conv2d: tensors
+    nn.init.zeros_(cast(torch.Tensor, layer.bias))  # every layer here is built with a bias
     return layer
 
 
@@ -95,13 +96,16 @@ class MultiInputTorso(nn.Module):
         super().__init__()
         self.parts = [tuple(int(d) for d in part) for part in parts]
         self.sizes = [math.prod(part) for part in self.parts]
-        self.cnns = nn.ModuleList(NatureCNN(part) for part in self.parts if len(part) == 3)
-        self.out_features = (sum(cnn.out_features for cnn in self.cnns)
-                             + sum(size for part, size in zip(self.parts, self.sizes) if len(part) != 3))
+        cnns = [NatureCNN(part) for part in self.parts if len(part) == 3]
+        self.cnns = nn.ModuleList(cnns)
+        self.out_features = (sum(cnn.out_features for cnn in cnns)
+                             + sum(size for part, size in zip(self.parts, self.sizes, strict=True)
+                                   if len(part) != 3))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         cnns, pieces = iter(self.cnns), []
-        for part, chunk in zip(self.parts, obs.reshape(obs.shape[0], -1).split(self.sizes, dim=1)):
+        chunks = obs.reshape(obs.shape[0], -1).split(self.sizes, dim=1)
+        for part, chunk in zip(self.parts, chunks, strict=True):
             pieces.append(next(cnns)(chunk.reshape(-1, *part)) if len(part) == 3 else chunk.float())
         return torch.cat(pieces, dim=1)
 
@@ -118,6 +122,10 @@ class ActorCritic(nn.Module):
     hidden layers are `hidden_sizes`, the critic's `critic_hidden_sizes` (default: the same),
     with `activation` ("tanh" or "relu") between layers.
     """
+    # for type checkers: the torso, and the bounds' buffers (registered for continuous actions)
+    torso: NatureCNN | MultiInputTorso | None
+    action_low: torch.Tensor
+    action_high: torch.Tensor
 
     def __init__(
         self,
@@ -185,7 +193,7 @@ class ActorCritic(nn.Module):
         MultiInputTorso's features for observations made of parts, the flattened (and
         normalised, if on) observation for vectors."""
         if self.is_image:
-            return self.torso(obs.reshape(obs.shape[0], *self.observation_shape))
+            return cast(NatureCNN, self.torso)(obs.reshape(obs.shape[0], *self.observation_shape))
         if self.torso is not None:
             return self.torso(obs)
         obs = obs.reshape(obs.shape[0], -1).float()
@@ -214,12 +222,11 @@ class ActorCritic(nn.Module):
         noise = None if deterministic else self.draw_noise(out.shape[0], generator, out.device)
         if not self.is_continuous:
             blocks = out.split(self.action_nvec, dim=-1)
-            if noise is None:
-                noise = [None] * len(blocks)
+            noises: list[torch.Tensor | None] = [None] * len(blocks) if noise is None else list(noise)
             actions = [_sample_categorical(logits, block_noise)
-                       for logits, block_noise in zip(blocks, noise)]
+                       for logits, block_noise in zip(blocks, noises, strict=True)]
             return actions[0] if len(actions) == 1 else torch.stack(actions, dim=-1)
-        u = out if deterministic else out + self._log_std().exp() * noise[0]
+        u = out if noise is None else out + self._log_std().exp() * noise[0]  # None: deterministic
         return self._to_env_units(u)
 
     def draw_noise(self, batch: int, generator: torch.Generator | None,
@@ -230,7 +237,7 @@ class ActorCritic(nn.Module):
         if self.is_continuous:
             return [torch.randn((batch, self.action_dim), generator=generator, device=device)]
         return [torch.empty((batch, n), device=device).exponential_(generator=generator)
-                for n in self.action_nvec]
+                for n in cast("tuple[int, ...]", self.action_nvec)]  # set for discrete actions
 
     def _to_env_units(self, u: torch.Tensor) -> torch.Tensor:
         if not self.squash_actions:
@@ -244,7 +251,7 @@ class ActorCritic(nn.Module):
         """Log-probs of `actions` (exactly as they were returned by `act`), entropies and values."""
         features = self.features(obs)
         log_probs, entropy = self.log_prob_entropy(self.actor(features), actions)
-        return log_probs, entropy, self._values(features)
+        return log_probs, cast(torch.Tensor, entropy), self._values(features)  # with_entropy: a tensor
 
     def log_prob_entropy(self, out: torch.Tensor, actions: torch.Tensor, with_entropy: bool = True
                          ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -253,7 +260,8 @@ class ActorCritic(nn.Module):
         without `with_entropy`)."""
         if not self.is_continuous:
             return _categorical_log_prob_entropy(out, actions.long().reshape(out.shape[0], -1),
-                                                 self.action_nvec, with_entropy)
+                                                 cast("tuple[int, ...]", self.action_nvec),  # discrete
+                                                 with_entropy)
         log_std = self._log_std().expand_as(out)
         unit_actions = (actions.reshape(out.shape) - self.action_center) / self.action_half_range
         if self.squash_actions:

@@ -2,8 +2,9 @@
 queues them until `PPO.learn()` takes them."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,14 +66,14 @@ class Rollout:
     def shape(self) -> tuple[int, int]:
         return tuple(self.valid.shape)
 
-    def to(self, device: torch.device | str) -> "Rollout":
+    def to(self, device: torch.device | str) -> Rollout:
         """The same rollout as torch tensors on `device`."""
         def tensor(x):
             x = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
             return x.to(device, non_blocking=True)
         return Rollout(**{f.name: tensor(getattr(self, f.name)) for f in fields(self)})
 
-    def numpy(self) -> "Rollout":
+    def numpy(self) -> Rollout:
         """The same rollout as NumPy arrays."""
         def array(x):
             return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
@@ -90,7 +91,7 @@ class Rollout:
             next_states[ends] = self.final_states
         return next_states
 
-    def check(self) -> "Rollout":
+    def check(self) -> Rollout:
         """Raises ValueError naming the field that does not fit the layout; returns self
         (a NumPy rollout)."""
         if np.ndim(self.valid) != 2:
@@ -113,13 +114,14 @@ class Rollout:
                              f"{num_finals} final states")
         if tuple(np.shape(self.final_states))[1:] != tuple(np.shape(self.states))[2:]:
             raise ValueError(f"final_states: expected rows shaped like the states' "
-                             f"{list(np.shape(self.states)[2:])}, got {list(np.shape(self.final_states)[1:])}")
+                             f"{list(np.shape(self.states)[2:])}, "
+                             f"got {list(np.shape(self.final_states)[1:])}")
         return self
 
     # ------------------------------------------------------------ the flat layout
     @classmethod
     def from_trajectories(cls, states, actions, rewards, terminated, truncated, final_states,
-                          env_ids=None, episode_starts=None, log_probs=None) -> "Rollout":
+                          env_ids=None, episode_starts=None, log_probs=None) -> Rollout:
         """A rollout from trajectories laid end to end: step i of the flat arrays is
         (states[i], actions[i], rewards[i], ...); every trajectory closes with a terminated or
         truncated step, and `final_states` holds one row per closing step, in order.
@@ -127,7 +129,7 @@ class Rollout:
         `env_ids[i]` names the env copy step i came from (column env_ids[i] of the rollout;
         one copy's steps in time order), `episode_starts[i]` marks the first step of an
         episode. Left out, every trajectory is its own copy's, starting an episode."""
-        flat = {name: _as_array(x) for name, x in dict(
+        flat: dict[str, Any] = {name: _as_array(x) for name, x in dict(
             states=states, actions=actions, rewards=rewards, terminated=terminated,
             truncated=truncated, env_ids=env_ids, episode_starts=episode_starts,
             log_probs=log_probs).items()}

@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, cast
 
 import torch
 
 from . import persistence
-from .Memory import Rollout
 from .acting import initial_action_bounds, non_finite_rows
 from .advantages import episodic_gae, non_episodic_gae
+from .checks import NonFiniteError, check_bool, check_compile_mode
 from .config import PPOConfig
-from .checks import check_bool, check_compile_mode, NonFiniteError
 from .losses import clip_grad_norm, clipped_surrogate_loss, clipped_value_loss, lag_corrected_targets
+from .Memory import Rollout
+from .normalization import RewardScaler
 from .ppo_base import PPOBase
+from .RND import RND
 
 EVAL_CHUNK = 65536
 CONFIG_FIELDS = tuple(item.name for item in dataclasses.fields(PPOConfig))
@@ -35,6 +38,15 @@ def _explained_variance(returns: torch.Tensor, values: torch.Tensor) -> float:
     extrinsic_values = values if values.dim() == 1 else values[:, 0]
     return (1 - torch.var(extrinsic_returns - extrinsic_values)
             / (torch.var(extrinsic_returns) + 1e-8)).item()
+
+
+def _rnd_loss(rnd: RND | None, next_states: torch.Tensor | None, index: torch.Tensor,
+              generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """One gradient step of RND's predictor on these rows of the next states, and its loss (a
+    zero without RND)."""
+    if rnd is None or next_states is None:
+        return torch.zeros((), device=device)
+    return rnd.train_predictor(next_states[index], generator)
 
 
 class PPO(PPOBase):
@@ -113,7 +125,7 @@ class PPO(PPOBase):
                       ) -> tuple[torch.Tensor, torch.Tensor]:
         """Old log-probs and values of every stored step, in chunks to bound memory."""
         log_probs, values = [], []
-        for s, a in zip(states.split(EVAL_CHUNK), actions.split(EVAL_CHUNK)):
+        for s, a in zip(states.split(EVAL_CHUNK), actions.split(EVAL_CHUNK), strict=True):
             chunk_log_probs, _, chunk_values = self.policy.evaluate(s, a)
             log_probs.append(chunk_log_probs)
             values.append(chunk_values)
@@ -150,7 +162,7 @@ class PPO(PPOBase):
         novelty = torch.zeros_like(rewards)
         novelty[valid] = self.rnd.intrinsic_reward(batch.next_states()[valid])
         self.stats["intrinsic_reward"] = novelty[valid].mean().item()
-        intrinsic_rewards = self.intrinsic_scaler(novelty, valid, batch.episode_starts)
+        intrinsic_rewards = cast(RewardScaler, self.intrinsic_scaler)(novelty, valid, batch.episode_starts)
         intrinsic, intrinsic_returns = non_episodic_gae(batch, intrinsic_rewards, values[..., 1],
                                                         final_values[..., 1], self.intrinsic_gamma,
                                                         self.GAE_lambda)
@@ -204,7 +216,7 @@ class PPO(PPOBase):
         num_updates = 0
         num_rows = len(states)
         minibatches_per_epoch = -(-num_rows // self.mini_batch_size)
-        for epoch in range(self.k_epochs):
+        for epoch in range(self.k_epochs):  # noqa: B007 (read after the loop: the epochs run)
             epoch_kl = torch.zeros((), device=self.device)
             order = torch.randperm(num_rows, generator=self.shuffle_generator).to(self.device)
             for index in order.split(self.mini_batch_size):
@@ -220,8 +232,7 @@ class PPO(PPOBase):
                 loss.backward()
                 clip_grad_norm(self._policy_parameters, self.max_grad_norm)
                 self.optimizer.step()
-                rnd_loss = (self.rnd.train_predictor(next_states[index], self.shuffle_generator)
-                            if self.rnd is not None else torch.zeros((), device=self.device))
+                rnd_loss = _rnd_loss(self.rnd, next_states, index, self.shuffle_generator, self.device)
 
                 with torch.no_grad():
                     totals += torch.stack([policy_loss, value_loss, entropy, approx_kl,
@@ -235,12 +246,13 @@ class PPO(PPOBase):
         means = (totals[:6] / totals[6]).tolist()
         if self.policy.obs_normalizer is not None:
             self.policy.obs_normalizer.update(states)
-        self._check_finite_after_update(dict(zip(("policy_loss", "value_loss", "entropy"), means)))
+        self._check_finite_after_update(
+            dict(zip(("policy_loss", "value_loss", "entropy"), means, strict=False)))
         if self.numpy_actor is not None:
             self.numpy_actor.refresh()  # the fused Adam step does not bump tensor versions
         self.samples_learned += num_rows
         self.stats.update(dict(zip(
-            ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"), means)))
+            ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"), means, strict=False)))
         if self.rnd is not None:
             self.stats["rnd_loss"] = means[5]
         self.stats.update(explained_variance=_explained_variance(returns, old_values),
@@ -278,7 +290,7 @@ class PPO(PPOBase):
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device | None = None,
-             **overrides: Any) -> "PPO":
+             **overrides: Any) -> PPO:
         """A PPO built with the options its weights were saved with (`overrides` replace some),
         with those weights loaded: `PPO.load('data/cartpole')` needs no sizes."""
         config = {**persistence.saved_config(path), **overrides}

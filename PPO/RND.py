@@ -2,7 +2,7 @@
 to match a fixed, randomly initialised target network."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -58,8 +58,9 @@ class RND(nn.Module):
             self.update_obs_stats(obs)
         return self._errors(obs)
 
-    def train_predictor(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> float:
-        """One gradient step of the predictor on a random fraction of `obs`; returns its loss."""
+    def train_predictor(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One gradient step of the predictor on a random fraction of `obs`; returns its loss
+        (a detached 0-d tensor: no device sync)."""
         count = max(1, int(obs.shape[0] * self.update_fraction))
         index = torch.randperm(obs.shape[0], generator=generator, device="cpu")[:count]
         loss = self._errors(obs[index.to(obs.device)]).mean()

@@ -5,9 +5,9 @@
 __version__ = "0.2.0"  # the package version (pyproject.toml reads it from here)
 
 from .ActorCritic import ActorCritic
+from .config import PPOConfig
 from .Memory import Memory, Rollout
 from .PPO import PPO
-from .config import PPOConfig
 from .RND import RND
 
 __all__ = ["PPO", "PPOConfig", "ActorCritic", "Memory", "Rollout", "RND", "__version__"]

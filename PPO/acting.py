@@ -62,9 +62,9 @@ def act(policy: ActorCritic, numpy_actor: NumpyActor | None, states: np.ndarray 
     one (same actions, less overhead per call); others through the policy on `device`."""
     if numpy_actor is not None and (isinstance(states, np.ndarray) or states.device.type == "cpu"):
         states = states if isinstance(states, np.ndarray) else states.detach().numpy()
-        out = numpy_actor.actor_output(np.asarray(states, dtype=np.float32).reshape(len(states), -1))
-        actions = numpy_actor.sample(out, generator, deterministic)
-        out = torch.from_numpy(out)
+        out_array = numpy_actor.actor_output(np.asarray(states, dtype=np.float32).reshape(len(states), -1))
+        actions = numpy_actor.sample(out_array, generator, deterministic)
+        out = torch.from_numpy(out_array)
     else:
         states = torch.as_tensor(states).to(device, non_blocking=True)
         out = policy.actor(policy.features(states))

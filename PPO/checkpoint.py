@@ -6,8 +6,9 @@ import io
 import os
 import secrets
 import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO
 
 import torch
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from numbers import Integral, Real
+from typing import Any
 
 
 def check_positive_int(name: str, value: object) -> int:
@@ -31,7 +32,7 @@ def check_finite_float(name: str, value: object) -> float:
 
 
 def check_unit_interval(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not 0.0 <= value <= 1.0:
+    if isinstance(value, bool) or not isinstance(value, Real) or not 0.0 <= float(value) <= 1.0:
         raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
     return float(value)
 
@@ -65,10 +66,10 @@ def check_compile_mode(mode: object, compiling: bool) -> str:
 def check_shape(name: str, value: object) -> tuple[int, ...]:
     """A non-empty sequence of positive integers (a shape, layer sizes, MultiDiscrete sizes)."""
     try:
-        items = tuple(value)  # type: ignore[arg-type]
+        items: tuple[Any, ...] = tuple(value)  # type: ignore[arg-type]  # any iterable; else TypeError
     except TypeError:
         items = ()
-    if not items or not all(isinstance(v, Integral) and not isinstance(v, bool) and v > 0
+    if not items or not all(isinstance(v, Integral) and not isinstance(v, bool) and int(v) > 0
                             for v in items):
         raise ValueError(f"{name} must be a non-empty sequence of positive integers, got {value!r}")
     return tuple(int(v) for v in items)

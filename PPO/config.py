@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, cast
 
 from .ActorCritic import ACTIVATIONS
-from .checks import (check_bool, check_finite_float, check_non_negative_float,
-                     check_positive_float, check_positive_int, check_shape, check_unit_interval)
+from .checks import (
+    check_bool,
+    check_finite_float,
+    check_non_negative_float,
+    check_positive_float,
+    check_positive_int,
+    check_shape,
+    check_unit_interval,
+)
 
 
 @dataclass
@@ -162,7 +170,7 @@ class PPOConfig:
         if not any(len(part) == 3 for part in checked):
             raise ValueError(f"observation_parts: is for observations holding an image (a part "
                              f"of three dimensions); without one, leave it None, got {checked}")
-        if len(self.observation_shape) != 1:
+        if len(cast("tuple[int, ...]", self.observation_shape)) != 1:
             raise ValueError("observation_parts: give either observation_parts or an image's "
                              "observation_shape, not both")
         total = sum(math.prod(part) for part in checked)
@@ -174,7 +182,7 @@ class PPOConfig:
     @property
     def is_image(self) -> bool:
         """The whole observation is one image (a 3-D observation_shape)."""
-        return len(self.observation_shape) == 3
+        return len(cast("tuple[int, ...]", self.observation_shape)) == 3
 
     @property
     def has_images(self) -> bool:

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, cast
 
 import torch
 from torch import nn
@@ -51,7 +52,7 @@ class OneHot(nn.Module):
             return values.float()
         values = values.long()
         return torch.cat([(values[:, i:i + 1] - low == torch.arange(size)).float()
-                          for i, (size, low) in enumerate(zip(self.sizes, self.lowest))], dim=1)
+                          for i, (size, low) in enumerate(zip(self.sizes, self.lowest, strict=True))], dim=1)
 
     def example(self, batch: int) -> torch.Tensor:
         """A batch of valid raw observations (every value at its lowest), of the dtype that
@@ -73,7 +74,7 @@ class DeployedPolicy(nn.Module):
         self.policy = copy.deepcopy(policy).cpu().requires_grad_(False)
         self.clip_actions = clip_actions and policy.is_continuous
         one_hot = observation_space is not None and observation_space["type"] in ONE_HOT_SPACES
-        self.flatten = OneHot(observation_space) if one_hot else nn.Identity()
+        self.flatten = OneHot(cast(dict, observation_space)) if one_hot else nn.Identity()
         self.eval()
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -123,4 +124,8 @@ def _onnx_writer(deployed: DeployedPolicy, example: torch.Tensor) -> Callable[[B
         raise ImportError(f"format='onnx' needs {' and '.join(missing)}: pip install -e .[onnx]")
     program = torch.onnx.export(deployed, (example,), dynamo=True, dynamic_shapes=_free_batch(),
                                 input_names=["obs"], output_names=["actions"], verbose=False)
-    return lambda handle: handle.write(program.model_proto.SerializeToString())
+    onnx_program = cast("torch.onnx.ONNXProgram", program)  # dynamo=True: always a program
+
+    def write(handle: BinaryIO) -> None:
+        handle.write(onnx_program.model_proto.SerializeToString())
+    return write

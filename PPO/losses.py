@@ -4,10 +4,12 @@ weights of decoupled PPO), the clipped value loss, and the gradient-norm clippin
 (tests/test_objective.py)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 
-def clip_grad_norm(parameters: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+def clip_grad_norm(parameters: Sequence[torch.Tensor], max_norm: float) -> torch.Tensor:
     """Scales the gradients so that their global L2 norm is at most `max_norm`, and returns the
     norm before scaling: `nn.utils.clip_grad_norm_` (same formula, tests check the equality) in
     four operations, where torch's general version costs several times more on small networks."""

@@ -12,6 +12,10 @@ class RunningMeanStd(nn.Module):
 
     `normalize` maps x to (x - mean) / sqrt(var + eps), clipped to [-clip, clip].
     """
+    # the buffers registered in __init__, declared for type checkers
+    mean: torch.Tensor
+    var: torch.Tensor
+    count: torch.Tensor
 
     def __init__(self, shape: tuple[int, ...] | int, clip: float = 10.0, eps: float = 1e-8):
         super().__init__()

@@ -11,6 +11,8 @@ renews them whenever a parameter or buffer it reads has changed in place, which 
 """
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import torch
 from torch import nn
@@ -30,10 +32,12 @@ class NumpyActor:
             raise ValueError("policy: the NumPy actor is for vector observations; image policies "
                              "act through their CNN in torch")
         self.policy = policy
-        self._linears = [m for m in policy.actor if isinstance(m, nn.Linear)]
+        self._linears = [m for m in cast(nn.Sequential, policy.actor) if isinstance(m, nn.Linear)]  # an MLP
         self._relu = policy.activation == "relu"
         self._layers: list[tuple[np.ndarray, np.ndarray]] = []
-        self._obs_mean = self._obs_std = self._std = None
+        self._obs_mean: np.ndarray | None = None
+        self._obs_std: np.ndarray | None = None
+        self._std: np.ndarray | None = None
         self._low = self._high = self._center = self._half_range = None
         self.refresh()
 
@@ -100,10 +104,10 @@ class NumpyActor:
         policy = self.policy
         noise = None if deterministic else [_array(n) for n in policy.draw_noise(len(out), generator)]
         if not policy.is_continuous:
-            blocks = ([out] if len(policy.action_nvec) == 1
-                      else np.split(out, np.cumsum(policy.action_nvec)[:-1], axis=-1))
+            nvec = cast("tuple[int, ...]", policy.action_nvec)  # set for discrete actions
+            blocks = [out] if len(nvec) == 1 else np.split(out, np.cumsum(nvec)[:-1], axis=-1)
             if noise is not None:  # Gumbel-max, as in ActorCritic.sample
-                blocks = [block - np.log(block_noise) for block, block_noise in zip(blocks, noise)]
+                blocks = [block - np.log(gumbel) for block, gumbel in zip(blocks, noise, strict=True)]
             actions = [block.argmax(-1) for block in blocks]
             return actions[0] if len(actions) == 1 else np.stack(actions, axis=-1)
         self._update_copies()

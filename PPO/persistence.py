@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -104,7 +104,8 @@ def apply_weights(ppo, state: dict[str, torch.Tensor],
     """Loads checked entries (`checked_weights`) into `ppo`'s modules."""
     _load_prefixed(state, {"": ppo.policy, "reward_scaler.": ppo.reward_scaler})
     if ppo.rnd is not None:
-        _load_prefixed(rnd_entries, {"": ppo.rnd, "intrinsic_scaler.": ppo.intrinsic_scaler})
+        rnd_state = cast("dict[str, torch.Tensor]", rnd_entries)  # checked present with RND
+        _load_prefixed(rnd_state, {"": ppo.rnd, "intrinsic_scaler.": ppo.intrinsic_scaler})
     ppo.action_bounds_given = ppo.is_continuous
 
 

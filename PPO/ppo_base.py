@@ -10,21 +10,21 @@ PPO/acting.py), `export` (PPO/export.py), and the files (`save_weights`, `load_w
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
 
 from . import persistence
-from .ActorCritic import ActorCritic
-from .Memory import Memory
-from .RND import RND
 from .acting import act, check_states, checked_action_bounds
+from .ActorCritic import ActorCritic
 from .checkpoint import non_finite_entries
 from .config import PPOConfig
 from .export import export_policy
+from .Memory import Memory
 from .normalization import RewardScaler
 from .numpy_actor import NumpyActor
+from .RND import RND
 from .threads import place
 
 # The options the learner reads, kept as its attributes (ppo.lr, ppo.gamma, ...).
@@ -35,6 +35,43 @@ LEARNER_SETTINGS = ("is_continuous", "observ_dim", "action_dim", "lr", "k_epochs
                     "normalize_reward", "anneal_lr", "total_steps", "extrinsic_coef",
                     "intrinsic_gamma", "observation_parts", "observation_space", "is_image",
                     "has_images")
+
+
+class LearnerSettings:
+    """The types of the `LEARNER_SETTINGS` attributes, as `PPOConfig` leaves them once checked
+    (`PPOBase.__init__` copies them over by name): declarations for the type checker only."""
+    is_continuous: bool
+    observ_dim: int
+    action_dim: int
+    lr: float
+    k_epochs: int
+    policy_clip: float
+    GAE_lambda: float
+    gamma: float
+    batch_size: int
+    mini_batch_size: int
+    use_RND: bool
+    beta: float
+    entropy_coef: float
+    value_coef: float
+    max_grad_norm: float
+    value_clip: float | None
+    target_kl: float | None
+    max_lag_weight: float | None
+    normalize_advantages: bool
+    observation_shape: tuple[int, ...]
+    action_nvec: tuple[int, ...] | None
+    normalize_reward: bool
+    anneal_lr: bool
+    total_steps: int | None
+    extrinsic_coef: float
+    intrinsic_gamma: float
+    observation_parts: list[list[int]] | None
+    observation_space: dict | None
+    is_image: bool
+    has_images: bool
+
+
 Learner = TypeVar("Learner", bound="PPOBase")  # `load_weights` returns self: a PPO for a PPO
 
 
@@ -61,7 +98,7 @@ def build_networks(options: PPOConfig, device: torch.device, seed: int
     return policy, rnd
 
 
-class PPOBase:
+class PPOBase(LearnerSettings):
     """A PPO learner's state, built from its checked options (`PPOConfig`), and its public
     methods other than the update: acting, action bounds, export, saving and loading. Not
     made on its own: `PPO` is one, with the update (`learn()`) added."""
@@ -135,7 +172,8 @@ class PPOBase:
         """`get_action(state)`'s actions (unclipped) and their log-probabilities under the
         policy that chose them, float32 [B] (a scalar for one state): what a rollout stores as
         the behaviour policy of PPO's ratio (`Rollout.log_probs`)."""
-        actions, log_probs, single = self._act(state, deterministic, with_log_probs=True)
+        actions, maybe_log_probs, single = self._act(state, deterministic, with_log_probs=True)
+        log_probs = cast(np.ndarray, maybe_log_probs)  # with_log_probs: an array
         return (actions[0], log_probs[0]) if single else (actions, log_probs)
 
     def _act(self, state, deterministic: bool, with_log_probs: bool,

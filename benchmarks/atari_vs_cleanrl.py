@@ -39,10 +39,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 from defaults_vs_sb3 import with_zoo_schedules
 from harness import child_env, load_json, machine_line, same_run, save_json, table
-
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results" / "atari_vs_cleanrl"

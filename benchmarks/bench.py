@@ -3,7 +3,8 @@ time-to-solve, and a continuous env at a fixed budget (HalfCheetah-v5, a heavier
 Pendulum-v1 where `mujoco` is not importable), against Stable-Baselines3 (RL Zoo's tuned
 settings) and a model of the original project's design (benchmarks/original_design.py).
 
-    python benchmarks/bench.py --quick                 # < 3 minutes: 2 seeds (1 for HalfCheetah), small budgets
+    python benchmarks/bench.py --quick                 # < 3 minutes: 2 seeds (1 for HalfCheetah), small
+                                                       # budgets
     python benchmarks/bench.py [--seeds 5] [--out benchmarks/results] [--threads auto|1|2]
     python benchmarks/bench.py --only continuous       # one section: all, speed, cartpole, continuous
 
@@ -28,8 +29,19 @@ import bench_cartpole
 import bench_continuous
 import bench_speed
 from bench_trainers import status
-from harness import (REPO, Runs, cpu_model, fmt, git_commit, gpu_name, load_json, package_versions,
-                     pyplot, save_json, table)
+from harness import (
+    REPO,
+    Runs,
+    cpu_model,
+    fmt,
+    git_commit,
+    gpu_name,
+    load_json,
+    package_versions,
+    pyplot,
+    save_json,
+    table,
+)
 
 SECTIONS = ("speed", "cartpole", "continuous")
 UNTIMED = ("machine_info", "probe_env")  # no timing to spoil when the machine is busy
@@ -73,7 +85,8 @@ def pick_threads(runs: Runs, budget: dict, mode: str,
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small budgets and fewer seeds (< 3 minutes)")
     parser.add_argument("--seeds", type=int, default=None,
                         help="seeds per learning run (default 5, --quick 2; HalfCheetah 3, --quick 1)")
@@ -204,7 +217,7 @@ def plot(results: dict, path: Path) -> None:
         (bench_continuous, "continuous", 1.0)) if key in results]
     fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 6.5), squeeze=False,
                              gridspec_kw=dict(width_ratios=[width for _, width in panels]))
-    for (draw, _), axis in zip(panels, axes[0]):
+    for (draw, _), axis in zip(panels, axes[0], strict=True):
         draw(results, axis)
     m = results["machine"]
     fig.suptitle(f"{m.get('processor')}, {m.get('cpu_count')} CPUs, {m.get('gpu')}, torch {m.get('torch')}",

@@ -9,8 +9,17 @@ from __future__ import annotations
 import functools
 import time
 
-from bench_trainers import (COLORS, SOLVE_RETURN, SOLVE_WINDOW, linear, loop_rate, ok, sb3_recorder,
-                            sb3_result, status)
+from bench_trainers import (
+    COLORS,
+    SOLVE_RETURN,
+    SOLVE_WINDOW,
+    linear,
+    loop_rate,
+    ok,
+    sb3_recorder,
+    sb3_result,
+    status,
+)
 from harness import fmt, median, ratio, table
 
 ZOO_CARTPOLE_STEPS = 100_000  # RL Zoo's n_timesteps for CartPole-v1: the horizon of its schedules
@@ -77,13 +86,16 @@ def summarize(runs: list[dict]) -> dict:
 def ratios(solve: dict) -> list[tuple[str, float | None, str]]:
     ours = solve["ours"]
     return [
-        ("time-to-solve CartPole, ours / SB3", ratio(ours.get("median_time"), solve["sb3"].get("median_time")),
+        ("time-to-solve CartPole, ours / SB3",
+         ratio(ours.get("median_time"), solve["sb3"].get("median_time")),
          "< 1: ours solves sooner (median wall-clock)"),
-        ("time-to-solve CartPole, ours / original", ratio(ours.get("median_time"), solve["original"].get("median_time")),
+        ("time-to-solve CartPole, ours / original",
+         ratio(ours.get("median_time"), solve["original"].get("median_time")),
          "< 1: ours solves sooner"),
         ("whole-loop steps/s, ours / SB3", ratio(ours.get("steps_per_s"), solve["sb3"].get("steps_per_s")),
          "> 1: ours faster (CartPole solve runs, medians)"),
-        ("whole-loop steps/s, ours / original", ratio(ours.get("steps_per_s"), solve["original"].get("steps_per_s")),
+        ("whole-loop steps/s, ours / original",
+         ratio(ours.get("steps_per_s"), solve["original"].get("steps_per_s")),
          "> 1: ours faster (CartPole solve runs, medians)"),
     ]
 
@@ -94,7 +106,8 @@ def markdown(results: dict) -> list[str]:
     ours_how = f"backend {ours_run.get('backend', '?')}, rollout {ours_run.get('rollout', '?')}"
     rows = []
     for impl, label in (("ours", f"ours: ppo_for_env + AsyncPPO defaults, 32 envs ({ours_how})"),
-                        ("sb3", f"SB3 PPO, RL Zoo tuned (8 envs, schedules over {ZOO_CARTPOLE_STEPS:,} steps)"),
+                        ("sb3", "SB3 PPO, RL Zoo tuned "
+                                f"(8 envs, schedules over {ZOO_CARTPOLE_STEPS:,} steps)"),
                         ("original", "original design, README settings (32 envs)")):
         s = solve[impl]
         if "status" in s:
@@ -119,7 +132,7 @@ NOTE = ("- Time-to-solve counts from building the envs and model (imports, and t
 def plot(results: dict, axis) -> None:
     names = {"ours": "ours", "sb3": "SB3 (RL Zoo)", "original": "original design"}
     for impl, runs in results["cartpole"].items():
-        for seed, run_ in zip(results["seeds"], runs):
+        for seed, run_ in zip(results["seeds"], runs, strict=False):
             if not ok(run_):
                 continue
             times = [0.0] + [r["time"] for r in run_["records"]]

@@ -144,7 +144,8 @@ def ratios(cont: dict) -> list[tuple[str, float | None, str]]:
     ours, sb3 = cont["summary"]["ours"], cont["summary"]["sb3"]
     env = cont["env"]
     return [
-        (f"{env} return at {cont['steps']:,} steps, ours - SB3", difference(ours.get("median_return"), sb3.get("median_return")),
+        (f"{env} return at {cont['steps']:,} steps, ours - SB3",
+         difference(ours.get("median_return"), sb3.get("median_return")),
          f"difference of the medians (mean of the last {cont['window']} episodes); > 0: ours higher"),
         (f"{env} wall-clock, ours / SB3", ratio(ours.get("median_time"), sb3.get("median_time")),
          "< 1: ours trains the same budget sooner (medians)"),
@@ -160,7 +161,8 @@ def labels(cont: dict) -> tuple[tuple[str, str], ...]:
     if cont["env"] == HALFCHEETAH:
         return (("ours", f"ours: ppo_for_env(normalize_obs=True) + AsyncPPO defaults, "
                          f"{cont['our_envs']} envs ({ours_how})"),
-                ("sb3", f"SB3 PPO, RL Zoo HalfCheetah settings ({cont['sb3_envs']} env, VecNormalize obs + reward)"))
+                ("sb3", f"SB3 PPO, RL Zoo HalfCheetah settings ({cont['sb3_envs']} env, "
+                        "VecNormalize obs + reward)"))
     return (("ours", f"ours: ppo_for_env(gamma=0.9) + AsyncPPO defaults, {cont['our_envs']} envs"),
             ("sb3", f"SB3 PPO, RL Zoo settings ({cont['sb3_envs']} envs, VecNormalize, no gSDE)"))
 

@@ -28,6 +28,7 @@ def measure_raw_env(backend: str, num_envs: int, seconds: float) -> dict:
     """CartPole-v1 with uniform random actions through EnvVectorizer.step_autoreset."""
     import gymnasium as gym
     import numpy as np
+
     from AsyncTools.vectorizer import EnvVectorizer
 
     try:
@@ -146,7 +147,8 @@ def markdown(results: dict) -> list[str]:
     for config, row in results["our_speed"].items():
         rollout, loop = row["rollout"], row["whole_loop"]
         options = json.dumps(row["options"]) if row["options"] else "one-liner defaults"
-        where = f"backend {rollout.get('backend', '?')}, rollout {rollout.get('rollout', '?')}" if ok(rollout) else ""
+        where = (f"backend {rollout.get('backend', '?')}, rollout {rollout.get('rollout', '?')}"
+                 if ok(rollout) else "")
         rows.append(["rollout only (untrained policy)", f"ours [{config}]", 32, speed_cell(rollout),
                      f"{options}; {where or status(rollout)}"])
         rows.append([f"whole loop, {results['budget']['loop_steps']:,} steps", f"ours [{config}]", 32,

@@ -29,6 +29,7 @@ def make_our_runner(env_id: str, seed: int, steps: int, options: dict, ppo_optio
                     num_envs: int = 32):
     """(AsyncPPO with `ppo_for_env`, None), or (None, why) when AsyncPPO rejects `options`."""
     import gymnasium as gym
+
     from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env
 
     env = gym.make(env_id)

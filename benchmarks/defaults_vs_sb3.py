@@ -223,8 +223,9 @@ def sb3_threads(runs: list[dict]) -> str:
 def write_markdown(results: dict, path: Path) -> None:
     m, cfg = results["machine"], results["config"]
     lines = [f"# Return at {cfg['steps']:,} env steps: ours (CLI defaults) vs Stable-Baselines3", "",
-             f"Deterministic mean return over {EVAL_EPISODES} episodes, then mean ± std (population) over the "
-             f"seeds run (of {cfg['seeds']}); in brackets how many seeds and the mean training wall time (indicative only: 2-core "
+             f"Deterministic mean return over {EVAL_EPISODES} episodes, then mean ± std (population) over "
+             f"the seeds run (of {cfg['seeds']}); in brackets how many seeds and the mean training wall time "
+             "(indicative only: 2-core "
              "machine, other benchmark runs and jobs beside it).", "",
              "| env | ours (CLI defaults) | SB3 defaults | SB3 + RL Zoo settings | zoo's own budget |",
              "|---|---|---|---|---|"]
@@ -243,11 +244,13 @@ def write_markdown(results: dict, path: Path) -> None:
               "- SB3 + RL Zoo: hyperparameters of rl-baselines3-zoo hyperparams/ppo.yml (ZOO_PPO in the "
               "script, VecNormalize where the zoo normalises) but trained for the same N steps; the last "
               "column is the zoo's own n_timesteps.",
-              "- SB3 runs are scored with `evaluate_policy(..., n_eval_episodes=10, deterministic=True)` on a "
+              "- SB3 runs are scored with `evaluate_policy(..., n_eval_episodes=10, deterministic=True)` "
+              "on a "
               "fresh env seeded 0 (normalisation statistics frozen). SB3 stops at the first whole rollout "
               "past N, so it may train up to one rollout more (steps_trained in results.json).", "",
               "Reproduce: `python benchmarks/defaults_vs_sb3.py "
-              f"--envs {' '.join(cfg['envs'])} --steps {cfg['steps']} --seeds {' '.join(map(str, cfg['seeds']))}`"]
+              f"--envs {' '.join(cfg['envs'])} --steps {cfg['steps']} "
+              f"--seeds {' '.join(map(str, cfg['seeds']))}`"]
     path.write_text("\n".join(lines) + "\n")
 
 

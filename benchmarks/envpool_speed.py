@@ -25,6 +25,7 @@ TASKS = {"Pong-v5": "ALE/Pong-v5", "HalfCheetah-v5": "HalfCheetah-v5"}  # EnvPoo
 def raw_speed(env_id: str, backend: str, num_envs: int, seconds: float) -> float:
     """Env steps per second with random actions (no learner)."""
     import numpy as np
+
     from AsyncTools.AsyncPPO import ppo_for_env
     from AsyncTools.collectors import make_collector
 
@@ -74,11 +75,13 @@ def measure_in_fresh_process(what: str, env_id: str, backend: str, args) -> floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-envs", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0, help="per raw-speed measurement")
     parser.add_argument("--rounds", type=int, default=4, help="whole-loop rounds per measurement")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the learner's choice)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: the learner's choice)")
     args = parser.parse_args()
     rows = []
     for envpool_id, gym_id in TASKS.items():

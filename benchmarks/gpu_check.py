@@ -35,9 +35,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from harness import save_json  # noqa: E402
+
 from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env  # noqa: E402
 from PPO import PPO  # noqa: E402
-from harness import save_json  # noqa: E402
 
 
 class CheckFailed(AssertionError):
@@ -70,7 +71,8 @@ def check_update_matches_cpu(device: str) -> dict:
     cpu, other = filled_learner("cpu"), filled_learner(device)
     cpu.learn(), other.learn()
     worst = max(float((a.detach().cpu() - b.detach()).abs().max())
-                for a, b in zip(other.policy.state_dict().values(), cpu.policy.state_dict().values()))
+                for a, b in zip(other.policy.state_dict().values(), cpu.policy.state_dict().values(),
+                                strict=True))
     check(worst < 1e-4, f"the update on {device} differs from the CPU's by {worst:.2e}")
     return {"max_weight_difference": worst}
 
@@ -136,7 +138,8 @@ def loop_speed(env_id: str, device: str, num_envs: int, num_steps: int, rounds: 
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (CI, a CPU)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"),

@@ -134,7 +134,7 @@ def summarize(results: list[dict]) -> dict:
     for task in dict.fromkeys(r["task"] for r in results):
         runs = [r for r in results if r["task"] == task]
 
-        def mean_std(key):
+        def mean_std(key, runs=runs):
             values = [r[key] for r in runs]
             return statistics.mean(values), statistics.pstdev(values) if len(values) > 1 else 0.0
         flags = [r["first_flag"] for r in runs]
@@ -172,9 +172,9 @@ def plot(results: list[dict], file: Path) -> None:
     figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.2 * rows), squeeze=False)
     for axis in axes.flat[len(tasks):]:
         axis.set_visible(False)
-    for axis, task in zip(axes.flat, tasks):
+    for axis, task in zip(axes.flat, tasks, strict=False):
         for run in (r for r in results if r["task"] == task):
-            steps, returns = zip(*run["curve"]) if run["curve"] else ((), ())
+            steps, returns = zip(*run["curve"], strict=True) if run["curve"] else ((), ())
             axis.plot(steps, returns, label=f"seed {run['seed']}")
         axis.set_title(f"{TASKS[task]['env']} ({task})", fontsize=9)
         axis.set_xlabel("env steps")
@@ -199,7 +199,8 @@ def main(argv=None) -> None:
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time")
     parser.add_argument("--quick", action="store_true", help="1/20 of each budget, 1 seed")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "learning"))
-    parser.add_argument("--replot", action="store_true", help="redraw OUT/learning.png from OUT/learning.json")
+    parser.add_argument("--replot", action="store_true",
+                        help="redraw OUT/learning.png from OUT/learning.json")
     args = parser.parse_args(argv)
     if args.replot:
         plot(load_json(Path(args.out) / "learning.json")["runs"], Path(args.out) / "learning.png")

@@ -20,9 +20,9 @@ from harness import HERE, REPO, machine_line, pyplot, save_json, table
 sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
+from slow_env import make_slow_cartpole  # noqa: E402
 
 from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env  # noqa: E402
-from slow_env import make_slow_cartpole  # noqa: E402
 
 
 def measure(backend: str, workers: int | None, args: argparse.Namespace) -> dict:
@@ -57,8 +57,9 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default=str(HERE / "results" / "ray"))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    from AsyncTools.ray_backend import init_local_ray
     import ray
+
+    from AsyncTools.ray_backend import init_local_ray
     init_local_ray()  # one local Ray for every configuration, all cores
     results = [measure("loop", None, args), measure("subprocess", None, args)]
     results += [measure("ray", int(w), args) for w in args.workers.split(",")]
@@ -85,7 +86,7 @@ def plot(ray_results: list[dict], local: list[dict], file: Path) -> None:
     figure, axis = plt.subplots(figsize=(5, 3.5))
     axis.plot([r["workers"] for r in ray_results], [r["steps_per_second"] for r in ray_results],
               "o-", label="ray")
-    for r, style in zip(local, ("--", ":")):
+    for r, style in zip(local, ("--", ":"), strict=False):
         axis.axhline(r["steps_per_second"], linestyle=style, color="gray", label=r["config"])
     axis.set_xlabel("Ray workers")
     axis.set_ylabel("whole-loop steps/s")

@@ -111,6 +111,7 @@ if __name__ == '__main__':
 def eval_ours(weights: str) -> list[float]:
     """Our saved policy: PPO.load + evaluate, deterministic, unseeded."""
     import gymnasium as gym
+
     from AsyncTools.evaluation import evaluate
     from PPO import PPO
     ppo = PPO.load(weights, device="cpu")
@@ -123,6 +124,7 @@ def eval_original(weights: str) -> list[float]:
     Categorical's probs of policy_old, as its get_action samples from) in a plain loop."""
     import gymnasium as gym
     import torch
+
     from PPO import PPO
     if not (Path(weights) / "Policy_weights.pth").is_file():
         raise FileNotFoundError(f"no Policy_weights.pth in {weights}")

@@ -80,7 +80,7 @@ def main() -> None:
     program = CNN_UPDATE if args.cnn else TRAIN
     settings = ({"learner's choice": None, "1 thread": 1} if args.cnn
                 else {"learner's choice": None, "torch default": os.cpu_count()})
-    results: dict[str, dict[str, list[float]]] = {s: {l: [] for l in LOADS} for s in settings}
+    results: dict[str, dict[str, list[float]]] = {s: {load: [] for load in LOADS} for s in settings}
     used: dict[str, int] = {}
     for _ in range(args.repeats):
         for setting, threads in settings.items():
@@ -92,10 +92,10 @@ def main() -> None:
     what = ("image learner update, frames/s" if args.cnn
             else "CartPole-v1 one-liner defaults, steps/s")
     print(f"\n{what} (median of {args.repeats}), {machine}")
-    print(f"{'setting':32s}" + "".join(f"{l:>14s}" for l in LOADS) + "   loaded/idle")
+    print(f"{'setting':32s}" + "".join(f"{load:>14s}" for load in LOADS) + "   loaded/idle")
     for setting, by_load in results.items():
-        medians = {l: sorted(v)[len(v) // 2] for l, v in by_load.items()}
-        ratios = " / ".join(f"{medians[l] / medians['idle']:.2f}" for l in LOADS if l != "idle")
+        medians = {load: sorted(v)[len(v) // 2] for load, v in by_load.items()}
+        ratios = " / ".join(f"{medians[load] / medians['idle']:.2f}" for load in LOADS if load != "idle")
         print(f"{setting + f' ({used[setting]} threads)':32s}"
               + "".join(f"{m:14.0f}" for m in medians.values()) + f"   {ratios}")
     out = Path(args.out).with_name(Path(args.out).stem + "_cnn.json") if args.cnn else Path(args.out)

@@ -121,6 +121,19 @@ class RandomResetEnv(gym.Env):
         return obs, float(self.np_random.uniform()), False, False, {}
 
 
+class NanRewardAt(gym.Wrapper):
+    """Returns a NaN reward at its `at`-th step."""
+
+    def __init__(self, env: gym.Env, at: int):
+        super().__init__(env)
+        self.at, self.steps = at, 0
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.steps += 1
+        return obs, (float("nan") if self.steps == self.at else reward), terminated, truncated, info
+
+
 class RaisingEnv(CounterEnv):
     """A counter that raises ValueError('boom') in the step after `k` successful steps."""
 

@@ -3,8 +3,14 @@ import math
 
 import pytest
 import torch
-from torch.distributions import (AffineTransform, Categorical, Independent, Normal, TanhTransform,
-                                 TransformedDistribution)
+from torch.distributions import (
+    AffineTransform,
+    Categorical,
+    Independent,
+    Normal,
+    TanhTransform,
+    TransformedDistribution,
+)
 
 from PPO.ActorCritic import ActorCritic
 

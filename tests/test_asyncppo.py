@@ -5,10 +5,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import ActionRecorderEnv, CounterEnv, DictObsEnv
 
 from AsyncTools.AsyncPPO import AsyncPPO, check_spaces, ppo_for_env
 from PPO import PPO
-from conftest import ActionRecorderEnv, CounterEnv, DictObsEnv
 
 
 def small_ppo(is_continuous=False, observ_dim=4, action_dim=2, **options):

@@ -10,21 +10,20 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import CounterEnv, RaiseOnSeedEnv, call_with_deadline, make_raise_on_seed_env
 from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
 
 from AsyncTools.AsyncPPO import AsyncPPO
 from AsyncTools.rollout import collect_episodes
 from AsyncTools.vec_memory import VecMemory
-from AsyncTools.vectorizer import (BACKENDS, EnvStepError, EnvVectorizer, LoopBackend,
-                                   VectorEnvBackend)
+from AsyncTools.vectorizer import BACKENDS, EnvStepError, EnvVectorizer, LoopBackend, VectorEnvBackend
 from PPO import PPO
-from conftest import CounterEnv, RaiseOnSeedEnv, call_with_deadline, make_raise_on_seed_env
 
 FIELDS = ("next_states", "rewards", "terminated", "truncated", "valid")
 
 
 def assert_rows_equal(a, b, row, context=""):
-    for name, x, y in zip(FIELDS, a, b):
+    for name, x, y in zip(FIELDS, a, b, strict=False):
         assert np.array_equal(x[row], y[row]), f"{context} {name}[{row}]: {x[row]!r} != {y[row]!r}"
 
 
@@ -166,7 +165,7 @@ def test_subprocess_matches_loop_through_the_episode_api():
             actions = rng.integers(0, 2, size=len(running))
             a = loop.step(actions)
             b = sub.step(actions)
-            for name, x, y in zip(FIELDS, a[:4], b[:4]):
+            for name, x, y in zip(FIELDS, a[:4], b[:4], strict=False):
                 assert x.shape[0] == len(running)
                 assert np.array_equal(x, y), name
             dones = a[2] | a[3]
@@ -410,7 +409,7 @@ def test_one_update_is_identical_on_loop_and_subprocess():
     assert loop_ppo.stats["gradient_steps"] == 4.0
     changed = 0
     for (name, a), (_, b) in zip(loop_ppo.policy.named_parameters(),
-                                 sub_ppo.policy.named_parameters()):
+                                 sub_ppo.policy.named_parameters(), strict=True):
         assert torch.equal(a, b), name
         changed += not torch.equal(a.detach(), before[name])
         assert torch.equal(before[name], sub_before[name])

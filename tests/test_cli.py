@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO_ROOT, wait_for_rows
 
 from AsyncTools.AsyncPPO import CHECKPOINT_FILE
-from conftest import REPO_ROOT, wait_for_rows
 
 pytestmark = pytest.mark.slow  # every test here starts train.py in a new process
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from AsyncTools.AsyncPPO import ppo_for_env
-from PPO import Rollout
 from AsyncTools.collectors import Collector, LocalCollector, make_collector
+from PPO import Rollout
 
 NUM_ENVS, NUM_STEPS, SEED = 4, 16, 3
 FIELDS = ("states", "actions", "rewards", "terminated", "truncated", "valid", "final_states",

@@ -50,7 +50,7 @@ def test_the_parts_follow_gymnasiums_flattening_order():
     sizes = [int(np.prod(part)) for part in parts]
     assert sum(sizes) == len(flat)
     pieces = np.split(flat, np.cumsum(sizes)[:-1])
-    for part, piece in zip(parts, pieces):
+    for part, piece in zip(parts, pieces, strict=True):
         key = "camera" if len(part) == 3 else "noise"
         np.testing.assert_array_equal(piece.reshape(observation[key].shape), observation[key])
 
@@ -98,9 +98,11 @@ def test_the_image_changes_the_features_and_the_noise_reaches_the_heads():
 
 
 @pytest.mark.parametrize("options, error", [
-    (dict(observation_parts=[[SIDE, SIDE, 1], [3]]), r"observation_parts: \[\[36, 36, 1\], \[3\]\] hold 1299 values, but observ_dim=1298"),
+    (dict(observation_parts=[[SIDE, SIDE, 1], [3]]),
+     r"observation_parts: \[\[36, 36, 1\], \[3\]\] hold 1299 values, but observ_dim=1298"),
     (dict(observation_parts=[[1296], [2]]), r"observation_parts: is for observations holding an image"),
-    (dict(observation_parts=[[SIDE, SIDE, 1], [2]], normalize_obs=True), r"normalize_obs: image observations"),
+    (dict(observation_parts=[[SIDE, SIDE, 1], [2]], normalize_obs=True),
+     r"normalize_obs: image observations"),
     (dict(observation_parts=[[SIDE, SIDE, 0], [2]]), r"observation_parts: expected a list of shapes"),
 ])
 def test_bad_observation_parts_are_named(options, error):

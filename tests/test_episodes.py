@@ -30,7 +30,7 @@ def test_counter_sums_in_float64_whatever_the_rewards_dtype():
         counter.add(row)
     expected = [0.0, 0.0]
     for row in rewards:
-        expected = [e + float(r) for e, r in zip(expected, row)]
+        expected = [e + float(r) for e, r in zip(expected, row, strict=True)]
     assert counter.end(np.arange(2))[0].tolist() == expected
 
 

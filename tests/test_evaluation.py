@@ -12,13 +12,12 @@ import sys
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import REPO_ROOT, ActionRecorderEnv
 from gymnasium.wrappers import TimeLimit
 from PIL import Image, ImageSequence
 
 from AsyncTools.AsyncPPO import ppo_for_env
 from AsyncTools.evaluation import evaluate, record_gif, record_video
-
-from conftest import REPO_ROOT, ActionRecorderEnv
 
 
 class StepCounter(gym.Wrapper):
@@ -166,10 +165,11 @@ def test_gif_holds_one_frame_per_reset_and_step(ppo, tmp_path):
     height, width, _ = rendered[0].shape
     assert image.size == (width, height) == (600, 400)
     # Pillow merges identical consecutive frames; the time each rendered frame is shown stays.
-    distinct = [rendered[0]] + [b for a, b in zip(rendered, rendered[1:]) if not np.array_equal(a, b)]
+    distinct = [rendered[0]] + [b for a, b in zip(rendered, rendered[1:], strict=False)
+                                if not np.array_equal(a, b)]
     assert len(frames) == len(distinct) > 1
     assert sum(durations) == len(rendered) * frame_duration_ms(20)
-    for shown, expected in zip(frames, distinct):  # CartPole draws < 256 colours: exact
+    for shown, expected in zip(frames, distinct, strict=True):  # CartPole draws < 256 colours: exact
         np.testing.assert_array_equal(shown, expected)
 
 

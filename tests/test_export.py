@@ -106,5 +106,6 @@ def test_clip_actions_false_keeps_the_raw_mean_in_get_action_and_the_export(tmp_
 
 
 def test_an_unknown_format_is_named():
-    with pytest.raises(ValueError, match=r"format must be one of \('export', 'torchscript', 'onnx'\), got 'tflite'"):
+    with pytest.raises(ValueError,
+                       match=r"format must be one of \('export', 'torchscript', 'onnx'\), got 'tflite'"):
         learners()["discrete"].export("policy.tflite", format="tflite")

@@ -27,7 +27,6 @@ import pytest
 
 from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env
 from AsyncTools.vectorizer import EnvStepError
-
 from tests.user_envs import BrokenCorridor, Corridor
 
 REFUSED = "ConnectionRefusedError: simulator at port 9000 refused the connection"

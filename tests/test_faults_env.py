@@ -15,9 +15,9 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import call_with_deadline, wait_for_file
 
 from AsyncTools.vectorizer import EnvOutputError, EnvStepError, EnvVectorizer
-from conftest import call_with_deadline, wait_for_file
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent

@@ -15,13 +15,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import REPO_ROOT, NanRewardAt, wait_for_rows
 
 from AsyncTools.AsyncPPO import CHECKPOINT_FILE, AsyncPPO, ppo_for_env
 from AsyncTools.evaluation import evaluate
 from AsyncTools.vectorizer import EnvOutputError
 from PPO import PPO
 from PPO.checkpoint import load_state, non_finite_entries
-from conftest import REPO_ROOT, wait_for_rows
 
 ENV = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
 CLI = [sys.executable, "train.py", "--num-envs", "2", "--num-steps", "64", "--batch-size", "128",
@@ -106,19 +106,6 @@ def test_a_killed_worker_ends_the_run_with_an_error_naming_it_and_keeps_the_chec
 
 
 # ------------------------------------------------------------------ a bad reward
-class NanRewardAt(gym.Wrapper):
-    """Returns a NaN reward at its `at`-th step."""
-
-    def __init__(self, env: gym.Env, at: int):
-        super().__init__(env)
-        self.at, self.steps = at, 0
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        self.steps += 1
-        return obs, (float("nan") if self.steps == self.at else reward), terminated, truncated, info
-
-
 def runner_on(make_env, tmp_path: Path, **options) -> AsyncPPO:
     ppo = ppo_for_env(gym.make("CartPole-v1"), seed=0, device="cpu", batch_size=256,
                       mini_batch_size=128)

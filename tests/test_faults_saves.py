@@ -17,12 +17,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import REPO_ROOT
 
 from AsyncTools.AsyncPPO import CHECKPOINT_FILE, AsyncPPO, new_run_folder, ppo_for_env
 from PPO import PPO, persistence
 from PPO.checkpoint import atomic_save, load_state, non_finite_entries, temporary_path
 from PPO.checks import NonFiniteError
-from conftest import REPO_ROOT
 
 OBS_DIM = 4
 
@@ -249,7 +249,7 @@ def test_two_cli_runs_started_together_keep_their_own_folders(tmp_path):
     assert len(folders) == 2
     for folder in folders:
         lines = (folder / "progress.csv").read_text().splitlines()
-        assert lines[0].startswith("steps,") and not any(l.startswith("steps,") for l in lines[1:])
+        assert lines[0].startswith("steps,") and not any(row.startswith("steps,") for row in lines[1:])
         assert (folder / "train_args.json").is_file() and (folder / CHECKPOINT_FILE).is_file()
 
 

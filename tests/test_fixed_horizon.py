@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from conftest import counter_factory, make_counter_env
 
 from AsyncTools import utils
 from AsyncTools.AsyncPPO import AsyncPPO
@@ -16,7 +17,6 @@ from AsyncTools.vec_memory import VecMemory
 from AsyncTools.vectorizer import EnvVectorizer
 from PPO import PPO
 from PPO.Memory import Memory
-from conftest import counter_factory, make_counter_env
 
 # Copy i: (episode length, how it ends); offsets 100 * i. Lengths 3, 4, 2, 5 and horizons of 7
 # and 6 steps: an episode ends exactly at the first horizon (copy 0), others span both calls,
@@ -43,8 +43,8 @@ def reference_rollout(specs, windows, policy=parity_policy):
 
     Returns one entry per window: (segments, finished, stored, reset_rows) where `segments` are
     the window's trajectories in batch order (env 0 first), each a list of transitions
-    (state, action, reward, terminated, truncated, next_state, env, starts_episode) closed either by an episode end
-    or, at the horizon, as truncated; `finished` lists (return, length) of the episodes that
+    (state, action, reward, terminated, truncated, next_state, env, starts_episode) closed either by an
+    episode end or, at the horizon, as truncated; `finished` lists (return, length) of the episodes that
     ended in the window, in (step, env) order."""
     envs = [make_counter_env(length, end, offset=100.0 * i) for i, (length, end) in enumerate(specs)]
     states = [env.reset()[0] for env in envs]
@@ -150,7 +150,8 @@ def test_collected_batch_equals_the_per_env_reference():
 def test_reset_rows_are_never_stored_and_round_steps_count_transitions():
     batch, rounds, sizes, _ = collect_batch()
     reference = reference_rollout(SPECS, WINDOWS)
-    for num_steps, round_, size, (_, _, stored, reset_rows) in zip(WINDOWS, rounds, sizes, reference):
+    for num_steps, round_, size, (_, _, stored, reset_rows) in zip(WINDOWS, rounds, sizes, reference,
+                                                                   strict=True):
         assert reset_rows > 0
         assert round_.steps == size == stored == len(SPECS) * num_steps - reset_rows
     # A reset row would store a state with t = 0 and the action taken on a final observation:
@@ -167,7 +168,7 @@ def test_reset_rows_are_never_stored_and_round_steps_count_transitions():
 def test_round_episode_statistics_including_episodes_spanning_two_calls():
     _, rounds, _, _ = collect_batch()
     reference = reference_rollout(SPECS, WINDOWS)
-    for round_, (_, finished, _, _) in zip(rounds, reference):
+    for round_, (_, finished, _, _) in zip(rounds, reference, strict=True):
         assert round_.episode_returns.tolist() == [r for r, _ in finished]
         assert round_.episode_lengths.tolist() == [n for _, n in finished]
         assert round_.episode_lengths.dtype == np.int64
@@ -194,7 +195,7 @@ def test_other_layouts_equal_the_reference(specs, windows):
     for name in FIELDS:
         expected = np.concatenate([expected_batch(seg)[name] for seg, *_ in reference if seg])
         assert np.array_equal(getattr(batch, name).numpy(), expected), name
-    for round_, (_, finished, stored, _) in zip(rounds, reference):
+    for round_, (_, finished, stored, _) in zip(rounds, reference, strict=True):
         assert round_.steps == stored
         assert round_.episode_returns.tolist() == [r for r, _ in finished]
         assert round_.episode_lengths.tolist() == [n for _, n in finished]
@@ -219,7 +220,7 @@ def naive_gae(segments, value, gamma, lam) -> tuple[np.ndarray, np.ndarray]:
             running = delta + gamma * lam * running
             seg_adv[k] = running
         advantages += seg_adv
-        returns += [a + value(s[0]) for a, s in zip(seg_adv, segment)]
+        returns += [a + value(s[0]) for a, s in zip(seg_adv, segment, strict=True)]
     return np.array(advantages), np.array(returns)
 
 
@@ -257,7 +258,7 @@ def test_asyncppo_steps_rollout_counts_transitions_and_episodes():
                        progress_bar=False, rollout="steps", num_steps=7)
     windows = (7, 7, 7)
     reference = reference_rollout(SPECS, windows)  # rewards and ends do not depend on actions
-    for k, (_, finished, stored, _) in enumerate(reference):
+    for k, (_, _finished, stored, _) in enumerate(reference):
         collected = trainer.train_round()
         assert collected.steps == stored
         assert trainer.total_steps == sum(s for _, _, s, _ in reference[:k + 1])
@@ -435,7 +436,7 @@ def test_readme_fixed_horizon_loop_runs_and_learns(repo_root):
     for seed in range(3):
         env = namespace["gym"].make("CartPole-v1")
         state, _ = env.reset(seed=seed)
-        for t in range(500):
+        for t in range(500):  # noqa: B007 (read after the loop: the episode's length)
             state, _, terminated, truncated, _ = env.step(int(ppo.get_action(state, deterministic=True)))
             if terminated or truncated:
                 break

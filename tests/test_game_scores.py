@@ -9,13 +9,13 @@ import csv
 import gymnasium as gym
 import numpy as np
 import pytest
+from test_atari import FakeAtariGame, fake_stack
 
 from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env
 from AsyncTools.envs import atari_id, env_source
 from AsyncTools.evaluation import evaluate, reports_games
 from AsyncTools.train_cli import summary
 from AsyncTools.vectorizer import game_returns
-from test_atari import FakeAtariGame, fake_stack
 
 # The fake game loses a life every 4 frames and pays 5, 0, -3, 5, 0, -3, ... whatever the
 # actions: 3 lives are 12 frames, so every game scores 4 * (5 + 0 - 3) = 8.

@@ -7,15 +7,14 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import REPO_ROOT
 from torch.distributions import Categorical
 
 from PPO import PPO
 from PPO.ActorCritic import ActorCritic, NatureCNN
-from PPO.Memory import Rollout
 from PPO.advantages import compute_gae
+from PPO.Memory import Rollout
 from PPO.normalization import RewardScaler
-
-from conftest import REPO_ROOT
 
 
 # ------------------------------------------------------------------ reward scaling
@@ -51,7 +50,7 @@ def test_reward_scaler_matches_the_per_step_reference(episodic):
     rollouts = random_rollouts(rng)
     scaler = RewardScaler(0.9, episodic=episodic)
     expected = reference_scaled_rewards(rollouts, 0.9, episodic)
-    for (rewards, valid, starts), reference in zip(rollouts, expected):
+    for (rewards, valid, starts), reference in zip(rollouts, expected, strict=True):
         scaled = scaler(torch.from_numpy(rewards), torch.from_numpy(valid), torch.from_numpy(starts))
         np.testing.assert_allclose(scaled.numpy()[valid], reference[valid], rtol=1e-5, atol=1e-6)
     assert float(scaler.return_stats.count) == sum(int(v.sum()) for _, v, _ in rollouts)
@@ -209,7 +208,7 @@ def test_ppo_on_uint8_frames_stores_uint8_and_trains():
     before = [p.clone() for p in ppo.policy.torso.parameters()]
     stats = ppo.learn()
     assert np.isfinite(stats["value_loss"])
-    assert any(not torch.equal(a, b) for a, b in zip(before, ppo.policy.torso.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before, ppo.policy.torso.parameters(), strict=True))
     single = ppo.get_action(states[0])  # one unbatched frame stack
     assert single.shape == ()
     with pytest.raises(ValueError, match=r"state: expected shape \[batch, 4, 84, 84\]"):
@@ -318,12 +317,12 @@ def test_clip_grad_norm_equals_torch(max_norm):
     assert any(p.grad is None for p in params)  # the actor's head had no part in the value
     reference = [None if p.grad is None else p.grad.clone() for p in params]
     reference_params = [torch.nn.Parameter(p.detach().clone()) for p in params]
-    for p, g in zip(reference_params, reference):
+    for p, g in zip(reference_params, reference, strict=True):
         p.grad = g
     expected_norm = torch.nn.utils.clip_grad_norm_(reference_params, max_norm)
     norm = clip_grad_norm(params, max_norm)
     torch.testing.assert_close(norm, expected_norm)
-    for p, q in zip(params, reference_params):
+    for p, q in zip(params, reference_params, strict=True):
         if q.grad is None:
             assert p.grad is None
         else:

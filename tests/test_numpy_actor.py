@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from PPO.ActorCritic import ActorCritic
-from PPO.PPO import PPO
 from PPO.numpy_actor import NumpyActor
+from PPO.PPO import PPO
 
 OBS_DIM = 5
 LOW = torch.tensor([-1.0, 0.0, -0.3])
@@ -146,6 +146,7 @@ def test_training_with_the_numpy_actor_equals_training_through_torch(env_id):
     continuous actions, the actions) differ there, and the weights after several updates agree
     to float32 precision rather than bit for bit."""
     import gymnasium as gym
+
     from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env
 
     def train(use_numpy: bool) -> dict:

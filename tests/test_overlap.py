@@ -13,6 +13,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import NanRewardAt, call_with_deadline, make_raise_on_seed_env
 
 from AsyncTools import process_collector
 from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env
@@ -21,8 +22,6 @@ from AsyncTools.overlap import OverlappedCollection
 from AsyncTools.vectorizer import EnvStepError
 from PPO import PPO
 from PPO.Memory import PER_STEP
-
-from conftest import call_with_deadline, make_raise_on_seed_env
 from tests.user_envs import Corridor
 
 
@@ -213,19 +212,6 @@ def test_overlap_with_a_run_folder_evaluation_timeout_and_resume(tmp_path):
     rows = (first.run_dir / "progress.csv").read_text().splitlines()
     assert len(rows) - 1 == resumed.rounds  # one row per round, across both runs
     assert not multiprocessing.active_children()
-
-
-class NanRewardAt(gym.Wrapper):
-    """Returns a NaN reward at its `at`-th step."""
-
-    def __init__(self, env: gym.Env, at: int):
-        super().__init__(env)
-        self.at, self.steps = at, 0
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        self.steps += 1
-        return obs, (float("nan") if self.steps == self.at else reward), terminated, truncated, info
 
 
 def nan_reward_cartpole(at: int = 100) -> gym.Env:

@@ -10,11 +10,11 @@ import sys
 import zipfile
 
 import pytest
+from conftest import REPO_ROOT
 
 import AsyncTools
 import AsyncTools.AsyncPPO
 import PPO
-from conftest import REPO_ROOT
 
 
 def test_the_wheel_holds_the_code_data_licence_and_commands(tmp_path):

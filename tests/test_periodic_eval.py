@@ -12,12 +12,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import REPO_ROOT
 
 from AsyncTools.AsyncPPO import BEST_DIR, CHECKPOINT_FILE, AsyncPPO, ppo_for_env
 from AsyncTools.evaluation import EVAL_SEED_OFFSET, evaluate
 from PPO import PPO
 from PPO.checkpoint import load_state
-from conftest import REPO_ROOT
 
 
 def runner(log_dir=None, steps=2048, **options) -> AsyncPPO:
@@ -40,7 +40,7 @@ def test_periodic_evaluation_logs_and_keeps_the_best_model(tmp_path):
     # one evaluation in the first round at or past 600 steps, then 600 steps after the last one
     assert len(evaluated) >= 4 and int(evaluated[0]["steps"]) >= 600
     steps = [int(row["steps"]) for row in evaluated]
-    assert all(b - a >= 600 for a, b in zip(steps, steps[1:]))
+    assert all(b - a >= 600 for a, b in zip(steps, steps[1:], strict=False))
     best = max(float(row["eval_return"]) for row in evaluated)
     assert trained.evaluation.best_return == best
     # best/ holds the model that scored `best`: evaluating it again on the same seeds gives it
@@ -56,7 +56,7 @@ def test_evaluation_does_not_change_the_training_run(deterministic):
     with_eval.run()
     without.run()
     assert with_eval.episode_returns == without.episode_returns
-    for a, b in zip(with_eval.ppo.policy.parameters(), without.ppo.policy.parameters()):
+    for a, b in zip(with_eval.ppo.policy.parameters(), without.ppo.policy.parameters(), strict=True):
         assert torch.equal(a, b)
 
 

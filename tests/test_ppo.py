@@ -6,13 +6,19 @@ import os
 import numpy as np
 import pytest
 import torch
-from torch.distributions import (AffineTransform, Categorical, Independent, Normal, TanhTransform,
-                                 TransformedDistribution)
+from torch.distributions import (
+    AffineTransform,
+    Categorical,
+    Independent,
+    Normal,
+    TanhTransform,
+    TransformedDistribution,
+)
 
 import PPO.checkpoint as checkpoint
 from PPO import PPO, persistence
-from PPO.Memory import Rollout
 from PPO.advantages import compute_gae
+from PPO.Memory import Rollout
 
 OBS_DIM = 5
 LOW, HIGH = [-1.0, 0.0], [3.0, 10.0]

@@ -10,12 +10,12 @@ import sys
 
 import gymnasium as gym
 import pytest
+from conftest import REPO_ROOT
 
 from AsyncTools import train_cli
 from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env
 from AsyncTools.presets import FAMILY_DEFAULTS, presets, settings_for
 from PPO import PPO
-from conftest import REPO_ROOT
 
 PPO_KEYWORDS = set(inspect.signature(PPO).parameters)
 RUNNER_KEYWORDS = set(inspect.signature(AsyncPPO).parameters)
@@ -86,7 +86,8 @@ def test_the_cli_builds_the_presets_network_unless_told_otherwise(tmp_path):
         return ppo.config, train_cli.resolved(args, ppo, runner)
 
     config, used = built()
-    assert (config["hidden_sizes"], config["activation"], config["log_std_init"]) == ([256, 256], "relu", -2.0)
+    assert ((config["hidden_sizes"], config["activation"], config["log_std_init"])
+            == ([256, 256], "relu", -2.0))
     assert (used["hidden_sizes"], used["activation"], used["orthogonal_init"]) == ([256, 256], "relu", False)
     config, used = built("--hidden-sizes", "32", "--activation", "tanh", "--orthogonal-init")
     assert (config["hidden_sizes"], config["activation"], config["orthogonal_init"]) == ([32], "tanh", True)

@@ -12,6 +12,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import CounterEnv, make_raise_on_seed_env, wait_for_file
 from gymnasium.wrappers import TimeLimit
 
 from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env
@@ -20,7 +21,6 @@ from AsyncTools.rollout import FixedHorizonLoop, collect_episodes
 from AsyncTools.vec_memory import VecMemory
 from AsyncTools.vectorizer import EnvStepError, EnvVectorizer
 from PPO import PPO
-from conftest import CounterEnv, make_raise_on_seed_env, wait_for_file
 
 SEED = 10
 
@@ -172,7 +172,8 @@ def test_ray_rounds_equal_loop_rounds_of_the_same_seed(ray_session, rollout):
                 assert np.array_equal(remote[name], expected[name], equal_nan=True), \
                     f"round {round_}: {name}"
             assert remote_round.steps == local_round.steps
-            pairs = lambda r: sorted(zip(r.episode_returns.tolist(), r.episode_lengths.tolist()))
+            def pairs(r):
+                return sorted(zip(r.episode_returns.tolist(), r.episode_lengths.tolist(), strict=True))
             assert pairs(remote_round) == pairs(local_round)
             if rollout == "episodes":  # one episode per copy, in env order
                 assert np.array_equal(remote_round.episode_returns, local_round.episode_returns)
@@ -211,7 +212,8 @@ def test_runner_on_ray_warms_up_rnd_and_survives_killed_workers(ray_session, cap
     num_envs, num_steps = 4, 40
     ppo = counter_ppo(use_RND=True)
     stepping = tmp_path / "stepping"
-    runner = AsyncPPO(functools.partial(make_slow_counter, 0.01, str(stepping)), ppo, num_envs=num_envs, steps=10**6,
+    runner = AsyncPPO(functools.partial(make_slow_counter, 0.01, str(stepping)), ppo, num_envs=num_envs,
+                      steps=10**6,
                       num_steps=num_steps, backend="ray", ray_workers=2, rnd_warmup_steps=3,
                       progress_bar=False)
     added: list[np.ndarray] = []

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO_ROOT
 
 NOT_RUN = "<!-- readme-test: not run"
@@ -35,7 +34,8 @@ MUST_RUN_PYTHON = [
 # The same for the commands of the bash blocks (their beginnings).
 MUST_RUN_SHELL = [
     "pip install -r requirements.txt", "python train.py", "pip install -r requirements-test.txt",
-    "python train.py --env tests.user_envs:Corridor-v0", "python play.py --weights data/tests.user_envs-Corridor-v0",
+    "python train.py --env tests.user_envs:Corridor-v0",
+    "python play.py --weights data/tests.user_envs-Corridor-v0",
     "python train.py --help", "python train.py --env HalfCheetah-v5", "python train.py --resume runs/",
     "python train.py --timeout 600", "python play.py --weights data/HalfCheetah-v5",
     "python train.py --env Pong-v5 --backend envpool",

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from PPO import PPO, persistence
-from PPO.RND import RND
 from PPO.advantages import compute_gae
+from PPO.RND import RND
 
 OBS_DIM = 4
 
@@ -38,7 +38,7 @@ def test_intrinsic_reward_of_often_seen_states_falls():
     assert seen_after.mean() < 0.3 * novel_after.mean()
     assert seen_after.mean() < 0.3 * seen_before
     # the target network is fixed
-    for before, after in zip(target_before, rnd.target.parameters()):
+    for before, after in zip(target_before, rnd.target.parameters(), strict=True):
         assert torch.equal(before, after)
         assert not after.requires_grad
 
@@ -123,8 +123,9 @@ def test_ppo_with_rnd_learns_and_round_trips(is_continuous, tmp_path):
                 "explained_variance"):
         assert math.isfinite(stats[key]), key
     # the predictor trained (one step per epoch), the target did not move
-    assert any(not torch.equal(a, b) for a, b in zip(predictor_before, ppo.rnd.predictor.parameters()))
-    assert all(torch.equal(a, b) for a, b in zip(target_before, ppo.rnd.target.parameters()))
+    assert any(not torch.equal(a, b)
+               for a, b in zip(predictor_before, ppo.rnd.predictor.parameters(), strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(target_before, ppo.rnd.target.parameters(), strict=True))
     assert float(ppo.rnd.obs_normalizer.count) == 128
 
     ppo.save_weights(tmp_path)

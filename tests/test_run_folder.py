@@ -14,10 +14,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import REPO_ROOT, wait_for_rows
 
 from AsyncTools.AsyncPPO import CHECKPOINT_FILE, AsyncPPO, ppo_for_env
 from PPO import PPO
-from conftest import REPO_ROOT, wait_for_rows
 
 
 def cartpole_runner(log_dir=None, steps=2048, resume=None, **options) -> AsyncPPO:
@@ -85,7 +85,8 @@ def test_checkpoint_loads_weights_only_and_restores_the_learner_exactly(tmp_path
         ppo.memory.add_trajectories(states, rng.integers(0, 2, 256), rng.normal(size=256).astype(np.float32),
                        np.zeros(256, bool), truncated, states[truncated])
         ppo.learn()
-    for (name, a), b in zip(runner.ppo.policy.state_dict().items(), fresh.policy.state_dict().values()):
+    for (name, a), b in zip(runner.ppo.policy.state_dict().items(), fresh.policy.state_dict().values(),
+                            strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
     assert fresh.samples_learned == runner.ppo.samples_learned
     assert fresh.stats["learning_rate"] == runner.ppo.stats["learning_rate"]

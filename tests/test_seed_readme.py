@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import REPO_ROOT
 
 from PPO import PPO
-from conftest import REPO_ROOT
 
 STEPS = 3000
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
-import torch
 import pytest
+import torch
 
 from AsyncTools.AsyncPPO import AsyncPPO, check_spaces, format_stats, ppo_for_env, space_options
 from PPO import PPO

@@ -199,7 +199,7 @@ def test_two_epochs_with_clipping_end_at_the_reference_parameters(kind):
     got = gradients_of(ppo)
     for name, gradient in expected.items():
         torch.testing.assert_close(got[name], gradient, rtol=1e-4, atol=1e-6, msg=name)
-    for (name, mine), theirs in zip(ppo.policy.named_parameters(), policy.parameters()):
+    for (name, mine), theirs in zip(ppo.policy.named_parameters(), policy.parameters(), strict=True):
         torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-6, msg=name)
 
 
@@ -274,10 +274,12 @@ def test_target_kl_compares_the_epochs_mean_kl(factor, epochs):
 
 
 @pytest.mark.parametrize("column, value, message", [
-    ("actions", torch.zeros(STEPS - 1, dtype=torch.long), r"actions: expected 8 rows like states, got shape \(7,\)"),
+    ("actions", torch.zeros(STEPS - 1, dtype=torch.long),
+     r"actions: expected 8 rows like states, got shape \(7,\)"),
     ("rewards", torch.zeros(STEPS + 1), r"rewards: expected 8 rows like states, got shape \(9,\)"),
     ("final_states", torch.zeros(1, OBS_DIM), r"got 2 closing steps and 1 final states"),
-    ("truncated", torch.zeros(STEPS, dtype=torch.bool), r"must each close with a terminated or truncated step"),
+    ("truncated", torch.zeros(STEPS, dtype=torch.bool),
+     r"must each close with a terminated or truncated step"),
 ])
 def test_memory_add_names_what_does_not_fit(column, value, message):
     ppo = make_ppo("discrete")

@@ -16,12 +16,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import REPO_ROOT, wait_for_rows
 
 from AsyncTools.AsyncPPO import CHECKPOINT_FILE, AsyncPPO, ppo_for_env
 from AsyncTools.envs import describe_space, env_from_id
 from AsyncTools.evaluation import evaluate, record_gif
 from PPO import PPO
-from conftest import REPO_ROOT, wait_for_rows
 from tests.user_envs import LENGTH, Corridor, DictCorridor, DiscreteCorridor, TupleCorridor
 
 CORRIDOR_ID = "tests.user_envs:Corridor-v0"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import counter_factory, take_flat
 
 from AsyncTools import utils
 from AsyncTools.vec_memory import VecMemory
 from AsyncTools.vectorizer import EnvVectorizer
 from PPO.Memory import Memory
-from conftest import counter_factory, take_flat
 
 F, T = False, True
 

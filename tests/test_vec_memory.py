@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import take_flat
 
 from AsyncTools.vec_memory import VecMemory
 from PPO.Memory import Memory
-from conftest import take_flat
 
 F, T = False, True
 

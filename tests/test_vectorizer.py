@@ -4,10 +4,17 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import (
+    ActionRecorderEnv,
+    CounterEnv,
+    NonFiniteEnv,
+    RaisingEnv,
+    RandomResetEnv,
+    counter_factory,
+    make_counter_env,
+)
 
 from AsyncTools.vectorizer import EnvStepError, EnvVectorizer
-from conftest import (ActionRecorderEnv, CounterEnv, NonFiniteEnv, RaisingEnv, RandomResetEnv,
-                      counter_factory, make_counter_env)
 
 
 # ------------------------------------------------------------------ copies
@@ -72,7 +79,7 @@ def test_same_seed_gives_identical_resets_and_steps():
 
     a, b, c = rollout(7), rollout(7), rollout(8)
     assert len(a) == len(b)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)
     assert not np.array_equal(a[0], c[0])
     assert not np.array_equal(a[1], c[1])
