@@ -106,8 +106,9 @@ def ppo_for_env(env: gym.Env | Callable[[], gym.Env] | str, *, preset: bool = Tr
     parts = observation_parts_of(flat_env)
     if parts is not None:  # images among a Dict's entries (AsyncTools.envs.FlattenParts)
         options["observation_parts"] = parts
-    if flattened_from(flat_env) is not None:  # recorded, so that evaluation and play can check it
-        options["observation_space"] = flattened_from(flat_env)
+    original_space = flattened_from(flat_env)
+    if original_space is not None:  # recorded, so that evaluation and play can check it
+        options["observation_space"] = original_space
     kind = family(options["is_continuous"], "observation_shape" in options or parts is not None)
     ppo_options = {**settings_for(env_id_of(flat_env), kind, "ppo", preset), **ppo_options}
     if options["is_continuous"] and "action_scaling" not in ppo_options \

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import multiprocessing
-import pickle
 import signal
 import sys
 import weakref
@@ -37,7 +36,7 @@ from .collector_base import Collector, PendingRound
 from .envs import picklable_env_factory
 from .local_collector import make_local_collector
 from .rollout import EpisodeRound
-from .vectorizer import EnvStepError, make_named
+from .vectorizer import EnvStepError, make_named, picklable_error
 
 HERE = "the collector process"  # how its errors name where the copies were to be made
 START_TIMEOUT = 300.0  # seconds for the child to import torch and build its env copies
@@ -267,15 +266,6 @@ def _portable_error(error: BaseException) -> tuple[BaseException, BaseException 
     raises the one from the other): each itself, or else, for `error`, a RuntimeError carrying
     its type and message (None for a cause that does not pickle)."""
     cause = error.__cause__
-    portable = cast(BaseException, _portable(error))  # with the fallback: never None
-    return portable, None if cause is None else _portable(cause, fallback=False)
-
-
-def _portable(error: BaseException, fallback: bool = True) -> BaseException | None:
-    try:
-        pickle.loads(pickle.dumps(error))
-        return error
-    except Exception:
-        if not fallback:
-            return None
-        return RuntimeError(f"{type(error).__name__} in the collector process: {error}")
+    portable = picklable_error(error) or RuntimeError(
+        f"{type(error).__name__} in the collector process: {error}")
+    return portable, None if cause is None else picklable_error(cause)

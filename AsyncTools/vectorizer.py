@@ -418,7 +418,7 @@ class _WorkerEnvFactory:
         except Exception as error:
             return _FailedEnv(_not_made_error(self.index, self.num_envs, "in its worker process",
                                               error),
-                              _picklable(error), self.observation_space, self.action_space)
+                              picklable_error(error), self.observation_space, self.action_space)
         return _NameErrors(env, self.index, self.num_envs)
 
 
@@ -444,8 +444,8 @@ def make_named(make: Callable[[], gym.Env], index: int, num_envs: int,
         raise _not_made_error(index, num_envs, f"in {made_in}", error) from error
 
 
-def _picklable(error: BaseException) -> BaseException | None:
-    """`error` if it survives pickling (to cross to the main process), else None."""
+def picklable_error(error: BaseException) -> BaseException | None:
+    """`error` if it survives pickling (to cross to another process), else None."""
     try:
         pickle.loads(pickle.dumps(error))
     except Exception:
