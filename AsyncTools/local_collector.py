@@ -66,9 +66,7 @@ class LocalCollector(Collector):
                                          should_stop=should_stop)
         else:
             collected = self._horizon.collect(self._buffer, act, self.num_steps)
-        rollout = self._buffer.rollout()
-        self._buffer.clear()
-        return rollout, collected
+        return self._buffer.take(), collected
 
     def random_observations(self, num_steps: int) -> np.ndarray:
         return random_observations(self.vectorizer, num_steps, self.seed)

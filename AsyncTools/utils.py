@@ -71,7 +71,6 @@ def buffer_append(buffer: VecMemory, states: np.ndarray, actions: np.ndarray, re
 def buffer_to_target_buffer_transfer(buffer: VecMemory, target_buffer) -> None:
     """Moves everything in `buffer` to `target_buffer` (a `PPO.Memory`, e.g. `ppo.memory`) in
     one call, and empties `buffer`."""
-    rollout = buffer.rollout()
+    rollout = buffer.take()
     if rollout is not None:
         target_buffer.add(rollout)
-    buffer.clear()

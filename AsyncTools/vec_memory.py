@@ -146,7 +146,8 @@ class VecMemory:
                     [False])
 
     def rollout(self) -> Rollout | None:
-        """What is stored, as a Rollout (copies of the arrays; None when nothing is stored).
+        """What is stored, as a Rollout of copies of the arrays (None when nothing is stored);
+        the memory keeps its contents. `take` hands them over without copying.
 
         An env whose last stored transition does not end an episode is closed there as
         truncated, bootstrapping from the last next state seen for it.
@@ -154,7 +155,24 @@ class VecMemory:
         if not len(self):
             return None
         used = int(self.lengths.max())
-        arrays = {name: array[:used].copy() for name, array in self._arrays.items()}
+        return self._as_rollout({name: array[:used].copy() for name, array in self._arrays.items()})
+
+    def take(self) -> Rollout | None:
+        """What is stored, as a Rollout holding the buffers themselves (no copy), and empties
+        the memory: the next `append` writes into new buffers of the same capacity."""
+        if not len(self):
+            self.clear()
+            return None
+        used = int(self.lengths.max())
+        rollout = self._as_rollout({name: array[:used] for name, array in self._arrays.items()})
+        self._arrays = {}  # handed over with the rollout
+        self.clear()
+        return rollout
+
+    def _as_rollout(self, arrays: dict[str, np.ndarray]) -> Rollout:
+        """A Rollout of the first rows of the buffers (`arrays`, edited in place: unstored rows
+        are marked not valid, open episodes closed as truncated)."""
+        used = len(arrays["valid"])
         arrays["valid"] &= np.arange(used)[:, None] < self.lengths[None, :]
         valid = arrays["valid"]
         final_rows, final_states = list(self._final_rows), list(self._final_states)

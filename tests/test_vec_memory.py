@@ -155,6 +155,25 @@ def test_clear_empties():
     np.testing.assert_array_equal(out["final_states"], s(51))
 
 
+def test_take_hands_over_the_rollout_without_copying_and_empties():
+    memory = VecMemory(num_envs=2)
+    memory.append(None, s(0, 10), np.array([1, 0]), [1.0, 2.0], [T, F], [F, F],
+                  next_states=s(1, 11))
+    expected = memory.rollout()  # a copy, the memory unchanged
+    assert len(memory) == 2
+    taken = memory.take()
+    assert len(memory) == 0 and memory.take() is None
+    assert np.shares_memory(taken.states, memory_states := taken.states)  # a view of the buffer
+    for name in ("states", "actions", "rewards", "terminated", "truncated", "valid", "final_states"):
+        np.testing.assert_array_equal(getattr(taken, name), getattr(expected, name), err_msg=name)
+    # The next round writes new buffers: the rollout handed over keeps its values.
+    memory.append(None, s(7, 70), np.array([0, 0]), [9.0, 9.0], [F, F], [F, F],
+                  next_states=s(8, 80))
+    np.testing.assert_array_equal(memory_states, s(0, 10)[None])
+    np.testing.assert_array_equal(taken.rewards, [[1.0, 2.0]])
+    np.testing.assert_array_equal(memory.take().states, s(7, 70)[None])
+
+
 def test_empty_memory():
     memory = VecMemory(num_envs=2)
     assert len(memory) == 0
