@@ -2,6 +2,7 @@
 
 `EnvVectorizer` and `VecMemory` are importable from here, as in the original project.
 """
+
 from __future__ import annotations
 
 import time
@@ -47,14 +48,22 @@ from .stopping import STOP_SIGNALS, StopControl, check_stop_at_return, stop_sign
 from .vec_memory import VecMemory
 from .vectorizer import EnvStepError, EnvVectorizer, new_env
 
-__all__ = ["AsyncPPO", "EnvVectorizer", "VecMemory", "EnvStepError", "check_spaces", "ppo_for_env",
-           "space_options"]
+__all__ = [
+    "AsyncPPO",
+    "EnvVectorizer",
+    "VecMemory",
+    "EnvStepError",
+    "check_spaces",
+    "ppo_for_env",
+    "space_options",
+]
 
 
 def _has_finite_bounds(action_space: gym.Space) -> TypeGuard[gym.spaces.Box]:
     """A Box (as every continuous action space here is) with finite bounds."""
     return isinstance(action_space, gym.spaces.Box) and bool(
-        np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high)))
+        np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))
+    )
 
 
 def space_options(observation_space: gym.Space, action_space: gym.Space) -> dict:
@@ -62,11 +71,13 @@ def space_options(observation_space: gym.Space, action_space: gym.Space) -> dict
     images), `is_continuous`, `action_dim` (and `action_nvec` for MultiDiscrete). Unsupported
     spaces raise TypeError naming the space."""
     if not isinstance(observation_space, gym.spaces.Box):
-        raise TypeError(f"observation_space: only Box observations (any shape; uint8 HxWxC or "
-                        f"CxHxW frames go to a CNN) and Discrete, MultiDiscrete, MultiBinary, "
-                        f"Dict or Tuple ones (flattened for an env, a function or an id; a "
-                        f"VectorEnv must flatten its own: gymnasium.wrappers.vector."
-                        f"FlattenObservation) are supported, got {observation_space}")
+        raise TypeError(
+            f"observation_space: only Box observations (any shape; uint8 HxWxC or "
+            f"CxHxW frames go to a CNN) and Discrete, MultiDiscrete, MultiBinary, "
+            f"Dict or Tuple ones (flattened for an env, a function or an id; a "
+            f"VectorEnv must flatten its own: gymnasium.wrappers.vector."
+            f"FlattenObservation) are supported, got {observation_space}"
+        )
     options: dict = dict(observ_dim=int(np.prod(observation_space.shape)))
     if is_image_space(observation_space):
         options["observation_shape"] = tuple(int(d) for d in observation_space.shape)
@@ -85,12 +96,13 @@ def space_options(observation_space: gym.Space, action_space: gym.Space) -> dict
         return {**options, "is_continuous": False, "action_dim": sum(nvec), "action_nvec": nvec}
     if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
         return {**options, "is_continuous": True, "action_dim": int(action_space.shape[0])}
-    raise TypeError(f"action_space: only Discrete, 1-D MultiDiscrete, 1-D MultiBinary and 1-D "
-                    f"Box actions are supported, got {action_space}")
+    raise TypeError(
+        f"action_space: only Discrete, 1-D MultiDiscrete, 1-D MultiBinary and 1-D "
+        f"Box actions are supported, got {action_space}"
+    )
 
 
-def ppo_for_env(env: gym.Env | Callable[[], gym.Env] | str, *, preset: bool = True,
-                **ppo_options) -> PPO:
+def ppo_for_env(env: gym.Env | Callable[[], gym.Env] | str, *, preset: bool = True, **ppo_options) -> PPO:
     """A PPO whose sizes (and, for Box actions, bounds) fit `env` (an env, a function making
     one, or an env id; Discrete, Dict, Tuple... observations are flattened, as AsyncPPO
     flattens them, and recorded in `observation_space`), with settings that learn on it: the
@@ -111,8 +123,7 @@ def ppo_for_env(env: gym.Env | Callable[[], gym.Env] | str, *, preset: bool = Tr
         options["observation_space"] = original_space
     kind = family(options["is_continuous"], "observation_shape" in options or parts is not None)
     ppo_options = {**settings_for(env_id_of(flat_env), kind, "ppo", preset), **ppo_options}
-    if options["is_continuous"] and "action_scaling" not in ppo_options \
-            and _has_finite_bounds(action_space):
+    if options["is_continuous"] and "action_scaling" not in ppo_options and _has_finite_bounds(action_space):
         ppo_options.setdefault("action_low", action_space.low)
         ppo_options.setdefault("action_high", action_space.high)
     return PPO(**options, **ppo_options)
@@ -129,25 +140,33 @@ def check_spaces(observation_space: gym.Space, action_space: gym.Space, ppo: PPO
     """Raises a clear error if the env's spaces do not fit the PPO learner, or are unsupported."""
     options = space_options(observation_space, action_space)
     if options["observ_dim"] != ppo.observ_dim:
-        raise ValueError(f"observ_dim: the PPO was built with observ_dim={ppo.observ_dim}, but the "
-                         f"env's observations have shape {observation_space.shape} "
-                         f"({options['observ_dim']} values)")
+        raise ValueError(
+            f"observ_dim: the PPO was built with observ_dim={ppo.observ_dim}, but the "
+            f"env's observations have shape {observation_space.shape} "
+            f"({options['observ_dim']} values)"
+        )
     if options["is_continuous"] != ppo.is_continuous:
         kind = "continuous" if options["is_continuous"] else "discrete"
-        raise ValueError(f"is_continuous: the env's action space {action_space} is {kind}, but "
-                         f"the PPO was built with is_continuous={ppo.is_continuous}")
+        raise ValueError(
+            f"is_continuous: the env's action space {action_space} is {kind}, but "
+            f"the PPO was built with is_continuous={ppo.is_continuous}"
+        )
     if options["action_dim"] != ppo.action_dim or options.get("action_nvec") != ppo.action_nvec:
         built = f"action_dim={ppo.action_dim}"
         if ppo.action_nvec is not None:
             built += f", action_nvec={list(ppo.action_nvec)}"
-        raise ValueError(f"action_dim: the PPO was built with {built}, but the env's action space "
-                         f"is {action_space}")
+        raise ValueError(
+            f"action_dim: the PPO was built with {built}, but the env's action space is {action_space}"
+        )
 
 
 def _forwarded(part: str, name: str, doc: str) -> property:
     """A runner attribute kept by one of its parts (`self.<part>.<name>`), read and set there."""
-    return property(lambda self: getattr(getattr(self, part), name),
-                    lambda self, value: setattr(getattr(self, part), name, value), doc=doc)
+    return property(
+        lambda self: getattr(getattr(self, part), name),
+        lambda self, value: setattr(getattr(self, part), name, value),
+        doc=doc,
+    )
 
 
 def _column(table: str, column: str, doc: str) -> property:
@@ -203,18 +222,34 @@ class AsyncPPO:
     `Collector` (AsyncTools/collectors.py), made by `make_collector`.
     """
 
-    def __init__(self, env: gym.Env | Callable[[], gym.Env] | str | gym.vector.VectorEnv, ppo: PPO,
-                 num_envs: int | None = None,
-                 steps: int = 100000, *, seed: int | None = None, progress_bar: bool = True,
-                 rollout: str = "steps", num_steps: int | None = None, backend: str = "auto",
-                 rnd_warmup_steps: int = 64, log_dir: str | Path | None = None,
-                 checkpoint_every: int = 100_000, resume: str | Path | None = None,
-                 ray_workers: int | None = None, ray_address: str | None = None,
-                 episode_step_cap: int = EPISODE_STEP_CAP, non_finite_rewards: str = "raise",
-                 eval_every: int | None = None, eval_episodes: int = 10,
-                 eval_deterministic: bool | None = None, stop_at_return: float | None = None,
-                 callback: Callable[[AsyncPPO, dict], bool | None] | None = None,
-                 preset: bool = True, overlap: bool = False):
+    def __init__(
+        self,
+        env: gym.Env | Callable[[], gym.Env] | str | gym.vector.VectorEnv,
+        ppo: PPO,
+        num_envs: int | None = None,
+        steps: int = 100000,
+        *,
+        seed: int | None = None,
+        progress_bar: bool = True,
+        rollout: str = "steps",
+        num_steps: int | None = None,
+        backend: str = "auto",
+        rnd_warmup_steps: int = 64,
+        log_dir: str | Path | None = None,
+        checkpoint_every: int = 100_000,
+        resume: str | Path | None = None,
+        ray_workers: int | None = None,
+        ray_address: str | None = None,
+        episode_step_cap: int = EPISODE_STEP_CAP,
+        non_finite_rewards: str = "raise",
+        eval_every: int | None = None,
+        eval_episodes: int = 10,
+        eval_deterministic: bool | None = None,
+        stop_at_return: float | None = None,
+        callback: Callable[[AsyncPPO, dict], bool | None] | None = None,
+        preset: bool = True,
+        overlap: bool = False,
+    ):
         if not isinstance(ppo, PPO):
             raise TypeError(f"ppo must be a PPO instance, got {type(ppo).__name__}")
         self.env_id = env if isinstance(env, str) else env_id_of(env)
@@ -222,7 +257,8 @@ class AsyncPPO:
         given = with_flat_observations(env)  # an id stays an id (EnvPool builds from it)
         self._env_source = env_source(given) if isinstance(given, str) else given
         num_envs, num_steps, eval_deterministic = runner_defaults(
-            self.env_id, self._env_source, ppo, preset, num_envs, num_steps, eval_deterministic)
+            self.env_id, self._env_source, ppo, preset, num_envs, num_steps, eval_deterministic
+        )
         self.num_envs = check_positive_int("num_envs", num_envs)
         self.steps = check_positive_int("steps", steps)
         self.num_steps = check_positive_int("num_steps", num_steps)
@@ -240,15 +276,26 @@ class AsyncPPO:
         checkpoint = None if resume is None else read_checkpoint(Path(resume), ppo.device)
         self.total_steps, self.rounds, self.seconds = resumed_counters(checkpoint)
         self.history = RunHistory(None if checkpoint is None else checkpoint["runner"])
-        self.evaluation = None if eval_every is None else _periodic_evaluation(
-            self, eval_every, eval_episodes, checkpoint)
+        self.evaluation = (
+            None if eval_every is None else _periodic_evaluation(self, eval_every, eval_episodes, checkpoint)
+        )
         overlap = check_bool("overlap", overlap)
         self.collector = make_collector(
-            given, ppo, self.num_envs, backend=backend, seed=self.seed + self.total_steps,
-            rollout=self.rollout, num_steps=self.num_steps, episode_step_cap=self.episode_step_cap,
-            non_finite_rewards=non_finite_rewards, ray_workers=ray_workers, ray_address=ray_address,
-            in_child_process=overlap and backend != "ray"
-            and not isinstance(self._env_source, gym.vector.VectorEnv))
+            given,
+            ppo,
+            self.num_envs,
+            backend=backend,
+            seed=self.seed + self.total_steps,
+            rollout=self.rollout,
+            num_steps=self.num_steps,
+            episode_step_cap=self.episode_step_cap,
+            non_finite_rewards=non_finite_rewards,
+            ray_workers=ray_workers,
+            ray_address=ray_address,
+            in_child_process=overlap
+            and backend != "ray"
+            and not isinstance(self._env_source, gym.vector.VectorEnv),
+        )
         try:
             self.overlap = _fit_and_sync(self.collector, ppo, checkpoint, resume, overlap)
             path = run_folder_path(log_dir, resume, self.env_id, self.seed)
@@ -312,16 +359,28 @@ class AsyncPPO:
         counters (steps, rounds, seconds, episodes, mean_return of the last num_envs
         episodes, eval_return when the round was evaluated, best_eval_return)."""
         recent = self.recent_returns()
-        given = dict(mean_return=float(np.mean(recent)) if recent else None, eval_return=eval_return,
-                     best_eval_return=getattr(self.evaluation, "best_return", None))
-        return dict(self.ppo.stats, steps=self.total_steps, rounds=self.rounds, seconds=self.seconds,
-                    episodes=len(self.episode_returns),
-                    **{name: value for name, value in given.items() if value is not None})
+        given = dict(
+            mean_return=float(np.mean(recent)) if recent else None,
+            eval_return=eval_return,
+            best_eval_return=getattr(self.evaluation, "best_return", None),
+        )
+        return dict(
+            self.ppo.stats,
+            steps=self.total_steps,
+            rounds=self.rounds,
+            seconds=self.seconds,
+            episodes=len(self.episode_returns),
+            **{name: value for name, value in given.items() if value is not None},
+        )
 
-    env = property(lambda self: self.collector.env,
-                   doc="What steps the env copies: the EnvVectorizer (a RayCollector on Ray).")
-    worker_restarts = property(lambda self: self.collector.worker_restarts, doc="Ray backend: how "
-                               "many times a worker died and was restarted (0 on the others).")
+    env = property(
+        lambda self: self.collector.env,
+        doc="What steps the env copies: the EnvVectorizer (a RayCollector on Ray).",
+    )
+    worker_restarts = property(
+        lambda self: self.collector.worker_restarts,
+        doc="Ray backend: how many times a worker died and was restarted (0 on the others).",
+    )
 
     def run(self, timeout: float | None = None) -> list[float]:
         """Trains until `steps` env steps are collected, or `timeout` seconds have passed;
@@ -337,14 +396,26 @@ class AsyncPPO:
         self.folder.open()
         self.stopping.start(timeout)
         failure = None
-        with tqdm(total=self.steps, initial=min(self.total_steps, self.steps), unit="step",
-                  disable=not self.progress_bar, dynamic_ncols=True) as pbar, \
-                stop_signals(self.stopping.stop):
+        with (
+            tqdm(
+                total=self.steps,
+                initial=min(self.total_steps, self.steps),
+                unit="step",
+                disable=not self.progress_bar,
+                dynamic_ncols=True,
+            ) as pbar,
+            stop_signals(self.stopping.stop),
+        ):
             try:
                 while self.total_steps < self.steps and not self.stopping.should_stop():
                     collected = self.train_round()
-                    show_progress(pbar, collected.steps, self.recent_returns(), self.ppo.stats,
-                                  getattr(self.evaluation, "last_return", None))
+                    show_progress(
+                        pbar,
+                        collected.steps,
+                        self.recent_returns(),
+                        self.ppo.stats,
+                        getattr(self.evaluation, "last_return", None),
+                    )
             except KeyboardInterrupt:  # a second signal, or Ctrl-C where no handler could be set
                 self.stopping.stop("SIGINT")
             except BaseException as error:
@@ -365,8 +436,9 @@ class AsyncPPO:
         atomically to `file` (default: the run folder's checkpoint.pth); returns the path."""
         return self.folder.save_checkpoint(file)
 
-    run_dir = property(lambda self: self.folder.path,
-                       doc="The run folder (None without `log_dir` or `resume`).")
+    run_dir = property(
+        lambda self: self.folder.path, doc="The run folder (None without `log_dir` or `resume`)."
+    )
     checkpoint_every = _forwarded("folder", "checkpoint_every", "Env steps between checkpoints.")
     stopped_by = _forwarded("stopping", "stopped_by", "What stopped the last run early, or None.")
     interrupted = _forwarded("stopping", "interrupted", "True if a stop signal ended the last run.")
@@ -379,14 +451,24 @@ class AsyncPPO:
     game_end_steps = _column("games", "end_steps", "The env steps when each game ended.")
 
     # ------------------------------------------------------------------ evaluation
-    def evaluate(self, env: gym.Env | None = None, episodes: int = 10,
-                 deterministic: bool | None = None, seed: int | None = None) -> list[float]:
+    def evaluate(
+        self,
+        env: gym.Env | None = None,
+        episodes: int = 10,
+        deterministic: bool | None = None,
+        seed: int | None = None,
+    ) -> list[float]:
         """Returns of `episodes` whole episodes of the trained policy, on `env` or, by default,
         on a fresh copy of the training env; `deterministic=None` plays as the periodic
         evaluation does (`eval_deterministic`)."""
-        return evaluate(self.ppo, env if env is not None else self.make_env(), episodes,
-                        self.eval_deterministic if deterministic is None else deterministic, seed,
-                        episode_step_cap=self.episode_step_cap)
+        return evaluate(
+            self.ppo,
+            env if env is not None else self.make_env(),
+            episodes,
+            self.eval_deterministic if deterministic is None else deterministic,
+            seed,
+            episode_step_cap=self.episode_step_cap,
+        )
 
     def make_env(self) -> gym.Env:
         """A new, independent copy of the training env."""
@@ -402,8 +484,9 @@ class AsyncPPO:
         self.folder.close()
 
 
-def _fit_and_sync(collector, ppo: PPO, checkpoint: dict | None, resume: str | Path | None,
-                  overlap: bool) -> OverlappedCollection | None:
+def _fit_and_sync(
+    collector, ppo: PPO, checkpoint: dict | None, resume: str | Path | None, overlap: bool
+) -> OverlappedCollection | None:
     """Fits the learner to the collector's spaces (a clear error if they differ; a continuous
     PPO without bounds gets the env's), loads the checkpoint's learner state and publishes the
     weights to the collector; returns the OverlappedCollection with `overlap` (else None)."""
@@ -419,15 +502,21 @@ def _fit_and_sync(collector, ppo: PPO, checkpoint: dict | None, resume: str | Pa
     return OverlappedCollection(collector, ppo) if overlap else None
 
 
-def _periodic_evaluation(runner: AsyncPPO, every: int, episodes: int,
-                         checkpoint: dict | None) -> PeriodicEvaluation:
+def _periodic_evaluation(
+    runner: AsyncPPO, every: int, episodes: int, checkpoint: dict | None
+) -> PeriodicEvaluation:
     """The periodic evaluation of `runner`, on env copies of its own; a resumed run keeps its
     best return so far."""
     return PeriodicEvaluation(
-        runner.make_env, every, episodes, runner.seed + EVAL_SEED_OFFSET,
+        runner.make_env,
+        every,
+        episodes,
+        runner.seed + EVAL_SEED_OFFSET,
         deterministic=runner.eval_deterministic,
-        episode_step_cap=runner.episode_step_cap, start_step=runner.total_steps,
-        best_return=None if checkpoint is None else checkpoint["runner"].get("best_eval_return"))
+        episode_step_cap=runner.episode_step_cap,
+        start_step=runner.total_steps,
+        best_return=None if checkpoint is None else checkpoint["runner"].get("best_eval_return"),
+    )
 
 
 def _warm_up_rnd(ppo: PPO, collector, steps: int) -> bool:
@@ -438,12 +527,22 @@ def _warm_up_rnd(ppo: PPO, collector, steps: int) -> bool:
     return True
 
 
-def runner_defaults(env_id: str | None, env, ppo: PPO, preset: bool, num_envs: int | None,
-                    num_steps: int | None, eval_deterministic: bool | None) -> tuple:
+def runner_defaults(
+    env_id: str | None,
+    env,
+    ppo: PPO,
+    preset: bool,
+    num_envs: int | None,
+    num_steps: int | None,
+    eval_deterministic: bool | None,
+) -> tuple:
     """(num_envs, num_steps, eval_deterministic): those given, else a VectorEnv's own number of
     copies, else the env id's preset (unless `preset=False`), else the PPO family's defaults."""
     defaults = settings_for(env_id, family(ppo.is_continuous, ppo.has_images), "runner", preset)
     if num_envs is None:  # a VectorEnv has its own number of copies
         num_envs = env.num_envs if isinstance(env, gym.vector.VectorEnv) else defaults["num_envs"]
-    return (num_envs, defaults["num_steps"] if num_steps is None else num_steps,
-            defaults["eval_deterministic"] if eval_deterministic is None else eval_deterministic)
+    return (
+        num_envs,
+        defaults["num_steps"] if num_steps is None else num_steps,
+        defaults["eval_deterministic"] if eval_deterministic is None else eval_deterministic,
+    )

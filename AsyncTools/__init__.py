@@ -3,6 +3,7 @@
 The runner is `from AsyncTools.AsyncPPO import AsyncPPO`, as in the original project; this
 package's namespace keeps `AsyncTools.AsyncPPO` the module (with `ppo_for_env` and the rest).
 """
+
 from PPO import __version__
 
 from . import utils

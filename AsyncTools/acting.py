@@ -15,6 +15,7 @@ acting for all the copies (a collector process, overlap) thus samples from the s
 learner itself samples from in a synchronous run (the same seed: the same rounds, as long as
 the weights are the same); Ray workers, acting for slices, each get their own stream.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,28 +26,28 @@ from PPO import PPO
 Weights = dict[str, np.ndarray]  # the policy's state_dict as NumPy arrays
 
 
-def acting_copy(config: dict, learner_seed: int, first_copy: int = 0,
-                device: str | torch.device = "cpu") -> PPO:
+def acting_copy(
+    config: dict, learner_seed: int, first_copy: int = 0, device: str | torch.device = "cpu"
+) -> PPO:
     """A PPO of the learner's structure (its `config`) on `device`, sampling from a generator
     seeded `learner_seed + first_copy` (the module's seed rule), with torch's thread count as
     it is here (a process acting away from the learner sets it to 1 first). Its weights are
     the learner's only after `load_into`."""
-    return PPO(**config, device=device, seed=learner_seed + first_copy,
-               num_threads=torch.get_num_threads())
+    return PPO(**config, device=device, seed=learner_seed + first_copy, num_threads=torch.get_num_threads())
 
 
 def weights_of(ppo: PPO) -> Weights:
     """`ppo`'s policy weights (parameters and buffers: observation statistics, action bounds)
     as NumPy arrays of their own, copied off any device."""
-    return {name: tensor.detach().cpu().numpy().copy()
-            for name, tensor in ppo.policy.state_dict().items()}
+    return {name: tensor.detach().cpu().numpy().copy() for name, tensor in ppo.policy.state_dict().items()}
 
 
 @torch.no_grad()
 def load_into(acting: PPO, weights: Weights) -> None:
     """Copies `weights` (from `weights_of`) into `acting`'s policy, on its device."""
-    acting.policy.load_state_dict({name: torch.from_numpy(_writable(array))
-                                   for name, array in weights.items()})
+    acting.policy.load_state_dict(
+        {name: torch.from_numpy(_writable(array)) for name, array in weights.items()}
+    )
     if acting.numpy_actor is not None:
         acting.numpy_actor.refresh()
 

@@ -21,6 +21,7 @@ The wrappers, innermost first:
 `AtariPreprocessing` resizes with OpenCV, so besides ale-py this needs `opencv-python` (or
 `opencv-python-headless`).
 """
+
 from __future__ import annotations
 
 from typing import Any, SupportsFloat
@@ -75,8 +76,9 @@ class EpisodicLifeEnv(gym.Wrapper):
         self.lives = lives
         return obs, reward, terminated, truncated, info
 
-    def reset(self, *, seed: int | None = None,
-              options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
         """Restarts the game if it is over (or a seed is given), else continues it."""
         if self.game_over or seed is not None:
             obs, info = self.env.reset(seed=seed, options=options)
@@ -100,12 +102,12 @@ class FireResetEnv(gym.Wrapper):
         super().__init__(env)
         meanings = list(env.unwrapped.get_action_meanings())  # type: ignore[attr-defined]  # an ALE env's
         if "FIRE" not in meanings:
-            raise ValueError(f"FireResetEnv needs a game with a FIRE action; its actions are "
-                             f"{meanings}")
+            raise ValueError(f"FireResetEnv needs a game with a FIRE action; its actions are {meanings}")
         self.fire_action = meanings.index("FIRE")
 
-    def reset(self, *, seed: int | None = None,
-              options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
         """Resets the env, then steps FIRE and returns that step's observation."""
         self.env.reset(seed=seed, options=options)
         obs, _, terminated, truncated, info = self.env.step(self.fire_action)
@@ -119,8 +121,9 @@ def sign_reward(reward: SupportsFloat) -> float:
     return float(np.sign(float(reward)))
 
 
-def _check_arguments(noop_max: Any, frame_skip: Any, screen_size: Any, frame_stack: Any,
-                     max_episode_steps: Any) -> None:
+def _check_arguments(
+    noop_max: Any, frame_skip: Any, screen_size: Any, frame_stack: Any, max_episode_steps: Any
+) -> None:
     check_positive_int("frame_skip", frame_skip)
     check_positive_int("screen_size", screen_size)
     check_positive_int("frame_stack", frame_stack)
@@ -129,9 +132,18 @@ def _check_arguments(noop_max: Any, frame_skip: Any, screen_size: Any, frame_sta
     check_non_negative_int("noop_max", noop_max)
 
 
-def wrap_atari(env: gym.Env, *, noop_max: int = 30, frame_skip: int = 4, screen_size: int = 84,
-               frame_stack: int = 4, episodic_life: bool = True, fire_reset: bool = True,
-               clip_rewards: bool = True, max_episode_steps: int | None = None) -> gym.Env:
+def wrap_atari(
+    env: gym.Env,
+    *,
+    noop_max: int = 30,
+    frame_skip: int = 4,
+    screen_size: int = 84,
+    frame_stack: int = 4,
+    episodic_life: bool = True,
+    fire_reset: bool = True,
+    clip_rewards: bool = True,
+    max_episode_steps: int | None = None,
+) -> gym.Env:
     """Wraps an ALE env that does no frame skip of its own in the standard PPO preprocessing.
 
     `env` must step one frame per step (`env.unwrapped._frameskip == 1` when `frame_skip >
@@ -141,9 +153,15 @@ def wrap_atari(env: gym.Env, *, noop_max: int = 30, frame_skip: int = 4, screen_
     `max_episode_steps`, or a negative `noop_max`.
     """
     _check_arguments(noop_max, frame_skip, screen_size, frame_stack, max_episode_steps)
-    env = AtariPreprocessing(env, noop_max=noop_max, frame_skip=frame_skip,
-                             screen_size=screen_size, terminal_on_life_loss=False,
-                             grayscale_obs=True, scale_obs=False)
+    env = AtariPreprocessing(
+        env,
+        noop_max=noop_max,
+        frame_skip=frame_skip,
+        screen_size=screen_size,
+        terminal_on_life_loss=False,
+        grayscale_obs=True,
+        scale_obs=False,
+    )
     if max_episode_steps is not None:
         env = TimeLimit(env, max_episode_steps=max_episode_steps)
     env = RecordEpisodeStatistics(env)
@@ -160,21 +178,30 @@ def _import_dependencies() -> Any:
     try:
         import ale_py
     except ImportError as err:
-        raise ImportError("make_atari_env needs the Arcade Learning Environment: "
-                          "pip install ale-py") from err
+        raise ImportError("make_atari_env needs the Arcade Learning Environment: pip install ale-py") from err
     try:
         import cv2  # noqa: F401  (AtariPreprocessing resizes frames with it)
     except ImportError as err:
-        raise ImportError("make_atari_env needs OpenCV to resize frames: "
-                          "pip install opencv-python-headless") from err
+        raise ImportError(
+            "make_atari_env needs OpenCV to resize frames: pip install opencv-python-headless"
+        ) from err
     return ale_py
 
 
-def make_atari_env(env_id: str = "BreakoutNoFrameskip-v4", *, noop_max: int = 30,
-                   frame_skip: int = 4, screen_size: int = 84, frame_stack: int = 4,
-                   episodic_life: bool = True, fire_reset: bool = True,
-                   clip_rewards: bool = True, max_episode_steps: int | None = None,
-                   render_mode: str | None = None, **make_kwargs: Any) -> gym.Env:
+def make_atari_env(
+    env_id: str = "BreakoutNoFrameskip-v4",
+    *,
+    noop_max: int = 30,
+    frame_skip: int = 4,
+    screen_size: int = 84,
+    frame_stack: int = 4,
+    episodic_life: bool = True,
+    fire_reset: bool = True,
+    clip_rewards: bool = True,
+    max_episode_steps: int | None = None,
+    render_mode: str | None = None,
+    **make_kwargs: Any,
+) -> gym.Env:
     """Makes an Atari env preprocessed for PPO, as CleanRL's ppo_atari.py and SB3 do.
 
     Args:
@@ -208,8 +235,10 @@ def make_atari_env(env_id: str = "BreakoutNoFrameskip-v4", *, noop_max: int = 30
     """
     _check_arguments(noop_max, frame_skip, screen_size, frame_stack, max_episode_steps)
     if "frameskip" in make_kwargs:
-        raise ValueError("pass frame_skip, not frameskip: the env itself must not skip frames, "
-                         f"got frameskip={make_kwargs['frameskip']!r}")
+        raise ValueError(
+            "pass frame_skip, not frameskip: the env itself must not skip frames, "
+            f"got frameskip={make_kwargs['frameskip']!r}"
+        )
     ale_py = _import_dependencies()
     gym.register_envs(ale_py)
     make_kwargs.setdefault("max_num_frames_per_episode", MAX_FRAMES_PER_GAME)
@@ -217,7 +246,14 @@ def make_atari_env(env_id: str = "BreakoutNoFrameskip-v4", *, noop_max: int = 30
     # so a grayscale one (cheaper to copy than RGB) is enough.
     make_kwargs.setdefault("obs_type", "grayscale")
     env = gym.make(env_id, frameskip=1, render_mode=render_mode, **make_kwargs)
-    return wrap_atari(env, noop_max=noop_max, frame_skip=frame_skip, screen_size=screen_size,
-                      frame_stack=frame_stack, episodic_life=episodic_life,
-                      fire_reset=fire_reset, clip_rewards=clip_rewards,
-                      max_episode_steps=max_episode_steps)
+    return wrap_atari(
+        env,
+        noop_max=noop_max,
+        frame_skip=frame_skip,
+        screen_size=screen_size,
+        frame_stack=frame_stack,
+        episodic_life=episodic_life,
+        fire_reset=fire_reset,
+        clip_rewards=clip_rewards,
+        max_episode_steps=max_episode_steps,
+    )

@@ -5,6 +5,7 @@ The bottom of the collection modules: it imports none of them. The implementatio
 (AsyncTools/local_collector.py, process_collector.py, ray_backend.py), and
 AsyncTools/collectors.py, the factory, imports them all.
 """
+
 from __future__ import annotations
 
 import threading
@@ -40,8 +41,9 @@ class BackgroundRound(PendingRound):
     def __init__(self, call: Callable, *args):
         self._value: Any = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(call, *args),
-                                        name="ppo-collector", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(call, *args), name="ppo-collector", daemon=True
+        )
         self._thread.start()
 
     def _run(self, call: Callable, *args) -> None:
@@ -84,14 +86,14 @@ class Collector(ABC):
         step in other processes (a ProcessCollector, a RayCollector)."""
 
     @abstractmethod
-    def collect(self, ppo: PPO, should_stop: Callable[[], bool] | None = None
-                ) -> tuple[Rollout | None, EpisodeRound]:
+    def collect(
+        self, ppo: PPO, should_stop: Callable[[], bool] | None = None
+    ) -> tuple[Rollout | None, EpisodeRound]:
         """One round acted by `ppo`'s policy as last synced (None for a round without steps).
         `should_stop()` turning True cuts an episodes round at the step under way (where the
         collector can)."""
 
-    def start_collect(self, ppo: PPO, should_stop: Callable[[], bool] | None = None
-                      ) -> PendingRound:
+    def start_collect(self, ppo: PPO, should_stop: Callable[[], bool] | None = None) -> PendingRound:
         """Starts `collect(ppo, should_stop)` and returns at once (here: in a background thread;
         collectors acting in other processes start the round there). Until its `result()`,
         nothing else may use this collector, nor, for an in-process one, `ppo`."""

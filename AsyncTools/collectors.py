@@ -21,6 +21,7 @@ The modules, each importing only those below it:
   implementations; Ray itself is imported only when a RayCollector is built, EnvPool only when
   an EnvPool collector is.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -37,17 +38,36 @@ from .ray_backend import RayCollector
 from .rollout import EPISODE_STEP_CAP
 from .vectorizer import BACKENDS
 
-__all__ = ["Collector", "PendingRound", "BackgroundRound", "LocalCollector", "ProcessCollector",
-           "RayCollector", "COLLECTOR_BACKENDS", "make_collector"]
+__all__ = [
+    "Collector",
+    "PendingRound",
+    "BackgroundRound",
+    "LocalCollector",
+    "ProcessCollector",
+    "RayCollector",
+    "COLLECTOR_BACKENDS",
+    "make_collector",
+]
 
 COLLECTOR_BACKENDS = BACKENDS + ("ray", "envpool")
 
 
-def make_collector(env, ppo: PPO, num_envs: int, *, backend: str = "auto", seed: int,
-                   rollout: str = "steps", num_steps: int = 64,
-                   episode_step_cap: int = EPISODE_STEP_CAP, non_finite_rewards: str = "raise",
-                   ray_workers: int | None = None, ray_address: str | None = None,
-                   in_child_process: bool = False, made_in: str | None = None) -> Collector:
+def make_collector(
+    env,
+    ppo: PPO,
+    num_envs: int,
+    *,
+    backend: str = "auto",
+    seed: int,
+    rollout: str = "steps",
+    num_steps: int = 64,
+    episode_step_cap: int = EPISODE_STEP_CAP,
+    non_finite_rewards: str = "raise",
+    ray_workers: int | None = None,
+    ray_address: str | None = None,
+    in_child_process: bool = False,
+    made_in: str | None = None,
+) -> Collector:
     """The collector for `backend` (one of COLLECTOR_BACKENDS): "ray" (Ray actors;
     `ray_workers`, `ray_address`), "envpool" (EnvPool's C++ pool, from an env id), or an
     EnvVectorizer backend ("auto", "loop", "native", "subprocess") acting in this process, or,
@@ -60,12 +80,19 @@ def make_collector(env, ppo: PPO, num_envs: int, *, backend: str = "auto", seed:
     ended."""
     if backend not in COLLECTOR_BACKENDS:
         raise ValueError(f"backend must be one of {COLLECTOR_BACKENDS}, got {backend!r}")
-    local_options: dict[str, Any] = dict(seed=seed, rollout=rollout, num_steps=num_steps,
-                         episode_step_cap=episode_step_cap, non_finite_rewards=non_finite_rewards)
+    local_options: dict[str, Any] = dict(
+        seed=seed,
+        rollout=rollout,
+        num_steps=num_steps,
+        episode_step_cap=episode_step_cap,
+        non_finite_rewards=non_finite_rewards,
+    )
     if in_child_process:
         if backend == "ray" or isinstance(env, gym.vector.VectorEnv):
-            raise ValueError("in_child_process: Ray's copies already step in other processes, "
-                             "and a VectorEnv passed as env cannot be sent to one")
+            raise ValueError(
+                "in_child_process: Ray's copies already step in other processes, "
+                "and a VectorEnv passed as env cannot be sent to one"
+            )
         return ProcessCollector(env, ppo, num_envs, backend=backend, **local_options)
     if backend == "envpool":
         return make_local_collector(env, num_envs, backend=backend, **local_options)
@@ -73,13 +100,25 @@ def make_collector(env, ppo: PPO, num_envs: int, *, backend: str = "auto", seed:
         env = env_source(env)
     if backend == "ray":
         if isinstance(env, gym.vector.VectorEnv):
-            raise ValueError("backend='ray' steps env copies on Ray workers; a VectorEnv "
-                             "passed as env steps its own copies (leave backend='auto')")
+            raise ValueError(
+                "backend='ray' steps env copies on Ray workers; a VectorEnv "
+                "passed as env steps its own copies (leave backend='auto')"
+            )
         if non_finite_rewards != "raise":
-            raise ValueError(f"non_finite_rewards={non_finite_rewards!r} is for the local "
-                             f"backends; the Ray workers always raise on a non-finite reward")
-        return RayCollector(env, ppo, num_envs, seed=seed, rollout=rollout, num_steps=num_steps,
-                            num_workers=ray_workers, address=ray_address)
+            raise ValueError(
+                f"non_finite_rewards={non_finite_rewards!r} is for the local "
+                f"backends; the Ray workers always raise on a non-finite reward"
+            )
+        return RayCollector(
+            env,
+            ppo,
+            num_envs,
+            seed=seed,
+            rollout=rollout,
+            num_steps=num_steps,
+            num_workers=ray_workers,
+            address=ray_address,
+        )
     if ray_workers is not None or ray_address is not None:
         raise ValueError(f"ray_workers and ray_address are for backend='ray', not {backend!r}")
     return make_local_collector(env, num_envs, backend=backend, made_in=made_in, **local_options)

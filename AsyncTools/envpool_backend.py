@@ -14,6 +14,7 @@ reports it as gymnasium's RecordEpisodeStatistics would (`info["episode"]["r"]`)
 life, the step after a lost life continues the game; like every next-step autoreset row, it is
 not stored (one transition per life).
 """
+
 from __future__ import annotations
 
 import re
@@ -29,23 +30,30 @@ def import_envpool():
     try:
         import envpool
     except ImportError as error:
-        raise ImportError("backend='envpool' needs the envpool package: pip install -e .[envpool] "
-                          "(Linux, macOS or Windows on x86-64 or arm64)") from error
+        raise ImportError(
+            "backend='envpool' needs the envpool package: pip install -e .[envpool] "
+            "(Linux, macOS or Windows on x86-64 or arm64)"
+        ) from error
     return envpool
 
 
 def envpool_task_id(env_id: str) -> str:
     """EnvPool's name for `env_id`: "ALE/Pong-v5" and "PongNoFrameskip-v4" are "Pong-v5"."""
     envpool = import_envpool()
-    candidates = [env_id, env_id.removeprefix("ALE/"),
-                  re.sub(r"NoFrameskip-v4$", "-v5", env_id.removeprefix("ALE/"))]
+    candidates = [
+        env_id,
+        env_id.removeprefix("ALE/"),
+        re.sub(r"NoFrameskip-v4$", "-v5", env_id.removeprefix("ALE/")),
+    ]
     known = set(envpool.list_all_envs())
     for candidate in candidates:
         if candidate in known:
             return candidate
-    raise ValueError(f"env: EnvPool has no task {env_id!r} (it has Atari games as 'Pong-v5', "
-                     f"MuJoCo as 'HalfCheetah-v5', classic control as 'CartPole-v1'; see "
-                     f"envpool.list_all_envs())")
+    raise ValueError(
+        f"env: EnvPool has no task {env_id!r} (it has Atari games as 'Pong-v5', "
+        f"MuJoCo as 'HalfCheetah-v5', classic control as 'CartPole-v1'; see "
+        f"envpool.list_all_envs())"
+    )
 
 
 def is_atari_task(task_id: str) -> bool:
@@ -56,8 +64,10 @@ def make_envpool_env(env_id: str, num_envs: int, seed: int) -> gym.vector.Vector
     """`num_envs` copies of `env_id` in one EnvPool VectorEnv, seeded from `seed`; Atari games
     with the learning preprocessing and their real scores reported."""
     if not isinstance(env_id, str):
-        raise TypeError(f"env: backend='envpool' builds the copies itself from an env id "
-                        f"(e.g. 'Pong-v5' or 'HalfCheetah-v5'), got {type(env_id).__name__}")
+        raise TypeError(
+            f"env: backend='envpool' builds the copies itself from an env id "
+            f"(e.g. 'Pong-v5' or 'HalfCheetah-v5'), got {type(env_id).__name__}"
+        )
     envpool = import_envpool()
     task = envpool_task_id(env_id)
     seed = int(seed) % 2**31  # EnvPool takes int32 seeds

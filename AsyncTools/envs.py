@@ -1,6 +1,7 @@
 """Envs from ids, as the command line and the presets name them: `gym.make(env_id)`, except
 that Atari ids get the standard Atari preprocessing (`atari.make_atari_env`), which PPO on
 Atari needs to learn (frame skip, 84x84 grey frames, life loss, clipped rewards, 4 frames)."""
+
 from __future__ import annotations
 
 import functools
@@ -15,8 +16,13 @@ import numpy as np
 
 from .atari import make_atari_env
 
-FLATTENED = (gym.spaces.Discrete, gym.spaces.Dict, gym.spaces.Tuple, gym.spaces.MultiDiscrete,
-             gym.spaces.MultiBinary)  # observation spaces that env_from_id flattens
+FLATTENED = (
+    gym.spaces.Discrete,
+    gym.spaces.Dict,
+    gym.spaces.Tuple,
+    gym.spaces.MultiDiscrete,
+    gym.spaces.MultiBinary,
+)  # observation spaces that env_from_id flattens
 
 
 def is_image_space(space: gym.Space) -> bool:
@@ -53,8 +59,10 @@ def describe_space(space: gym.Space) -> dict:
         return {"type": "Dict", "spaces": [[key, describe_space(sub)] for key, sub in space.spaces.items()]}
     if isinstance(space, gym.spaces.Tuple):
         return {"type": "Tuple", "spaces": [describe_space(sub) for sub in space.spaces]}
-    raise TypeError(f"observation_space: only Box, Discrete, MultiDiscrete, MultiBinary, Dict and "
-                    f"Tuple observations are supported, got {space}")
+    raise TypeError(
+        f"observation_space: only Box, Discrete, MultiDiscrete, MultiBinary, Dict and "
+        f"Tuple observations are supported, got {space}"
+    )
 
 
 class FlattenParts(gym.wrappers.FlattenObservation):
@@ -104,8 +112,10 @@ def flat_for_learner(env: gym.Env, recorded: dict | None) -> gym.Env:
     flat = with_flat_observations(env)
     found = flattened_from(flat)
     if recorded is not None and found is not None and found != recorded:
-        raise ValueError(f"observation_space: the model was trained on observations flattened "
-                         f"from {recorded}, but this env's observations are {found}")
+        raise ValueError(
+            f"observation_space: the model was trained on observations flattened "
+            f"from {recorded}, but this env's observations are {found}"
+        )
     return flat
 
 
@@ -165,11 +175,13 @@ def env_from_id(env_id: str, render_mode: str | None = None) -> gym.Env:
     except TypeError as error:
         if "render_mode" not in str(error):
             raise
-        raise ValueError(f"render_mode: recording needs frames from {env_id} "
-                         f"(render_mode={render_mode!r}), but its constructor takes no "
-                         f"render_mode argument; give the env's __init__ a render_mode "
-                         f"argument and a render() method that returns an RGB array "
-                         f"(gymnasium's Env API) to record it") from error
+        raise ValueError(
+            f"render_mode: recording needs frames from {env_id} "
+            f"(render_mode={render_mode!r}), but its constructor takes no "
+            f"render_mode argument; give the env's __init__ a render_mode "
+            f"argument and a render() method that returns an RGB array "
+            f"(gymnasium's Env API) to record it"
+        ) from error
     return with_flat_observations(env)
 
 
@@ -182,8 +194,7 @@ def env_source(env_id: str) -> gym.Env | Callable[[], gym.Env]:
     return env_from_id(env_id)
 
 
-def picklable_env_factory(env: gym.Env | Callable[[], gym.Env], destination: str
-                          ) -> Callable[[], gym.Env]:
+def picklable_env_factory(env: gym.Env | Callable[[], gym.Env], destination: str) -> Callable[[], gym.Env]:
     """A function that builds a new copy of `env` in another process (`destination`, for the
     messages): `gym.make(env.spec)` for an env, the function itself for a factory. Raises
     TypeError naming `env` where that cannot work: an env without a spec, a wrapper its spec
@@ -192,26 +203,31 @@ def picklable_env_factory(env: gym.Env | Callable[[], gym.Env], destination: str
     if isinstance(env, gym.Env):
         spec = env.spec
         if spec is None:
-            raise TypeError(f"env: {destination} re-make the env with gym.make(env.spec), but "
-                            f"this env has no spec; pass a module-level function that builds it "
-                            f"(or a functools.partial of one) instead")
+            raise TypeError(
+                f"env: {destination} re-make the env with gym.make(env.spec), but "
+                f"this env has no spec; pass a module-level function that builds it "
+                f"(or a functools.partial of one) instead"
+            )
         unrecorded = [w.name for w in spec.additional_wrappers if w.kwargs is None]
         if unrecorded:
-            raise TypeError(f"env: its wrappers {unrecorded} did not record their arguments in "
-                            f"env.spec, so gym.make(env.spec) cannot re-make it in "
-                            f"{destination}; pass a module-level function that builds the env "
-                            f"instead")
+            raise TypeError(
+                f"env: its wrappers {unrecorded} did not record their arguments in "
+                f"env.spec, so gym.make(env.spec) cannot re-make it in "
+                f"{destination}; pass a module-level function that builds the env "
+                f"instead"
+            )
         factory: Callable[[], gym.Env] = functools.partial(gym.make, spec)
     elif callable(env):
         factory = env
     else:
-        raise TypeError(f"env must be a gymnasium.Env or a function returning one, got "
-                        f"{type(env).__name__}")
+        raise TypeError(f"env must be a gymnasium.Env or a function returning one, got {type(env).__name__}")
     try:
         pickle.dumps(factory)
     except Exception as error:
-        raise TypeError(f"env: {env!r} cannot be pickled to send it to {destination} ({error}); "
-                        f"a lambda or a function defined inside another function does not work "
-                        f"across processes: pass a module-level function or a functools.partial "
-                        f"of one") from error
+        raise TypeError(
+            f"env: {env!r} cannot be pickled to send it to {destination} ({error}); "
+            f"a lambda or a function defined inside another function does not work "
+            f"across processes: pass a module-level function or a functools.partial "
+            f"of one"
+        ) from error
     return factory

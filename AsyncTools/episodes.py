@@ -12,6 +12,7 @@ loop adds the valid rows (not the autoreset rows) and ends episodes at every ter
 truncation; evaluation ends an episode at the end of a whole game when the env reports games,
 playing on through lost lives (their steps count in the one episode).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -88,6 +89,9 @@ def merge_rounds(rounds: list[EpisodeRound]) -> EpisodeRound:
     returns = [r.episode_returns for r in rounds] or [np.zeros(0)]
     lengths = [r.episode_lengths for r in rounds] or [np.zeros(0, dtype=np.int64)]
     games = [r.game_returns for r in rounds] or [np.zeros(0)]
-    return EpisodeRound(sum(r.steps for r in rounds), np.concatenate(returns).astype(np.float64),
-                        np.concatenate(lengths).astype(np.int64),
-                        np.concatenate(games).astype(np.float64))
+    return EpisodeRound(
+        sum(r.steps for r in rounds),
+        np.concatenate(returns).astype(np.float64),
+        np.concatenate(lengths).astype(np.int64),
+        np.concatenate(games).astype(np.float64),
+    )

@@ -9,6 +9,7 @@ All three play episodes with the same loop (`play_episodes`): episode k is reset
 training collectors clip them. Frame convention of the recordings: one frame after the reset
 and one after every step, so an episode of n steps gives n + 1 frames.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,10 +34,16 @@ __all__ = ["evaluate", "play_episodes", "record_gif", "record_video", "PeriodicE
 _THE_ENV = np.arange(1)  # evaluation plays one env: copy 0 of its EpisodeCounter and infos
 
 
-def play_episodes(ppo: PPO, env: gym.Env, episodes: int, deterministic: bool = True,
-                  seed: int | None = None,
-                  on_frame: Callable[[], None] | None = None, *,
-                  episode_step_cap: int = EPISODE_STEP_CAP) -> list[float]:
+def play_episodes(
+    ppo: PPO,
+    env: gym.Env,
+    episodes: int,
+    deterministic: bool = True,
+    seed: int | None = None,
+    on_frame: Callable[[], None] | None = None,
+    *,
+    episode_step_cap: int = EPISODE_STEP_CAP,
+) -> list[float]:
     """Plays `episodes` whole episodes with `ppo.get_action`; returns each episode's return.
 
     Where the env reports whole games (a RecordEpisodeStatistics wrapper in its stack, as the
@@ -51,8 +58,11 @@ def play_episodes(ppo: PPO, env: gym.Env, episodes: int, deterministic: bool = T
     episode_step_cap = check_episode_step_cap(episode_step_cap)
     deterministic = check_bool("deterministic", deterministic)
     env = flat_for_learner(env, ppo.observation_space)  # Discrete, Dict...: as in training
-    bounds = ((env.action_space.low, env.action_space.high)
-              if isinstance(env.action_space, gym.spaces.Box) else None)
+    bounds = (
+        (env.action_space.low, env.action_space.high)
+        if isinstance(env.action_space, gym.spaces.Box)
+        else None
+    )
     whole_games = reports_games(env)
     generator = None if deterministic else torch.Generator(ppo.device)
     if generator is not None:
@@ -65,8 +75,9 @@ def play_episodes(ppo: PPO, env: gym.Env, episodes: int, deterministic: bool = T
         score = None  # the reported score of the whole game, where the env reports games
         while True:
             # A batch of one: works for every observation shape, flattened or image.
-            action = ppo.get_action(np.asarray(obs)[None], deterministic=deterministic,
-                                    generator=generator)[0]
+            action = ppo.get_action(np.asarray(obs)[None], deterministic=deterministic, generator=generator)[
+                0
+            ]
             if bounds is not None:
                 action = np.clip(action, *bounds)
             obs, reward, terminated, truncated, info = env.step(action)
@@ -93,8 +104,15 @@ def reports_games(env: gym.Env) -> bool:
     return any(issubclass(kind, gym.wrappers.RecordEpisodeStatistics) for kind in wrapper_types(env))
 
 
-def evaluate(ppo: PPO, env: gym.Env, episodes: int = 10, deterministic: bool = True,
-             seed: int | None = None, *, episode_step_cap: int = EPISODE_STEP_CAP) -> list[float]:
+def evaluate(
+    ppo: PPO,
+    env: gym.Env,
+    episodes: int = 10,
+    deterministic: bool = True,
+    seed: int | None = None,
+    *,
+    episode_step_cap: int = EPISODE_STEP_CAP,
+) -> list[float]:
     """The returns of `episodes` whole episodes played by `ppo` in `env` (the most likely
     action with `deterministic=True`, a sampled one otherwise); an episode still running after
     `episode_step_cap` steps is ended there, with a warning."""
@@ -111,9 +129,18 @@ class PeriodicEvaluation:
     `seed + k`), so evaluations compare like with like; the best mean return so far is kept in
     `best_return`, the latest in `last_return`."""
 
-    def __init__(self, make_env: Callable[[], gym.Env], every: int, episodes: int, seed: int,
-                 *, deterministic: bool = True, episode_step_cap: int = EPISODE_STEP_CAP,
-                 start_step: int = 0, best_return: float | None = None):
+    def __init__(
+        self,
+        make_env: Callable[[], gym.Env],
+        every: int,
+        episodes: int,
+        seed: int,
+        *,
+        deterministic: bool = True,
+        episode_step_cap: int = EPISODE_STEP_CAP,
+        start_step: int = 0,
+        best_return: float | None = None,
+    ):
         self.every = check_positive_int("eval_every", every)
         self.episodes = check_positive_int("eval_episodes", episodes)
         self.deterministic = check_bool("eval_deterministic", deterministic)
@@ -133,8 +160,14 @@ class PeriodicEvaluation:
         best so far)."""
         if self._env is None:
             self._env = self._make_env()
-        returns = evaluate(ppo, self._env, self.episodes, self.deterministic, seed=self.seed,
-                           episode_step_cap=self.episode_step_cap)
+        returns = evaluate(
+            ppo,
+            self._env,
+            self.episodes,
+            self.deterministic,
+            seed=self.seed,
+            episode_step_cap=self.episode_step_cap,
+        )
         self.last_return = float(np.mean(returns))
         improved = self.best_return is None or self.last_return > self.best_return
         if improved:
@@ -150,14 +183,24 @@ class PeriodicEvaluation:
 
 def _check_rgb_array(env: gym.Env, caller: str) -> None:
     if env.render_mode != "rgb_array":
-        raise ValueError(f"{caller}: the env renders with render_mode={env.render_mode!r}; make "
-                         f"the env with render_mode=\"rgb_array\" "
-                         f"(e.g. gym.make(env_id, render_mode=\"rgb_array\"))")
+        raise ValueError(
+            f"{caller}: the env renders with render_mode={env.render_mode!r}; make "
+            f'the env with render_mode="rgb_array" '
+            f'(e.g. gym.make(env_id, render_mode="rgb_array"))'
+        )
 
 
-def record_gif(ppo: PPO, env: gym.Env, file: str | os.PathLike, *, episodes: int = 1,
-               deterministic: bool = True, seed: int | None = None, fps: int = 30,
-               max_frames: int | None = None) -> list[float]:
+def record_gif(
+    ppo: PPO,
+    env: gym.Env,
+    file: str | os.PathLike,
+    *,
+    episodes: int = 1,
+    deterministic: bool = True,
+    seed: int | None = None,
+    fps: int = 30,
+    max_frames: int | None = None,
+) -> list[float]:
     """Plays `episodes` episodes and writes their frames (`env.render()`, one after the reset
     and one after every step) to the animated GIF `file`; returns the episodes' returns.
 
@@ -181,15 +224,26 @@ def record_gif(ppo: PPO, env: gym.Env, file: str | os.PathLike, *, episodes: int
 
     returns = play_episodes(ppo, env, episodes, deterministic, seed, on_frame=capture)
     images = [Image.fromarray(frame) for frame in frames]
-    atomic_write(Path(file), lambda handle: images[0].save(
-        handle, format="GIF", save_all=True, append_images=images[1:],
-        duration=round(1000 / fps), loop=0))
+    atomic_write(
+        Path(file),
+        lambda handle: images[0].save(
+            handle, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0
+        ),
+    )
     return returns
 
 
-def record_video(ppo: PPO, env: gym.Env, folder: str | os.PathLike, *, episodes: int = 1,
-                 deterministic: bool = True, seed: int | None = None, name_prefix: str = "eval",
-                 fps: int | None = None) -> list[float]:
+def record_video(
+    ppo: PPO,
+    env: gym.Env,
+    folder: str | os.PathLike,
+    *,
+    episodes: int = 1,
+    deterministic: bool = True,
+    seed: int | None = None,
+    name_prefix: str = "eval",
+    fps: int | None = None,
+) -> list[float]:
     """Plays `episodes` episodes and writes one MP4 per episode into `folder`
     (`{name_prefix}-episode-{k}.mp4`, k from 0, replacing files of the same name) with
     gymnasium's `RecordVideo`, which needs `moviepy`; returns the episodes' returns.
@@ -199,10 +253,15 @@ def record_video(ppo: PPO, env: gym.Env, folder: str | os.PathLike, *, episodes:
     try:
         import moviepy  # noqa: F401  (RecordVideo writes the MP4 files with it)
     except ImportError as error:
-        raise ImportError("record_video needs moviepy to write MP4 files: pip install moviepy"
-                          ) from error
-    recorder = gym.wrappers.RecordVideo(env, video_folder=str(folder), episode_trigger=lambda _: True,
-                                        name_prefix=name_prefix, fps=fps, disable_logger=True)
+        raise ImportError("record_video needs moviepy to write MP4 files: pip install moviepy") from error
+    recorder = gym.wrappers.RecordVideo(
+        env,
+        video_folder=str(folder),
+        episode_trigger=lambda _: True,
+        name_prefix=name_prefix,
+        fps=fps,
+        disable_logger=True,
+    )
     returns = play_episodes(ppo, recorder, episodes, deterministic, seed)
     if recorder.recording:  # the last episode's video; closing the recorder would close env
         recorder.stop_recording()

@@ -1,5 +1,6 @@
 """A run's history: every finished episode and every whole game, kept as one record store that
 is extended, saved in the checkpoint and restored as one."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -25,8 +26,10 @@ class Records:
         """Appends rows: one sequence for every column, all of the same length."""
         if set(values) != set(self.dtypes) or len({len(column) for column in values.values()}) > 1:
             lengths = {name: len(column) for name, column in values.items()}
-            raise ValueError(f"{self.prefix}records: one sequence of the same length for each of "
-                             f"{list(self.dtypes)}, got lengths {lengths}")
+            raise ValueError(
+                f"{self.prefix}records: one sequence of the same length for each of "
+                f"{list(self.dtypes)}, got lengths {lengths}"
+            )
         for name, column in values.items():
             self.columns[name].extend(column)
 
@@ -35,8 +38,10 @@ class Records:
         return list(zip(*(self.columns[name][start:] for name in names), strict=True))
 
     def state(self) -> dict[str, torch.Tensor]:
-        return {self.prefix + name: torch.tensor(self.columns[name], dtype=dtype)
-                for name, dtype in self.dtypes.items()}
+        return {
+            self.prefix + name: torch.tensor(self.columns[name], dtype=dtype)
+            for name, dtype in self.dtypes.items()
+        }
 
     def load_state(self, state: dict) -> None:
         """Restores the columns saved by `state()`, in place; a column missing from `state` (a
@@ -55,8 +60,7 @@ class RunHistory:
 
     def __init__(self, state: dict | None = None):
         """An empty history, or the one saved by `state()` (a checkpoint's runner entry)."""
-        self.episodes = Records("episode_", returns=torch.float64, lengths=torch.int64,
-                                end_steps=torch.int64)
+        self.episodes = Records("episode_", returns=torch.float64, lengths=torch.int64, end_steps=torch.int64)
         self.games = Records("game_", returns=torch.float64, end_steps=torch.int64)
         if state is not None:
             self.load_state(state)
@@ -65,8 +69,11 @@ class RunHistory:
         """Records the episodes and games that ended in `collected`, a round that brought the
         run to `total_steps` env steps."""
         returns = collected.episode_returns.tolist()
-        self.episodes.add(returns=returns, lengths=collected.episode_lengths.tolist(),
-                          end_steps=[total_steps] * len(returns))
+        self.episodes.add(
+            returns=returns,
+            lengths=collected.episode_lengths.tolist(),
+            end_steps=[total_steps] * len(returns),
+        )
         games = collected.game_returns.tolist()
         self.games.add(returns=games, end_steps=[total_steps] * len(games))
 

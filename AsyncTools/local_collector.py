@@ -7,6 +7,7 @@ subprocess workers, EnvPool's C++ pool: AsyncTools/envpool_backend.py), and
 (process_collector.py) builds its own with `make_local_collector`, and every Ray worker
 (ray_backend.py) steps its slice of the copies with one.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -38,9 +39,16 @@ class LocalCollector(Collector):
     likely action with `deterministic=True`, and their log-probs) on the copies of
     `vectorizer`; `seed` seeds the random warm-up."""
 
-    def __init__(self, vectorizer: EnvVectorizer, *, rollout: str = "steps", num_steps: int = 64,
-                 episode_step_cap: int = EPISODE_STEP_CAP, seed: int | None = None,
-                 deterministic: bool = False):
+    def __init__(
+        self,
+        vectorizer: EnvVectorizer,
+        *,
+        rollout: str = "steps",
+        num_steps: int = 64,
+        episode_step_cap: int = EPISODE_STEP_CAP,
+        seed: int | None = None,
+        deterministic: bool = False,
+    ):
         self.vectorizer = vectorizer
         self.deterministic = deterministic
         self.num_envs = vectorizer.num_envs
@@ -55,15 +63,20 @@ class LocalCollector(Collector):
     def env(self) -> EnvVectorizer:
         return self.vectorizer
 
-    def collect(self, ppo: PPO, should_stop: Callable[[], bool] | None = None
-                ) -> tuple[Rollout | None, EpisodeRound]:
+    def collect(
+        self, ppo: PPO, should_stop: Callable[[], bool] | None = None
+    ) -> tuple[Rollout | None, EpisodeRound]:
         def act(states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             return ppo.sample_actions(states, deterministic=self.deterministic)
 
         if self.rollout == "episodes":
-            collected = collect_episodes(self.vectorizer, self._buffer, act,
-                                         episode_step_cap=self.episode_step_cap,
-                                         should_stop=should_stop)
+            collected = collect_episodes(
+                self.vectorizer,
+                self._buffer,
+                act,
+                episode_step_cap=self.episode_step_cap,
+                should_stop=should_stop,
+            )
         else:
             collected = self._horizon.collect(self._buffer, act, self.num_steps)
         return self._buffer.take(), collected
@@ -75,11 +88,18 @@ class LocalCollector(Collector):
         self.vectorizer.close()
 
 
-def make_local_collector(env, num_envs: int, *, backend: str = "auto", seed: int,
-                         rollout: str = "steps", num_steps: int = 64,
-                         episode_step_cap: int = EPISODE_STEP_CAP,
-                         non_finite_rewards: str = "raise",
-                         made_in: str | None = None) -> LocalCollector:
+def make_local_collector(
+    env,
+    num_envs: int,
+    *,
+    backend: str = "auto",
+    seed: int,
+    rollout: str = "steps",
+    num_steps: int = 64,
+    episode_step_cap: int = EPISODE_STEP_CAP,
+    non_finite_rewards: str = "raise",
+    made_in: str | None = None,
+) -> LocalCollector:
     """A LocalCollector for `backend`, one of LOCAL_BACKENDS: "envpool" (EnvPool's C++ pool,
     from an env id; EnvPool itself is imported only then) or an EnvVectorizer backend ("auto",
     "loop", "native", "subprocess"). `env`, the options and `made_in` as for `make_collector`.
@@ -89,16 +109,27 @@ def make_local_collector(env, num_envs: int, *, backend: str = "auto", seed: int
     if backend not in LOCAL_BACKENDS:
         raise ValueError(f"backend must be one of {LOCAL_BACKENDS}, got {backend!r}")
     if backend == "envpool":
-        vectorizer = EnvVectorizer(make_envpool_env(env, num_envs, seed), num_envs, seed=seed,
-                                   backend="auto", non_finite_rewards=non_finite_rewards)
+        vectorizer = EnvVectorizer(
+            make_envpool_env(env, num_envs, seed),
+            num_envs,
+            seed=seed,
+            backend="auto",
+            non_finite_rewards=non_finite_rewards,
+        )
     else:
-        vectorizer = EnvVectorizer(env_source(env) if isinstance(env, str) else env, num_envs,
-                                   seed=seed, backend=backend,
-                                   non_finite_rewards=non_finite_rewards, made_in=made_in)
+        vectorizer = EnvVectorizer(
+            env_source(env) if isinstance(env, str) else env,
+            num_envs,
+            seed=seed,
+            backend=backend,
+            non_finite_rewards=non_finite_rewards,
+            made_in=made_in,
+        )
     try:
         vectorizer.check_started()
-        return LocalCollector(vectorizer, rollout=rollout, num_steps=num_steps,
-                              episode_step_cap=episode_step_cap, seed=seed)
+        return LocalCollector(
+            vectorizer, rollout=rollout, num_steps=num_steps, episode_step_cap=episode_step_cap, seed=seed
+        )
     except BaseException:
         vectorizer.close()  # its worker processes end before the error is raised
         raise

@@ -19,6 +19,7 @@ loaded between rounds. While a round is under way, the collector's env copies an
 copy are touched only by whatever collects it (the collector process, the Ray workers, or the
 background thread); the learner never touches them.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -58,8 +59,9 @@ class OverlappedCollection:
         self.acting = local_acting_copy(ppo) if collector.acts_in_this_process else None
         self._pending: PendingRound | None = None
 
-    def next_round(self, should_stop: Callable[[], bool] | None = None
-                   ) -> tuple[Rollout | None, EpisodeRound]:
+    def next_round(
+        self, should_stop: Callable[[], bool] | None = None
+    ) -> tuple[Rollout | None, EpisodeRound]:
         """The next round's rollout and EpisodeRound, as `Collector.collect` returns them."""
         if self._pending is None:
             self._start(should_stop)

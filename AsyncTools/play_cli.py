@@ -1,9 +1,10 @@
 """Load saved weights and play episodes, printing each return; optionally record them.
 
-  python play.py --weights data/CartPole-v1 --env CartPole-v1 --episodes 5
-  python play.py --weights data/CartPole-v1 --env CartPole-v1 --gif runs/cartpole.gif
-  python play.py --weights data/CartPole-v1 --env CartPole-v1 --video runs/videos
+python play.py --weights data/CartPole-v1 --env CartPole-v1 --episodes 5
+python play.py --weights data/CartPole-v1 --env CartPole-v1 --gif runs/cartpole.gif
+python play.py --weights data/CartPole-v1 --env CartPole-v1 --video runs/videos
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,15 +23,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--episodes", type=int, default=5, help="episodes to play")
     parser.add_argument("--seed", type=int, default=0, help="episode k is reset with seed + k")
     chooser = parser.add_mutually_exclusive_group()
-    chooser.add_argument("--stochastic", action="store_true", default=None,
-                         help="sample actions instead of taking the most likely one (the "
-                              "default for image policies, i.e. Atari, as in RL Zoo)")
-    chooser.add_argument("--deterministic", dest="stochastic", action="store_false", default=None,
-                         help="take the most likely action (the default for vector observations)")
+    chooser.add_argument(
+        "--stochastic",
+        action="store_true",
+        default=None,
+        help="sample actions instead of taking the most likely one (the "
+        "default for image policies, i.e. Atari, as in RL Zoo)",
+    )
+    chooser.add_argument(
+        "--deterministic",
+        dest="stochastic",
+        action="store_false",
+        default=None,
+        help="take the most likely action (the default for vector observations)",
+    )
     record = parser.add_mutually_exclusive_group()
     record.add_argument("--gif", default=None, help="write the episodes to this animated GIF")
-    record.add_argument("--video", default=None,
-                        help="write one MP4 per episode into this folder (needs moviepy)")
+    record.add_argument(
+        "--video", default=None, help="write one MP4 per episode into this folder (needs moviepy)"
+    )
     return parser
 
 
@@ -55,13 +66,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"--weights {args.weights}: {error}")
     recording = args.gif is not None or args.video is not None
     try:
-        env = flat_for_learner(env_from_id(args.env, render_mode="rgb_array" if recording else None),
-                               ppo.observation_space)
+        env = flat_for_learner(
+            env_from_id(args.env, render_mode="rgb_array" if recording else None), ppo.observation_space
+        )
         check_spaces(env.observation_space, env.action_space, ppo)
     except (TypeError, ValueError) as error:  # a space that does not fit, an env that cannot record
         parser.error(f"--env {args.env}: {error}")
-    deterministic = (family_defaults(ppo)["eval_deterministic"] if args.stochastic is None
-                     else not args.stochastic)
+    deterministic = (
+        family_defaults(ppo)["eval_deterministic"] if args.stochastic is None else not args.stochastic
+    )
     options = dict(episodes=args.episodes, deterministic=deterministic, seed=args.seed)
     if args.gif is not None:
         returns = record_gif(ppo, env, args.gif, **options)

@@ -16,6 +16,7 @@ What the user passes always wins over both; `preset=False` leaves out the per-id
 family defaults still apply). A per-id preset that names an option (MountainCar-v0's
 `normalize_reward`, measured with and without RND) counts as given, as the user's would.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,15 +29,33 @@ import gymnasium as gym
 FAMILY_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "discrete": {"ppo": {}, "runner": {"num_envs": 32, "num_steps": 64, "eval_deterministic": True}},
     "continuous": {
-        "ppo": {"lr": 3e-4, "anneal_lr": True, "k_epochs": 10, "batch_size": 2048,
-                "mini_batch_size": 64, "gamma": 0.99, "GAE_lambda": 0.95, "normalize_obs": True,
-                "value_clip": 0.2},  # normalize_reward: PPO's default (off with use_RND)
+        "ppo": {
+            "lr": 3e-4,
+            "anneal_lr": True,
+            "k_epochs": 10,
+            "batch_size": 2048,
+            "mini_batch_size": 64,
+            "gamma": 0.99,
+            "GAE_lambda": 0.95,
+            "normalize_obs": True,
+            "value_clip": 0.2,
+        },  # normalize_reward: PPO's default (off with use_RND)
         "runner": {"num_envs": 8, "num_steps": 256, "eval_deterministic": True},
     },
     "image": {
-        "ppo": {"lr": 2.5e-4, "anneal_lr": True, "k_epochs": 4, "batch_size": 1024,
-                "mini_batch_size": 256, "gamma": 0.99, "GAE_lambda": 0.95, "policy_clip": 0.1,
-                "entropy_coef": 0.01, "value_clip": 0.1, "normalize_reward": False},
+        "ppo": {
+            "lr": 2.5e-4,
+            "anneal_lr": True,
+            "k_epochs": 4,
+            "batch_size": 1024,
+            "mini_batch_size": 256,
+            "gamma": 0.99,
+            "GAE_lambda": 0.95,
+            "policy_clip": 0.1,
+            "entropy_coef": 0.01,
+            "value_clip": 0.1,
+            "normalize_reward": False,
+        },
         # Sampled actions in evaluation, as RL Zoo evaluates Atari: a deterministic policy can
         # stall a game for good (Breakout waits for FIRE after a lost life).
         "runner": {"num_envs": 8, "num_steps": 128, "eval_deterministic": False},
@@ -68,8 +87,7 @@ def env_id_of(env: Any) -> str | None:
     return None if spec is None else spec.id
 
 
-def settings_for(env_id: str | None, family_name: str, part: str,
-                 preset: bool = True) -> dict[str, Any]:
+def settings_for(env_id: str | None, family_name: str, part: str, preset: bool = True) -> dict[str, Any]:
     """The defaults of `part` ("ppo" or "runner") for an env of `family_name` with id `env_id`:
     the family's, updated with the id's preset when `preset` is True and the table has one."""
     settings = dict(FAMILY_DEFAULTS[family_name][part])

@@ -14,6 +14,7 @@ they are the parent's to handle (the run stops after the round under way, saves,
 child), so an overlapped run stops as a synchronous one does (exit 130 or 143 from train.py).
 The child also ends when it finds the parent's end of the pipe closed (the parent killed).
 """
+
 from __future__ import annotations
 
 import functools
@@ -77,16 +78,25 @@ class ProcessCollector(Collector):
 
     acts_in_this_process = False
 
-    def __init__(self, env: str | gym.Env | Callable[[], gym.Env], ppo: PPO, num_envs: int, *,
-                 seed: int, **collector_options):
+    def __init__(
+        self,
+        env: str | gym.Env | Callable[[], gym.Env],
+        ppo: PPO,
+        num_envs: int,
+        *,
+        seed: int,
+        **collector_options,
+    ):
         context = multiprocessing.get_context(START_METHOD)
         self._conn, child_end = context.Pipe()
         # not a daemon, so that it may start subprocess workers of its own; ended by close(),
         # at exit, or when it finds this end of the pipe closed
         self._process = context.Process(  # type: ignore[attr-defined]  # BaseContext's stub lacks it
-            target=serve, name="ppo-collector", daemon=False,
-            args=(child_end, portable_env(env), num_envs, seed, collector_options, ppo.config,
-                  ppo.seed))
+            target=serve,
+            name="ppo-collector",
+            daemon=False,
+            args=(child_end, portable_env(env), num_envs, seed, collector_options, ppo.config, ppo.seed),
+        )
         self._process.start()
         child_end.close()
         self._finalizer = weakref.finalize(self, shut_down, self._conn, self._process)
@@ -115,14 +125,16 @@ class ProcessCollector(Collector):
         self._new_weights = weights_of(ppo)
         self._synced = True
 
-    def collect(self, ppo: PPO | None = None, should_stop: Callable[[], bool] | None = None
-                ) -> tuple[Rollout | None, EpisodeRound]:
+    def collect(
+        self, ppo: PPO | None = None, should_stop: Callable[[], bool] | None = None
+    ) -> tuple[Rollout | None, EpisodeRound]:
         """One round in the child with the weights of the last `sync`. An episodes round is
         not cut by `should_stop` (the child cannot ask the caller)."""
         return self.start_collect(ppo, should_stop).result()
 
-    def start_collect(self, ppo: PPO | None = None,
-                      should_stop: Callable[[], bool] | None = None) -> ChildRound:
+    def start_collect(
+        self, ppo: PPO | None = None, should_stop: Callable[[], bool] | None = None
+    ) -> ChildRound:
         """Sends the child the order for one round and returns at once: no thread of this
         process works while the child collects."""
         if not self._synced:
@@ -144,14 +156,15 @@ class ProcessCollector(Collector):
     def receive(self, command: str, timeout: float | None = None) -> Any:
         """The child's answer to `command`: its value, or its error raised here."""
         if not self._conn.poll(timeout):
-            raise RuntimeError(f"the collector process did not answer {command!r} within "
-                               f"{timeout:g} s")
+            raise RuntimeError(f"the collector process did not answer {command!r} within {timeout:g} s")
         try:
             status, value = self._conn.recv()
         except (EOFError, OSError) as error:
-            raise EnvStepError(f"the collector process died during {command!r} (exit code "
-                               f"{self._exit_code()}): a crash in an env copy or in the "
-                               f"process itself") from error
+            raise EnvStepError(
+                f"the collector process died during {command!r} (exit code "
+                f"{self._exit_code()}): a crash in an env copy or in the "
+                f"process itself"
+            ) from error
         if status == "error":
             child_error, cause = value  # the child's error, and its cause (pickling drops the chain)
             if cause is not None:
@@ -163,8 +176,7 @@ class ProcessCollector(Collector):
         try:
             self._conn.send((command, payload))
         except (BrokenPipeError, OSError) as error:
-            raise EnvStepError(f"the collector process is gone (exit code {self._exit_code()})"
-                               ) from error
+            raise EnvStepError(f"the collector process is gone (exit code {self._exit_code()})") from error
 
     def _exit_code(self) -> int | None:
         self._process.join(timeout=1.0)
@@ -217,8 +229,15 @@ def shut_down(conn, process) -> None:
     conn.close()
 
 
-def serve(conn, env: tuple[str, Any], num_envs: int, seed: int, collector_options: dict,
-          ppo_config: dict, learner_seed: int) -> None:
+def serve(
+    conn,
+    env: tuple[str, Any],
+    num_envs: int,
+    seed: int,
+    collector_options: dict,
+    ppo_config: dict,
+    learner_seed: int,
+) -> None:
     """The child's loop: builds the collector and the acting policy, then answers calls."""
     # Ctrl-C and a scheduler's SIGTERM reach the whole process group: they are the parent's to
     # handle (it stops after the round under way, saves, then ends this process)
@@ -230,8 +249,7 @@ def serve(conn, env: tuple[str, Any], num_envs: int, seed: int, collector_option
         kind, source = env
         made = make_named(source, 0, num_envs, HERE) if kind == "instance" else source
         # every copy is made (and any worker of its own started) before it answers
-        collector = make_local_collector(made, num_envs, seed=seed, made_in=HERE,
-                                         **collector_options)
+        collector = make_local_collector(made, num_envs, seed=seed, made_in=HERE, **collector_options)
         acting = acting_copy(ppo_config, learner_seed)  # it acts for all the copies, from 0
         conn.send(("ok", (collector.observation_space, collector.action_space)))
     except BaseException as error:
@@ -267,5 +285,6 @@ def _portable_error(error: BaseException) -> tuple[BaseException, BaseException 
     its type and message (None for a cause that does not pickle)."""
     cause = error.__cause__
     portable = picklable_error(error) or RuntimeError(
-        f"{type(error).__name__} in the collector process: {error}")
+        f"{type(error).__name__} in the collector process: {error}"
+    )
     return portable, None if cause is None else picklable_error(cause)

@@ -15,6 +15,7 @@ samples from a generator seeded with the learner's seed plus `first`). A round:
 
 Ray is an optional dependency: nothing here imports it until a collector is built.
 """
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,16 @@ from .local_collector import LocalCollector
 from .rollout import check_rollout
 from .vectorizer import EnvStepError, EnvVectorizer
 
-__all__ = ["RayCollector", "RolloutWorker", "import_ray", "init_local_ray", "connect_ray",
-           "worker_slices", "merge_rollouts", "merge_rounds"]
+__all__ = [
+    "RayCollector",
+    "RolloutWorker",
+    "import_ray",
+    "init_local_ray",
+    "connect_ray",
+    "worker_slices",
+    "merge_rollouts",
+    "merge_rounds",
+]
 
 MAX_RESTARTS = 3
 
@@ -54,8 +63,9 @@ def import_ray():
     try:
         import ray
     except ImportError as error:
-        raise ImportError("backend='ray' needs the ray package: pip install -e .[ray] "
-                          "(or pip install ray)") from error
+        raise ImportError(
+            "backend='ray' needs the ray package: pip install -e .[ray] (or pip install ray)"
+        ) from error
     return ray
 
 
@@ -65,8 +75,11 @@ def init_local_ray(num_cpus: int | None = None) -> None:
     process imports: the project's own folders on `sys.path` are passed on to them, as the
     subprocess backend's spawned workers get them."""
     ray = import_ray()
-    own_paths = [path for path in sys.path if path and os.path.isdir(path)
-                 and not path.startswith((sys.prefix, sys.base_prefix))]
+    own_paths = [
+        path
+        for path in sys.path
+        if path and os.path.isdir(path) and not path.startswith((sys.prefix, sys.base_prefix))
+    ]
     inherited = os.environ.get("PYTHONPATH")
     # Through the environment Ray's processes start with, rather than a runtime_env, which
     # would make Ray start new worker processes instead of using the ones it keeps ready.
@@ -122,26 +135,47 @@ class RolloutWorker:
     fresh seed (its policy copy keeps the rule).
     """
 
-    def __init__(self, env_factory: Callable[[], gym.Env], ppo_config: dict, learner_seed: int,
-                 rank: int, first: int, num_envs: int, total_envs: int, seed: int, rollout: str,
-                 num_steps: int, deterministic: bool = False):
+    def __init__(
+        self,
+        env_factory: Callable[[], gym.Env],
+        ppo_config: dict,
+        learner_seed: int,
+        rank: int,
+        first: int,
+        num_envs: int,
+        total_envs: int,
+        seed: int,
+        rollout: str,
+        num_steps: int,
+        deterministic: bool = False,
+    ):
         torch.set_num_threads(1)  # workers share the machine's cores; these nets need no more
         if _was_restarted():
             seed = int(np.random.SeedSequence().generate_state(1)[0] % 2**30)
         self.rank, self.first, self.total_envs = rank, first, total_envs
         self.incarnation = uuid.uuid4().hex
-        self.env = EnvVectorizer(env_factory, num_envs, seed=seed, backend="loop",
-                                 first_copy=first, total_copies=total_envs,
-                                 made_in=f"ray worker {rank}")
-        self.local = LocalCollector(self.env, rollout=rollout, num_steps=num_steps,
-                                    seed=seed + first, deterministic=deterministic)
+        self.env = EnvVectorizer(
+            env_factory,
+            num_envs,
+            seed=seed,
+            backend="loop",
+            first_copy=first,
+            total_copies=total_envs,
+            made_in=f"ray worker {rank}",
+        )
+        self.local = LocalCollector(
+            self.env, rollout=rollout, num_steps=num_steps, seed=seed + first, deterministic=deterministic
+        )
         self.ppo = acting_copy(ppo_config, learner_seed, first)
         self.weights_version = -1
 
     def ready(self) -> dict[str, Any]:
         """Answers once the worker is built; names this life of it and its env's spaces."""
-        return {"incarnation": self.incarnation, "observation_space": self.env.observation_space,
-                "action_space": self.env.action_space}
+        return {
+            "incarnation": self.incarnation,
+            "observation_space": self.env.observation_space,
+            "action_space": self.env.action_space,
+        }
 
     def collect(self, weights: Weights, version: int) -> dict[str, Any]:
         """Loads the policy weights (`weights_of`'s) if they are newer than its own, collects
@@ -153,8 +187,12 @@ class RolloutWorker:
             rollout, collected = self.local.collect(self.ppo)
         except EnvStepError as error:
             raise self._global_error(error) from error
-        return {"incarnation": self.incarnation, "weights_version": self.weights_version,
-                "rollout": rollout, "round": collected}
+        return {
+            "incarnation": self.incarnation,
+            "weights_version": self.weights_version,
+            "rollout": rollout,
+            "round": collected,
+        }
 
     def random_observations(self, num_steps: int) -> dict[str, Any]:
         """Observations of `num_steps` random steps of every copy (RND's warm-up)."""
@@ -166,8 +204,7 @@ class RolloutWorker:
 
     def _global_error(self, error: EnvStepError) -> EnvStepError:
         index = self.first + (error.env_index or 0)
-        message = re.sub(r"^env copy \d+ of \d+", f"env copy {index} of {self.total_envs}",
-                         str(error))
+        message = re.sub(r"^env copy \d+ of \d+", f"env copy {index} of {self.total_envs}", str(error))
         return EnvStepError(f"{message} (in ray worker {self.rank})", index)
 
 
@@ -180,8 +217,10 @@ def merge_rollouts(parts: list[Rollout | None], sizes: list[int]) -> Rollout | N
     present = [part for part in parts if part is not None]
     if not present:
         return None
-    filled = [part if part is not None else empty_rollout(present[0], 1, size)
-              for part, size in zip(parts, sizes, strict=True)]
+    filled = [
+        part if part is not None else empty_rollout(present[0], 1, size)
+        for part, size in zip(parts, sizes, strict=True)
+    ]
     return concatenate(filled, axis=1)
 
 
@@ -220,23 +259,41 @@ class RayCollector(Collector):
 
     acts_in_this_process = False
 
-    def __init__(self, env: gym.Env | Callable[[], gym.Env], ppo: PPO, num_envs: int, *, seed: int,
-                 rollout: str = "steps", num_steps: int = 64, num_workers: int | None = None,
-                 address: str | None = None, deterministic: bool = False,
-                 max_restarts: int = MAX_RESTARTS, restart_timeout: float = 300.0):
+    def __init__(
+        self,
+        env: gym.Env | Callable[[], gym.Env],
+        ppo: PPO,
+        num_envs: int,
+        *,
+        seed: int,
+        rollout: str = "steps",
+        num_steps: int = 64,
+        num_workers: int | None = None,
+        address: str | None = None,
+        deterministic: bool = False,
+        max_restarts: int = MAX_RESTARTS,
+        restart_timeout: float = 300.0,
+    ):
         import_ray()
         self.num_envs = check_positive_int("num_envs", num_envs)
         check_rollout(rollout)
         if num_workers is not None and check_positive_int("ray_workers", num_workers) > num_envs:
-            raise ValueError(f"ray_workers: each worker needs at least one of the {num_envs} env "
-                             f"copies, got ray_workers={num_workers}")
+            raise ValueError(
+                f"ray_workers: each worker needs at least one of the {num_envs} env "
+                f"copies, got ray_workers={num_workers}"
+            )
         self.max_restarts = check_non_negative_int("max_restarts", max_restarts)
         self.restart_timeout = check_positive_float("restart_timeout", restart_timeout)
-        worker_options = dict(env_factory=picklable_env_factory(env, "the Ray workers"),
-                              ppo_config=ppo.config, learner_seed=ppo.seed,
-                              total_envs=self.num_envs, seed=int(seed), rollout=rollout,
-                              num_steps=check_positive_int("num_steps", num_steps),
-                              deterministic=deterministic)
+        worker_options = dict(
+            env_factory=picklable_env_factory(env, "the Ray workers"),
+            ppo_config=ppo.config,
+            learner_seed=ppo.seed,
+            total_envs=self.num_envs,
+            seed=int(seed),
+            rollout=rollout,
+            num_steps=check_positive_int("num_steps", num_steps),
+            deterministic=deterministic,
+        )
         self.workers: list = []
         self.started_ray = connect_ray(address)
         try:
@@ -255,9 +312,12 @@ class RayCollector(Collector):
         self._incarnations: list[str | None] = [None] * self.num_workers
         self._restarting: set[int] = set()
         remote = ray.remote(RolloutWorker).options(
-            max_restarts=self.max_restarts, max_task_retries=0, scheduling_strategy="SPREAD")
-        self.workers = [remote.remote(rank=rank, first=first, num_envs=size, **worker_options)
-                        for rank, (first, size) in enumerate(self.slices)]
+            max_restarts=self.max_restarts, max_task_retries=0, scheduling_strategy="SPREAD"
+        )
+        self.workers = [
+            remote.remote(rank=rank, first=first, num_envs=size, **worker_options)
+            for rank, (first, size) in enumerate(self.slices)
+        ]
         answers = self._gather("ready", retry=True)
         self.observation_space = answers[0]["observation_space"]
         self.action_space = answers[0]["action_space"]
@@ -273,8 +333,9 @@ class RayCollector(Collector):
         self._weights = import_ray().put(weights_of(ppo))
         self.weights_version += 1
 
-    def collect(self, ppo: PPO | None = None, should_stop: Callable[[], bool] | None = None
-                ) -> tuple[Rollout | None, EpisodeRound]:
+    def collect(
+        self, ppo: PPO | None = None, should_stop: Callable[[], bool] | None = None
+    ) -> tuple[Rollout | None, EpisodeRound]:
         """One round on every worker with the weights of the last `sync`: (the merged
         Rollout for `ppo.memory.add`, the merged EpisodeRound). The data of a worker that
         died during the round is left out. A Ray round is not cut by `should_stop`."""
@@ -347,24 +408,26 @@ class RayCollector(Collector):
                 break
             except restarting as error:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"ray worker {k} was not back {self.restart_timeout} s "
-                                       f"after it died") from error
+                    raise RuntimeError(
+                        f"ray worker {k} was not back {self.restart_timeout} s after it died"
+                    ) from error
                 time.sleep(pause)
                 pause = min(2 * pause, 0.25)
             except ray.exceptions.RayActorError as error:
                 if getattr(error, "actor_init_failed", False):  # restarted, it could not start
                     raise self._start_error(k, error) from error
-                raise RuntimeError(f"ray worker {k} (env copies {self._copies(k)}) died and Ray "
-                                   f"did not restart it (max_restarts={self.max_restarts}): "
-                                   f"{_plain(str(error))}") from error
+                raise RuntimeError(
+                    f"ray worker {k} (env copies {self._copies(k)}) died and Ray "
+                    f"did not restart it (max_restarts={self.max_restarts}): "
+                    f"{_plain(str(error))}"
+                ) from error
         self._incarnations[k] = answer["incarnation"]
         self._restarting.discard(k)
 
     def _note_incarnation(self, k: int, incarnation: str) -> None:
         known = self._incarnations[k]
         if known is not None and known != incarnation:  # it died and came back between calls
-            self._record_restart(f"ray worker {k} died between rounds; restarted with fresh env "
-                                 f"copies")
+            self._record_restart(f"ray worker {k} died between rounds; restarted with fresh env copies")
         self._incarnations[k] = incarnation
 
     def _record_restart(self, message: str) -> None:
@@ -383,12 +446,18 @@ class RayCollector(Collector):
         Ray's own text (its traceback, without colour codes) follows the first line."""
         text = _plain(str(error))
         where = f"ray worker {k} could not start (env copies {self._copies(k)})"
-        made = list(re.finditer(r"env copy (\d+) of (\d+) could not be made in ray worker \d+: "
-                                r"(.*)", text))
+        made = list(
+            re.finditer(
+                r"env copy (\d+) of (\d+) could not be made in ray worker \d+: "
+                r"(.*)",
+                text,
+            )
+        )
         if made:
             copy, total, reason = made[-1].groups()
-            return EnvStepError(f"{where}: env copy {copy} of {total} could not be made: "
-                                f"{reason}\n{text}", int(copy))
+            return EnvStepError(
+                f"{where}: env copy {copy} of {total} could not be made: {reason}\n{text}", int(copy)
+            )
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         return RuntimeError(f"{where}: {lines[-1] if lines else 'no reason given'}\n{text}")
 

@@ -9,6 +9,7 @@ Two shapes of collection:
 Both act through `policy(states) -> (actions, log_probs)` (`PPO.sample_actions`; log_probs
 may be None) and store every step, with the behaviour log-probs, in a `VecMemory`.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -49,14 +50,23 @@ def check_episode_step_cap(cap: int) -> int:
 
 def warn_episode_cut(episodes: str, cap: int) -> None:
     """The message given when `episodes` are cut at the step cap (once per place, as warnings go)."""
-    warnings.warn(f"{episodes}: still running after episode_step_cap={cap} steps, cut there "
-                  f"(as a time limit would cut it); pass episode_step_cap= to change "
-                  f"the cap", RuntimeWarning, stacklevel=3)
+    warnings.warn(
+        f"{episodes}: still running after episode_step_cap={cap} steps, cut there "
+        f"(as a time limit would cut it); pass episode_step_cap= to change "
+        f"the cap",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
-def collect_episodes(env: EnvVectorizer, buffer: VecMemory, policy: Policy, *,
-                     episode_step_cap: int = EPISODE_STEP_CAP,
-                     should_stop: Callable[[], bool] | None = None) -> EpisodeRound:
+def collect_episodes(
+    env: EnvVectorizer,
+    buffer: VecMemory,
+    policy: Policy,
+    *,
+    episode_step_cap: int = EPISODE_STEP_CAP,
+    should_stop: Callable[[], bool] | None = None,
+) -> EpisodeRound:
     """Runs one episode in every env copy, storing every step in `buffer`; returns when all
     episodes are over (the original project's collection).
 
@@ -77,15 +87,15 @@ def collect_episodes(env: EnvVectorizer, buffer: VecMemory, policy: Policy, *,
         ended = terminated | truncated
         cut = (episodes.lengths[running] >= episode_step_cap) & ~ended
         if cut.any():
-            warn_episode_cut(f'rollout="episodes", env copies {running[cut].tolist()}',
-                             episode_step_cap)
+            warn_episode_cut(f'rollout="episodes", env copies {running[cut].tolist()}', episode_step_cap)
         if should_stop is not None and should_stop():
             unfinished[running[~(ended | cut)]] = True
             cut = ~ended
         dones = ended | cut
         # Cut episodes end like time limits: their last state's value is bootstrapped.
-        buffer.append(running, states, actions, rewards, terminated, truncated | cut, next_states,
-                      log_probs=log_probs)
+        buffer.append(
+            running, states, actions, rewards, terminated, truncated | cut, next_states, log_probs=log_probs
+        )
         states = utils.inactive_states_dropout(next_states, dones)
         env.envs_active = utils.update_active_environments_list(env.envs_active, dones)
         if np.all(env.envs_active):
@@ -109,12 +119,25 @@ class FixedHorizonLoop:
         for _ in range(num_steps):
             actions, log_probs = policy(self.states)
             next_states, rewards, terminated, truncated, valid = self.env.step_autoreset(actions)
-            buffer.append(None, self.states, actions, rewards, terminated, truncated,
-                          next_states, valid=valid, log_probs=log_probs)
+            buffer.append(
+                None,
+                self.states,
+                actions,
+                rewards,
+                terminated,
+                truncated,
+                next_states,
+                valid=valid,
+                log_probs=log_probs,
+            )
             self.episodes.add(rewards[valid], valid)
-            per_step.append(EpisodeRound(int(np.count_nonzero(valid)),
-                                         *self.episodes.end(terminated | truncated),
-                                         np.array(reported_games(self.env))))
+            per_step.append(
+                EpisodeRound(
+                    int(np.count_nonzero(valid)),
+                    *self.episodes.end(terminated | truncated),
+                    np.array(reported_games(self.env)),
+                )
+            )
             self.states = next_states
         return merge_rounds(per_step)
 

@@ -1,4 +1,5 @@
 """The run folder of an AsyncPPO run: its logs, checkpoints, best model and final weights."""
+
 from __future__ import annotations
 
 import itertools
@@ -57,11 +58,17 @@ class RunFolder:
         if logger is None:
             return
         history, steps = runner.history, runner.total_steps
-        logger.log_round(steps, runner.seconds, self.ppo.stats, runner.recent_returns(),
-                         history.episode_ends(since), len(history.episodes),
-                         eval_return=eval_return,
-                         recent_episode_returns=runner.episode_returns[-runner.num_envs:],
-                         game_ends=history.game_ends(since))
+        logger.log_round(
+            steps,
+            runner.seconds,
+            self.ppo.stats,
+            runner.recent_returns(),
+            history.episode_ends(since),
+            len(history.episodes),
+            eval_return=eval_return,
+            recent_episode_returns=runner.episode_returns[-runner.num_envs :],
+            game_ends=history.game_ends(since),
+        )
         if self.checkpoint_every and steps >= self._next_checkpoint:
             self.save_checkpoint()
             self._next_checkpoint = steps + self.checkpoint_every
@@ -70,10 +77,15 @@ class RunFolder:
         """The checkpoint's runner entry: the counters and the history, as tensors and numbers."""
         runner = self.runner
         evaluation = runner.evaluation
-        return dict(total_steps=runner.total_steps, rounds=runner.rounds, seconds=runner.seconds,
-                    seed=runner.seed, steps=runner.steps,
-                    best_eval_return=None if evaluation is None else evaluation.best_return,
-                    **runner.history.state())
+        return dict(
+            total_steps=runner.total_steps,
+            rounds=runner.rounds,
+            seconds=runner.seconds,
+            seed=runner.seed,
+            steps=runner.steps,
+            best_eval_return=None if evaluation is None else evaluation.best_return,
+            **runner.history.state(),
+        )
 
     def save_best(self) -> None:
         """Saves the learner's weights as the best model, in `best/`."""
@@ -88,8 +100,9 @@ class RunFolder:
                 raise ValueError("file: this AsyncPPO has no run folder (log_dir=None); pass a file")
             file = self.path / CHECKPOINT_FILE
         runner = self.runner_state()
-        atomic_save({"format": CHECKPOINT_FORMAT, "learner": self.ppo.training_state(),
-                     "runner": runner}, Path(file))
+        atomic_save(
+            {"format": CHECKPOINT_FORMAT, "learner": self.ppo.training_state(), "runner": runner}, Path(file)
+        )
         return Path(file)
 
     def finish(self, failure: BaseException | None) -> None:
@@ -147,8 +160,9 @@ def run_name(env_id: str | None, seed: int) -> str:
     return f"{name}_{time.strftime('%Y%m%d-%H%M%S')}_seed{seed}"
 
 
-def run_folder_path(log_dir: str | Path | None, resume: str | Path | None, env_id: str | None,
-                    seed: int) -> Path | None:
+def run_folder_path(
+    log_dir: str | Path | None, resume: str | Path | None, env_id: str | None, seed: int
+) -> Path | None:
     """The run's folder: `resume` (continued), else a new one in `log_dir` (None: none)."""
     if resume is not None:
         return Path(resume)

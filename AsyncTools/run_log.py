@@ -1,13 +1,14 @@
 """The run folder: what a training run leaves behind besides its weights.
 
-    progress.csv        one row per round: steps, time, speed, mean return, evaluation return (on
-                        rounds with a periodic evaluation), the learner's statistics
-    episodes.csv        one row per finished episode: the step it ended at, its return and length
-    games.csv           one row per whole game, where the env reports games (Atari through the
-                        helper: the real, unclipped score; then also the headline mean_return)
-    events.out.tfevents TensorBoard scalars, when the `tensorboard` package is installed
-    learning_curve.png  episode returns over steps, written by `close()` (needs matplotlib)
+progress.csv        one row per round: steps, time, speed, mean return, evaluation return (on
+                    rounds with a periodic evaluation), the learner's statistics
+episodes.csv        one row per finished episode: the step it ended at, its return and length
+games.csv           one row per whole game, where the env reports games (Atari through the
+                    helper: the real, unclipped score; then also the headline mean_return)
+events.out.tfevents TensorBoard scalars, when the `tensorboard` package is installed
+learning_curve.png  episode returns over steps, written by `close()` (needs matplotlib)
 """
+
 from __future__ import annotations
 
 import csv
@@ -18,10 +19,24 @@ from pathlib import Path
 
 import numpy as np
 
-PROGRESS_FIELDS = ("steps", "seconds", "steps_per_second", "episodes", "mean_return", "eval_return",
-                   "mean_episode_return",
-                   "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction",
-                   "explained_variance", "learning_rate", "intrinsic_reward", "rnd_loss")
+PROGRESS_FIELDS = (
+    "steps",
+    "seconds",
+    "steps_per_second",
+    "episodes",
+    "mean_return",
+    "eval_return",
+    "mean_episode_return",
+    "policy_loss",
+    "value_loss",
+    "entropy",
+    "approx_kl",
+    "clip_fraction",
+    "explained_variance",
+    "learning_rate",
+    "intrinsic_reward",
+    "rnd_loss",
+)
 EPISODE_FIELDS = ("steps", "return", "length")
 GAME_FIELDS = ("steps", "return")
 
@@ -53,22 +68,34 @@ class RunLogger:
             writer.writeheader()
         return handle, writer
 
-    def log_round(self, steps: int, seconds: float, stats: dict[str, float],
-                  recent_returns: Sequence[float], episode_ends: Sequence[tuple[int, float, int]],
-                  total_episodes: int, *, eval_return: float | None = None,
-                  recent_episode_returns: Sequence[float] | None = None,
-                  game_ends: Sequence[tuple[int, float]] = ()) -> None:
+    def log_round(
+        self,
+        steps: int,
+        seconds: float,
+        stats: dict[str, float],
+        recent_returns: Sequence[float],
+        episode_ends: Sequence[tuple[int, float, int]],
+        total_episodes: int,
+        *,
+        eval_return: float | None = None,
+        recent_episode_returns: Sequence[float] | None = None,
+        game_ends: Sequence[tuple[int, float]] = (),
+    ) -> None:
         """One progress row (the mean of `recent_returns`, the periodic evaluation's mean return
         if this round had one, the mean of `recent_episode_returns` where the headline returns
         are whole games, the learner's `stats`), one episodes.csv row for each (end step,
         return, length) in `episode_ends` and one games.csv row for each (end step, return) in
         `game_ends`; flushed, so a crash loses nothing."""
-        row = dict(stats, steps=steps, seconds=round(seconds, 3),
-                   steps_per_second=round(steps / seconds, 1) if seconds > 0 else "",
-                   episodes=total_episodes,
-                   mean_return=_mean(recent_returns),
-                   eval_return="" if eval_return is None else eval_return,
-                   mean_episode_return=_mean(recent_episode_returns or recent_returns))
+        row = dict(
+            stats,
+            steps=steps,
+            seconds=round(seconds, 3),
+            steps_per_second=round(steps / seconds, 1) if seconds > 0 else "",
+            episodes=total_episodes,
+            mean_return=_mean(recent_returns),
+            eval_return="" if eval_return is None else eval_return,
+            mean_episode_return=_mean(recent_episode_returns or recent_returns),
+        )
         with _naming_write_errors(self.run_dir / "progress.csv"):
             handle, writer = self._progress
             writer.writerow(row)
@@ -99,9 +126,11 @@ class RunLogger:
             if self._tensorboard is not None:
                 self._tensorboard.close()
             games = self._games is not None
-            return plot_learning_curve(self.run_dir / ("games.csv" if games else "episodes.csv"),
-                                       self.run_dir / "learning_curve.png",
-                                       label="game score" if games else "episode return")
+            return plot_learning_curve(
+                self.run_dir / ("games.csv" if games else "episodes.csv"),
+                self.run_dir / "learning_curve.png",
+                label="game score" if games else "episode return",
+            )
         except OSError as error:  # the rows were flushed as they came; this must not hide how the run ended
             warnings.warn(f"closing the run folder {self.run_dir}: {error}", RuntimeWarning, stacklevel=2)
             return None
@@ -113,8 +142,9 @@ def _naming_write_errors(file: Path) -> Iterator[None]:
     try:
         yield
     except OSError as error:
-        raise OSError(error.errno, f"could not write {file} ({error.strerror or error})",
-                      str(file)) from error
+        raise OSError(
+            error.errno, f"could not write {file} ({error.strerror or error})", str(file)
+        ) from error
 
 
 def _tensorboard_writer(run_dir: Path):
@@ -129,12 +159,14 @@ def _mean(values: Sequence[float] | None) -> float | str:
     return float(np.mean(values)) if values else ""
 
 
-def plot_learning_curve(episodes_csv: Path, png: Path, window: int = 32,
-                        label: str = "episode return") -> Path | None:
+def plot_learning_curve(
+    episodes_csv: Path, png: Path, window: int = 32, label: str = "episode return"
+) -> Path | None:
     """Returns over env steps from a CSV of (steps, return) rows (episodes.csv or games.csv),
     with their running mean over `window` rows."""
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -148,7 +180,7 @@ def plot_learning_curve(episodes_csv: Path, png: Path, window: int = 32,
     running = np.convolve(returns, np.ones(window), "valid") / window if len(returns) >= window else returns
     figure, axis = plt.subplots(figsize=(6, 3.5))
     axis.plot(steps, returns, ".", markersize=2, alpha=0.3, label=label)
-    axis.plot(steps[len(steps) - len(running):], running, label=f"mean of {min(window, len(returns))}")
+    axis.plot(steps[len(steps) - len(running) :], running, label=f"mean of {min(window, len(returns))}")
     axis.set_xlabel("env steps")
     axis.set_ylabel("return")
     axis.legend()

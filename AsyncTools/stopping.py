@@ -1,4 +1,5 @@
 """When a run stops before its `steps`: a timeout, a stop signal, `stop_at_return`, a callback."""
+
 from __future__ import annotations
 
 import signal
@@ -23,11 +24,11 @@ class StopControl:
     An `episodes` round under way when the time is up or a signal comes is cut short: the
     collectors poll `should_stop`."""
 
-    def __init__(self, stop_at_return: float | None,
-                 callback: Callable[..., bool | None] | None):
+    def __init__(self, stop_at_return: float | None, callback: Callable[..., bool | None] | None):
         if callback is not None and not callable(callback):
-            raise TypeError(f"callback must be a function (runner, stats) -> bool, got "
-                            f"{type(callback).__name__}")
+            raise TypeError(
+                f"callback must be a function (runner, stats) -> bool, got {type(callback).__name__}"
+            )
         self.stop_at_return, self.callback = stop_at_return, callback
         self.stopped_by: str | None = None
         self.interrupted = False
@@ -46,8 +47,7 @@ class StopControl:
 
     def should_stop(self) -> bool:
         """True once a stop signal came or the run's timeout has passed."""
-        if self.stopped_by is None and self._deadline is not None \
-                and time.perf_counter() >= self._deadline:
+        if self.stopped_by is None and self._deadline is not None and time.perf_counter() >= self._deadline:
             self.stopped_by = "timeout"
         return self.stopped_by is not None
 
@@ -68,22 +68,27 @@ class StopControl:
 
     def message(self, steps: int, run_dir: Path | None) -> str:
         """Why the run stopped, for the progress bar."""
-        causes = {"timeout": f"stopped by the timeout ({self._timeout or 0:g} s)",
-                  "callback": "stopped by the callback",
-                  "stop_at_return": f"stopped: the evaluation return reached "
-                                    f"stop_at_return={self.stop_at_return:g}"
-                                    if self.stop_at_return is not None else ""}
+        causes = {
+            "timeout": f"stopped by the timeout ({self._timeout or 0:g} s)",
+            "callback": "stopped by the callback",
+            "stop_at_return": f"stopped: the evaluation return reached stop_at_return={self.stop_at_return:g}"
+            if self.stop_at_return is not None
+            else "",
+        }
         cause = causes.get(self.stopped_by or "", f"interrupted by {self.stopped_by}")
         return f"{cause} at step {steps}" + (
-            f"; checkpoint saved in {run_dir}" if run_dir is not None else "")
+            f"; checkpoint saved in {run_dir}" if run_dir is not None else ""
+        )
 
 
 def check_stop_at_return(stop_at_return: float | None, eval_every: int | None) -> float | None:
     if stop_at_return is None:
         return None
     if eval_every is None:
-        raise ValueError("stop_at_return: it stops at a periodic evaluation's mean return, so it "
-                         "needs eval_every (e.g. eval_every=10_000)")
+        raise ValueError(
+            "stop_at_return: it stops at a periodic evaluation's mean return, so it "
+            "needs eval_every (e.g. eval_every=10_000)"
+        )
     return check_finite_float("stop_at_return", stop_at_return)
 
 

@@ -22,6 +22,7 @@ last checkpoint left intact; also when the weights cannot be written to --save-d
 the run folder keeping its copy), 2 for bad arguments (among them a --save-dir or --log-dir that
 cannot be written, found before training starts).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,24 +61,41 @@ PPO_OPTIONS = [
     ("--target-kl", "target_kl", float, "stop an update's epochs above this KL"),
     ("--log-std-init", "log_std_init", float, "continuous: initial log std"),
     ("--beta", "beta", float, "RND: weight of the intrinsic advantage"),
-    ("--max-lag-weight", "max_lag_weight", float, "with --overlap: clip the ratio around the "
-                                                  "learner and weight each sample by its truncated "
-                                                  "importance weight for the lag (decoupled PPO)"),
-    ("--compile-mode", "compile_mode", str, "torch.compile's mode with --compile-update: default, "
-                                            "reduce-overhead (CUDA graphs on a GPU), max-autotune"),
+    (
+        "--max-lag-weight",
+        "max_lag_weight",
+        float,
+        "with --overlap: clip the ratio around the "
+        "learner and weight each sample by its truncated "
+        "importance weight for the lag (decoupled PPO)",
+    ),
+    (
+        "--compile-mode",
+        "compile_mode",
+        str,
+        "torch.compile's mode with --compile-update: default, "
+        "reduce-overhead (CUDA graphs on a GPU), max-autotune",
+    ),
 ]
 # The network's shape: --hidden-sizes, --critic-hidden-sizes, --activation (same name as PPO's keyword).
 NETWORK_OPTIONS = ("hidden_sizes", "critic_hidden_sizes", "activation")
 PPO_SWITCHES = [  # --name / --no-name
     ("--normalize-obs", "normalize_obs", "normalise observations (running mean/std)"),
-    ("--normalize-reward", "normalize_reward", "scale rewards by the std of the discounted return "
-                                               "(on, except with --use-rnd)"),
+    (
+        "--normalize-reward",
+        "normalize_reward",
+        "scale rewards by the std of the discounted return (on, except with --use-rnd)",
+    ),
     ("--anneal-lr", "anneal_lr", "decay the learning rate linearly to 0 over --steps"),
     ("--squash-actions", "squash_actions", "continuous: tanh-squashed Gaussian"),
     ("--use-rnd", "use_RND", "add the RND exploration bonus"),
     ("--orthogonal-init", "orthogonal_init", "orthogonal initialisation (off: PyTorch's default)"),
-    ("--compile-update", "compile_update", "torch.compile the update (compiles for seconds to a "
-                                           "minute at the start; quicker steps in long runs)"),
+    (
+        "--compile-update",
+        "compile_update",
+        "torch.compile the update (compiles for seconds to a "
+        "minute at the start; quicker steps in long runs)",
+    ),
 ]
 
 
@@ -90,58 +108,114 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument("--env", default="CartPole-v1",
-                        help="Gymnasium env id; Atari ids (ALE/Breakout-v5, Breakout-v5, "
-                             "BreakoutNoFrameskip-v4) get the standard Atari preprocessing")
-    parser.add_argument("--num-envs", type=int, default=None,
-                        help="env copies stepped in lockstep (default: the env's preset, else 32 "
-                             "discrete, 8 continuous or image)")
+    parser.add_argument(
+        "--env",
+        default="CartPole-v1",
+        help="Gymnasium env id; Atari ids (ALE/Breakout-v5, Breakout-v5, "
+        "BreakoutNoFrameskip-v4) get the standard Atari preprocessing",
+    )
+    parser.add_argument(
+        "--num-envs",
+        type=int,
+        default=None,
+        help="env copies stepped in lockstep (default: the env's preset, else 32 "
+        "discrete, 8 continuous or image)",
+    )
     parser.add_argument("--steps", type=int, default=150_000, help="env steps to train for")
     parser.add_argument("--seed", type=int, default=0, help="seed of the learner and env copies")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available)")
-    parser.add_argument("--num-steps", type=int, default=None,
-                        help="steps per copy per round (default: the env's preset, else 64 "
-                             "discrete, 256 continuous, 128 image)")
-    parser.add_argument("--preset", choices=("auto", "none"), default="auto",
-                        help="auto: settings from the env id's preset (AsyncTools/presets.json) "
-                             "for every option not given; none: only the env family's defaults")
+    parser.add_argument(
+        "--num-steps",
+        type=int,
+        default=None,
+        help="steps per copy per round (default: the env's preset, else 64 "
+        "discrete, 256 continuous, 128 image)",
+    )
+    parser.add_argument(
+        "--preset",
+        choices=("auto", "none"),
+        default="auto",
+        help="auto: settings from the env id's preset (AsyncTools/presets.json) "
+        "for every option not given; none: only the env family's defaults",
+    )
     parser.add_argument("--rollout", choices=ROLLOUTS, default="steps", help="collection mode")
-    parser.add_argument("--backend", choices=COLLECTOR_BACKENDS, default="auto",
-                        help="how copies are stepped (ray: Ray actors on this machine or "
-                             "RAY_ADDRESS; envpool: EnvPool's C++ pool, e.g. --env Pong-v5)")
-    parser.add_argument("--overlap", action="store_true",
-                        help="collect the next round while the learner updates (in a collector "
-                             "process, or on the Ray workers), the policy acting one update "
-                             "behind the learner")
-    parser.add_argument("--non-finite-rewards", choices=NON_FINITE_REWARD_CHOICES, default="raise",
-                        help="a NaN/inf reward from the env: stop with an error naming the env "
-                             "copy, or replace it by 0")
-    parser.add_argument("--hidden-sizes", type=int, nargs="+", default=None,
-                        help="hidden layers of the actor (and of the critic, unless "
-                             "--critic-hidden-sizes) (default: see --preset, else 64 64)")
-    parser.add_argument("--critic-hidden-sizes", type=int, nargs="+", default=None,
-                        help="hidden layers of the critic, if not the actor's")
-    parser.add_argument("--activation", choices=("tanh", "relu"), default=None,
-                        help="activation of the hidden layers (default: see --preset, else tanh)")
+    parser.add_argument(
+        "--backend",
+        choices=COLLECTOR_BACKENDS,
+        default="auto",
+        help="how copies are stepped (ray: Ray actors on this machine or "
+        "RAY_ADDRESS; envpool: EnvPool's C++ pool, e.g. --env Pong-v5)",
+    )
+    parser.add_argument(
+        "--overlap",
+        action="store_true",
+        help="collect the next round while the learner updates (in a collector "
+        "process, or on the Ray workers), the policy acting one update "
+        "behind the learner",
+    )
+    parser.add_argument(
+        "--non-finite-rewards",
+        choices=NON_FINITE_REWARD_CHOICES,
+        default="raise",
+        help="a NaN/inf reward from the env: stop with an error naming the env copy, or replace it by 0",
+    )
+    parser.add_argument(
+        "--hidden-sizes",
+        type=int,
+        nargs="+",
+        default=None,
+        help="hidden layers of the actor (and of the critic, unless "
+        "--critic-hidden-sizes) (default: see --preset, else 64 64)",
+    )
+    parser.add_argument(
+        "--critic-hidden-sizes",
+        type=int,
+        nargs="+",
+        default=None,
+        help="hidden layers of the critic, if not the actor's",
+    )
+    parser.add_argument(
+        "--activation",
+        choices=("tanh", "relu"),
+        default=None,
+        help="activation of the hidden layers (default: see --preset, else tanh)",
+    )
     for flag, _, kind, text in PPO_OPTIONS:
         parser.add_argument(flag, type=kind, default=None, help=text + " (default: see --preset)")
     for flag, _, text in PPO_SWITCHES:
-        parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                            help=text + " (default: see --preset)")
-    parser.add_argument("--eval-every", type=int, default=None,
-                        help="env steps between evaluations on a separate env copy; "
-                             "the best model goes to the run folder's best/ (default: a twentieth "
-                             "of --steps; 0: no evaluation)")
+        parser.add_argument(
+            flag, action=argparse.BooleanOptionalAction, default=None, help=text + " (default: see --preset)"
+        )
+    parser.add_argument(
+        "--eval-every",
+        type=int,
+        default=None,
+        help="env steps between evaluations on a separate env copy; "
+        "the best model goes to the run folder's best/ (default: a twentieth "
+        "of --steps; 0: no evaluation)",
+    )
     parser.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation")
-    parser.add_argument("--eval-deterministic", action=argparse.BooleanOptionalAction, default=None,
-                        help="evaluate with the most likely actions, or with sampled ones "
-                             "(default: deterministic, except for Atari, which samples as RL Zoo "
-                             "evaluates it)")
-    parser.add_argument("--stop-at-return", type=float, default=None,
-                        help="stop once an evaluation's mean return reaches this")
+    parser.add_argument(
+        "--eval-deterministic",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="evaluate with the most likely actions, or with sampled ones "
+        "(default: deterministic, except for Atari, which samples as RL Zoo "
+        "evaluates it)",
+    )
+    parser.add_argument(
+        "--stop-at-return",
+        type=float,
+        default=None,
+        help="stop once an evaluation's mean return reaches this",
+    )
     parser.add_argument("--log-dir", default="runs", help="parent folder of the run folders")
-    parser.add_argument("--checkpoint-every", type=int, default=100_000,
-                        help="env steps between checkpoints (0: only at the end)")
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=100_000,
+        help="env steps between checkpoints (0: only at the end)",
+    )
     parser.add_argument("--resume", default=None, help="a run folder to continue")
     parser.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
     parser.add_argument("--save-dir", default=None, help="also save the weights here (default: data/ENV)")
@@ -150,8 +224,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def ppo_options(args: argparse.Namespace) -> dict:
-    options = {name: getattr(args, name_of(flag)) for flag, name, *_ in PPO_OPTIONS + PPO_SWITCHES
-               if getattr(args, name_of(flag)) is not None}
+    options = {
+        name: getattr(args, name_of(flag))
+        for flag, name, *_ in PPO_OPTIONS + PPO_SWITCHES
+        if getattr(args, name_of(flag)) is not None
+    }
     for name in NETWORK_OPTIONS:
         value = getattr(args, name)
         if value is not None:
@@ -165,8 +242,14 @@ def name_of(flag: str) -> str:
 
 # The exit status: 0 when the run ended by itself (its steps or --timeout); 128 + the signal's
 # number when SIGINT (Ctrl-C) or SIGTERM stopped it, after saving the checkpoint and weights.
-EXIT_CODES = {None: 0, "timeout": 0, "stop_at_return": 0, "callback": 0,
-              "SIGINT": 128 + signal.SIGINT, "SIGTERM": 128 + signal.SIGTERM}
+EXIT_CODES = {
+    None: 0,
+    "timeout": 0,
+    "stop_at_return": 0,
+    "callback": 0,
+    "SIGINT": 128 + signal.SIGINT,
+    "SIGTERM": 128 + signal.SIGTERM,
+}
 # Options that gained flags (and so presets) after train_args.json existed: an older run's file
 # lacks them.
 UNRECORDED_IN_OLD_RUNS = ("value_coef", "max_grad_norm", "orthogonal_init")
@@ -181,14 +264,26 @@ def with_saved_settings(args: argparse.Namespace) -> argparse.Namespace:
         raise SystemExit(f"train.py: error: --resume: {file} not found (not a train.py run folder)")
     saved = json.loads(file.read_text())
     defaults = vars(parse_args([]))  # for options newer than the run's train_args.json
-    ignored = [f"--{key.replace('_', '-')} {value}" for key, value in vars(args).items()
-               if key not in RESUME_KEEPS and value != defaults[key] and value != saved.get(key)]
+    ignored = [
+        f"--{key.replace('_', '-')} {value}"
+        for key, value in vars(args).items()
+        if key not in RESUME_KEEPS and value != defaults[key] and value != saved.get(key)
+    ]
     if ignored:
-        print(f"--resume: ignoring {', '.join(ignored)}: a resumed run keeps its own settings "
-              f"({file}); only --{', --'.join(k.replace('_', '-') for k in RESUME_KEEPS[:-1])} "
-              f"come from this command", file=sys.stderr)
-    return argparse.Namespace(**{**defaults, **fixed_before_recorded(), **saved,
-                                 **{key: getattr(args, key) for key in RESUME_KEEPS}})
+        print(
+            f"--resume: ignoring {', '.join(ignored)}: a resumed run keeps its own settings "
+            f"({file}); only --{', --'.join(k.replace('_', '-') for k in RESUME_KEEPS[:-1])} "
+            f"come from this command",
+            file=sys.stderr,
+        )
+    return argparse.Namespace(
+        **{
+            **defaults,
+            **fixed_before_recorded(),
+            **saved,
+            **{key: getattr(args, key) for key in RESUME_KEEPS},
+        }
+    )
 
 
 def fixed_before_recorded() -> dict:
@@ -201,15 +296,26 @@ def fixed_before_recorded() -> dict:
 def build(args: argparse.Namespace) -> tuple[PPO, AsyncPPO]:
     """The learner and the runner that `args` describe."""
     ppo = ppo_for_env(args.env, preset=args.preset == "auto", **ppo_options(args))
-    runner = AsyncPPO(env=args.env, ppo=ppo, num_envs=args.num_envs, steps=args.steps,
-                      num_steps=args.num_steps, rollout=args.rollout, backend=args.backend,
-                      progress_bar=not args.quiet, log_dir=args.log_dir,
-                      checkpoint_every=args.checkpoint_every, resume=args.resume,
-                      non_finite_rewards=args.non_finite_rewards,
-                      eval_every=eval_every(args), eval_episodes=args.eval_episodes,
-                      eval_deterministic=args.eval_deterministic,
-                      stop_at_return=args.stop_at_return, preset=args.preset == "auto",
-                      overlap=args.overlap)
+    runner = AsyncPPO(
+        env=args.env,
+        ppo=ppo,
+        num_envs=args.num_envs,
+        steps=args.steps,
+        num_steps=args.num_steps,
+        rollout=args.rollout,
+        backend=args.backend,
+        progress_bar=not args.quiet,
+        log_dir=args.log_dir,
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
+        non_finite_rewards=args.non_finite_rewards,
+        eval_every=eval_every(args),
+        eval_episodes=args.eval_episodes,
+        eval_deterministic=args.eval_deterministic,
+        stop_at_return=args.stop_at_return,
+        preset=args.preset == "auto",
+        overlap=args.overlap,
+    )
     return ppo, runner
 
 
@@ -238,9 +344,12 @@ def main(argv=None) -> int:
     try:
         ppo.save_weights(save_dir)
     except OSError as error:  # the disk filled, the folder went away: the run folder has them
-        print(f"{summary(runner)}\ntrain.py: error: could not write the weights to {save_dir} "
-              f"({error.strerror or error}); the run folder's copy is in "
-              f"{runner.run_dir / 'weights'}", file=sys.stderr)
+        print(
+            f"{summary(runner)}\ntrain.py: error: could not write the weights to {save_dir} "
+            f"({error.strerror or error}); the run folder's copy is in "
+            f"{runner.run_dir / 'weights'}",
+            file=sys.stderr,
+        )
         return 1
     print(f"{summary(runner)}; weights saved to {save_dir}")
     return EXIT_CODES[runner.stopped_by]
@@ -266,16 +375,19 @@ def summary(runner: AsyncPPO) -> str:
     what = "games (real scores)" if runner.game_returns else "episodes"
     ending = "interrupted" if runner.interrupted else "trained"
     mean = np.mean(recent) if recent else float("nan")
-    return (f"{ending} {runner.total_steps} steps; mean return of the last {len(recent)} {what}: "
-            f"{mean:.1f}")
+    return f"{ending} {runner.total_steps} steps; mean return of the last {len(recent)} {what}: {mean:.1f}"
 
 
 def resolved(args: argparse.Namespace, ppo, runner: AsyncPPO) -> dict:
     """The command line with every default filled in by the value actually used (from the
     family defaults, the preset or the learner's own defaults): what train_args.json records."""
-    settings = dict(vars(args), num_envs=runner.num_envs, num_steps=runner.num_steps,
-                    eval_every=runner.evaluation.every if runner.evaluation is not None else 0,
-                    eval_deterministic=runner.eval_deterministic)
+    settings = dict(
+        vars(args),
+        num_envs=runner.num_envs,
+        num_steps=runner.num_steps,
+        eval_every=runner.evaluation.every if runner.evaluation is not None else 0,
+        eval_deterministic=runner.eval_deterministic,
+    )
     for flag, name, *_ in PPO_OPTIONS + PPO_SWITCHES:
         settings[name_of(flag)] = getattr(ppo, name) if hasattr(ppo, name) else ppo.config[name]
     for name in NETWORK_OPTIONS:
@@ -295,8 +407,11 @@ def say_if_replacing(save_dir: Path, started: float) -> None:
     existing = save_dir / POLICY_FILE
     if existing.is_file() and existing.stat().st_mtime < started:
         written = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(existing.stat().st_mtime))
-        print(f"replacing the weights in {save_dir} written at {written} by an earlier run "
-              f"(pass --save-dir to keep them)", file=sys.stderr)
+        print(
+            f"replacing the weights in {save_dir} written at {written} by an earlier run "
+            f"(pass --save-dir to keep them)",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":

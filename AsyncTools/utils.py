@@ -1,6 +1,7 @@
 """The original project's helpers for a hand-written rollout loop, kept with the same names and
 arguments. `is_env_terminal` is the original's `envs_active` array: True where that env's
 episode is over. Arrays of per-step data hold one row per env still running, in env order."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,10 +35,19 @@ def update_active_environments_list(is_env_terminal: np.ndarray, dones: np.ndarr
     return updated
 
 
-def buffer_append(buffer: VecMemory, states: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
-                  dones: np.ndarray, is_env_terminal: np.ndarray, num_envs: int, *,
-                  terminated: np.ndarray | None = None, truncated: np.ndarray | None = None,
-                  next_states: np.ndarray | None = None) -> None:
+def buffer_append(
+    buffer: VecMemory,
+    states: np.ndarray,
+    actions: np.ndarray,
+    rewards: np.ndarray,
+    dones: np.ndarray,
+    is_env_terminal: np.ndarray,
+    num_envs: int,
+    *,
+    terminated: np.ndarray | None = None,
+    truncated: np.ndarray | None = None,
+    next_states: np.ndarray | None = None,
+) -> None:
     """Stores one step of every running env in `buffer`.
 
     `dones` marks the episodes that end at this step. Whether each ended by termination (the
@@ -48,8 +58,10 @@ def buffer_append(buffer: VecMemory, states: np.ndarray, actions: np.ndarray, re
     """
     env_indices = indexes_of_active_environments(num_envs, is_env_terminal)
     if len(env_indices) != len(states):
-        raise ValueError(f"states: expected one row per running env ({len(env_indices)} of "
-                         f"{num_envs} per is_env_terminal), got {len(states)}")
+        raise ValueError(
+            f"states: expected one row per running env ({len(env_indices)} of "
+            f"{num_envs} per is_env_terminal), got {len(states)}"
+        )
     dones = np.asarray(dones, dtype=bool)
     vectorizer = getattr(is_env_terminal, "vectorizer", None)
     if vectorizer is not None and vectorizer.num_envs == num_envs:
@@ -63,8 +75,10 @@ def buffer_append(buffer: VecMemory, states: np.ndarray, actions: np.ndarray, re
     terminated = dones & np.asarray(terminated, dtype=bool)
     truncated = dones & ~terminated
     if truncated.any() and next_states is None:
-        raise ValueError("next_states: needed to bootstrap the episodes truncated at this step "
-                         "(pass next_states=..., or use the EnvVectorizer's envs_active)")
+        raise ValueError(
+            "next_states: needed to bootstrap the episodes truncated at this step "
+            "(pass next_states=..., or use the EnvVectorizer's envs_active)"
+        )
     buffer.append(env_indices, states, actions, rewards, terminated, truncated, next_states)
 
 

@@ -1,4 +1,5 @@
 """VecMemory: one trajectory buffer per env, kept as preallocated [T, N] arrays."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -67,8 +68,18 @@ class VecMemory:
             grown[: array.shape[0]] = array
             self._arrays[name] = grown
 
-    def append(self, env_indices, states, actions, rewards, terminated, truncated,
-               next_states=None, valid=None, log_probs=None) -> None:
+    def append(
+        self,
+        env_indices,
+        states,
+        actions,
+        rewards,
+        terminated,
+        truncated,
+        next_states=None,
+        valid=None,
+        log_probs=None,
+    ) -> None:
         """Stores one row for each env in `env_indices` (row k of every array belongs to env
         `env_indices[k]`); `env_indices=None` means every env in order, the quickest case (a
         fixed-horizon rollout's step). `next_states`, when given, supplies the final observation
@@ -82,25 +93,35 @@ class VecMemory:
         actions = np.asarray(actions)
         valid = np.ones(count, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
         log_probs = np.full(count, np.nan, np.float32) if log_probs is None else log_probs
-        columns = {"states": states, "actions": actions, "rewards": rewards,
-                   "terminated": terminated, "truncated": truncated, "valid": valid,
-                   "log_probs": log_probs}
+        columns = {
+            "states": states,
+            "actions": actions,
+            "rewards": rewards,
+            "terminated": terminated,
+            "truncated": truncated,
+            "valid": valid,
+            "log_probs": log_probs,
+        }
         for name, column in columns.items():
             if np.shape(column)[:1] != (count,):
-                raise ValueError(f"{name}: expected {count} rows (one per env in env_indices), got "
-                                 f"shape {np.shape(column)}")
+                raise ValueError(
+                    f"{name}: expected {count} rows (one per env in env_indices), got "
+                    f"shape {np.shape(column)}"
+                )
         if next_states is not None:
             next_states = as_state_array(next_states)
             if next_states.shape != states.shape:
-                raise ValueError(f"next_states: expected shape {states.shape} like states, got "
-                                 f"{next_states.shape}")
+                raise ValueError(
+                    f"next_states: expected shape {states.shape} like states, got {next_states.shape}"
+                )
         if count == 0:
             return
         if not self._arrays:
             self._allocate(states, actions)
         if self._arrays["states"].shape[2:] != states.shape[1:]:
-            raise ValueError(f"states: expected rows of shape {self._arrays['states'].shape[2:]}, "
-                             f"got {states.shape[1:]}")
+            raise ValueError(
+                f"states: expected rows of shape {self._arrays['states'].shape[2:]}, got {states.shape[1:]}"
+            )
         ended = (np.asarray(terminated) | np.asarray(truncated)) & valid
         envs = slice(None) if every_env else env_indices  # a slice is the quicker index
         columns["episode_starts"] = ~self._in_episode[envs]
@@ -142,8 +163,7 @@ class VecMemory:
 
     def push(self, idx: int, state, action, reward, done) -> None:
         """The original per-env call: one step for env `idx`, `done` treated as termination."""
-        self.append([idx], np.asarray(state)[None], np.asarray(action)[None], [reward], [bool(done)],
-                    [False])
+        self.append([idx], np.asarray(state)[None], np.asarray(action)[None], [reward], [bool(done)], [False])
 
     def rollout(self) -> Rollout | None:
         """What is stored, as a Rollout of copies of the arrays (None when nothing is stored);

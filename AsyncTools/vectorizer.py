@@ -1,5 +1,6 @@
 """EnvVectorizer: N independent copies of one gym env stepped in lockstep, on one of three
 backends: an in-process loop, gymnasium's native vector env, or subprocess workers."""
+
 from __future__ import annotations
 
 import atexit
@@ -55,16 +56,21 @@ def _copies(indices: Sequence[int], num_envs: int) -> str:
     return f"env copies {list(indices)} of {num_envs}"
 
 
-def _wrong_observation_shape(index: int, num_envs: int, method: str, shape: Any,
-                             space: gym.Space) -> EnvOutputError:
-    return EnvOutputError(f"{_copies([index], num_envs)} returned an observation of shape "
-                          f"{shape} from {method}(), but its observation_space {space} has shape "
-                          f"{space.shape}", index)
+def _wrong_observation_shape(
+    index: int, num_envs: int, method: str, shape: Any, space: gym.Space
+) -> EnvOutputError:
+    return EnvOutputError(
+        f"{_copies([index], num_envs)} returned an observation of shape "
+        f"{shape} from {method}(), but its observation_space {space} has shape "
+        f"{space.shape}",
+        index,
+    )
 
 
 def _wrong_reward(index: int, num_envs: int, what: str) -> EnvOutputError:
-    return EnvOutputError(f"{_copies([index], num_envs)} returned {what} from step(); a "
-                          f"reward must be a scalar number", index)
+    return EnvOutputError(
+        f"{_copies([index], num_envs)} returned {what} from step(); a reward must be a scalar number", index
+    )
 
 
 def _shape_of(value: Any) -> Any:
@@ -90,8 +96,9 @@ def _call_named(env: gym.Env, index: int, num_envs: int, method: str, *args, **k
     try:
         return getattr(env, method)(*args, **kwargs)
     except Exception as error:
-        raise EnvStepError(f"{_copies([index], num_envs)} raised {type(error).__name__} in "
-                           f"{method}(): {error}", index) from error
+        raise EnvStepError(
+            f"{_copies([index], num_envs)} raised {type(error).__name__} in {method}(): {error}", index
+        ) from error
 
 
 class EpisodeOverFlags(np.ndarray):
@@ -112,6 +119,7 @@ class EpisodeOverFlags(np.ndarray):
 # Every backend steps with gymnasium's "next step" autoreset: a copy whose episode ended on the
 # previous step is reset instead of stepped, and that row reports reward 0 and no end.
 
+
 class LoopBackend:
     """The copies as Python objects in this process; can step any subset of them."""
 
@@ -127,8 +135,9 @@ class LoopBackend:
 
     def reset(self, seeds: list[int] | None) -> tuple[list[np.ndarray], list[dict]]:
         self._ended[:] = False
-        results = [self._call(i, "reset", seed=None if seeds is None else seeds[i])
-                   for i in range(self.num_envs)]
+        results = [
+            self._call(i, "reset", seed=None if seeds is None else seeds[i]) for i in range(self.num_envs)
+        ]
         return [obs for obs, _ in results], [info for _, info in results]
 
     def step(self, actions: np.ndarray, indices: np.ndarray):
@@ -191,6 +200,7 @@ class SubprocessBackend(VectorEnvBackend):
     backend left open, since the workers ignore the SIGTERM with which multiprocessing would
     stop them there.
     """
+
     vector_env: gym.vector.AsyncVectorEnv  # for type checkers: its pipes, processes and `call`
 
     def __init__(self, vector_env: gym.vector.AsyncVectorEnv):
@@ -238,8 +248,7 @@ class SubprocessBackend(VectorEnvBackend):
     def _naming_dead_workers(self) -> Iterator[None]:
         """Turns the pipe error that a dead worker causes into an EnvStepError naming it."""
         if self._failure is not None:
-            raise EnvStepError(str(self._failure), self._failure.env_index) \
-                from self._failure.__cause__
+            raise EnvStepError(str(self._failure), self._failure.env_index) from self._failure.__cause__
         try:
             yield
         except (EOFError, OSError) as error:  # OSError: BrokenPipeError, ConnectionResetError
@@ -263,8 +272,7 @@ WORKER_CLOSE_SECONDS = 3.0  # how long `close` waits for the workers to finish o
 WORKER_STOP_SECONDS = 1.0  # how long it then waits after terminating, and after killing, them
 
 
-def _dead_workers(processes: Sequence[multiprocessing.Process],
-                  wait_seconds: float = 2.0) -> list[int]:
+def _dead_workers(processes: Sequence[multiprocessing.Process], wait_seconds: float = 2.0) -> list[int]:
     """The indices of the worker processes that have ended, waiting up to `wait_seconds` for
     one to (a pipe can report the end a moment before the process does); the first is reaped,
     so that its exit code is known."""
@@ -275,15 +283,18 @@ def _dead_workers(processes: Sequence[multiprocessing.Process],
     return dead
 
 
-def _worker_death_error(processes: Sequence[multiprocessing.Process],
-                        wait_seconds: float = 2.0) -> EnvStepError | None:
+def _worker_death_error(
+    processes: Sequence[multiprocessing.Process], wait_seconds: float = 2.0
+) -> EnvStepError | None:
     """An EnvStepError naming the first worker process that has ended, or None if all still
     run after `wait_seconds`."""
     dead = _dead_workers(processes, wait_seconds)
     if not dead:
         return None
-    message = (f"{_copies(dead[:1], len(processes))}: its worker process died "
-               f"({_describe_exit(processes[dead[0]].exitcode)})")
+    message = (
+        f"{_copies(dead[:1], len(processes))}: its worker process died "
+        f"({_describe_exit(processes[dead[0]].exitcode)})"
+    )
     if len(dead) > 1:
         message += f"; the workers of copies {dead[1:]} died too"
     return EnvStepError(message, dead[0])
@@ -360,8 +371,7 @@ class _NameErrors(gym.Wrapper):
     def _check_observation(self, observation: Any, method: str) -> None:
         space = self.observation_space
         if space.shape is not None and _shape_of(observation) != space.shape:
-            raise _wrong_observation_shape(self.index, self.copies, method,
-                                           _shape_of(observation), space)
+            raise _wrong_observation_shape(self.index, self.copies, method, _shape_of(observation), space)
 
 
 class _FailedEnv(gym.Env):
@@ -370,8 +380,13 @@ class _FailedEnv(gym.Env):
     every worker for before the first reset) reports the error, and `reset` and `step` raise
     it."""
 
-    def __init__(self, error: EnvStepError, cause: BaseException | None,
-                 observation_space: gym.Space, action_space: gym.Space):
+    def __init__(
+        self,
+        error: EnvStepError,
+        cause: BaseException | None,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+    ):
         self.error, self.cause = error, cause
         self.observation_space, self.action_space = observation_space, action_space
 
@@ -400,9 +415,15 @@ class _WorkerEnvFactory:
     the main process (gymnasium makes one copy there to read the spaces) it only makes the env.
     """
 
-    def __init__(self, make_env: Callable[[], gym.Env], index: int, num_envs: int,
-                 observation_space: gym.Space, action_space: gym.Space,
-                 made_in: str | None = None):
+    def __init__(
+        self,
+        make_env: Callable[[], gym.Env],
+        index: int,
+        num_envs: int,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        made_in: str | None = None,
+    ):
         self.make_env, self.index, self.num_envs = make_env, index, num_envs
         self.observation_space, self.action_space = observation_space, action_space
         self.main_pid, self.made_in = os.getpid(), made_in
@@ -416,9 +437,12 @@ class _WorkerEnvFactory:
         try:
             env = self.make_env()
         except Exception as error:
-            return _FailedEnv(_not_made_error(self.index, self.num_envs, "in its worker process",
-                                              error),
-                              picklable_error(error), self.observation_space, self.action_space)
+            return _FailedEnv(
+                _not_made_error(self.index, self.num_envs, "in its worker process", error),
+                picklable_error(error),
+                self.observation_space,
+                self.action_space,
+            )
         return _NameErrors(env, self.index, self.num_envs)
 
 
@@ -427,12 +451,14 @@ def _not_made_error(index: int, num_envs: int, where: str, error: BaseException)
     where it was to be made ('in its worker process', 'in the collector process') and the env's
     exception type and message; the traceback follows (it does not cross processes otherwise)."""
     trace = "".join(traceback.format_exception(error))
-    return EnvStepError(f"{_copies([index], num_envs)} could not be made {where}: the env "
-                        f"constructor raised {type(error).__name__}: {error}\n{trace}", index)
+    return EnvStepError(
+        f"{_copies([index], num_envs)} could not be made {where}: the env "
+        f"constructor raised {type(error).__name__}: {error}\n{trace}",
+        index,
+    )
 
 
-def make_named(make: Callable[[], gym.Env], index: int, num_envs: int,
-                made_in: str | None) -> gym.Env:
+def make_named(make: Callable[[], gym.Env], index: int, num_envs: int, made_in: str | None) -> gym.Env:
     """make(); with `made_in` (where this process is: 'the collector process', 'ray worker 2'),
     an error it raises becomes an EnvStepError naming copy `index` of `num_envs` and that place,
     the error as its cause."""
@@ -465,11 +491,13 @@ def _start_workers(workers: Sequence[Callable[[], gym.Env]]) -> gym.vector.Async
         _stop_workers([], [p for p in multiprocessing.active_children() if p not in before])
         if not isinstance(error, (EOFError, OSError)):
             raise
-        raise EnvStepError(f"a subprocess worker of the {len(workers)} env copies died while "
-                           f"starting ({type(error).__name__}), before its env could report an "
-                           f"error: a crash in the env's constructor, or a fork after another "
-                           f"library started threads in this process; backend='loop' steps the "
-                           f"copies in this process") from error
+        raise EnvStepError(
+            f"a subprocess worker of the {len(workers)} env copies died while "
+            f"starting ({type(error).__name__}), before its env could report an "
+            f"error: a crash in the env's constructor, or a fork after another "
+            f"library started threads in this process; backend='loop' steps the "
+            f"copies in this process"
+        ) from error
 
 
 def _copy_env(env: gym.Env) -> gym.Env:
@@ -477,15 +505,16 @@ def _copy_env(env: gym.Env) -> gym.Env:
         return copy.deepcopy(env)
     except Exception as error:
         if env.spec is None:
-            raise TypeError("env could not be copied (deepcopy failed) and has no spec to re-make "
-                            "it from; pass a function that creates the env instead") from error
+            raise TypeError(
+                "env could not be copied (deepcopy failed) and has no spec to re-make "
+                "it from; pass a function that creates the env instead"
+            ) from error
         return gym.make(env.spec)
 
 
 def _check_env_source(env) -> None:
     if not isinstance(env, gym.Env) and not callable(env):
-        raise TypeError(f"env must be a gymnasium.Env or a function returning one, got "
-                        f"{type(env).__name__}")
+        raise TypeError(f"env must be a gymnasium.Env or a function returning one, got {type(env).__name__}")
 
 
 def new_env(env: gym.Env | Callable[[], gym.Env] | gym.vector.VectorEnv) -> gym.Env:
@@ -493,8 +522,10 @@ def new_env(env: gym.Env | Callable[[], gym.Env] | gym.vector.VectorEnv) -> gym.
     its spec), independent of it."""
     if isinstance(env, gym.vector.VectorEnv):
         if env.spec is None:
-            raise TypeError("env: this VectorEnv has no spec to make a single copy from (for "
-                            "evaluation); pass the env to evaluate with, e.g. evaluate(env=...)")
+            raise TypeError(
+                "env: this VectorEnv has no spec to make a single copy from (for "
+                "evaluation); pass the env to evaluate with, e.g. evaluate(env=...)"
+            )
         return gym.make(env.spec.id)
     _check_env_source(env)
     return _copy_env(env) if isinstance(env, gym.Env) else env()
@@ -524,8 +555,12 @@ def has_native_vector_env(env) -> bool:
     implementation (e.g. CartPole-v1), so gymnasium's native vector env computes the same."""
     spec = getattr(env, "spec", None) if isinstance(env, gym.Env) else None
     # Without a time limit in the spec, a vectorised env would apply its own default one.
-    if spec is None or spec.vector_entry_point is None or spec.additional_wrappers \
-            or spec.max_episode_steps is None:
+    if (
+        spec is None
+        or spec.vector_entry_point is None
+        or spec.additional_wrappers
+        or spec.max_episode_steps is None
+    ):
         return False
     reference = gym.make(spec)
     same_stack = wrapper_types(env) == wrapper_types(reference)
@@ -564,8 +599,12 @@ def _auto_backend(env, num_envs: int) -> str:
     costs over a millisecond when there are cores to run workers on; the loop otherwise."""
     if has_native_vector_env(env):
         return "native"
-    if num_envs > 1 and (os.cpu_count() or 1) >= 4 and isinstance(env, gym.Env) \
-            and _seconds_per_step(env) > SUBPROCESS_MIN_STEP_SECONDS:
+    if (
+        num_envs > 1
+        and (os.cpu_count() or 1) >= 4
+        and isinstance(env, gym.Env)
+        and _seconds_per_step(env) > SUBPROCESS_MIN_STEP_SECONDS
+    ):
         return "subprocess"
     return "loop"
 
@@ -573,23 +612,37 @@ def _auto_backend(env, num_envs: int) -> str:
 def _given_vector_env(vector_env: gym.vector.VectorEnv, num_envs: int, backend: str):
     """A gymnasium VectorEnv passed as the env: it steps its copies itself."""
     if backend != "auto":
-        raise ValueError(f"backend: a gymnasium VectorEnv passed as env steps its copies itself; "
-                         f"leave backend='auto', got {backend!r}")
+        raise ValueError(
+            f"backend: a gymnasium VectorEnv passed as env steps its copies itself; "
+            f"leave backend='auto', got {backend!r}"
+        )
     if vector_env.num_envs != num_envs:
-        raise ValueError(f"num_envs: the VectorEnv passed as env has {vector_env.num_envs} "
-                         f"copies, but num_envs={num_envs}")
+        raise ValueError(
+            f"num_envs: the VectorEnv passed as env has {vector_env.num_envs} copies, but num_envs={num_envs}"
+        )
     mode = vector_env.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
     if mode != gym.vector.AutoresetMode.NEXT_STEP:
-        raise ValueError(f"env: the VectorEnv's autoreset_mode is {mode}; only gymnasium's "
-                         f"default NEXT_STEP is supported (make it with that mode)")
+        raise ValueError(
+            f"env: the VectorEnv's autoreset_mode is {mode}; only gymnasium's "
+            f"default NEXT_STEP is supported (make it with that mode)"
+        )
     # Sync/AsyncVectorEnv take one seed per copy; vectorised implementations take one seed.
     per_copy = isinstance(vector_env, (gym.vector.SyncVectorEnv, gym.vector.AsyncVectorEnv))
-    return (VectorEnvBackend(vector_env, seed_all_from_first=not per_copy),
-            vector_env.single_observation_space, vector_env.single_action_space)
+    return (
+        VectorEnvBackend(vector_env, seed_all_from_first=not per_copy),
+        vector_env.single_observation_space,
+        vector_env.single_action_space,
+    )
 
 
-def _make_backend(env, num_envs: int, backend: str, made_in: str | None = None,
-                  first_copy: int = 0, total_copies: int | None = None):
+def _make_backend(
+    env,
+    num_envs: int,
+    backend: str,
+    made_in: str | None = None,
+    first_copy: int = 0,
+    total_copies: int | None = None,
+):
     """(backend, observation space, action space). With `made_in` (see EnvVectorizer), the
     copies that a factory makes in this process are named in its errors, as copies
     `first_copy + i` of `total_copies`."""
@@ -601,8 +654,10 @@ def _make_backend(env, num_envs: int, backend: str, made_in: str | None = None,
         backend = _auto_backend(env, num_envs)
     if backend == "native":
         if not has_native_vector_env(env):
-            raise ValueError("backend='native' needs an env made by gym.make from an id with a "
-                             "vectorised implementation and no extra wrappers, e.g. CartPole-v1")
+            raise ValueError(
+                "backend='native' needs an env made by gym.make from an id with a "
+                "vectorised implementation and no extra wrappers, e.g. CartPole-v1"
+            )
         vector_env = gym.make_vec(env.spec, num_envs=num_envs, vectorization_mode="vector_entry_point")
         return VectorEnvBackend(vector_env, seed_all_from_first=True), env.observation_space, env.action_space
     factories = _env_factories(env, num_envs)
@@ -615,11 +670,15 @@ def _make_backend(env, num_envs: int, backend: str, made_in: str | None = None,
 
     if backend == "subprocess":
         spaces = _spaces_of(env if isinstance(env, gym.Env) else named(0))
-        workers = [_WorkerEnvFactory(make, i, num_envs, *spaces, made_in=made_in)
-                   for i, make in enumerate(factories)]
+        workers = [
+            _WorkerEnvFactory(make, i, num_envs, *spaces, made_in=made_in) for i, make in enumerate(factories)
+        ]
         vector_env = _start_workers(workers)
-        return (SubprocessBackend(vector_env), vector_env.single_observation_space,
-                vector_env.single_action_space)
+        return (
+            SubprocessBackend(vector_env),
+            vector_env.single_observation_space,
+            vector_env.single_action_space,
+        )
     envs = []
     try:
         for i in range(num_envs):
@@ -693,26 +752,40 @@ class EnvVectorizer:
     could not be made in the collector process: ..."), the env's error as its cause.
     """
 
-    def __init__(self, env: gym.Env | Callable[[], gym.Env] | gym.vector.VectorEnv, num_envs: int = 1,
-                 seed: int | None = None, clip_actions: bool = True, backend: str = "loop",
-                 non_finite_rewards: str = "raise", first_copy: int = 0,
-                 total_copies: int | None = None, made_in: str | None = None):
+    def __init__(
+        self,
+        env: gym.Env | Callable[[], gym.Env] | gym.vector.VectorEnv,
+        num_envs: int = 1,
+        seed: int | None = None,
+        clip_actions: bool = True,
+        backend: str = "loop",
+        non_finite_rewards: str = "raise",
+        first_copy: int = 0,
+        total_copies: int | None = None,
+        made_in: str | None = None,
+    ):
         self.num_envs = check_positive_int("num_envs", num_envs)
         self.first_copy = check_non_negative_int("first_copy", first_copy)
-        self.total_copies = (first_copy + num_envs if total_copies is None
-                             else check_positive_int("total_copies", total_copies))
+        self.total_copies = (
+            first_copy + num_envs
+            if total_copies is None
+            else check_positive_int("total_copies", total_copies)
+        )
         if self.first_copy + self.num_envs > self.total_copies:
-            raise ValueError(f"total_copies: copies {first_copy}..{first_copy + num_envs - 1} do "
-                             f"not fit in a run of {total_copies}")
-        if not isinstance(non_finite_rewards, str) \
-                or non_finite_rewards not in NON_FINITE_REWARD_CHOICES:
-            raise ValueError(f"non_finite_rewards must be one of {NON_FINITE_REWARD_CHOICES}, "
-                             f"got {non_finite_rewards!r}")
+            raise ValueError(
+                f"total_copies: copies {first_copy}..{first_copy + num_envs - 1} do "
+                f"not fit in a run of {total_copies}"
+            )
+        if not isinstance(non_finite_rewards, str) or non_finite_rewards not in NON_FINITE_REWARD_CHOICES:
+            raise ValueError(
+                f"non_finite_rewards must be one of {NON_FINITE_REWARD_CHOICES}, got {non_finite_rewards!r}"
+            )
         self.non_finite_rewards = non_finite_rewards
         self.non_finite_rewards_replaced = 0
         self.step_count = 0
         self.backend, self.observation_space, self.action_space = _make_backend(
-            env, self.num_envs, backend, made_in, self.first_copy, self.total_copies)
+            env, self.num_envs, backend, made_in, self.first_copy, self.total_copies
+        )
         self.backend_name = type(self.backend).__name__
         self._clip_bounds = None
         if clip_actions and isinstance(self.action_space, gym.spaces.Box):
@@ -757,8 +830,10 @@ class EnvVectorizer:
     def envs_active(self, flags) -> None:
         flags = np.asarray(flags)
         if flags.shape != (self.num_envs,) or flags.dtype != bool:
-            raise ValueError(f"envs_active: expected a bool array of shape ({self.num_envs},), got "
-                             f"{flags.dtype} array of shape {flags.shape}")
+            raise ValueError(
+                f"envs_active: expected a bool array of shape ({self.num_envs},), got "
+                f"{flags.dtype} array of shape {flags.shape}"
+            )
         self._episode_over = flags.copy().view(EpisodeOverFlags)
         self._episode_over.vectorizer = self
 
@@ -774,7 +849,7 @@ class EnvVectorizer:
         seeds, self._pending_seeds = self._pending_seeds, None
         if seeds is None:
             drawn = self._reset_seeds.integers(0, 2**31 - 1, self.total_copies)
-            seeds = [int(s) for s in drawn[self.first_copy:self.first_copy + self.num_envs]]
+            seeds = [int(s) for s in drawn[self.first_copy : self.first_copy + self.num_envs]]
         states, infos = self.backend.reset(seeds)
         states = self._as_states(states, np.arange(self.num_envs), "reset")
         self.envs_active = np.zeros(self.num_envs, dtype=bool)
@@ -794,11 +869,14 @@ class EnvVectorizer:
     def _step_backend(self, actions, indices: np.ndarray):
         actions = np.asarray(actions)
         if actions.shape[:1] != (len(indices),):
-            raise ValueError(f"actions: expected one action per running env ({len(indices)}), got "
-                             f"an array of shape {actions.shape}")
+            raise ValueError(
+                f"actions: expected one action per running env ({len(indices)}), got "
+                f"an array of shape {actions.shape}"
+            )
         self.step_count += 1
         next_states, rewards, terminated, truncated, infos = self.backend.step(
-            self._env_actions(actions, indices), indices)
+            self._env_actions(actions, indices), indices
+        )
         next_states = self._as_states(next_states, indices, "step")
         rewards = self._as_rewards(rewards, indices)
         self.last_game_returns = game_returns(infos, indices)
@@ -815,15 +893,13 @@ class EnvVectorizer:
         dicts on the loop backend, gymnasium's dict of arrays (all copies) on the others."""
         return self._step_backend(actions, self.active_indices())
 
-    def step_autoreset(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                                                np.ndarray]:
+    def step_autoreset(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Steps every copy (actions for all N). Returns (next_states, rewards, terminated,
         truncated, valid): `valid[i]` is False where copy i was being reset (its episode ended
         on the previous call); that row is not a transition. Where an episode ends,
         `next_states` is its final observation."""
         valid = ~self._ended
-        next_states, rewards, terminated, truncated, _ = self._step_backend(
-            actions, np.arange(self.num_envs))
+        next_states, rewards, terminated, truncated, _ = self._step_backend(actions, np.arange(self.num_envs))
         self._ended = terminated | truncated
         return next_states, rewards, terminated, truncated, valid
 
@@ -842,20 +918,23 @@ class EnvVectorizer:
         stacked = cast(np.ndarray, stacked)  # None raised just above
         if stacked.dtype.kind == "f" and not np.isfinite(stacked).all():
             bad = indices[~np.isfinite(stacked.reshape(len(stacked), -1)).all(axis=1)].tolist()
-            raise EnvOutputError(f"{_copies(bad, self.num_envs)} returned non-finite "
-                                 f"observations from {method}()", bad[0])
+            raise EnvOutputError(
+                f"{_copies(bad, self.num_envs)} returned non-finite observations from {method}()", bad[0]
+            )
         return stacked
 
-    def _observation_shape_error(self, states, indices: np.ndarray,
-                                 method: str) -> EnvOutputError:
+    def _observation_shape_error(self, states, indices: np.ndarray, method: str) -> EnvOutputError:
         space = self.observation_space
         for row, state in enumerate(states):
             if _shape_of(state) != space.shape:
-                return _wrong_observation_shape(int(indices[row]), self.num_envs, method,
-                                                _shape_of(state), space)
-        return EnvOutputError(f"the {self.backend_name} returned observations of shape "
-                              f"{_shape_of(states)} from {method}() for {len(indices)} env "
-                              f"copies of observation_space {space}")
+                return _wrong_observation_shape(
+                    int(indices[row]), self.num_envs, method, _shape_of(state), space
+                )
+        return EnvOutputError(
+            f"the {self.backend_name} returned observations of shape "
+            f"{_shape_of(states)} from {method}() for {len(indices)} env "
+            f"copies of observation_space {space}"
+        )
 
     def _as_rewards(self, rewards, indices: np.ndarray) -> np.ndarray:
         """The rewards of copies `indices` as a float32 array; an EnvOutputError if one is not
@@ -874,17 +953,21 @@ class EnvVectorizer:
             self.non_finite_rewards_replaced += len(bad_rows)
             return np.where(finite, array, np.float32(0.0))
         row = bad_rows[0]
-        raise EnvOutputError(f"{_copies([indices[row]], self.num_envs)} returned reward "
-                             f"{array[row]} at step {self.step_count} (vectorizer step count)",
-                             int(indices[row]))
+        raise EnvOutputError(
+            f"{_copies([indices[row]], self.num_envs)} returned reward "
+            f"{array[row]} at step {self.step_count} (vectorizer step count)",
+            int(indices[row]),
+        )
 
     def _reward_error(self, rewards, indices: np.ndarray) -> EnvOutputError:
         for row, reward in enumerate(rewards):
             problem = _reward_problem(reward)
             if problem is not None:
                 return _wrong_reward(int(indices[row]), self.num_envs, problem)
-        return EnvOutputError(f"the {self.backend_name} returned rewards of shape "
-                              f"{_shape_of(rewards)} for {len(indices)} env copies")
+        return EnvOutputError(
+            f"the {self.backend_name} returned rewards of shape "
+            f"{_shape_of(rewards)} for {len(indices)} env copies"
+        )
 
     def close(self) -> None:
         self.backend.close()

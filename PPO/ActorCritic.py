@@ -15,6 +15,7 @@ carries the tanh correction, so it is the log-prob of exactly the action the env
 
 The critic has one value head, or two (extrinsic and intrinsic) when RND is on.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,8 +41,9 @@ def layer_init(layer: nn.Module, gain: float) -> nn.Module:
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}  # of the vector policies' hidden layers
 
 
-def mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, out_gain: float,
-        activation: str = "tanh") -> nn.Sequential:
+def mlp(
+    in_dim: int, hidden_sizes: Sequence[int], out_dim: int, out_gain: float, activation: str = "tanh"
+) -> nn.Sequential:
     layers: list[nn.Module] = []
     for size in hidden_sizes:
         layers += [layer_init(nn.Linear(in_dim, size), math.sqrt(2)), ACTIVATIONS[activation]()]
@@ -60,21 +62,23 @@ class NatureCNN(nn.Module):
     over uint8 frames scaled to [0, 1] here (by `input_scale`). Frames are HxWxC or CxHxW
     (`is_channels_last`)."""
 
-    def __init__(self, observation_shape: Sequence[int], features: int = 512,
-                 input_scale: float = 1 / 255):
+    def __init__(self, observation_shape: Sequence[int], features: int = 512, input_scale: float = 1 / 255):
         super().__init__()
         shape = tuple(int(d) for d in observation_shape)
         self.input_scale = input_scale
         self.channels_last = is_channels_last(shape)
         channels, height, width = (shape[2], shape[0], shape[1]) if self.channels_last else shape
         self.convs = nn.Sequential(
-            layer_init(nn.Conv2d(channels, 32, 8, stride=4), math.sqrt(2)), nn.ReLU(),
-            layer_init(nn.Conv2d(32, 64, 4, stride=2), math.sqrt(2)), nn.ReLU(),
-            layer_init(nn.Conv2d(64, 64, 3, stride=1), math.sqrt(2)), nn.ReLU(),
-            nn.Flatten())
+            layer_init(nn.Conv2d(channels, 32, 8, stride=4), math.sqrt(2)),
+            nn.ReLU(),
+            layer_init(nn.Conv2d(32, 64, 4, stride=2), math.sqrt(2)),
+            nn.ReLU(),
+            layer_init(nn.Conv2d(64, 64, 3, stride=1), math.sqrt(2)),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
         if height < 36 or width < 36:
-            raise ValueError(f"observation_shape: the Nature CNN needs frames of at least 36x36, "
-                             f"got {shape}")
+            raise ValueError(f"observation_shape: the Nature CNN needs frames of at least 36x36, got {shape}")
         with torch.no_grad():
             flat = self.convs(torch.zeros(1, channels, height, width)).shape[1]
         self.linear = nn.Sequential(layer_init(nn.Linear(flat, features), math.sqrt(2)), nn.ReLU())
@@ -98,9 +102,9 @@ class MultiInputTorso(nn.Module):
         self.sizes = [math.prod(part) for part in self.parts]
         cnns = [NatureCNN(part) for part in self.parts if len(part) == 3]
         self.cnns = nn.ModuleList(cnns)
-        self.out_features = (sum(cnn.out_features for cnn in cnns)
-                             + sum(size for part, size in zip(self.parts, self.sizes, strict=True)
-                                   if len(part) != 3))
+        self.out_features = sum(cnn.out_features for cnn in cnns) + sum(
+            size for part, size in zip(self.parts, self.sizes, strict=True) if len(part) != 3
+        )
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         cnns, pieces = iter(self.cnns), []
@@ -122,6 +126,7 @@ class ActorCritic(nn.Module):
     hidden layers are `hidden_sizes`, the critic's `critic_hidden_sizes` (default: the same),
     with `activation` ("tanh" or "relu") between layers.
     """
+
     # for type checkers: the torso, and the bounds' buffers (registered for continuous actions)
     torso: NatureCNN | MultiInputTorso | None
     action_low: torch.Tensor
@@ -163,8 +168,13 @@ class ActorCritic(nn.Module):
             self.torso = None if observation_parts is None else MultiInputTorso(observation_parts)
             inputs = observ_dim if self.torso is None else self.torso.out_features
             self.actor = mlp(inputs, hidden_sizes, action_dim, 0.01, activation)
-            self.critic = mlp(inputs, hidden_sizes if critic_hidden_sizes is None
-                              else critic_hidden_sizes, num_values, 1.0, activation)
+            self.critic = mlp(
+                inputs,
+                hidden_sizes if critic_hidden_sizes is None else critic_hidden_sizes,
+                num_values,
+                1.0,
+                activation,
+            )
         if not orthogonal_init:  # PyTorch's default initialisation instead
             for module in self.modules():
                 if isinstance(module, (nn.Linear, nn.Conv2d)):
@@ -211,33 +221,40 @@ class ActorCritic(nn.Module):
         return self.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, generator: torch.Generator | None = None,
-            deterministic: bool = False) -> torch.Tensor:
+    def act(
+        self, obs: torch.Tensor, generator: torch.Generator | None = None, deterministic: bool = False
+    ) -> torch.Tensor:
         """Samples (or, deterministic, takes the mode of) the policy's actions for a batch."""
         return self.sample(self.actor(self.features(obs)), generator, deterministic)
 
-    def sample(self, out: torch.Tensor, generator: torch.Generator | None = None,
-               deterministic: bool = False) -> torch.Tensor:
+    def sample(
+        self, out: torch.Tensor, generator: torch.Generator | None = None, deterministic: bool = False
+    ) -> torch.Tensor:
         """Actions for the actor's output `out` (logits, or the Gaussian's mean in unit space)."""
         noise = None if deterministic else self.draw_noise(out.shape[0], generator, out.device)
         if not self.is_continuous:
             blocks = out.split(self.action_nvec, dim=-1)
             noises: list[torch.Tensor | None] = [None] * len(blocks) if noise is None else list(noise)
-            actions = [_sample_categorical(logits, block_noise)
-                       for logits, block_noise in zip(blocks, noises, strict=True)]
+            actions = [
+                _sample_categorical(logits, block_noise)
+                for logits, block_noise in zip(blocks, noises, strict=True)
+            ]
             return actions[0] if len(actions) == 1 else torch.stack(actions, dim=-1)
         u = out if noise is None else out + self._log_std().exp() * noise[0]  # None: deterministic
         return self._to_env_units(u)
 
-    def draw_noise(self, batch: int, generator: torch.Generator | None,
-                   device: torch.device | None = None) -> list[torch.Tensor]:
+    def draw_noise(
+        self, batch: int, generator: torch.Generator | None, device: torch.device | None = None
+    ) -> list[torch.Tensor]:
         """The random draws behind one batch of sampled actions, in the order `act` uses them:
         Exp(1) noise for each categorical block (Gumbel-max), or N(0, 1) noise for the Gaussian.
         The NumPy actor draws the same, so both sample the same actions from the same generator."""
         if self.is_continuous:
             return [torch.randn((batch, self.action_dim), generator=generator, device=device)]
-        return [torch.empty((batch, n), device=device).exponential_(generator=generator)
-                for n in cast("tuple[int, ...]", self.action_nvec)]  # set for discrete actions
+        return [
+            torch.empty((batch, n), device=device).exponential_(generator=generator)
+            for n in cast("tuple[int, ...]", self.action_nvec)
+        ]  # set for discrete actions
 
     def _to_env_units(self, u: torch.Tensor) -> torch.Tensor:
         if not self.squash_actions:
@@ -246,22 +263,27 @@ class ActorCritic(nn.Module):
         # Rounding can land a saturated sample one ulp outside bounds that float32 cannot hold exactly.
         return torch.maximum(torch.minimum(actions, self.action_high), self.action_low)
 
-    def evaluate(self, obs: torch.Tensor, actions: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def evaluate(
+        self, obs: torch.Tensor, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Log-probs of `actions` (exactly as they were returned by `act`), entropies and values."""
         features = self.features(obs)
         log_probs, entropy = self.log_prob_entropy(self.actor(features), actions)
         return log_probs, cast(torch.Tensor, entropy), self._values(features)  # with_entropy: a tensor
 
-    def log_prob_entropy(self, out: torch.Tensor, actions: torch.Tensor, with_entropy: bool = True
-                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def log_prob_entropy(
+        self, out: torch.Tensor, actions: torch.Tensor, with_entropy: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Log-probs of `actions` (as `sample` returned them, in env units) under the
         distribution of the actor's output `out`, and that distribution's entropies (None
         without `with_entropy`)."""
         if not self.is_continuous:
-            return _categorical_log_prob_entropy(out, actions.long().reshape(out.shape[0], -1),
-                                                 cast("tuple[int, ...]", self.action_nvec),  # discrete
-                                                 with_entropy)
+            return _categorical_log_prob_entropy(
+                out,
+                actions.long().reshape(out.shape[0], -1),
+                cast("tuple[int, ...]", self.action_nvec),  # discrete
+                with_entropy,
+            )
         log_std = self._log_std().expand_as(out)
         unit_actions = (actions.reshape(out.shape) - self.action_center) / self.action_half_range
         if self.squash_actions:
@@ -289,16 +311,16 @@ def _sample_categorical(logits: torch.Tensor, exponential: torch.Tensor | None) 
     return (logits - exponential.log()).argmax(-1)
 
 
-def _categorical_log_prob_entropy(logits: torch.Tensor, actions: torch.Tensor,
-                                  nvec: Sequence[int], with_entropy: bool = True
-                                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _categorical_log_prob_entropy(
+    logits: torch.Tensor, actions: torch.Tensor, nvec: Sequence[int], with_entropy: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Independent categoricals over the blocks of `logits` sized `nvec`; actions [B, len(nvec)].
     Log-probs and entropies of the blocks add up."""
     log_probs, entropies = [], []
     blocks = [logits] if len(nvec) == 1 else logits.split(tuple(nvec), dim=-1)
     for k, block in enumerate(blocks):
         block_log_probs = torch.log_softmax(block, dim=-1)
-        log_probs.append(block_log_probs.gather(-1, actions[:, k:k + 1]).squeeze(-1))
+        log_probs.append(block_log_probs.gather(-1, actions[:, k : k + 1]).squeeze(-1))
         if with_entropy:
             entropies.append(-(block_log_probs.exp() * block_log_probs).sum(-1))
     if len(nvec) == 1:

@@ -1,5 +1,6 @@
 """The learner's data: time-major rollouts, as collectors hand them over, and the Memory that
 queues them until `PPO.learn()` takes them."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -9,8 +10,16 @@ from typing import Any
 import numpy as np
 import torch
 
-PER_STEP = ("states", "actions", "rewards", "terminated", "truncated", "valid", "episode_starts",
-            "log_probs")  # the [T, N, ...] fields of a Rollout
+PER_STEP = (
+    "states",
+    "actions",
+    "rewards",
+    "terminated",
+    "truncated",
+    "valid",
+    "episode_starts",
+    "log_probs",
+)  # the [T, N, ...] fields of a Rollout
 
 
 def _blank_value(name: str) -> float:
@@ -68,15 +77,19 @@ class Rollout:
 
     def to(self, device: torch.device | str) -> Rollout:
         """The same rollout as torch tensors on `device`."""
+
         def tensor(x):
             x = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
             return x.to(device, non_blocking=True)
+
         return Rollout(**{f.name: tensor(getattr(self, f.name)) for f in fields(self)})
 
     def numpy(self) -> Rollout:
         """The same rollout as NumPy arrays."""
+
         def array(x):
             return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
         return Rollout(**{f.name: array(getattr(self, f.name)) for f in fields(self)})
 
     def next_states(self):
@@ -102,26 +115,39 @@ class Rollout:
             per_step_arrays = name in ("states", "actions")  # [T, N, ...]; the rest [T, N]
             if got[:2] != shape or (not per_step_arrays and len(got) != 2):
                 more = " + ..." if per_step_arrays else ""
-                raise ValueError(f"{name}: expected shape {list(shape)}{more} like valid, "
-                                 f"got {list(got)}")
+                raise ValueError(f"{name}: expected shape {list(shape)}{more} like valid, got {list(got)}")
         valid, ends = self.valid, self.ends
         num_ends, num_finals = int(ends.sum()), len(self.final_states)
         last_rows = shape[0] - 1 - np.argmax(valid[::-1], axis=0)
         used = valid.any(axis=0)
         if num_finals != num_ends or not ends[last_rows[used], np.flatnonzero(used)].all():
-            raise ValueError("trajectories must each close with a terminated or truncated step and "
-                             f"one final state per closing step: got {num_ends} closing steps and "
-                             f"{num_finals} final states")
+            raise ValueError(
+                "trajectories must each close with a terminated or truncated step and "
+                f"one final state per closing step: got {num_ends} closing steps and "
+                f"{num_finals} final states"
+            )
         if tuple(np.shape(self.final_states))[1:] != tuple(np.shape(self.states))[2:]:
-            raise ValueError(f"final_states: expected rows shaped like the states' "
-                             f"{list(np.shape(self.states)[2:])}, "
-                             f"got {list(np.shape(self.final_states)[1:])}")
+            raise ValueError(
+                f"final_states: expected rows shaped like the states' "
+                f"{list(np.shape(self.states)[2:])}, "
+                f"got {list(np.shape(self.final_states)[1:])}"
+            )
         return self
 
     # ------------------------------------------------------------ the flat layout
     @classmethod
-    def from_trajectories(cls, states, actions, rewards, terminated, truncated, final_states,
-                          env_ids=None, episode_starts=None, log_probs=None) -> Rollout:
+    def from_trajectories(
+        cls,
+        states,
+        actions,
+        rewards,
+        terminated,
+        truncated,
+        final_states,
+        env_ids=None,
+        episode_starts=None,
+        log_probs=None,
+    ) -> Rollout:
         """A rollout from trajectories laid end to end: step i of the flat arrays is
         (states[i], actions[i], rewards[i], ...); every trajectory closes with a terminated or
         truncated step, and `final_states` holds one row per closing step, in order.
@@ -129,24 +155,37 @@ class Rollout:
         `env_ids[i]` names the env copy step i came from (column env_ids[i] of the rollout;
         one copy's steps in time order), `episode_starts[i]` marks the first step of an
         episode. Left out, every trajectory is its own copy's, starting an episode."""
-        flat: dict[str, Any] = {name: _as_array(x) for name, x in dict(
-            states=states, actions=actions, rewards=rewards, terminated=terminated,
-            truncated=truncated, env_ids=env_ids, episode_starts=episode_starts,
-            log_probs=log_probs).items()}
+        flat: dict[str, Any] = {
+            name: _as_array(x)
+            for name, x in dict(
+                states=states,
+                actions=actions,
+                rewards=rewards,
+                terminated=terminated,
+                truncated=truncated,
+                env_ids=env_ids,
+                episode_starts=episode_starts,
+                log_probs=log_probs,
+            ).items()
+        }
         length = flat["states"].shape[0]
         for name, column in flat.items():
             if column is not None and column.shape[:1] != (length,):
-                raise ValueError(f"{name}: expected {length} rows like states, got shape "
-                                 f"{tuple(column.shape)}")
+                raise ValueError(
+                    f"{name}: expected {length} rows like states, got shape {tuple(column.shape)}"
+                )
         final_states = _as_array(final_states)
         ends = flat["terminated"].astype(bool) | flat["truncated"].astype(bool)
         if length and (not ends[-1] or len(final_states) != int(ends.sum())):
-            raise ValueError("trajectories must each close with a terminated or truncated step and "
-                             f"one final state per closing step: got {int(ends.sum())} closing "
-                             f"steps and {len(final_states)} final states")
+            raise ValueError(
+                "trajectories must each close with a terminated or truncated step and "
+                f"one final state per closing step: got {int(ends.sum())} closing "
+                f"steps and {len(final_states)} final states"
+            )
         previous_ends = np.concatenate([[True], ends[:-1]])
-        columns = (np.cumsum(previous_ends) - 1 if flat["env_ids"] is None
-                   else flat["env_ids"].astype(np.int64))
+        columns = (
+            np.cumsum(previous_ends) - 1 if flat["env_ids"] is None else flat["env_ids"].astype(np.int64)
+        )
         if flat["episode_starts"] is None:
             flat["episode_starts"] = previous_ends
         rows = _rank_within(columns)
@@ -173,12 +212,12 @@ class Rollout:
         if not len(rollout):
             return {}
         env_major = rollout.valid.T
-        flat = {name: getattr(rollout, name).swapaxes(0, 1)[env_major]
-                for name in PER_STEP if name != "valid"}
+        flat = {
+            name: getattr(rollout, name).swapaxes(0, 1)[env_major] for name in PER_STEP if name != "valid"
+        }
         flat["env_ids"] = np.nonzero(env_major)[0]
         rows, columns = np.nonzero(rollout.ends)  # row-major: the order of final_states
-        flat["final_states"] = rollout.final_states[np.argsort(columns * self.shape[0] + rows,
-                                                               kind="stable")]
+        flat["final_states"] = rollout.final_states[np.argsort(columns * self.shape[0] + rows, kind="stable")]
         return flat
 
 
@@ -210,8 +249,7 @@ def concatenate(rollouts: Sequence[Rollout], axis: int) -> Rollout:
     other = 1 - axis
     size = max(r.shape[other] for r in rollouts)
     padded = [_pad(r, other, size) for r in rollouts]
-    joined = {name: np.concatenate([getattr(r, name) for r in padded], axis=axis)
-              for name in PER_STEP}
+    joined = {name: np.concatenate([getattr(r, name) for r in padded], axis=axis) for name in PER_STEP}
     # final states: each part's row-major order, re-sorted into the joined grid's
     keys, offset = [], 0
     width = joined["valid"].shape[1]
@@ -243,9 +281,11 @@ def _pad(rollout: Rollout, axis: int, size: int) -> Rollout:
 
 def empty_rollout(like: Rollout, num_steps: int, num_envs: int) -> Rollout:
     """A rollout of `num_envs` copies with no transitions, its fields typed like `like`'s."""
+
     def blank(name):
         array = getattr(like, name)
         return np.full((num_steps, num_envs) + array.shape[2:], _blank_value(name), dtype=array.dtype)
+
     return Rollout(final_states=like.final_states[:0], **{name: blank(name) for name in PER_STEP})
 
 
@@ -260,17 +300,40 @@ class Memory:
         """Stores a Rollout (NumPy arrays or tensors; checked, then kept as NumPy until
         `take`). Rollouts of the same copies follow each other in time."""
         if not isinstance(rollout, Rollout):
-            raise TypeError(f"rollout: expected a Rollout (flat trajectories go through "
-                            f"add_trajectories), got {type(rollout).__name__}")
+            raise TypeError(
+                f"rollout: expected a Rollout (flat trajectories go through "
+                f"add_trajectories), got {type(rollout).__name__}"
+            )
         rollout = rollout.numpy().check()
         if len(rollout):
             self._rollouts.append(rollout)
 
-    def add_trajectories(self, states, actions, rewards, terminated, truncated, final_states,
-                         env_ids=None, episode_starts=None, log_probs=None) -> None:
+    def add_trajectories(
+        self,
+        states,
+        actions,
+        rewards,
+        terminated,
+        truncated,
+        final_states,
+        env_ids=None,
+        episode_starts=None,
+        log_probs=None,
+    ) -> None:
         """Stores trajectories laid end to end (the flat layout of `Rollout.from_trajectories`)."""
-        self.add(Rollout.from_trajectories(states, actions, rewards, terminated, truncated,
-                                           final_states, env_ids, episode_starts, log_probs))
+        self.add(
+            Rollout.from_trajectories(
+                states,
+                actions,
+                rewards,
+                terminated,
+                truncated,
+                final_states,
+                env_ids,
+                episode_starts,
+                log_probs,
+            )
+        )
 
     def __len__(self) -> int:
         return sum(len(rollout) for rollout in self._rollouts)
@@ -289,12 +352,13 @@ class Memory:
 
     def state(self) -> list[dict[str, torch.Tensor]]:
         """The stored rollouts as plain dicts of tensors (for checkpoints)."""
-        return [{f.name: torch.from_numpy(np.ascontiguousarray(getattr(r, f.name)))
-                 for f in fields(r)} for r in self._rollouts]
+        return [
+            {f.name: torch.from_numpy(np.ascontiguousarray(getattr(r, f.name))) for f in fields(r)}
+            for r in self._rollouts
+        ]
 
     def load_state(self, rollouts: list[dict[str, torch.Tensor]]) -> None:
         """Replaces the contents with rollouts from `state()` (or, from checkpoints written
         before rollouts were time-major, flat trajectories)."""
         arrays = [{name: value.numpy() for name, value in r.items()} for r in rollouts]
-        self._rollouts = [Rollout(**r) if "valid" in r else Rollout.from_trajectories(**r)
-                          for r in arrays]
+        self._rollouts = [Rollout(**r) if "valid" in r else Rollout.from_trajectories(**r) for r in arrays]

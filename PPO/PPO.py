@@ -6,6 +6,7 @@ PPO/ppo_base.py: networks, optimiser, memory, acting, saving and loading); the w
 rollout in PPO/advantages.py. Acting's checks and sampling live in PPO/acting.py, saving and
 loading in PPO/persistence.py, the device and thread choice in PPO/threads.py.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,12 +37,18 @@ def _explained_variance(returns: torch.Tensor, values: torch.Tensor) -> float:
     values predict the returns, 0 or less where they do not."""
     extrinsic_returns = returns if returns.dim() == 1 else returns[:, 0]
     extrinsic_values = values if values.dim() == 1 else values[:, 0]
-    return (1 - torch.var(extrinsic_returns - extrinsic_values)
-            / (torch.var(extrinsic_returns) + 1e-8)).item()
+    return (
+        1 - torch.var(extrinsic_returns - extrinsic_values) / (torch.var(extrinsic_returns) + 1e-8)
+    ).item()
 
 
-def _rnd_loss(rnd: RND | None, next_states: torch.Tensor | None, index: torch.Tensor,
-              generator: torch.Generator, device: torch.device) -> torch.Tensor:
+def _rnd_loss(
+    rnd: RND | None,
+    next_states: torch.Tensor | None,
+    index: torch.Tensor,
+    generator: torch.Generator,
+    device: torch.device,
+) -> torch.Tensor:
     """One gradient step of RND's predictor on these rows of the next states, and its loss (a
     zero without RND)."""
     if rnd is None or next_states is None:
@@ -81,48 +88,80 @@ class PPO(PPOBase):
     MountainCar-v0's, counts as passed). The resolved value is what `config` saves.
     """
 
-    def __init__(self, is_continuous: bool, observ_dim: int, action_dim: int,
-                 action_scaling: float | Sequence[float] | None = None, lr: float = 3e-3,
-                 k_epochs: int = 4, policy_clip: float = 0.2, GAE_lambda: float = 0.95,
-                 gamma: float = 0.99, batch_size: int = 2048, mini_batch_size: int = 512,
-                 use_RND: bool = False, beta: float = 1.0, *,
-                 device: str | torch.device | None = None, seed: int | None = None,
-                 hidden_sizes: Sequence[int] = (64, 64), entropy_coef: float | None = None,
-                 value_coef: float = 0.5, max_grad_norm: float = 0.5,
-                 value_clip: float | None = None, target_kl: float | None = None,
-                 normalize_advantages: bool = True, normalize_obs: bool = False,
-                 squash_actions: bool = False, log_std_init: float = 0.0,
-                 action_low: Sequence[float] | None = None,
-                 action_high: Sequence[float] | None = None,
-                 observation_shape: Sequence[int] | None = None,
-                 action_nvec: Sequence[int] | None = None, normalize_reward: bool | None = None,
-                 anneal_lr: bool = False, total_steps: int | None = None,
-                 extrinsic_coef: float = 2.0, intrinsic_gamma: float = 0.99,
-                 rnd_update_fraction: float = 0.25, orthogonal_init: bool = True,
-                 adam_eps: float = 1e-5, num_threads: int | None = None, activation: str = "tanh",
-                 critic_hidden_sizes: Sequence[int] | None = None,
-                 observation_parts: Sequence[Sequence[int]] | None = None,
-                 compile_update: bool = False, compile_mode: str = "default",
-                 max_lag_weight: float | None = None, observation_space: dict | None = None):
+    def __init__(
+        self,
+        is_continuous: bool,
+        observ_dim: int,
+        action_dim: int,
+        action_scaling: float | Sequence[float] | None = None,
+        lr: float = 3e-3,
+        k_epochs: int = 4,
+        policy_clip: float = 0.2,
+        GAE_lambda: float = 0.95,
+        gamma: float = 0.99,
+        batch_size: int = 2048,
+        mini_batch_size: int = 512,
+        use_RND: bool = False,
+        beta: float = 1.0,
+        *,
+        device: str | torch.device | None = None,
+        seed: int | None = None,
+        hidden_sizes: Sequence[int] = (64, 64),
+        entropy_coef: float | None = None,
+        value_coef: float = 0.5,
+        max_grad_norm: float = 0.5,
+        value_clip: float | None = None,
+        target_kl: float | None = None,
+        normalize_advantages: bool = True,
+        normalize_obs: bool = False,
+        squash_actions: bool = False,
+        log_std_init: float = 0.0,
+        action_low: Sequence[float] | None = None,
+        action_high: Sequence[float] | None = None,
+        observation_shape: Sequence[int] | None = None,
+        action_nvec: Sequence[int] | None = None,
+        normalize_reward: bool | None = None,
+        anneal_lr: bool = False,
+        total_steps: int | None = None,
+        extrinsic_coef: float = 2.0,
+        intrinsic_gamma: float = 0.99,
+        rnd_update_fraction: float = 0.25,
+        orthogonal_init: bool = True,
+        adam_eps: float = 1e-5,
+        num_threads: int | None = None,
+        activation: str = "tanh",
+        critic_hidden_sizes: Sequence[int] | None = None,
+        observation_parts: Sequence[Sequence[int]] | None = None,
+        compile_update: bool = False,
+        compile_mode: str = "default",
+        max_lag_weight: float | None = None,
+        observation_space: dict | None = None,
+    ):
         given = locals()  # the options as passed, by name: PPOConfig checks them all
-        super().__init__(PPOConfig(**{name: given[name] for name in CONFIG_FIELDS}), device,
-                         num_threads, seed)
+        super().__init__(
+            PPOConfig(**{name: given[name] for name in CONFIG_FIELDS}), device, num_threads, seed
+        )
         # torch.compile of the mini-batch loss and its gradient: compiled at the first learn()
         # (seconds to a minute; needs a C++ compiler on a CPU), then quicker per step; dynamic,
         # because the batch's valid rows, and so its last mini-batch, vary from round to round
         self.compile_update = check_bool("compile_update", compile_update)
         self.compile_mode = check_compile_mode(compile_mode, self.compile_update)
-        self._minibatch_losses = (torch.compile(self._losses, dynamic=True, mode=self.compile_mode)
-                                  if self.compile_update else self._losses)
-        bounds = (initial_action_bounds(action_scaling, action_low, action_high, self.action_dim)
-                  if self.is_continuous else None)
+        self._minibatch_losses = (
+            torch.compile(self._losses, dynamic=True, mode=self.compile_mode)
+            if self.compile_update
+            else self._losses
+        )
+        bounds = (
+            initial_action_bounds(action_scaling, action_low, action_high, self.action_dim)
+            if self.is_continuous
+            else None
+        )
         if bounds is not None:
             self.set_action_bounds(*bounds)
 
     # ------------------------------------------------------------------ update
     @torch.no_grad()
-    def _evaluate_all(self, states: torch.Tensor, actions: torch.Tensor
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _evaluate_all(self, states: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Old log-probs and values of every stored step, in chunks to bound memory."""
         log_probs, values = [], []
         for s, a in zip(states.split(EVAL_CHUNK), actions.split(EVAL_CHUNK), strict=True):
@@ -136,8 +175,7 @@ class PPO(PPOBase):
         return torch.cat([self.policy.value(s) for s in states.split(EVAL_CHUNK)])
 
     @torch.no_grad()
-    def _advantages(self, batch: Rollout, values: torch.Tensor
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _advantages(self, batch: Rollout, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """GAE over the [T, N] rollout (PPO/advantages.py), with termination cutting the return
         and truncation bootstrapping V(final state); `values` are V of every row, [T, N] (or
         [T, N, 2] with RND).
@@ -156,16 +194,21 @@ class PPO(PPOBase):
         if self.rnd is None:
             return episodic_gae(batch, rewards, values, final_values, self.gamma, self.GAE_lambda)
 
-        extrinsic, extrinsic_returns = episodic_gae(batch, rewards, values[..., 0],
-                                                    final_values[..., 0], self.gamma,
-                                                    self.GAE_lambda)
+        extrinsic, extrinsic_returns = episodic_gae(
+            batch, rewards, values[..., 0], final_values[..., 0], self.gamma, self.GAE_lambda
+        )
         novelty = torch.zeros_like(rewards)
         novelty[valid] = self.rnd.intrinsic_reward(batch.next_states()[valid])
         self.stats["intrinsic_reward"] = novelty[valid].mean().item()
         intrinsic_rewards = cast(RewardScaler, self.intrinsic_scaler)(novelty, valid, batch.episode_starts)
-        intrinsic, intrinsic_returns = non_episodic_gae(batch, intrinsic_rewards, values[..., 1],
-                                                        final_values[..., 1], self.intrinsic_gamma,
-                                                        self.GAE_lambda)
+        intrinsic, intrinsic_returns = non_episodic_gae(
+            batch,
+            intrinsic_rewards,
+            values[..., 1],
+            final_values[..., 1],
+            self.intrinsic_gamma,
+            self.GAE_lambda,
+        )
         advantages = self.extrinsic_coef * extrinsic + self.beta * intrinsic
         return advantages, torch.stack([extrinsic_returns, intrinsic_returns], dim=-1)
 
@@ -174,8 +217,10 @@ class PPO(PPOBase):
         if not self.anneal_lr:
             return self.lr
         if self.total_steps is None:
-            raise ValueError("total_steps: anneal_lr=True needs the number of env steps the "
-                             "learning rate decays over (AsyncPPO sets it from its steps)")
+            raise ValueError(
+                "total_steps: anneal_lr=True needs the number of env steps the "
+                "learning rate decays over (AsyncPPO sets it from its steps)"
+            )
         lr = self.lr * max(0.0, 1.0 - self.samples_learned / self.total_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -192,9 +237,11 @@ class PPO(PPOBase):
         valid = batch.valid
         bad_rows = non_finite_rows(batch.rewards[valid])
         if bad_rows:
-            raise NonFiniteError(f"rewards: {len(bad_rows)} of the batch's {len(batch)} steps hold "
-                                 f"NaN or inf (rows {bad_rows[:5]}); the batch was dropped and "
-                                 f"the learner is unchanged")
+            raise NonFiniteError(
+                f"rewards: {len(bad_rows)} of the batch's {len(batch)} steps hold "
+                f"NaN or inf (rows {bad_rows[:5]}); the batch was dropped and "
+                f"the learner is unchanged"
+            )
         # The rows of the update; the [T, N] grids serve the scans (GAE, reward scaling).
         states, actions = batch.states[valid], batch.actions[valid]
         log_probs_now, old_values = self._evaluate_all(states, actions)
@@ -203,8 +250,9 @@ class PPO(PPOBase):
         # observation statistics take this batch in only after the update, for the next one).
         recorded = batch.log_probs[valid]
         behaviour_log_probs = torch.where(torch.isnan(recorded), log_probs_now, recorded)
-        old_log_probs, sample_weights = lag_corrected_targets(behaviour_log_probs, log_probs_now,
-                                                              self.max_lag_weight)
+        old_log_probs, sample_weights = lag_corrected_targets(
+            behaviour_log_probs, log_probs_now, self.max_lag_weight
+        )
         values = old_values.new_zeros(batch.shape + old_values.shape[1:])
         values[valid] = old_values
         advantage_grid, return_grid = self._advantages(batch, values)
@@ -224,10 +272,15 @@ class PPO(PPOBase):
                     # with CUDA graphs, each mini-batch is a new step: the last one's outputs
                     # (already read into `totals`) may be overwritten
                     torch.compiler.cudagraph_mark_step_begin()
-                loss, policy_loss, value_loss, entropy, approx_kl, clip_fraction = \
-                    self._minibatch_losses(states[index], actions[index], old_log_probs[index],
-                                           advantages[index], old_values[index], returns[index],
-                                           sample_weights[index])
+                loss, policy_loss, value_loss, entropy, approx_kl, clip_fraction = self._minibatch_losses(
+                    states[index],
+                    actions[index],
+                    old_log_probs[index],
+                    advantages[index],
+                    old_values[index],
+                    returns[index],
+                    sample_weights[index],
+                )
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 clip_grad_norm(self._policy_parameters, self.max_grad_norm)
@@ -235,9 +288,17 @@ class PPO(PPOBase):
                 rnd_loss = _rnd_loss(self.rnd, next_states, index, self.shuffle_generator, self.device)
 
                 with torch.no_grad():
-                    totals += torch.stack([policy_loss, value_loss, entropy, approx_kl,
-                                           clip_fraction, rnd_loss,
-                                           torch.ones((), device=self.device)]).detach()
+                    totals += torch.stack(
+                        [
+                            policy_loss,
+                            value_loss,
+                            entropy,
+                            approx_kl,
+                            clip_fraction,
+                            rnd_loss,
+                            torch.ones((), device=self.device),
+                        ]
+                    ).detach()
                     epoch_kl += approx_kl
                 num_updates += 1
             if self.target_kl is not None and epoch_kl.item() / minibatches_per_epoch > self.target_kl:
@@ -247,29 +308,48 @@ class PPO(PPOBase):
         if self.policy.obs_normalizer is not None:
             self.policy.obs_normalizer.update(states)
         self._check_finite_after_update(
-            dict(zip(("policy_loss", "value_loss", "entropy"), means, strict=False)))
+            dict(zip(("policy_loss", "value_loss", "entropy"), means, strict=False))
+        )
         if self.numpy_actor is not None:
             self.numpy_actor.refresh()  # the fused Adam step does not bump tensor versions
         self.samples_learned += num_rows
-        self.stats.update(dict(zip(
-            ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"), means, strict=False)))
+        self.stats.update(
+            dict(
+                zip(
+                    ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"),
+                    means,
+                    strict=False,
+                )
+            )
+        )
         if self.rnd is not None:
             self.stats["rnd_loss"] = means[5]
-        self.stats.update(explained_variance=_explained_variance(returns, old_values),
-                          num_samples=float(num_rows), epochs=float(epoch + 1),
-                          gradient_steps=float(num_updates), learning_rate=learning_rate)
+        self.stats.update(
+            explained_variance=_explained_variance(returns, old_values),
+            num_samples=float(num_rows),
+            epochs=float(epoch + 1),
+            gradient_steps=float(num_updates),
+            learning_rate=learning_rate,
+        )
         return dict(self.stats)
 
-    def _losses(self, states: torch.Tensor, actions: torch.Tensor, old_log_probs: torch.Tensor,
-                advantages: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
-                sample_weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _losses(
+        self,
+        states: torch.Tensor,
+        actions: torch.Tensor,
+        old_log_probs: torch.Tensor,
+        advantages: torch.Tensor,
+        old_values: torch.Tensor,
+        returns: torch.Tensor,
+        sample_weights: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
         """One mini-batch's loss, and its parts for the statistics: (loss, policy_loss,
         value_loss, entropy, approx_kl, clip_fraction). `learn` calls it through
         `_minibatch_losses`: this function itself, or compiled with `compile_update=True`."""
         log_probs, entropy, values = self.policy.evaluate(states, actions)
         policy_loss, ratio, log_ratio = clipped_surrogate_loss(
-            log_probs, old_log_probs, advantages, self.policy_clip, self.normalize_advantages,
-            sample_weights)
+            log_probs, old_log_probs, advantages, self.policy_clip, self.normalize_advantages, sample_weights
+        )
         value_loss = clipped_value_loss(values, old_values, returns, self.value_clip)
         entropy = entropy.mean()
         loss = policy_loss + self.value_coef * value_loss - self.entropy_coef * entropy
@@ -286,13 +366,12 @@ class PPO(PPOBase):
         raise NonFiniteError(
             f"the update diverged ({shown}; NaN or inf in {bad[:5] or 'no weights yet'}): this "
             f"learner can no longer be trained or saved, and nothing is saved over earlier files. "
-            f"Resume from the last checkpoint, e.g. with a lower lr or normalize_reward=True")
+            f"Resume from the last checkpoint, e.g. with a lower lr or normalize_reward=True"
+        )
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device | None = None,
-             **overrides: Any) -> PPO:
+    def load(cls, path: str | Path, device: str | torch.device | None = None, **overrides: Any) -> PPO:
         """A PPO built with the options its weights were saved with (`overrides` replace some),
         with those weights loaded: `PPO.load('data/cartpole')` needs no sizes."""
         config = {**persistence.saved_config(path), **overrides}
         return cls(**config, device=device).load_weights(path)
-

@@ -1,5 +1,6 @@
 """Random Network Distillation (Burda et al., 2018): novelty as the error of a predictor trained
 to match a fixed, randomly initialised target network."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -11,8 +12,7 @@ from .ActorCritic import NatureCNN, mlp
 from .normalization import RunningMeanStd
 
 
-def _network(observation_shape: tuple[int, ...], hidden_sizes: Sequence[int],
-             feature_dim: int) -> nn.Module:
+def _network(observation_shape: tuple[int, ...], hidden_sizes: Sequence[int], feature_dim: int) -> nn.Module:
     if len(observation_shape) == 3:  # images: inputs are already normalised, so no 1/255
         cnn = NatureCNN(observation_shape, input_scale=1.0)
         return nn.Sequential(cnn, nn.Linear(cnn.out_features, feature_dim))
@@ -28,9 +28,16 @@ class RND(nn.Module):
     of each mini-batch it is given.
     """
 
-    def __init__(self, observ_dim: int, feature_dim: int = 64, hidden_sizes=(64, 64),
-                 lr: float = 1e-3, update_fraction: float = 0.25, *,
-                 observation_shape: Sequence[int] | None = None):
+    def __init__(
+        self,
+        observ_dim: int,
+        feature_dim: int = 64,
+        hidden_sizes=(64, 64),
+        lr: float = 1e-3,
+        update_fraction: float = 0.25,
+        *,
+        observation_shape: Sequence[int] | None = None,
+    ):
         super().__init__()
         shape = tuple(observation_shape) if observation_shape else (observ_dim,)
         self.observation_shape = shape

@@ -2,6 +2,7 @@
 
 `from PPO import PPO` gives the class, as in the original project.
 """
+
 __version__ = "0.2.0"  # the package version (pyproject.toml reads it from here)
 
 from .ActorCritic import ActorCritic

@@ -5,6 +5,7 @@ and the action bounds a continuous learner maps its Gaussian onto, checked.
 policy, its NumPy actor and its generator; `PPO.set_action_bounds` and the constructor call the
 bounds checks. Plain functions of what they are given, as PPO/losses.py's are.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,8 +33,9 @@ def non_finite_rows(x: np.ndarray | torch.Tensor) -> list[int]:
     return torch.nonzero(~torch.isfinite(x.reshape(len(x), -1)).all(1)).flatten().tolist()
 
 
-def check_states(state, observation_shape: tuple[int, ...], observ_dim: int
-                 ) -> tuple[np.ndarray | torch.Tensor, bool]:
+def check_states(
+    state, observation_shape: tuple[int, ...], observ_dim: int
+) -> tuple[np.ndarray | torch.Tensor, bool]:
     """Returns the states as a [B, ...] array or tensor (as given) of `observ_dim` values per
     row, and whether a single unbatched state was given."""
     if not isinstance(state, (np.ndarray, torch.Tensor)):
@@ -44,8 +46,9 @@ def check_states(state, observation_shape: tuple[int, ...], observ_dim: int
         state = state[None]
     if state.ndim < 2 or state.shape[0] == 0 or math.prod(state.shape[1:]) != observ_dim:
         expected = ", ".join(str(d) for d in observation_shape)
-        raise ValueError(f"state: expected shape [batch, {expected}] (batch >= 1) or "
-                         f"[{expected}], got {list(shape)}")
+        raise ValueError(
+            f"state: expected shape [batch, {expected}] (batch >= 1) or [{expected}], got {list(shape)}"
+        )
     bad_rows = non_finite_rows(state)
     if bad_rows:
         raise ValueError(f"state: non-finite values (NaN or inf) in rows {bad_rows[:10]}")
@@ -53,9 +56,15 @@ def check_states(state, observation_shape: tuple[int, ...], observ_dim: int
 
 
 @torch.no_grad()
-def act(policy: ActorCritic, numpy_actor: NumpyActor | None, states: np.ndarray | torch.Tensor,
-        device: torch.device, generator: torch.Generator, deterministic: bool,
-        with_log_probs: bool) -> tuple[np.ndarray, np.ndarray | None]:
+def act(
+    policy: ActorCritic,
+    numpy_actor: NumpyActor | None,
+    states: np.ndarray | torch.Tensor,
+    device: torch.device,
+    generator: torch.Generator,
+    deterministic: bool,
+    with_log_probs: bool,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """The actions [B, ...] of `policy` for checked states [B, ...] (`check_states`), drawn from
     `generator` (the most likely ones if `deterministic`), and their log-probs [B] if
     `with_log_probs` (else None). States on the CPU go through `numpy_actor` where there is
@@ -71,8 +80,7 @@ def act(policy: ActorCritic, numpy_actor: NumpyActor | None, states: np.ndarray 
         actions = policy.sample(out, generator, deterministic).cpu().numpy()
     if not with_log_probs:
         return actions, None
-    log_probs, _ = policy.log_prob_entropy(out, torch.as_tensor(actions).to(out.device),
-                                           with_entropy=False)
+    log_probs, _ = policy.log_prob_entropy(out, torch.as_tensor(actions).to(out.device), with_entropy=False)
     return actions, log_probs.cpu().numpy()
 
 
@@ -83,13 +91,11 @@ def action_vector(name: str, value, action_dim: int) -> torch.Tensor:
     if vector.numel() == 1:
         vector = vector.expand(action_dim)
     if vector.numel() != action_dim or not torch.all(torch.isfinite(vector)):
-        raise ValueError(f"{name} must be a finite number or {action_dim} finite numbers, "
-                         f"got {value!r}")
+        raise ValueError(f"{name} must be a finite number or {action_dim} finite numbers, got {value!r}")
     return vector
 
 
-def initial_action_bounds(action_scaling, action_low, action_high, action_dim: int
-                          ) -> tuple | None:
+def initial_action_bounds(action_scaling, action_low, action_high, action_dim: int) -> tuple | None:
     """The (low, high) a continuous PPO is built with: (-action_scaling, action_scaling),
     (action_low, action_high), or None where neither is given (`set_action_bounds` checks
     them further)."""
@@ -112,6 +118,7 @@ def checked_action_bounds(low, high, action_dim: int) -> tuple[torch.Tensor, tor
     everywhere; ValueError otherwise."""
     low, high = action_vector("action_low", low, action_dim), action_vector("action_high", high, action_dim)
     if not torch.all(high > low):
-        raise ValueError(f"action_high must exceed action_low everywhere, got low={low.tolist()}"
-                         f", high={high.tolist()}")
+        raise ValueError(
+            f"action_high must exceed action_low everywhere, got low={low.tolist()}, high={high.tolist()}"
+        )
     return low, high

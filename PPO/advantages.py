@@ -7,6 +7,7 @@ bootstraps from decided by its episode ends (`episodic_gae`, `non_episodic_gae`)
 Rows where `valid` is False are not transitions (an autoreset step, a column's padded tail):
 they add nothing and the scans pass over them.
 """
+
 from __future__ import annotations
 
 import torch
@@ -56,9 +57,14 @@ def next_valid(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return following
 
 
-def episodic_gae(batch: Rollout, rewards: torch.Tensor, values: torch.Tensor,
-                 final_values: torch.Tensor, gamma: float, gae_lambda: float
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+def episodic_gae(
+    batch: Rollout,
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    final_values: torch.Tensor,
+    gamma: float,
+    gae_lambda: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """`compute_gae` over the rollout `batch` ([T, N] `rewards` and `values`), the return of an
     episode ending with it: termination cuts it (0 to bootstrap from), truncation bootstraps
     `final_values` (V of the final observation, at the rows that end an episode)."""
@@ -69,9 +75,14 @@ def episodic_gae(batch: Rollout, rewards: torch.Tensor, values: torch.Tensor,
     return compute_gae(rewards, values, next_values, ends, batch.valid, gamma, gae_lambda)
 
 
-def non_episodic_gae(batch: Rollout, rewards: torch.Tensor, values: torch.Tensor,
-                     final_values: torch.Tensor, gamma: float, gae_lambda: float
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+def non_episodic_gae(
+    batch: Rollout,
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    final_values: torch.Tensor,
+    gamma: float,
+    gae_lambda: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """`compute_gae` over the rollout `batch` with returns that run on through episode ends
     within each copy's column (RND's intrinsic return, Burda et al.), bootstrapping from V of
     the copy's next state; only at a column's last valid row does the return stop, there

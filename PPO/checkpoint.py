@@ -1,5 +1,6 @@
 """Saving and loading tensors safely: atomic writes that refuse non-finite values, weights-only
 loads, clear shape errors."""
+
 from __future__ import annotations
 
 import io
@@ -32,8 +33,7 @@ def non_finite_entries(state: Any, prefix: str = "") -> Iterator[str]:
 def temporary_path(file: Path) -> Path:
     """A new hidden name beside `file` to write to before renaming over it. The name carries
     this process's id and host, so `remove_stale_temporaries` can tell abandoned ones."""
-    return file.with_name(f".{file.name}.{os.getpid()}@{socket.gethostname()}."
-                          f"{secrets.token_hex(4)}.tmp")
+    return file.with_name(f".{file.name}.{os.getpid()}@{socket.gethostname()}.{secrets.token_hex(4)}.tmp")
 
 
 def remove_stale_temporaries(file: Path) -> None:
@@ -41,7 +41,7 @@ def remove_stale_temporaries(file: Path) -> None:
     (a save killed mid-write); those of running processes and of other hosts are kept."""
     host = socket.gethostname()
     for temporary in file.parent.glob(f".{file.name}.*.tmp"):
-        owner = temporary.name[len(file.name) + 2:-len(".tmp")].rsplit(".", 1)[0]
+        owner = temporary.name[len(file.name) + 2 : -len(".tmp")].rsplit(".", 1)[0]
         pid, _, owner_host = owner.partition("@")
         if owner_host == host and pid.isdigit() and not _process_exists(int(pid)):
             temporary.unlink(missing_ok=True)
@@ -67,8 +67,9 @@ def atomic_save(state: dict[str, Any], file: Path) -> None:
     bad = list(non_finite_entries(state))
     if bad:
         shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise NonFiniteError(f"not saving {file}: NaN or inf in {shown}; the file on disk, if "
-                             f"any, is unchanged")
+        raise NonFiniteError(
+            f"not saving {file}: NaN or inf in {shown}; the file on disk, if any, is unchanged"
+        )
     serialised = io.BytesIO()
     torch.save(state, serialised)  # in memory first: a write error then comes from Python, named
     atomic_write(file, lambda handle: handle.write(serialised.getbuffer()))
@@ -90,8 +91,11 @@ def atomic_write(file: Path, write: Callable[[BinaryIO], Any]) -> None:
         os.replace(temporary, file)
     except OSError as error:
         temporary.unlink(missing_ok=True)
-        raise OSError(error.errno, f"could not write {file} ({error.strerror or error}); the "
-                      f"previous file, if any, is unchanged", str(file)) from error
+        raise OSError(
+            error.errno,
+            f"could not write {file} ({error.strerror or error}); the previous file, if any, is unchanged",
+            str(file),
+        ) from error
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
@@ -119,13 +123,14 @@ def load_tensors(file: Path, device: torch.device) -> dict[str, torch.Tensor]:
     return state
 
 
-def check_compatible(expected: dict[str, torch.Tensor], loaded: dict[str, torch.Tensor],
-                     file: Path) -> None:
+def check_compatible(expected: dict[str, torch.Tensor], loaded: dict[str, torch.Tensor], file: Path) -> None:
     """Raises ValueError listing every missing, unexpected or differently shaped entry."""
     problems = [f"missing {key}" for key in expected if key not in loaded]
     problems += [f"unexpected {key}" for key in loaded if key not in expected]
-    problems += [f"{key}: expected shape {tuple(value.shape)}, file has {tuple(loaded[key].shape)}"
-                 for key, value in expected.items()
-                 if key in loaded and loaded[key].shape != value.shape]
+    problems += [
+        f"{key}: expected shape {tuple(value.shape)}, file has {tuple(loaded[key].shape)}"
+        for key, value in expected.items()
+        if key in loaded and loaded[key].shape != value.shape
+    ]
     if problems:
         raise ValueError(f"{file} does not match this model: " + "; ".join(problems))

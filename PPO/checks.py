@@ -1,5 +1,6 @@
 """Argument checks shared by the learner and the collectors: each error names the parameter,
 what was expected and what came."""
+
 from __future__ import annotations
 
 import math
@@ -58,8 +59,9 @@ def check_compile_mode(mode: object, compiling: bool) -> str:
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile_mode must be one of {', '.join(COMPILE_MODES)}, got {mode!r}")
     if mode != "default" and not compiling:
-        raise ValueError(f"compile_mode={mode!r} needs compile_update=True (the update is "
-                         f"compiled only then)")
+        raise ValueError(
+            f"compile_mode={mode!r} needs compile_update=True (the update is compiled only then)"
+        )
     return str(mode)
 
 
@@ -69,8 +71,9 @@ def check_shape(name: str, value: object) -> tuple[int, ...]:
         items: tuple[Any, ...] = tuple(value)  # type: ignore[arg-type]  # any iterable; else TypeError
     except TypeError:
         items = ()
-    if not items or not all(isinstance(v, Integral) and not isinstance(v, bool) and int(v) > 0
-                            for v in items):
+    if not items or not all(
+        isinstance(v, Integral) and not isinstance(v, bool) and int(v) > 0 for v in items
+    ):
         raise ValueError(f"{name} must be a non-empty sequence of positive integers, got {value!r}")
     return tuple(int(v) for v in items)
 

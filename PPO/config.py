@@ -6,6 +6,7 @@ JSON that the weights file and checkpoints hold and `PPO(**ppo.config)` rebuilds
 from. The options that describe where and how fast the learner runs (device, seed, threads,
 compilation) are the learner's own, not part of the config.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -103,11 +104,15 @@ class PPOConfig:
         self.rnd_update_fraction = check_unit_interval("rnd_update_fraction", self.rnd_update_fraction)
         self.observation_parts = self._checked_observation_parts()
         if self.observation_space is not None and not isinstance(self.observation_space, dict):
-            raise TypeError(f"observation_space: expected None or a dict from "
-                            f"AsyncTools.envs.describe_space, got {type(self.observation_space).__name__}")
+            raise TypeError(
+                f"observation_space: expected None or a dict from "
+                f"AsyncTools.envs.describe_space, got {type(self.observation_space).__name__}"
+            )
         if self.has_images and self.normalize_obs:
-            raise ValueError("normalize_obs: image observations are scaled to [0, 1] inside the "
-                             "network; normalize_obs=True is for vector observations")
+            raise ValueError(
+                "normalize_obs: image observations are scaled to [0, 1] inside the "
+                "network; normalize_obs=True is for vector observations"
+            )
         self.squash_actions = check_bool("squash_actions", self.squash_actions)
         self.orthogonal_init = check_bool("orthogonal_init", self.orthogonal_init)
         self.adam_eps = check_positive_float("adam_eps", self.adam_eps)
@@ -142,8 +147,10 @@ class PPOConfig:
             return (self.observ_dim,)
         shape = check_shape("observation_shape", self.observation_shape)
         if math.prod(shape) != self.observ_dim:
-            raise ValueError(f"observation_shape: {shape} holds {math.prod(shape)} values, but "
-                             f"observ_dim={self.observ_dim}")
+            raise ValueError(
+                f"observation_shape: {shape} holds {math.prod(shape)} values, but "
+                f"observ_dim={self.observ_dim}"
+            )
         return shape
 
     def _checked_action_nvec(self) -> tuple[int, ...] | None:
@@ -153,8 +160,10 @@ class PPOConfig:
         if self.is_continuous:
             raise ValueError("action_nvec: MultiDiscrete sizes need is_continuous=False")
         if sum(nvec) != self.action_dim:
-            raise ValueError(f"action_nvec: sizes {list(nvec)} add up to {sum(nvec)} logits, but "
-                             f"action_dim={self.action_dim} (it must be their sum)")
+            raise ValueError(
+                f"action_nvec: sizes {list(nvec)} add up to {sum(nvec)} logits, but "
+                f"action_dim={self.action_dim} (it must be their sum)"
+            )
         return nvec
 
     def _checked_observation_parts(self) -> list[list[int]] | None:
@@ -165,18 +174,24 @@ class PPOConfig:
         try:
             checked = [list(check_shape("observation_parts", part)) for part in parts]
         except (TypeError, ValueError):
-            raise ValueError(f"observation_parts: expected a list of shapes of positive sizes, "
-                             f"e.g. [[64, 64, 3], [5]], got {parts!r}") from None
+            raise ValueError(
+                f"observation_parts: expected a list of shapes of positive sizes, "
+                f"e.g. [[64, 64, 3], [5]], got {parts!r}"
+            ) from None
         if not any(len(part) == 3 for part in checked):
-            raise ValueError(f"observation_parts: is for observations holding an image (a part "
-                             f"of three dimensions); without one, leave it None, got {checked}")
+            raise ValueError(
+                f"observation_parts: is for observations holding an image (a part "
+                f"of three dimensions); without one, leave it None, got {checked}"
+            )
         if len(cast("tuple[int, ...]", self.observation_shape)) != 1:
-            raise ValueError("observation_parts: give either observation_parts or an image's "
-                             "observation_shape, not both")
+            raise ValueError(
+                "observation_parts: give either observation_parts or an image's observation_shape, not both"
+            )
         total = sum(math.prod(part) for part in checked)
         if total != self.observ_dim:
-            raise ValueError(f"observation_parts: {checked} hold {total} values, but "
-                             f"observ_dim={self.observ_dim}")
+            raise ValueError(
+                f"observation_parts: {checked} hold {total} values, but observ_dim={self.observ_dim}"
+            )
         return checked
 
     @property

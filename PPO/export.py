@@ -13,6 +13,7 @@ most likely actions out, as `PPO.get_action(..., deterministic=True)` gives them
 normaliser applied, continuous actions in the env's units clipped to its bounds). ONNX needs the
 optional extra `pip install -e .[onnx]` (onnx, onnxscript; onnxruntime to run the file).
 """
+
 from __future__ import annotations
 
 import copy
@@ -51,15 +52,19 @@ class OneHot(nn.Module):
         if self.kind == "MultiBinary":
             return values.float()
         values = values.long()
-        return torch.cat([(values[:, i:i + 1] - low == torch.arange(size)).float()
-                          for i, (size, low) in enumerate(zip(self.sizes, self.lowest, strict=True))], dim=1)
+        return torch.cat(
+            [
+                (values[:, i : i + 1] - low == torch.arange(size)).float()
+                for i, (size, low) in enumerate(zip(self.sizes, self.lowest, strict=True))
+            ],
+            dim=1,
+        )
 
     def example(self, batch: int) -> torch.Tensor:
         """A batch of valid raw observations (every value at its lowest), of the dtype that
         gymnasium's spaces give (int8 for MultiBinary, int64 otherwise)."""
         dtype = torch.int8 if self.kind == "MultiBinary" else torch.int64
-        return torch.tensor(self.lowest, dtype=dtype).reshape(self.shape).expand(
-            batch, *self.shape).clone()
+        return torch.tensor(self.lowest, dtype=dtype).reshape(self.shape).expand(batch, *self.shape).clone()
 
 
 class DeployedPolicy(nn.Module):
@@ -80,13 +85,17 @@ class DeployedPolicy(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         actions = self.policy.act(self.flatten(obs), None, deterministic=True)
         if self.clip_actions:
-            actions = torch.maximum(torch.minimum(actions, self.policy.action_high),
-                                    self.policy.action_low)
+            actions = torch.maximum(torch.minimum(actions, self.policy.action_high), self.policy.action_low)
         return actions
 
 
-def export_policy(policy: ActorCritic, file: str | Path, format: str = "export",
-                  clip_actions: bool = True, observation_space: dict | None = None) -> Path:
+def export_policy(
+    policy: ActorCritic,
+    file: str | Path,
+    format: str = "export",
+    clip_actions: bool = True,
+    observation_space: dict | None = None,
+) -> Path:
     """Writes `policy`'s deterministic actor to `file` in `format` (one of EXPORT_FORMATS),
     atomically; `clip_actions`: continuous actions clipped to the policy's bounds;
     `observation_space`: the recorded space the observations were flattened from (PPO's)."""
@@ -97,8 +106,9 @@ def export_policy(policy: ActorCritic, file: str | Path, format: str = "export",
     if isinstance(deployed.flatten, OneHot):
         example = deployed.flatten.example(2)
     else:
-        example = torch.zeros((2, *policy.observation_shape),
-                              dtype=torch.uint8 if policy.is_image else torch.float32)
+        example = torch.zeros(
+            (2, *policy.observation_shape), dtype=torch.uint8 if policy.is_image else torch.float32
+        )
     writers = {"export": _torch_export_writer, "torchscript": _torchscript_writer, "onnx": _onnx_writer}
     atomic_write(file, writers[format](deployed, example))
     return file
@@ -122,10 +132,18 @@ def _onnx_writer(deployed: DeployedPolicy, example: torch.Tensor) -> Callable[[B
     missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
     if missing:
         raise ImportError(f"format='onnx' needs {' and '.join(missing)}: pip install -e .[onnx]")
-    program = torch.onnx.export(deployed, (example,), dynamo=True, dynamic_shapes=_free_batch(),
-                                input_names=["obs"], output_names=["actions"], verbose=False)
+    program = torch.onnx.export(
+        deployed,
+        (example,),
+        dynamo=True,
+        dynamic_shapes=_free_batch(),
+        input_names=["obs"],
+        output_names=["actions"],
+        verbose=False,
+    )
     onnx_program = cast("torch.onnx.ONNXProgram", program)  # dynamo=True: always a program
 
     def write(handle: BinaryIO) -> None:
         handle.write(onnx_program.model_proto.SerializeToString())
+
     return write

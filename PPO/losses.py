@@ -2,6 +2,7 @@
 weights of decoupled PPO), the clipped value loss, and the gradient-norm clipping that
 `PPO.learn` applies after each backward pass. Plain functions of tensors, tested one by one
 (tests/test_objective.py)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -21,11 +22,14 @@ def clip_grad_norm(parameters: Sequence[torch.Tensor], max_norm: float) -> torch
     return total_norm
 
 
-def clipped_surrogate_loss(log_probs: torch.Tensor, old_log_probs: torch.Tensor,
-                           advantages: torch.Tensor, policy_clip: float,
-                           normalize_advantages: bool = True,
-                           sample_weights: torch.Tensor | None = None
-                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def clipped_surrogate_loss(
+    log_probs: torch.Tensor,
+    old_log_probs: torch.Tensor,
+    advantages: torch.Tensor,
+    policy_clip: float,
+    normalize_advantages: bool = True,
+    sample_weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """PPO's clipped policy loss over a mini-batch: -mean(w min(r A, clip(r, 1 -+ eps) A)), with
     r = pi_new / pi_old = exp(log_probs - old_log_probs), the advantages A normalised to mean
     0, std 1 within the mini-batch (when asked, and when it has more than one sample), and the
@@ -34,15 +38,15 @@ def clipped_surrogate_loss(log_probs: torch.Tensor, old_log_probs: torch.Tensor,
     ratio = log_ratio.exp()
     if normalize_advantages and advantages.numel() > 1:
         advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-    surrogate = torch.min(ratio * advantages,
-                          ratio.clamp(1 - policy_clip, 1 + policy_clip) * advantages)
+    surrogate = torch.min(ratio * advantages, ratio.clamp(1 - policy_clip, 1 + policy_clip) * advantages)
     if sample_weights is not None:
         surrogate = sample_weights * surrogate
     return -surrogate.mean(), ratio, log_ratio
 
 
-def lag_corrected_targets(behaviour_log_probs: torch.Tensor, learner_log_probs: torch.Tensor,
-                          max_lag_weight: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+def lag_corrected_targets(
+    behaviour_log_probs: torch.Tensor, learner_log_probs: torch.Tensor, max_lag_weight: float | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """What the ratio divides by, and the per-sample weights, for one update.
 
     None (standard PPO): the ratio is taken against the behaviour policy (the policy that acted),
@@ -57,8 +61,9 @@ def lag_corrected_targets(behaviour_log_probs: torch.Tensor, learner_log_probs: 
     return learner_log_probs, weights
 
 
-def clipped_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
-                       value_clip: float | None) -> torch.Tensor:
+def clipped_value_loss(
+    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, value_clip: float | None
+) -> torch.Tensor:
     """0.5 * mean squared error of the values against the returns; with `value_clip`, the
     larger of that error and the error of the values moved at most `value_clip` from
     `old_values` (PPO2's value clipping). With two value heads [B, 2] (RND) the heads' errors add."""

@@ -1,4 +1,5 @@
 """Running mean and variance, kept as module buffers so that they travel inside saved weights."""
+
 from __future__ import annotations
 
 import torch
@@ -12,6 +13,7 @@ class RunningMeanStd(nn.Module):
 
     `normalize` maps x to (x - mean) / sqrt(var + eps), clipped to [-clip, clip].
     """
+
     # the buffers registered in __init__, declared for type checkers
     mean: torch.Tensor
     var: torch.Tensor
@@ -38,8 +40,14 @@ class RunningMeanStd(nn.Module):
         total = self.count + batch_count
         delta = batch_mean - self.mean
         self.mean += delta * batch_count / total
-        self.var.copy_((self.var * self.count + batch_var * batch_count
-                        + delta.square() * self.count * batch_count / total) / total)
+        self.var.copy_(
+            (
+                self.var * self.count
+                + batch_var * batch_count
+                + delta.square() * self.count * batch_count / total
+            )
+            / total
+        )
         self.count.copy_(total)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
@@ -69,8 +77,9 @@ class RewardScaler(nn.Module):
         self.carried_returns = torch.zeros(0, dtype=torch.float64)
 
     @torch.no_grad()
-    def forward(self, rewards: torch.Tensor, valid: torch.Tensor,
-                episode_starts: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, rewards: torch.Tensor, valid: torch.Tensor, episode_starts: torch.Tensor
+    ) -> torch.Tensor:
         """Updates the return statistics with this rollout's valid rows ([T, N] each) and
         returns the scaled rewards."""
         num_envs = rewards.shape[1]
@@ -78,8 +87,9 @@ class RewardScaler(nn.Module):
         if num_envs > carried.numel():
             carried = torch.cat([carried, carried.new_zeros(num_envs - carried.numel())])
         restarts = episode_starts if self.episodic else torch.zeros_like(episode_starts)
-        returns, last = discounted_running_sums(rewards.double(), restarts, valid,
-                                                carried[:num_envs], self.gamma)
+        returns, last = discounted_running_sums(
+            rewards.double(), restarts, valid, carried[:num_envs], self.gamma
+        )
         carried[:num_envs] = last
         self.carried_returns = carried
         self.return_stats.update(returns[valid.bool()])

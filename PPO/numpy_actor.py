@@ -9,6 +9,7 @@ It keeps contiguous copies of the weights (a transposed view multiplies about tw
 renews them whenever a parameter or buffer it reads has changed in place, which bumps the tensor's
 `_version`; the fused Adam step does not, so the learner calls `refresh()` after it.
 """
+
 from __future__ import annotations
 
 from typing import cast
@@ -29,8 +30,10 @@ class NumpyActor:
 
     def __init__(self, policy: ActorCritic):
         if policy.is_image:
-            raise ValueError("policy: the NumPy actor is for vector observations; image policies "
-                             "act through their CNN in torch")
+            raise ValueError(
+                "policy: the NumPy actor is for vector observations; image policies "
+                "act through their CNN in torch"
+            )
         self.policy = policy
         self._linears = [m for m in cast(nn.Sequential, policy.actor) if isinstance(m, nn.Linear)]  # an MLP
         self._relu = policy.activation == "relu"
@@ -61,8 +64,10 @@ class NumpyActor:
         if versions == self._versions:
             return
         policy = self.policy
-        self._layers = [(np.ascontiguousarray(_array(linear.weight).T), _array(linear.bias).copy())
-                        for linear in self._linears]
+        self._layers = [
+            (np.ascontiguousarray(_array(linear.weight).T), _array(linear.bias).copy())
+            for linear in self._linears
+        ]
         normalizer = policy.obs_normalizer
         if normalizer is not None:  # as RunningMeanStd.normalize computes them for float32 input
             self._obs_mean = _array(normalizer.mean).astype(np.float32)
@@ -92,14 +97,19 @@ class NumpyActor:
                 np.tanh(hidden, out=hidden)
         return hidden
 
-    def act(self, obs: np.ndarray, generator: torch.Generator | None = None,
-            deterministic: bool = False) -> np.ndarray:
+    def act(
+        self, obs: np.ndarray, generator: torch.Generator | None = None, deterministic: bool = False
+    ) -> np.ndarray:
         """`ActorCritic.act` for a NumPy batch of observations [B, ...]."""
-        return self.sample(self.actor_output(np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)),
-                           generator, deterministic)
+        return self.sample(
+            self.actor_output(np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)),
+            generator,
+            deterministic,
+        )
 
-    def sample(self, out: np.ndarray, generator: torch.Generator | None = None,
-               deterministic: bool = False) -> np.ndarray:
+    def sample(
+        self, out: np.ndarray, generator: torch.Generator | None = None, deterministic: bool = False
+    ) -> np.ndarray:
         """`ActorCritic.sample` for the actor's output computed by `actor_output`."""
         policy = self.policy
         noise = None if deterministic else [_array(n) for n in policy.draw_noise(len(out), generator)]

@@ -5,6 +5,7 @@ plain values only, loaded with `weights_only=True`; everything is checked agains
 before anything is loaded. The functions take the learner (`ppo`, a `PPO`) whose files they
 read or write; `PPO`'s methods of the same names call them.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,9 +21,21 @@ POLICY_FILE = "Policy_weights.pth"
 RND_PREFIX = "rnd."  # RND's entries in the policy file
 LEGACY_RND_FILE = "RND_weights.pth"
 # The options that decide the networks' layout: a weights file fits only a PPO built with the same.
-STRUCTURE = ("is_continuous", "observ_dim", "action_dim", "observation_shape", "action_nvec",
-             "hidden_sizes", "normalize_obs", "normalize_reward", "use_RND", "squash_actions",
-             "activation", "critic_hidden_sizes", "observation_parts")
+STRUCTURE = (
+    "is_continuous",
+    "observ_dim",
+    "action_dim",
+    "observation_shape",
+    "action_nvec",
+    "hidden_sizes",
+    "normalize_obs",
+    "normalize_reward",
+    "use_RND",
+    "squash_actions",
+    "activation",
+    "critic_hidden_sizes",
+    "observation_parts",
+)
 # What files saved before an option existed were built with.
 STRUCTURE_DEFAULTS = {"activation": "tanh", "critic_hidden_sizes": None, "observation_parts": None}
 
@@ -53,8 +66,10 @@ def policy_state(ppo) -> dict[str, torch.Tensor]:
 
 def rnd_state(ppo) -> dict[str, torch.Tensor]:
     """RND's networks and statistics, and the intrinsic reward scaler's."""
-    return {**ppo.rnd.state_dict(),
-            **{f"intrinsic_scaler.{k}": v for k, v in ppo.intrinsic_scaler.state_dict().items()}}
+    return {
+        **ppo.rnd.state_dict(),
+        **{f"intrinsic_scaler.{k}": v for k, v in ppo.intrinsic_scaler.state_dict().items()},
+    }
 
 
 def weights_state(ppo) -> dict[str, torch.Tensor]:
@@ -85,13 +100,14 @@ def saved_config(path: str | Path) -> dict[str, Any]:
     return read_config(load_tensors(file, torch.device("cpu")), file)
 
 
-def checked_weights(ppo, state: dict[str, torch.Tensor], file: Path
-                    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+def checked_weights(
+    ppo, state: dict[str, torch.Tensor], file: Path
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """`state` (as `weights_state` makes it) split into the policy's and RND's entries, once its
     options and tensor shapes are found to fit `ppo`; ValueError naming what differs.
     Everything is checked before anything is loaded."""
     state = dict(state)
-    rnd_entries = {k[len(RND_PREFIX):]: state.pop(k) for k in list(state) if k.startswith(RND_PREFIX)}
+    rnd_entries = {k[len(RND_PREFIX) :]: state.pop(k) for k in list(state) if k.startswith(RND_PREFIX)}
     check_config(ppo.config, read_config(state, file), file)
     check_compatible(policy_state(ppo), state, file)
     if ppo.rnd is not None:
@@ -99,8 +115,7 @@ def checked_weights(ppo, state: dict[str, torch.Tensor], file: Path
     return state, rnd_entries
 
 
-def apply_weights(ppo, state: dict[str, torch.Tensor],
-                  rnd_entries: dict[str, torch.Tensor] | None) -> None:
+def apply_weights(ppo, state: dict[str, torch.Tensor], rnd_entries: dict[str, torch.Tensor] | None) -> None:
     """Loads checked entries (`checked_weights`) into `ppo`'s modules."""
     _load_prefixed(state, {"": ppo.policy, "reward_scaler.": ppo.reward_scaler})
     if ppo.rnd is not None:
@@ -122,8 +137,10 @@ def training_state(ppo) -> dict[str, Any]:
     if ppo.reward_scaler is not None:
         state["reward_scaler_carried"] = ppo.reward_scaler.carried_returns
     if ppo.rnd is not None:
-        state.update(rnd_optimizer=ppo.rnd.optimizer.state_dict(),
-                     intrinsic_scaler_carried=ppo.intrinsic_scaler.carried_returns)
+        state.update(
+            rnd_optimizer=ppo.rnd.optimizer.state_dict(),
+            intrinsic_scaler_carried=ppo.intrinsic_scaler.carried_returns,
+        )
     return state
 
 
@@ -145,11 +162,17 @@ def load_training_state(ppo, state: dict[str, Any], file: Path) -> None:
 def check_config(config: dict[str, Any], saved: dict[str, Any], file: Path) -> None:
     """ValueError naming every option of STRUCTURE in which `saved` differs from `config`."""
     saved = {**STRUCTURE_DEFAULTS, **saved}
-    differences = [f"{name}={saved.get(name)!r}, but this PPO has {name}={config[name]!r}"
-                   for name in STRUCTURE if saved.get(name) != config[name]]
+    differences = [
+        f"{name}={saved.get(name)!r}, but this PPO has {name}={config[name]!r}"
+        for name in STRUCTURE
+        if saved.get(name) != config[name]
+    ]
     if differences:
-        raise ValueError(f"{file} was saved with " + "; with ".join(differences)
-                         + " (PPO.load(path) builds a PPO with the saved options)")
+        raise ValueError(
+            f"{file} was saved with "
+            + "; with ".join(differences)
+            + " (PPO.load(path) builds a PPO with the saved options)"
+        )
 
 
 def _load_prefixed(state: dict[str, torch.Tensor], modules: dict[str, nn.Module | None]) -> None:
@@ -158,7 +181,7 @@ def _load_prefixed(state: dict[str, torch.Tensor], modules: dict[str, nn.Module 
         if module is None:
             continue
         if prefix:
-            part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            part = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         else:
             part = {k: v for k, v in state.items() if not any(k.startswith(p) for p in prefixes)}
         module.load_state_dict(part)

@@ -7,6 +7,7 @@ public methods: acting (`get_action`, `sample_actions`, `set_action_bounds`; the
 PPO/acting.py), `export` (PPO/export.py), and the files (`save_weights`, `load_weights`,
 `training_state`, `load_training_state`; the work in PPO/persistence.py).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,18 +29,44 @@ from .RND import RND
 from .threads import place
 
 # The options the learner reads, kept as its attributes (ppo.lr, ppo.gamma, ...).
-LEARNER_SETTINGS = ("is_continuous", "observ_dim", "action_dim", "lr", "k_epochs", "policy_clip",
-                    "GAE_lambda", "gamma", "batch_size", "mini_batch_size", "use_RND", "beta",
-                    "entropy_coef", "value_coef", "max_grad_norm", "value_clip", "target_kl",
-                    "max_lag_weight", "normalize_advantages", "observation_shape", "action_nvec",
-                    "normalize_reward", "anneal_lr", "total_steps", "extrinsic_coef",
-                    "intrinsic_gamma", "observation_parts", "observation_space", "is_image",
-                    "has_images")
+LEARNER_SETTINGS = (
+    "is_continuous",
+    "observ_dim",
+    "action_dim",
+    "lr",
+    "k_epochs",
+    "policy_clip",
+    "GAE_lambda",
+    "gamma",
+    "batch_size",
+    "mini_batch_size",
+    "use_RND",
+    "beta",
+    "entropy_coef",
+    "value_coef",
+    "max_grad_norm",
+    "value_clip",
+    "target_kl",
+    "max_lag_weight",
+    "normalize_advantages",
+    "observation_shape",
+    "action_nvec",
+    "normalize_reward",
+    "anneal_lr",
+    "total_steps",
+    "extrinsic_coef",
+    "intrinsic_gamma",
+    "observation_parts",
+    "observation_space",
+    "is_image",
+    "has_images",
+)
 
 
 class LearnerSettings:
     """The types of the `LEARNER_SETTINGS` attributes, as `PPOConfig` leaves them once checked
     (`PPOBase.__init__` copies them over by name): declarations for the type checker only."""
+
     is_continuous: bool
     observ_dim: int
     action_dim: int
@@ -75,26 +102,35 @@ class LearnerSettings:
 Learner = TypeVar("Learner", bound="PPOBase")  # `load_weights` returns self: a PPO for a PPO
 
 
-def build_networks(options: PPOConfig, device: torch.device, seed: int
-                   ) -> tuple[ActorCritic, RND | None]:
+def build_networks(options: PPOConfig, device: torch.device, seed: int) -> tuple[ActorCritic, RND | None]:
     """The actor-critic and, with RND, RND's networks, initialised from the seed alone."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        policy = ActorCritic(options.is_continuous, options.observ_dim, options.action_dim,
-                             options.hidden_sizes, squash_actions=options.squash_actions,
-                             normalize_obs=options.normalize_obs,
-                             log_std_init=options.log_std_init,
-                             observation_shape=options.observation_shape,
-                             action_nvec=options.action_nvec,
-                             num_values=2 if options.use_RND else 1,
-                             orthogonal_init=options.orthogonal_init,
-                             activation=options.activation,
-                             critic_hidden_sizes=options.critic_hidden_sizes,
-                             observation_parts=options.observation_parts,
-                             ).to(device)
-        rnd = RND(options.observ_dim, observation_shape=options.observation_shape,
-                  update_fraction=options.rnd_update_fraction
-                  ).to(device) if options.use_RND else None
+        policy = ActorCritic(
+            options.is_continuous,
+            options.observ_dim,
+            options.action_dim,
+            options.hidden_sizes,
+            squash_actions=options.squash_actions,
+            normalize_obs=options.normalize_obs,
+            log_std_init=options.log_std_init,
+            observation_shape=options.observation_shape,
+            action_nvec=options.action_nvec,
+            num_values=2 if options.use_RND else 1,
+            orthogonal_init=options.orthogonal_init,
+            activation=options.activation,
+            critic_hidden_sizes=options.critic_hidden_sizes,
+            observation_parts=options.observation_parts,
+        ).to(device)
+        rnd = (
+            RND(
+                options.observ_dim,
+                observation_shape=options.observation_shape,
+                update_fraction=options.rnd_update_fraction,
+            ).to(device)
+            if options.use_RND
+            else None
+        )
     return policy, rnd
 
 
@@ -103,8 +139,9 @@ class PPOBase(LearnerSettings):
     methods other than the update: acting, action bounds, export, saving and loading. Not
     made on its own: `PPO` is one, with the update (`learn()`) added."""
 
-    def __init__(self, options: PPOConfig, device: str | torch.device | None,
-                 num_threads: int | None, seed: int | None):
+    def __init__(
+        self, options: PPOConfig, device: str | torch.device | None, num_threads: int | None, seed: int | None
+    ):
         self.options = options
         for name in LEARNER_SETTINGS:  # what the learner reads, as its own attributes
             setattr(self, name, getattr(options, name))
@@ -116,18 +153,23 @@ class PPOBase(LearnerSettings):
         self.seed = int(seed)
         self.policy, self.rnd = build_networks(options, self.device, self.seed)
         self._policy_parameters = list(self.policy.parameters())
-        self.optimizer = torch.optim.Adam(self._policy_parameters, lr=self.lr, fused=True,
-                                          eps=options.adam_eps)
+        self.optimizer = torch.optim.Adam(
+            self._policy_parameters, lr=self.lr, fused=True, eps=options.adam_eps
+        )
         self.reward_scaler = RewardScaler(self.gamma).to(self.device) if self.normalize_reward else None
         # Intrinsic returns never restart at episode ends (Burda et al.) and are not clipped.
-        self.intrinsic_scaler = (RewardScaler(self.intrinsic_gamma, clip=float("inf"), episodic=False)
-                                 .to(self.device) if self.use_RND else None)
+        self.intrinsic_scaler = (
+            RewardScaler(self.intrinsic_gamma, clip=float("inf"), episodic=False).to(self.device)
+            if self.use_RND
+            else None
+        )
         self.memory = Memory(self.device)
         self.sample_generator = torch.Generator(self.device).manual_seed(self.seed)
         # On the CPU, rollout actions of vector policies are sampled in NumPy (same actions, less
         # overhead per call; see numpy_actor.py). Set to None to sample through torch.
-        self.numpy_actor = (NumpyActor(self.policy) if self.device.type == "cpu" and not self.has_images
-                            else None)
+        self.numpy_actor = (
+            NumpyActor(self.policy) if self.device.type == "cpu" and not self.has_images else None
+        )
         self.shuffle_generator = torch.Generator().manual_seed(self.seed + 1)
         self.samples_learned = 0
         self.stats: dict[str, float] = {}
@@ -149,8 +191,14 @@ class PPOBase(LearnerSettings):
         self.policy.set_action_bounds(low.to(self.device), high.to(self.device))
         self.action_bounds_given = True
 
-    def get_action(self, state, deterministic: bool = False, clip_actions: bool = True, *,
-                   generator: torch.Generator | None = None) -> np.ndarray:
+    def get_action(
+        self,
+        state,
+        deterministic: bool = False,
+        clip_actions: bool = True,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> np.ndarray:
         """Actions for a batch of states [B, observ_dim] (or one state [observ_dim]).
 
         Discrete: int64 indices [B]; MultiDiscrete: int64 [B, len(action_nvec)]. Continuous:
@@ -161,11 +209,11 @@ class PPOBase(LearnerSettings):
         keeps the raw mean. Sampling draws from `generator` (on the learner's device), by
         default the learner's own, which rollouts draw from.
         """
-        actions, _, single = self._act(state, deterministic, with_log_probs=False,
-                                       generator=generator)
+        actions, _, single = self._act(state, deterministic, with_log_probs=False, generator=generator)
         if deterministic and clip_actions and self.is_continuous and self.action_bounds_given:
-            actions = np.clip(actions, self.policy.action_low.cpu().numpy(),
-                              self.policy.action_high.cpu().numpy())
+            actions = np.clip(
+                actions, self.policy.action_low.cpu().numpy(), self.policy.action_high.cpu().numpy()
+            )
         return actions[0] if single else actions
 
     def sample_actions(self, state, deterministic: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -176,14 +224,15 @@ class PPOBase(LearnerSettings):
         log_probs = cast(np.ndarray, maybe_log_probs)  # with_log_probs: an array
         return (actions[0], log_probs[0]) if single else (actions, log_probs)
 
-    def _act(self, state, deterministic: bool, with_log_probs: bool,
-             generator: torch.Generator | None = None
-             ) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    def _act(
+        self, state, deterministic: bool, with_log_probs: bool, generator: torch.Generator | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None, bool]:
         """(actions [B, ...], their log-probs [B] or None, whether one state was given)."""
         states, single = check_states(state, self.observation_shape, self.observ_dim)
         generator = self.sample_generator if generator is None else generator
-        actions, log_probs = act(self.policy, self.numpy_actor, states, self.device, generator,
-                                 deterministic, with_log_probs)
+        actions, log_probs = act(
+            self.policy, self.numpy_actor, states, self.device, generator, deterministic, with_log_probs
+        )
         return actions, log_probs, single
 
     # -------------------------------------------- export (PPO/export.py), files (PPO/persistence.py)
@@ -195,8 +244,9 @@ class PPOBase(LearnerSettings):
         `clip_actions=False` keeps continuous actions unclipped. A policy trained on Discrete,
         MultiDiscrete or MultiBinary observations takes them raw (one-hot inside). See
         PPO/export.py."""
-        return export_policy(self.policy, file, format, clip_actions and self.action_bounds_given,
-                             self.observation_space)
+        return export_policy(
+            self.policy, file, format, clip_actions and self.action_bounds_given, self.observation_space
+        )
 
     def non_finite_weights(self) -> list[str]:
         """The names of the weights and statistics (as `save_weights` writes them) that hold

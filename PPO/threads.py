@@ -1,4 +1,5 @@
 """Where the learner runs: its device (`place`), and torch's intra-op thread count on a CPU."""
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,9 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def place(device: str | torch.device | None, num_threads: int | None, has_images: bool
-          ) -> tuple[torch.device, int]:
+def place(
+    device: str | torch.device | None, num_threads: int | None, has_images: bool
+) -> tuple[torch.device, int]:
     """A learner's device (`default_device()` if None) and torch's thread count: on a CPU,
     chosen by `choose_torch_threads`; elsewhere, as it is."""
     placed = torch.device(device) if device is not None else default_device()
@@ -21,8 +23,9 @@ def place(device: str | torch.device | None, num_threads: int | None, has_images
         raise ValueError(f"device: {device!r} was asked for, but torch sees no CUDA device here")
     if num_threads is not None:
         num_threads = check_positive_int("num_threads", num_threads)
-    return placed, (choose_torch_threads(num_threads, has_images) if placed.type == "cpu"
-                    else torch.get_num_threads())
+    return placed, (
+        choose_torch_threads(num_threads, has_images) if placed.type == "cpu" else torch.get_num_threads()
+    )
 
 
 # torch's thread count when this module was imported, and the last count a PPO chose: any other
@@ -43,8 +46,7 @@ def choose_torch_threads(requested: int | None, is_image: bool) -> int:
     global _threads_chosen
     current = torch.get_num_threads()
     if requested is None:
-        user_chose = "OMP_NUM_THREADS" in os.environ or current not in (_THREADS_AT_IMPORT,
-                                                                         _threads_chosen)
+        user_chose = "OMP_NUM_THREADS" in os.environ or current not in (_THREADS_AT_IMPORT, _threads_chosen)
         if user_chose:
             return current
         requested = max(1, min(CNN_THREADS, (os.cpu_count() or 1) // 4)) if is_image else 1

@@ -27,6 +27,7 @@ SB3's from its Monitor, which sits under the AtariWrapper and so sees whole game
 Writes results.json in --out (default benchmarks/results/atari_vs_cleanrl/), keeping the sides
 not run this time, and prints a table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,6 +55,7 @@ class OldGymApi:
 
     def __init__(self, pool):
         import gym
+
         self.pool = pool
         self.action_space = gym.spaces.Discrete(int(pool.action_space.n))
         space = pool.observation_space
@@ -74,6 +76,7 @@ class OldGymApi:
 def run_cleanrl_child(script: str, script_args: list[str]) -> None:
     """Runs CleanRL's script in this process with `envpool.make` returning the adapter."""
     import envpool
+
     make = envpool.make
     envpool.make = lambda *args, **kwargs: OldGymApi(make(*args, **kwargs))
     sys.argv = [script, *script_args]
@@ -81,8 +84,17 @@ def run_cleanrl_child(script: str, script_args: list[str]) -> None:
 
 
 # rl-baselines3-zoo hyperparams/ppo.yml, entry "atari" (lin_X: X decayed linearly to 0)
-ZOO_ATARI = dict(n_envs=8, n_steps=128, n_epochs=4, batch_size=256, learning_rate="lin_2.5e-4",
-                 clip_range="lin_0.1", vf_coef=0.5, ent_coef=0.01, frame_stack=4)
+ZOO_ATARI = dict(
+    n_envs=8,
+    n_steps=128,
+    n_epochs=4,
+    batch_size=256,
+    learning_rate="lin_2.5e-4",
+    clip_range="lin_0.1",
+    vf_coef=0.5,
+    ent_coef=0.01,
+    frame_stack=4,
+)
 
 
 def run_sb3_child(env_id: str, steps: int, seed: int) -> None:
@@ -99,15 +111,18 @@ def run_sb3_child(env_id: str, steps: int, seed: int) -> None:
         def _on_step(self) -> bool:
             for info in self.locals["infos"]:
                 if "episode" in info:  # Monitor's record of a whole game
-                    print(f"global_step={self.num_timesteps}, episodic_return={info['episode']['r']}",
-                          flush=True)
+                    print(
+                        f"global_step={self.num_timesteps}, episodic_return={info['episode']['r']}",
+                        flush=True,
+                    )
             return True
 
     torch.set_num_threads(1)
     gym.register_envs(ale_py)
     hp = with_zoo_schedules(ZOO_ATARI)
-    env = VecFrameStack(make_atari_env(env_id, n_envs=hp.pop("n_envs"), seed=seed),
-                        n_stack=hp.pop("frame_stack"))
+    env = VecFrameStack(
+        make_atari_env(env_id, n_envs=hp.pop("n_envs"), seed=seed), n_stack=hp.pop("frame_stack")
+    )
     model = PPO("CnnPolicy", env, seed=seed, device="cpu", verbose=0, **hp)
     model.learn(steps, callback=PrintGames())
 
@@ -120,29 +135,70 @@ def sb3_env_id(envpool_id: str) -> str:
 def start_pinned(command: list[str], out: Path, core: int, cwd: Path, env=None) -> subprocess.Popen:
     """`python *command` on one core, in the background, its output to OUT/stdout.txt."""
     log = open(out / "stdout.txt", "w")
-    return subprocess.Popen([sys.executable, *command], cwd=cwd, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, preexec_fn=lambda: os.sched_setaffinity(0, {core}))
+    return subprocess.Popen(
+        [sys.executable, *command],
+        cwd=cwd,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=lambda: os.sched_setaffinity(0, {core}),
+    )
 
 
 def start_ours(args, out: Path, core: int) -> subprocess.Popen:
-    return start_pinned([str(REPO / "train.py"), "--env", args.env, "--backend", "envpool",
-                         "--steps", str(args.steps), "--seed", str(args.seed), "--log-dir",
-                         str(out / "runs"), "--save-dir", str(out / "weights"), "--quiet"],
-                        out, core, cwd=REPO)
+    return start_pinned(
+        [
+            str(REPO / "train.py"),
+            "--env",
+            args.env,
+            "--backend",
+            "envpool",
+            "--steps",
+            str(args.steps),
+            "--seed",
+            str(args.seed),
+            "--log-dir",
+            str(out / "runs"),
+            "--save-dir",
+            str(out / "weights"),
+            "--quiet",
+        ],
+        out,
+        core,
+        cwd=REPO,
+    )
 
 
 def start_cleanrl(args, out: Path, core: int) -> subprocess.Popen:
-    return start_pinned([str(Path(__file__).resolve()), "--cleanrl-child", args.cleanrl_script,
-                         "--", "--env-id", args.env, "--total-timesteps", str(args.steps),
-                         "--seed", str(args.seed)], out, core, cwd=out,
-                        env=child_env((args.cleanrl_pythonpath,), PYTHONWARNINGS="ignore"))
+    return start_pinned(
+        [
+            str(Path(__file__).resolve()),
+            "--cleanrl-child",
+            args.cleanrl_script,
+            "--",
+            "--env-id",
+            args.env,
+            "--total-timesteps",
+            str(args.steps),
+            "--seed",
+            str(args.seed),
+        ],
+        out,
+        core,
+        cwd=out,
+        env=child_env((args.cleanrl_pythonpath,), PYTHONWARNINGS="ignore"),
+    )
 
 
 def start_sb3_zoo(args, out: Path, core: int) -> subprocess.Popen:
     pythonpath = (args.sb3_pythonpath,) if args.sb3_pythonpath else (os.environ.get("PYTHONPATH"),)
-    return start_pinned([str(Path(__file__).resolve()), "--sb3-child", sb3_env_id(args.env),
-                         str(args.steps), str(args.seed)], out, core, cwd=out,
-                        env=child_env(pythonpath, PYTHONWARNINGS="ignore"))
+    return start_pinned(
+        [str(Path(__file__).resolve()), "--sb3-child", sb3_env_id(args.env), str(args.steps), str(args.seed)],
+        out,
+        core,
+        cwd=out,
+        env=child_env(pythonpath, PYTHONWARNINGS="ignore"),
+    )
 
 
 SIDES = {"ours": start_ours, "cleanrl": start_cleanrl, "sb3_zoo": start_sb3_zoo}
@@ -162,11 +218,16 @@ def games_printed(out: Path) -> list[tuple[int, float]]:
 
 def summary(games: list[tuple[int, float]], seconds: float, steps: int) -> dict:
     scores = [score for _, score in games]
-    return {"games": len(games), "last_games_mean": float(np.mean(scores[-LAST_GAMES:])),
-            "best_window_mean": max(float(np.mean(scores[i:i + LAST_GAMES]))
-                                    for i in range(max(1, len(scores) - LAST_GAMES + 1))),
-            "seconds": round(seconds), "steps_per_second": round(steps / seconds, 1),
-            "curve": games}
+    return {
+        "games": len(games),
+        "last_games_mean": float(np.mean(scores[-LAST_GAMES:])),
+        "best_window_mean": max(
+            float(np.mean(scores[i : i + LAST_GAMES])) for i in range(max(1, len(scores) - LAST_GAMES + 1))
+        ),
+        "seconds": round(seconds),
+        "steps_per_second": round(steps / seconds, 1),
+        "curve": games,
+    }
 
 
 def main() -> None:
@@ -205,19 +266,42 @@ def main() -> None:
         results[side] = dict(summary(games, seconds[side], args.steps), run_with=sorted(args.sides))
     save_json(results_dir / "results.json", results)
     print(results["machine"])
-    rows = [[side, results[side]["games"], f"{results[side]['last_games_mean']:.1f}",
-             f"{results[side]['best_window_mean']:.1f}", f"{results[side]['seconds']} s",
-             results[side]["steps_per_second"]] for side in SIDES if side in results]
-    print("\n".join(table([f"{args.env}, {args.steps:,} steps, seed {args.seed}", "games",
-                           f"last {LAST_GAMES} games", "best 20-game window", "wall", "steps/s"], rows)))
+    rows = [
+        [
+            side,
+            results[side]["games"],
+            f"{results[side]['last_games_mean']:.1f}",
+            f"{results[side]['best_window_mean']:.1f}",
+            f"{results[side]['seconds']} s",
+            results[side]["steps_per_second"],
+        ]
+        for side in SIDES
+        if side in results
+    ]
+    print(
+        "\n".join(
+            table(
+                [
+                    f"{args.env}, {args.steps:,} steps, seed {args.seed}",
+                    "games",
+                    f"last {LAST_GAMES} games",
+                    "best 20-game window",
+                    "wall",
+                    "steps/s",
+                ],
+                rows,
+            )
+        )
+    )
 
 
 def previous_results(path: Path, args) -> dict:
     """The results file's other sides when they ran the same env, budget and seed."""
     key = {"env": args.env, "steps": args.steps, "seed": args.seed}
     old = load_json(path, {})
-    kept = {side: old[side] for side in SIDES
-            if same_run(old, key) and side in old and side not in args.sides}
+    kept = {
+        side: old[side] for side in SIDES if same_run(old, key) and side in old and side not in args.sides
+    }
     return {**key, **kept}
 
 

@@ -1,12 +1,13 @@
 """The learners bench.py's sections time, each run called in a fresh process (harness.call_fresh):
 our whole loop (`train_ours`) and the pieces of Stable-Baselines3 runs every section shares, with
 how a run's result reads (`ok`, `status`, `loop_rate`)."""
+
 from __future__ import annotations
 
 import time
 from collections import deque
 
-SOLVE_RETURN = 475.0        # CartPole-v1 is solved when the last 32 episodes average >= 475
+SOLVE_RETURN = 475.0  # CartPole-v1 is solved when the last 32 episodes average >= 475
 SOLVE_WINDOW = 32
 COLORS = {"ours": "tab:blue", "sb3": "tab:orange", "original": "tab:green"}
 
@@ -25,8 +26,7 @@ def next_round(runner) -> tuple[int, list[float]]:
     return runner.total_steps - done_before, runner.episode_returns[returns_before:]
 
 
-def make_our_runner(env_id: str, seed: int, steps: int, options: dict, ppo_options: dict,
-                    num_envs: int = 32):
+def make_our_runner(env_id: str, seed: int, steps: int, options: dict, ppo_options: dict, num_envs: int = 32):
     """(AsyncPPO with `ppo_for_env`, None), or (None, why) when AsyncPPO rejects `options`."""
     import gymnasium as gym
 
@@ -45,14 +45,23 @@ def make_our_runner(env_id: str, seed: int, steps: int, options: dict, ppo_optio
 
 def describe_runner(runner) -> dict:
     env = runner.env
-    return dict(backend=getattr(env, "backend_name", "?"),
-                rollout=str(getattr(runner, "rollout", "episodes")),
-                driven_by="train_round" if hasattr(runner, "train_round") else "run")
+    return dict(
+        backend=getattr(env, "backend_name", "?"),
+        rollout=str(getattr(runner, "rollout", "episodes")),
+        driven_by="train_round" if hasattr(runner, "train_round") else "run",
+    )
 
 
-def train_ours(env_id: str, seed: int, steps: int, stop_return: float | None = None,
-               window: int = SOLVE_WINDOW, options: dict | None = None,
-               ppo_options: dict | None = None, num_envs: int = 32) -> dict:
+def train_ours(
+    env_id: str,
+    seed: int,
+    steps: int,
+    stop_return: float | None = None,
+    window: int = SOLVE_WINDOW,
+    options: dict | None = None,
+    ppo_options: dict | None = None,
+    num_envs: int = 32,
+) -> dict:
     """Our whole loop (collection + learning), round by round, until `steps` env steps or the
     mean of the last `window` episode returns reaches `stop_return`."""
     start = time.perf_counter()
@@ -71,9 +80,16 @@ def train_ours(env_id: str, seed: int, steps: int, stop_return: float | None = N
             if solved:
                 break
     elapsed = time.perf_counter() - start
-    return dict(records=records, steps=total, time=elapsed, solved=solved,
-                steps_per_s=total / elapsed, last_mean=records[-1]["mean_return"],
-                num_envs=num_envs, **describe_runner(runner))
+    return dict(
+        records=records,
+        steps=total,
+        time=elapsed,
+        solved=solved,
+        steps_per_s=total / elapsed,
+        last_mean=records[-1]["mean_return"],
+        num_envs=num_envs,
+        **describe_runner(runner),
+    )
 
 
 def sb3_recorder(start: float, window: int, stop_return: float | None):
@@ -92,8 +108,9 @@ def sb3_recorder(start: float, window: int, stop_return: float | None):
         def _on_rollout_end(self) -> None:
             returns = [info["r"] for info in self.model.ep_info_buffer][-window:]
             mean = float(sum(returns) / len(returns)) if returns else float("nan")
-            self.records.append(dict(time=time.perf_counter() - start,
-                                     steps=int(self.model.num_timesteps), mean_return=mean))
+            self.records.append(
+                dict(time=time.perf_counter() - start, steps=int(self.model.num_timesteps), mean_return=mean)
+            )
             if stop_return is not None and len(returns) == window and mean >= stop_return:
                 self.solved = True
 
@@ -107,9 +124,15 @@ def sb3_result(model, recorder, start: float, planned_steps: int) -> dict:
         steps, elapsed = records[-1]["steps"], records[-1]["time"]
     else:
         steps, elapsed = int(model.num_timesteps), time.perf_counter() - start
-    return dict(records=records, steps=steps, time=elapsed, solved=recorder.solved,
-                steps_per_s=steps / elapsed, last_mean=records[-1]["mean_return"] if records else None,
-                planned_steps=planned_steps)
+    return dict(
+        records=records,
+        steps=steps,
+        time=elapsed,
+        solved=recorder.solved,
+        steps_per_s=steps / elapsed,
+        last_mean=records[-1]["mean_return"] if records else None,
+        planned_steps=planned_steps,
+    )
 
 
 def sb3_last_mean(model, window: int) -> float:
@@ -136,8 +159,10 @@ def status(result: dict) -> str:
     if "steps_per_s" in result:
         text = f"{result['steps_per_s']:,.0f} steps/s"
         if result.get("solved") is not None:
-            text += (f", {'solved' if result['solved'] else 'not solved'} at "
-                     f"{result['steps']:,} steps, {result['time']:.1f} s")
+            text += (
+                f", {'solved' if result['solved'] else 'not solved'} at "
+                f"{result['steps']:,} steps, {result['time']:.1f} s"
+            )
         return text
     return "ok"
 

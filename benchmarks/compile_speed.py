@@ -7,6 +7,7 @@ Writes benchmarks/results/compile_update.json and prints a Markdown table.
 
     python benchmarks/compile_speed.py [--repeats 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,16 +57,45 @@ def main() -> None:
         plain = statistics.median(r["steps_per_s"] for r in runs[False])
         compiled = statistics.median(r["steps_per_s"] for r in runs[True])
         warm_up = [statistics.median(r["warm_up_seconds"] for r in runs[c]) for c in (False, True)]
-        rows.append(dict(env=env_id, plain=runs[False], compiled=runs[True], ratio=compiled / plain,
-                         compile_seconds=warm_up[1] - warm_up[0]))
-        print(f"{env_id}: plain {plain:,.0f}, compiled {compiled:,.0f} steps/s "
-              f"({compiled / plain:.2f}x), compiling cost {warm_up[1] - warm_up[0]:.1f} s", flush=True)
+        rows.append(
+            dict(
+                env=env_id,
+                plain=runs[False],
+                compiled=runs[True],
+                ratio=compiled / plain,
+                compile_seconds=warm_up[1] - warm_up[0],
+            )
+        )
+        print(
+            f"{env_id}: plain {plain:,.0f}, compiled {compiled:,.0f} steps/s "
+            f"({compiled / plain:.2f}x), compiling cost {warm_up[1] - warm_up[0]:.1f} s",
+            flush=True,
+        )
     save_json(RESULTS, dict(machine=machine_line(), rows=rows))
-    print("\n" + "\n".join(table(
-        ["env", "plain update, steps/s", "compiled update, steps/s", "compiled / plain", "compiling costs"],
-        [[row["env"], f"{statistics.median(r['steps_per_s'] for r in row['plain']):,.0f}",
-          f"{statistics.median(r['steps_per_s'] for r in row['compiled']):,.0f}", f"{row['ratio']:.2f}x",
-          f"{row['compile_seconds']:.0f} s"] for row in rows])))
+    print(
+        "\n"
+        + "\n".join(
+            table(
+                [
+                    "env",
+                    "plain update, steps/s",
+                    "compiled update, steps/s",
+                    "compiled / plain",
+                    "compiling costs",
+                ],
+                [
+                    [
+                        row["env"],
+                        f"{statistics.median(r['steps_per_s'] for r in row['plain']):,.0f}",
+                        f"{statistics.median(r['steps_per_s'] for r in row['compiled']):,.0f}",
+                        f"{row['ratio']:.2f}x",
+                        f"{row['compile_seconds']:.0f} s",
+                    ]
+                    for row in rows
+                ],
+            )
+        )
+    )
 
 
 if __name__ == "__main__":

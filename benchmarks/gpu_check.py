@@ -20,6 +20,7 @@ Then speed, each as whole-loop env steps per second (collection and learning):
   each one's ratio to the plain update, counted after the warm-up round that compiles it.
 Writes gpu_check.json and prints a table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,18 +52,34 @@ def check(condition: bool, what: str) -> None:
 
 
 def filled_learner(device: str, seed: int = 0) -> PPO:
-    ppo = PPO(True, 6, 2, device=device, seed=seed, batch_size=512, mini_batch_size=128,
-              k_epochs=2, normalize_obs=True, normalize_reward=True, action_low=[-2, -1],
-              action_high=[2, 1])
+    ppo = PPO(
+        True,
+        6,
+        2,
+        device=device,
+        seed=seed,
+        batch_size=512,
+        mini_batch_size=128,
+        k_epochs=2,
+        normalize_obs=True,
+        normalize_reward=True,
+        action_low=[-2, -1],
+        action_high=[2, 1],
+    )
     rng = np.random.default_rng(seed)
     states = rng.normal(size=(512, 6)).astype(np.float32)
     ends = np.zeros(512, bool)
     ends[127::128] = True
     truncated = ends.copy()
     truncated[255] = False  # one termination among the ends
-    ppo.memory.add_trajectories(states, rng.normal(size=(512, 2)).astype(np.float32),
-                   rng.normal(size=512).astype(np.float32), ends & ~truncated, truncated,
-                   states[ends])
+    ppo.memory.add_trajectories(
+        states,
+        rng.normal(size=(512, 2)).astype(np.float32),
+        rng.normal(size=512).astype(np.float32),
+        ends & ~truncated,
+        truncated,
+        states[ends],
+    )
     return ppo
 
 
@@ -70,9 +87,10 @@ def check_update_matches_cpu(device: str) -> dict:
     """One learn() on `device` against the same on the CPU: weights equal to float tolerance."""
     cpu, other = filled_learner("cpu"), filled_learner(device)
     cpu.learn(), other.learn()
-    worst = max(float((a.detach().cpu() - b.detach()).abs().max())
-                for a, b in zip(other.policy.state_dict().values(), cpu.policy.state_dict().values(),
-                                strict=True))
+    worst = max(
+        float((a.detach().cpu() - b.detach()).abs().max())
+        for a, b in zip(other.policy.state_dict().values(), cpu.policy.state_dict().values(), strict=True)
+    )
     check(worst < 1e-4, f"the update on {device} differs from the CPU's by {worst:.2e}")
     return {"max_weight_difference": worst}
 
@@ -85,11 +103,11 @@ def check_save_load_export(device: str) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         ppo.save_weights(folder)
         loaded = PPO.load(folder, device="cpu")
-        np.testing.assert_allclose(loaded.get_action(states, deterministic=True), expected,
-                                   rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            loaded.get_action(states, deterministic=True), expected, rtol=1e-4, atol=1e-5
+        )
         exported = torch.export.load(ppo.export(Path(folder) / "policy.pt2")).module()
-        np.testing.assert_allclose(exported(torch.from_numpy(states)).numpy(), expected,
-                                   rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(exported(torch.from_numpy(states)).numpy(), expected, rtol=1e-4, atol=1e-5)
     return {"save_load_export": "ok"}
 
 
@@ -107,16 +125,38 @@ def check_learns(device: str, steps: int) -> dict:
     return {"steps": steps, "mean_return": mean, "seconds": time.perf_counter() - start}
 
 
-def loop_speed(env_id: str, device: str, num_envs: int, num_steps: int, rounds: int,
-               backend: str, overlap: bool = False, compile_mode: str | None = None) -> dict:
+def loop_speed(
+    env_id: str,
+    device: str,
+    num_envs: int,
+    num_steps: int,
+    rounds: int,
+    backend: str,
+    overlap: bool = False,
+    compile_mode: str | None = None,
+) -> dict:
     """Whole-loop steps/s; `compile_mode` None: the plain update, else compiled in that mode."""
     compiled = dict(compile_update=True, compile_mode=compile_mode) if compile_mode else {}
     # half a round: the native vector env's autoreset rows are not learned from, so a whole
     # round's batch would make the learner wait every other round
-    ppo = ppo_for_env(env_id, seed=0, device=device, batch_size=num_envs * num_steps // 2,
-                      mini_batch_size=num_envs * num_steps // 4, **compiled)
-    runner = AsyncPPO(env_id, ppo, num_envs=num_envs, num_steps=num_steps, steps=10**12,
-                      backend=backend, progress_bar=False, overlap=overlap)
+    ppo = ppo_for_env(
+        env_id,
+        seed=0,
+        device=device,
+        batch_size=num_envs * num_steps // 2,
+        mini_batch_size=num_envs * num_steps // 4,
+        **compiled,
+    )
+    runner = AsyncPPO(
+        env_id,
+        ppo,
+        num_envs=num_envs,
+        num_steps=num_steps,
+        steps=10**12,
+        backend=backend,
+        progress_bar=False,
+        overlap=overlap,
+    )
     try:
         while ppo.samples_learned == 0:  # warm-up: first CUDA kernels, allocations, compiling
             runner.train_round()
@@ -130,26 +170,38 @@ def loop_speed(env_id: str, device: str, num_envs: int, num_steps: int, rounds: 
         seconds = time.perf_counter() - start
         where = "collector process" if overlap else runner.env.backend_name
         update = f", compiled ({compile_mode})" if compile_mode else ""
-        return {"env": env_id, "backend": f"{backend}, {where}{update}", "num_envs": num_envs,
-                "overlap": overlap, "compile_mode": compile_mode,
-                "steps_per_s": (runner.total_steps - steps) / seconds}
+        return {
+            "env": env_id,
+            "backend": f"{backend}, {where}{update}",
+            "num_envs": num_envs,
+            "overlap": overlap,
+            "compile_mode": compile_mode,
+            "steps_per_s": (runner.total_steps - steps) / seconds,
+        }
     finally:
         runner.close()
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (CI, a CPU)")
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"),
-                        help="folder for gpu_check.json")
+    parser.add_argument(
+        "--out", default=str(Path(__file__).resolve().parent / "results"), help="folder for gpu_check.json"
+    )
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         print("gpu_check: --device cuda, but torch sees no CUDA device (pass --device cpu)")
         return 1
-    report: dict = {"device": args.device, "quick": args.quick, "torch": torch.__version__,
-                    "machine": platform.platform(), "python": platform.python_version()}
+    report: dict = {
+        "device": args.device,
+        "quick": args.quick,
+        "torch": torch.__version__,
+        "machine": platform.platform(),
+        "python": platform.python_version(),
+    }
     if args.device == "cuda":
         report["gpu"] = torch.cuda.get_device_name(0)
     try:
@@ -162,18 +214,32 @@ def main() -> int:
         write(report, args.out)
         return 1
 
-    cartpole = dict(num_envs=1024 if args.quick else 4096, num_steps=16 if args.quick else 32,
-                    rounds=2 if args.quick else 10, backend="native")
-    speed = [loop_speed("CartPole-v1", args.device, **cartpole),
-             loop_speed("CartPole-v1", args.device, **cartpole, overlap=True)]
+    cartpole = dict(
+        num_envs=1024 if args.quick else 4096,
+        num_steps=16 if args.quick else 32,
+        rounds=2 if args.quick else 10,
+        backend="native",
+    )
+    speed = [
+        loop_speed("CartPole-v1", args.device, **cartpole),
+        loop_speed("CartPole-v1", args.device, **cartpole, overlap=True),
+    ]
     report["overlap_speedup"] = speed[1]["steps_per_s"] / speed[0]["steps_per_s"]
     if not args.quick:  # compiling takes tens of seconds: not in the quick check
         for mode, key in (("default", "compile_speedup"), ("reduce-overhead", "cuda_graphs_speedup")):
             speed.append(loop_speed("CartPole-v1", args.device, **cartpole, compile_mode=mode))
             report[key] = speed[-1]["steps_per_s"] / speed[0]["steps_per_s"]
     if importlib.util.find_spec("envpool") is not None:
-        speed.append(loop_speed("Pong-v5", args.device, 8 if args.quick else 64,
-                                16 if args.quick else 128, 1 if args.quick else 5, "envpool"))
+        speed.append(
+            loop_speed(
+                "Pong-v5",
+                args.device,
+                8 if args.quick else 64,
+                16 if args.quick else 128,
+                1 if args.quick else 5,
+                "envpool",
+            )
+        )
     else:
         speed.append({"env": "Pong-v5", "skipped": "envpool is not installed"})
     report["speed"] = speed
@@ -186,10 +252,14 @@ def main() -> int:
             print(f"{row['env']:14s} {row['backend']:44s} {row['num_envs']:7d} {row['steps_per_s']:12,.0f}")
     print(f"overlap on/off (CartPole): {report['overlap_speedup']:.2f}x")
     if "compile_speedup" in report:
-        print(f"compiled update on/off (CartPole, after compiling): {report['compile_speedup']:.2f}x; "
-              f"with CUDA graphs (reduce-overhead): {report['cuda_graphs_speedup']:.2f}x")
-    print(f"correctness: ok (update vs CPU: {report['update_matches_cpu']['max_weight_difference']:.1e}; "
-          f"CartPole mean return {report['learns']['mean_return']:.0f})")
+        print(
+            f"compiled update on/off (CartPole, after compiling): {report['compile_speedup']:.2f}x; "
+            f"with CUDA graphs (reduce-overhead): {report['cuda_graphs_speedup']:.2f}x"
+        )
+    print(
+        f"correctness: ok (update vs CPU: {report['update_matches_cpu']['max_weight_difference']:.1e}; "
+        f"CartPole mean return {report['learns']['mean_return']:.0f})"
+    )
     return 0
 
 

@@ -11,6 +11,7 @@ process, background load, result files, and tables and plots. Each benchmark is 
   `runs_outside`, `finished_run` (--reuse: keep what a partial rerun does not redo).
 - Tables and plots: `fmt`, `median`, `ratio`, `difference`, `table`, `pyplot`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,6 +34,7 @@ REPO = HERE.parent
 
 
 # ---------------------------------------------------------------- the machine
+
 
 def cpu_model() -> str:
     """The CPU's model name (from /proc/cpuinfo on Linux), else what `platform` knows."""
@@ -63,22 +65,29 @@ def package_versions(*names: str) -> dict[str, str]:
 
 def gpu_name() -> str:
     import torch
+
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
 
 
 def git_commit() -> str:
     """The checkout's short commit, flagged when PPO/ or AsyncTools/ have uncommitted changes."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True,
-                                capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "PPO", "AsyncTools"],
-                               cwd=REPO, text=True, capture_output=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True, capture_output=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "PPO", "AsyncTools"],
+            cwd=REPO,
+            text=True,
+            capture_output=True,
+        ).stdout.strip()
         return commit + (" + uncommitted changes in PPO/ or AsyncTools/" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
 
 # ---------------------------------------------------------------- fresh processes
+
 
 class ChildFailed(RuntimeError):
     """A child process exited with an error or ran past its timeout."""
@@ -99,14 +108,21 @@ def child_env(pythonpath=None, threads: int | None = None, **extra: str) -> dict
     return env
 
 
-def run_python(args: list[str], *, timeout: float | None = None, env: dict | None = None,
-               cwd: Path | str = REPO, python: str = sys.executable) -> str:
+def run_python(
+    args: list[str],
+    *,
+    timeout: float | None = None,
+    env: dict | None = None,
+    cwd: Path | str = REPO,
+    python: str = sys.executable,
+) -> str:
     """`python *args` in a fresh process (environment `env`, by default child_env()); returns its
     stdout. Raises ChildFailed with the exit status and the last lines of its stderr, or on the
     timeout."""
     try:
-        done = subprocess.run([python, *args], cwd=cwd, env=env or child_env(),
-                              capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(
+            [python, *args], cwd=cwd, env=env or child_env(), capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         raise ChildFailed(f"timed out after {timeout:.0f} s") from None
     if done.returncode != 0:
@@ -128,8 +144,14 @@ def or_error(call, *args, **kwargs) -> dict:
         return {"error": str(failure)}
 
 
-def call_fresh(target: str, kwargs: dict | None = None, *, threads: int | None = None,
-               timeout: float | None = None, pythonpath=None):
+def call_fresh(
+    target: str,
+    kwargs: dict | None = None,
+    *,
+    threads: int | None = None,
+    timeout: float | None = None,
+    pythonpath=None,
+):
     """`module:function(**kwargs)` in a fresh interpreter (modules of benchmarks/ and the
     repository import; `pythonpath` as child_env takes it), returning its JSON-able result.
     With `threads`, the child pins torch and the math libraries to that many threads and builds
@@ -137,8 +159,15 @@ def call_fresh(target: str, kwargs: dict | None = None, *, threads: int | None =
     inside the call pays it."""
     with tempfile.TemporaryDirectory() as tmp:
         result = Path(tmp) / "result.json"
-        args = [str(Path(__file__)), "--call", target, "--kwargs", json.dumps(kwargs or {}),
-                "--result", str(result)]
+        args = [
+            str(Path(__file__)),
+            "--call",
+            target,
+            "--kwargs",
+            json.dumps(kwargs or {}),
+            "--result",
+            str(result),
+        ]
         if threads is not None:
             args += ["--threads", str(threads)]
         run_python(args, timeout=timeout, env=child_env(pythonpath, threads))
@@ -158,6 +187,7 @@ def _child_main(argv: list[str]) -> None:
     sys.path[:0] = [str(HERE), str(REPO)]
     if args.threads is not None:
         import torch
+
         torch.set_num_threads(args.threads)
         torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     module, function = args.call.split(":")
@@ -197,10 +227,17 @@ class Runs:
         busy1, cpu1 = _busy_seconds(), _children_cpu()
         others = None if busy0 is None else max(0.0, (busy1 - busy0) - (cpu1 - cpu0)) / wall
         status = self.describe(result)
-        self.log.append(dict(label=label, measurement=target.split(":")[-1], threads=threads,
-                             kwargs=kwargs, wall_s=round(wall, 2),
-                             other_cpu_cores=None if others is None else round(others, 2),
-                             status=status))
+        self.log.append(
+            dict(
+                label=label,
+                measurement=target.split(":")[-1],
+                threads=threads,
+                kwargs=kwargs,
+                wall_s=round(wall, 2),
+                other_cpu_cores=None if others is None else round(others, 2),
+                status=status,
+            )
+        )
         flag = "" if others is None or others < 0.3 else f"  [other processes used {others:.1f} cores]"
         print(f"  {label}: {status} ({wall:.1f} s){flag}", file=sys.stderr, flush=True)
         return result
@@ -227,6 +264,7 @@ def beside_load(code: str | None = BUSY_LOOP, settle: float = 0.5):
 
 
 # ---------------------------------------------------------------- result files
+
 
 def finite(value):
     """A copy of `value` that strict JSON can hold: inf/nan floats become strings."""
@@ -284,6 +322,7 @@ def finished_run(old: list[dict], key: dict) -> dict | None:
 
 # ---------------------------------------------------------------- tables and plots
 
+
 def fmt(value, digits: int = 0, unit: str = "", infinite: str = "n/a") -> str:
     """`value` with thousands separators and `digits` decimals; None and nan read "n/a",
     an infinity `infinite`."""
@@ -316,8 +355,10 @@ def difference(a, b) -> float | None:
 
 def table(header: list[str], rows: list[list]) -> list[str]:
     """A markdown table's lines: the header, the rule, one line per row (cells as str)."""
+
     def line(cells):
         return "|" + "|".join(f" {cell} " if str(cell) else " " for cell in cells) + "|"
+
     return [line(header), "|" + "---|" * len(header)] + [line(row) for row in rows]
 
 
@@ -325,6 +366,7 @@ def pyplot():
     """matplotlib.pyplot on the file-only Agg backend, or None when matplotlib is missing."""
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:

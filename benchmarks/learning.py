@@ -14,6 +14,7 @@ Each run is a fresh subprocess (harness.call_fresh) training with the one-liner
 - for MountainCar, the env step at which a car first reached the flag.
 Results: a markdown table on stdout and in OUT/learning.md, OUT/learning.json, OUT/learning.png.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,40 +33,83 @@ SEED_SPACING = 1000  # copy i of a run seeded s is seeded s + i: keep runs' env 
 # CleanRL's continuous settings (ppo_continuous_action.py): 2048 steps per update, 10 epochs of
 # 64-sample mini-batches, lr 3e-4 annealed, observation and reward normalisation; 8 envs x 256.
 # preset=False: exactly these on CleanRL's 64x64 tanh network (HalfCheetah's preset is RL Zoo's).
-MUJOCO = dict(ppo=dict(lr=3e-4, anneal_lr=True, k_epochs=10, batch_size=2048, mini_batch_size=64,
-                       gamma=0.99, GAE_lambda=0.95, normalize_obs=True, normalize_reward=True,
-                       value_clip=0.2),
-              runner=dict(num_envs=8, num_steps=256), preset=False)
+MUJOCO = dict(
+    ppo=dict(
+        lr=3e-4,
+        anneal_lr=True,
+        k_epochs=10,
+        batch_size=2048,
+        mini_batch_size=64,
+        gamma=0.99,
+        GAE_lambda=0.95,
+        normalize_obs=True,
+        normalize_reward=True,
+        value_clip=0.2,
+    ),
+    runner=dict(num_envs=8, num_steps=256),
+    preset=False,
+)
 NORMALIZED = dict(normalize_obs=True, normalize_reward=True)
 # the same with each round collected while the learner updates on the previous one
 OVERLAPPED = dict(MUJOCO, runner=dict(MUJOCO["runner"], overlap=True))
 
 TASKS = {
-    "cartpole": dict(env="CartPole-v1", steps=500_000, ppo={}, runner={},
-                     published="CleanRL ppo.py, 500k steps: 490 +- 6"),
-    "acrobot": dict(env="Acrobot-v1", steps=500_000, ppo={}, runner={},
-                    published="CleanRL ppo.py, 500k steps: -86 +- 1"),
-    "pendulum": dict(env="Pendulum-v1", steps=200_000,
-                     ppo=dict(gamma=0.9, lr=1e-3, k_epochs=10, mini_batch_size=256, **NORMALIZED),
-                     runner=dict(num_envs=16, num_steps=128),
-                     published="SB3 + RL Zoo settings, 200k steps, measured here: -471"),
-    "halfcheetah": dict(env="HalfCheetah-v5", steps=1_000_000, **MUJOCO,
-                        published="CleanRL, HalfCheetah-v4, 1M steps: 1443 +- 46"),
-    "hopper": dict(env="Hopper-v5", steps=1_000_000, **MUJOCO,
-                   published="CleanRL, Hopper-v4, 1M steps: 2383 +- 272"),
-    "halfcheetah-overlap": dict(env="HalfCheetah-v5", steps=1_000_000, **OVERLAPPED,
-                                published="synchronous rounds, this table's halfcheetah row"),
-    "hopper-overlap": dict(env="Hopper-v5", steps=1_000_000, **OVERLAPPED,
-                           published="synchronous rounds, this table's hopper row"),
-    "halfcheetah-overlap-lagweight": dict(env="HalfCheetah-v5", steps=1_000_000,
-                                          ppo=dict(OVERLAPPED["ppo"], max_lag_weight=2.0),
-                                          runner=OVERLAPPED["runner"], preset=False,
-                                          published="the halfcheetah-overlap row (no lag weight)"),
-    "mountaincar": dict(env="MountainCar-v0", steps=500_000, ppo=dict(NORMALIZED), runner={},
-                        published="(no published PPO figure; -200 = never reaches the flag)"),
-    "mountaincar-rnd": dict(env="MountainCar-v0", steps=500_000,
-                            ppo=dict(use_RND=True, **NORMALIZED), runner={},
-                            published="RND: the car should reach the flag within 1M steps"),
+    "cartpole": dict(
+        env="CartPole-v1", steps=500_000, ppo={}, runner={}, published="CleanRL ppo.py, 500k steps: 490 +- 6"
+    ),
+    "acrobot": dict(
+        env="Acrobot-v1", steps=500_000, ppo={}, runner={}, published="CleanRL ppo.py, 500k steps: -86 +- 1"
+    ),
+    "pendulum": dict(
+        env="Pendulum-v1",
+        steps=200_000,
+        ppo=dict(gamma=0.9, lr=1e-3, k_epochs=10, mini_batch_size=256, **NORMALIZED),
+        runner=dict(num_envs=16, num_steps=128),
+        published="SB3 + RL Zoo settings, 200k steps, measured here: -471",
+    ),
+    "halfcheetah": dict(
+        env="HalfCheetah-v5",
+        steps=1_000_000,
+        **MUJOCO,
+        published="CleanRL, HalfCheetah-v4, 1M steps: 1443 +- 46",
+    ),
+    "hopper": dict(
+        env="Hopper-v5", steps=1_000_000, **MUJOCO, published="CleanRL, Hopper-v4, 1M steps: 2383 +- 272"
+    ),
+    "halfcheetah-overlap": dict(
+        env="HalfCheetah-v5",
+        steps=1_000_000,
+        **OVERLAPPED,
+        published="synchronous rounds, this table's halfcheetah row",
+    ),
+    "hopper-overlap": dict(
+        env="Hopper-v5",
+        steps=1_000_000,
+        **OVERLAPPED,
+        published="synchronous rounds, this table's hopper row",
+    ),
+    "halfcheetah-overlap-lagweight": dict(
+        env="HalfCheetah-v5",
+        steps=1_000_000,
+        ppo=dict(OVERLAPPED["ppo"], max_lag_weight=2.0),
+        runner=OVERLAPPED["runner"],
+        preset=False,
+        published="the halfcheetah-overlap row (no lag weight)",
+    ),
+    "mountaincar": dict(
+        env="MountainCar-v0",
+        steps=500_000,
+        ppo=dict(NORMALIZED),
+        runner={},
+        published="(no published PPO figure; -200 = never reaches the flag)",
+    ),
+    "mountaincar-rnd": dict(
+        env="MountainCar-v0",
+        steps=500_000,
+        ppo=dict(use_RND=True, **NORMALIZED),
+        runner={},
+        published="RND: the car should reach the flag within 1M steps",
+    ),
 }
 
 
@@ -89,18 +133,27 @@ def train_and_evaluate(task: str, seed: int, steps: int) -> dict:
         runner.train_round()
         if runner.episode_returns:
             curve.append((runner.total_steps, float(np.mean(runner.episode_returns[-TRAIN_WINDOW:]))))
-        if first_flag is None and spec["env"].startswith("MountainCar") \
-                and min(runner.episode_lengths, default=200) < 200:
+        if (
+            first_flag is None
+            and spec["env"].startswith("MountainCar")
+            and min(runner.episode_lengths, default=200) < 200
+        ):
             first_flag = runner.total_steps
     seconds = time.perf_counter() - start
     runner.close()
     with tempfile.TemporaryDirectory() as directory:
         ppo.save_weights(directory)
         loaded = PPO.load(directory, device="cpu")
-    return dict(task=task, seed=seed, steps=runner.total_steps, seconds=seconds,
-                train=float(np.mean(runner.episode_returns[-TRAIN_WINDOW:])),
-                eval=float(np.mean(evaluate(loaded, gym.make(spec["env"]), seed))),
-                first_flag=first_flag, curve=curve[:: max(1, len(curve) // 200)])
+    return dict(
+        task=task,
+        seed=seed,
+        steps=runner.total_steps,
+        seconds=seconds,
+        train=float(np.mean(runner.episode_returns[-TRAIN_WINDOW:])),
+        eval=float(np.mean(evaluate(loaded, gym.make(spec["env"]), seed))),
+        first_flag=first_flag,
+        curve=curve[:: max(1, len(curve) // 200)],
+    )
 
 
 def evaluate(ppo, env, seed: int) -> list[float]:
@@ -120,12 +173,14 @@ def evaluate(ppo, env, seed: int) -> list[float]:
 # ------------------------------------------------------------------ the driver
 def run_worker(task: str, seed: int, steps: int) -> dict:
     try:
-        result = call_fresh("learning:train_and_evaluate", dict(task=task, seed=seed, steps=steps),
-                            threads=1)
+        result = call_fresh("learning:train_and_evaluate", dict(task=task, seed=seed, steps=steps), threads=1)
     except ChildFailed as failure:
         raise RuntimeError(f"{task} seed {seed} failed: {failure}") from None
-    print(f"  {task} seed {seed}: train {result['train']:.1f}, eval {result['eval']:.1f}, "
-          f"{result['seconds']:.0f} s", flush=True)
+    print(
+        f"  {task} seed {seed}: train {result['train']:.1f}, eval {result['eval']:.1f}, "
+        f"{result['seconds']:.0f} s",
+        flush=True,
+    )
     return result
 
 
@@ -137,12 +192,18 @@ def summarize(results: list[dict]) -> dict:
         def mean_std(key, runs=runs):
             values = [r[key] for r in runs]
             return statistics.mean(values), statistics.pstdev(values) if len(values) > 1 else 0.0
+
         flags = [r["first_flag"] for r in runs]
-        summary[task] = dict(env=TASKS[task]["env"], steps=runs[0]["steps"], seeds=len(runs),
-                             train=mean_std("train"), eval=mean_std("eval"),
-                             seconds=statistics.median(r["seconds"] for r in runs),
-                             first_flag=flags if TASKS[task]["env"].startswith("MountainCar") else None,
-                             published=TASKS[task]["published"])
+        summary[task] = dict(
+            env=TASKS[task]["env"],
+            steps=runs[0]["steps"],
+            seeds=len(runs),
+            train=mean_std("train"),
+            eval=mean_std("eval"),
+            seconds=statistics.median(r["seconds"] for r in runs),
+            first_flag=flags if TASKS[task]["env"].startswith("MountainCar") else None,
+            published=TASKS[task]["published"],
+        )
     return summary
 
 
@@ -153,12 +214,29 @@ def markdown(summary: dict, machine: str) -> str:
         if s["first_flag"] is not None:
             reached = [f for f in s["first_flag"] if f is not None]
             flag = f"; flag first reached at {', '.join(f'{f:,}' for f in reached) or 'never'}"
-        rows.append([f"{task} ({s['env']})", f"{s['steps']:,}", s["seeds"],
-                     f"{s['train'][0]:.1f} +- {s['train'][1]:.1f}",
-                     f"{s['eval'][0]:.1f} +- {s['eval'][1]:.1f}", f"{s['seconds']:.0f} s{flag}",
-                     s["published"]])
-    lines = table(["task", "env steps", "seeds", "train (last 20 episodes)", "eval (10 deterministic)",
-                   "wall-clock per run", "published"], rows)
+        rows.append(
+            [
+                f"{task} ({s['env']})",
+                f"{s['steps']:,}",
+                s["seeds"],
+                f"{s['train'][0]:.1f} +- {s['train'][1]:.1f}",
+                f"{s['eval'][0]:.1f} +- {s['eval'][1]:.1f}",
+                f"{s['seconds']:.0f} s{flag}",
+                s["published"],
+            ]
+        )
+    lines = table(
+        [
+            "task",
+            "env steps",
+            "seeds",
+            "train (last 20 episodes)",
+            "eval (10 deterministic)",
+            "wall-clock per run",
+            "published",
+        ],
+        rows,
+    )
     return "\n".join([f"Machine: {machine}", ""] + lines) + "\n"
 
 
@@ -170,7 +248,7 @@ def plot(results: list[dict], file: Path) -> None:
     columns = min(4, len(tasks))
     rows = -(-len(tasks) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.2 * rows), squeeze=False)
-    for axis in axes.flat[len(tasks):]:
+    for axis in axes.flat[len(tasks) :]:
         axis.set_visible(False)
     for axis, task in zip(axes.flat, tasks, strict=False):
         for run in (r for r in results if r["task"] == task):
@@ -187,20 +265,23 @@ def plot(results: list[dict], file: Path) -> None:
 
 def machine_name() -> str:
     import torch
+
     return f"{machine_line()}, no GPU used, torch {torch.__version__}, 1 torch thread per run"
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated: " + ", ".join(TASKS))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=0, help="seed index to start from")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time")
     parser.add_argument("--quick", action="store_true", help="1/20 of each budget, 1 seed")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "learning"))
-    parser.add_argument("--replot", action="store_true",
-                        help="redraw OUT/learning.png from OUT/learning.json")
+    parser.add_argument(
+        "--replot", action="store_true", help="redraw OUT/learning.png from OUT/learning.json"
+    )
     args = parser.parse_args(argv)
     if args.replot:
         plot(load_json(Path(args.out) / "learning.json")["runs"], Path(args.out) / "learning.png")
@@ -210,8 +291,11 @@ def main(argv=None) -> None:
     if unknown:
         parser.error(f"--tasks: unknown {unknown}; choose from {list(TASKS)}")
     seeds = 1 if args.quick else args.seeds
-    jobs = [(task, seed * SEED_SPACING, TASKS[task]["steps"] // (20 if args.quick else 1))
-            for task in tasks for seed in range(args.first_seed, args.first_seed + seeds)]
+    jobs = [
+        (task, seed * SEED_SPACING, TASKS[task]["steps"] // (20 if args.quick else 1))
+        for task in tasks
+        for seed in range(args.first_seed, args.first_seed + seeds)
+    ]
     with ThreadPoolExecutor(args.jobs) as pool:
         results = list(pool.map(lambda job: run_worker(*job), jobs))
     out = Path(args.out)

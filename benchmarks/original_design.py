@@ -35,6 +35,7 @@ reported to do on this kind of machine (~7.7k env steps/s whole loop, CartPole s
     run_original("CartPole-v1", seed=0, steps=300_000, stop_return=475)  # per-round records
     run_original_rollout("CartPole-v1", seed=0, steps=50_000)            # collection only
 """
+
 from __future__ import annotations
 
 import copy
@@ -47,8 +48,16 @@ import torch
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
-README_SETTINGS = dict(num_envs=32, lr=1e-3, k_epochs=11, gae_lambda=0.95, batch_size=1024,
-                       mini_batch_size=512, gamma=0.995, policy_clip=0.2)
+README_SETTINGS = dict(
+    num_envs=32,
+    lr=1e-3,
+    k_epochs=11,
+    gae_lambda=0.95,
+    batch_size=1024,
+    mini_batch_size=512,
+    gamma=0.995,
+    policy_clip=0.2,
+)
 
 
 class VecMemory:
@@ -98,20 +107,31 @@ class Policy(nn.Module):
     def __init__(self, observ_dim: int, action_dim: int, hidden: int = 64):
         super().__init__()
         self.torso = nn.Sequential(*_norm_block(observ_dim, hidden))
-        self.actor = nn.Sequential(*_norm_block(hidden, hidden), nn.Linear(hidden, action_dim),
-                                   nn.Softmax(dim=-1))
+        self.actor = nn.Sequential(
+            *_norm_block(hidden, hidden), nn.Linear(hidden, action_dim), nn.Softmax(dim=-1)
+        )
         self.critic = nn.Sequential(*_norm_block(hidden, hidden), nn.Linear(hidden, 1))
 
     def forward(self, states: torch.Tensor):
         features = self.torso(states)
-        return torch.distributions.Categorical(probs=self.actor(features)), \
-            self.critic(features).squeeze(-1)
+        return torch.distributions.Categorical(probs=self.actor(features)), self.critic(features).squeeze(-1)
 
 
 class OriginalPPO:
-    def __init__(self, observ_dim: int, action_dim: int, lr: float, k_epochs: int,
-                 gae_lambda: float, batch_size: int, mini_batch_size: int, gamma: float,
-                 policy_clip: float, normalize_advantages: bool = True, loader: str = "batched"):
+    def __init__(
+        self,
+        observ_dim: int,
+        action_dim: int,
+        lr: float,
+        k_epochs: int,
+        gae_lambda: float,
+        batch_size: int,
+        mini_batch_size: int,
+        gamma: float,
+        policy_clip: float,
+        normalize_advantages: bool = True,
+        loader: str = "batched",
+    ):
         self.policy = Policy(observ_dim, action_dim)
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=lr)
         self.k_epochs, self.gae_lambda, self.gamma = k_epochs, gae_lambda, gamma
@@ -127,8 +147,9 @@ class OriginalPPO:
         if self.loader == "per_sample":
             return DataLoader(dataset, batch_size=self.mini_batch_size, shuffle=shuffle)
         order = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
-        return DataLoader(dataset, batch_size=None,
-                          sampler=BatchSampler(order, self.mini_batch_size, drop_last=False))
+        return DataLoader(
+            dataset, batch_size=None, sampler=BatchSampler(order, self.mini_batch_size, drop_last=False)
+        )
 
     @torch.no_grad()
     def get_action(self, states: torch.Tensor) -> np.ndarray:
@@ -177,8 +198,11 @@ class OriginalPPO:
                 ratio = torch.exp(dist.log_prob(a) - old_lp)
                 surr1 = ratio * adv
                 surr2 = ratio.clamp(1 - self.policy_clip, 1 + self.policy_clip) * adv
-                loss = (-torch.min(surr1, surr2).mean() + 0.5 * smooth_l1(values, ret)
-                        - 0.01 * dist.entropy().mean().detach())
+                loss = (
+                    -torch.min(surr1, surr2).mean()
+                    + 0.5 * smooth_l1(values, ret)
+                    - 0.01 * dist.entropy().mean().detach()
+                )
                 (loss / accumulate).backward()
                 if n % accumulate == 0:
                     nn.utils.clip_grad_norm_(self.policy.parameters(), 0.5)
@@ -194,11 +218,11 @@ def _make_envs(env_id: str, num_envs: int) -> list[gym.Env]:
     return [env] + [copy.deepcopy(env) for _ in range(num_envs - 1)]
 
 
-def play_round(envs: list[gym.Env], vec_memory: VecMemory, agent: OriginalPPO,
-               seed: int | None = None) -> tuple[int, list[float]]:
+def play_round(
+    envs: list[gym.Env], vec_memory: VecMemory, agent: OriginalPPO, seed: int | None = None
+) -> tuple[int, list[float]]:
     """One episode in every env; returns (env steps, the episodes' returns)."""
-    states = np.stack([env.reset(seed=None if seed is None else seed + i)[0]
-                       for i, env in enumerate(envs)])
+    states = np.stack([env.reset(seed=None if seed is None else seed + i)[0] for i, env in enumerate(envs)])
     running = list(range(len(envs)))
     returns = [0.0] * len(envs)
     steps = 0
@@ -220,8 +244,14 @@ def play_round(envs: list[gym.Env], vec_memory: VecMemory, agent: OriginalPPO,
     return steps, returns
 
 
-def run_original(env_id: str = "CartPole-v1", seed: int = 0, steps: int = 300_000,
-                 stop_return: float | None = None, window: int = 32, **settings) -> dict:
+def run_original(
+    env_id: str = "CartPole-v1",
+    seed: int = 0,
+    steps: int = 300_000,
+    stop_return: float | None = None,
+    window: int = 32,
+    **settings,
+) -> dict:
     """Trains the model of the original design, round after round, until `steps` env steps or
     until the mean return of the last `window` episodes reaches `stop_return`.
 
@@ -232,8 +262,11 @@ def run_original(env_id: str = "CartPole-v1", seed: int = 0, steps: int = 300_00
     torch.manual_seed(seed)
     start = time.perf_counter()
     envs = _make_envs(env_id, cfg["num_envs"])
-    agent = OriginalPPO(int(np.prod(envs[0].observation_space.shape)), int(envs[0].action_space.n),
-                        **{k: v for k, v in cfg.items() if k != "num_envs"})
+    agent = OriginalPPO(
+        int(np.prod(envs[0].observation_space.shape)),
+        int(envs[0].action_space.n),
+        **{k: v for k, v in cfg.items() if k != "num_envs"},
+    )
     vec_memory = VecMemory(cfg["num_envs"])
     recent = deque(maxlen=window)
     records, total, solved, first = [], 0, None if stop_return is None else False, True
@@ -250,18 +283,21 @@ def run_original(env_id: str = "CartPole-v1", seed: int = 0, steps: int = 300_00
             solved = True
             break
     elapsed = time.perf_counter() - start
-    return dict(records=records, steps=total, time=elapsed, solved=solved,
-                steps_per_s=total / elapsed)
+    return dict(records=records, steps=total, time=elapsed, solved=solved, steps_per_s=total / elapsed)
 
 
-def run_original_rollout(env_id: str = "CartPole-v1", seed: int = 0, steps: int = 50_000,
-                         num_envs: int = 32) -> dict:
+def run_original_rollout(
+    env_id: str = "CartPole-v1", seed: int = 0, steps: int = 50_000, num_envs: int = 32
+) -> dict:
     """Collection only (rounds of episodes with the untrained policy, pushes included, memory
     cleared after each round, no learning). Returns {"steps", "time", "steps_per_s"}."""
     torch.manual_seed(seed)
     envs = _make_envs(env_id, num_envs)
-    agent = OriginalPPO(int(np.prod(envs[0].observation_space.shape)), int(envs[0].action_space.n),
-                        **{k: v for k, v in README_SETTINGS.items() if k != "num_envs"})
+    agent = OriginalPPO(
+        int(np.prod(envs[0].observation_space.shape)),
+        int(envs[0].action_space.n),
+        **{k: v for k, v in README_SETTINGS.items() if k != "num_envs"},
+    )
     vec_memory = VecMemory(num_envs)
     play_round(envs, vec_memory, agent, seed)  # warm-up
     vec_memory.clear()
@@ -276,6 +312,8 @@ def run_original_rollout(env_id: str = "CartPole-v1", seed: int = 0, steps: int 
 if __name__ == "__main__":
     torch.set_num_threads(1)
     result = run_original("CartPole-v1", seed=0, steps=300_000, stop_return=475)
-    print(f"solved={result['solved']} steps={result['steps']} time={result['time']:.1f}s "
-          f"steps/s={result['steps_per_s']:.0f}")
+    print(
+        f"solved={result['solved']} steps={result['steps']} time={result['time']:.1f}s "
+        f"steps/s={result['steps_per_s']:.0f}"
+    )
     print(run_original_rollout("CartPole-v1", seed=0, steps=50_000))

@@ -7,6 +7,7 @@ Each configuration trains `rounds` timed rounds of `num_envs` x `num_steps` step
 untimed warm-up round (which includes starting the workers). Results: a table on stdout and
 benchmarks/results/ray/ray_scaling.md, .json and .png.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,16 @@ def measure(backend: str, workers: int | None, args: argparse.Namespace) -> dict
     ppo = ppo_for_env(make(), seed=0, device="cpu", batch_size=args.num_envs * args.num_steps // 2)
     extra = dict(ray_workers=workers) if backend == "ray" else {}
     start = time.perf_counter()
-    runner = AsyncPPO(make, ppo, num_envs=args.num_envs, num_steps=args.num_steps, steps=10**9,
-                      backend=backend, progress_bar=False, **extra)
+    runner = AsyncPPO(
+        make,
+        ppo,
+        num_envs=args.num_envs,
+        num_steps=args.num_steps,
+        steps=10**9,
+        backend=backend,
+        progress_bar=False,
+        **extra,
+    )
     runner.train_round()
     startup = time.perf_counter() - start
     steps_before, start = runner.total_steps, time.perf_counter()
@@ -40,15 +49,21 @@ def measure(backend: str, workers: int | None, args: argparse.Namespace) -> dict
     seconds = time.perf_counter() - start
     runner.close()
     label = backend if backend != "ray" else f"ray, {workers} worker{'s' * (workers > 1)}"
-    result = dict(config=label, backend=backend, workers=workers, startup_seconds=round(startup, 1),
-                  steps_per_second=round((runner.total_steps - steps_before) / seconds))
+    result = dict(
+        config=label,
+        backend=backend,
+        workers=workers,
+        startup_seconds=round(startup, 1),
+        steps_per_second=round((runner.total_steps - steps_before) / seconds),
+    )
     print(f"  {label}: {result['steps_per_second']} steps/s (start-up {startup:.1f} s)", flush=True)
     return result
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--workers", default="1,2,4,8")
     parser.add_argument("--num-envs", type=int, default=16)
     parser.add_argument("--num-steps", type=int, default=64)
@@ -60,17 +75,29 @@ def main(argv=None) -> None:
     import ray
 
     from AsyncTools.ray_backend import init_local_ray
+
     init_local_ray()  # one local Ray for every configuration, all cores
     results = [measure("loop", None, args), measure("subprocess", None, args)]
     results += [measure("ray", int(w), args) for w in args.workers.split(",")]
     ray.shutdown()
     machine = f"{machine_line()}, no GPU, torch {torch.__version__}"
     baseline = results[0]["steps_per_second"]
-    lines = [f"Machine: {machine}; {args.num_envs} envs x {args.num_steps} steps a round, "
-             f"env step {args.step_seconds * 1e3:.1f} ms of CPU", ""] + table(
+    lines = [
+        f"Machine: {machine}; {args.num_envs} envs x {args.num_steps} steps a round, "
+        f"env step {args.step_seconds * 1e3:.1f} ms of CPU",
+        "",
+    ] + table(
         ["backend", "whole-loop steps/s", "vs loop", "start-up"],
-        [[r["config"], f"{r['steps_per_second']:,}", f"{r['steps_per_second'] / baseline:.2f}x",
-          f"{r['startup_seconds']} s"] for r in results])
+        [
+            [
+                r["config"],
+                f"{r['steps_per_second']:,}",
+                f"{r['steps_per_second'] / baseline:.2f}x",
+                f"{r['startup_seconds']} s",
+            ]
+            for r in results
+        ],
+    )
     text = "\n".join(lines) + "\n"
     print(text)
     out = Path(args.out)
@@ -84,8 +111,9 @@ def plot(ray_results: list[dict], local: list[dict], file: Path) -> None:
     if plt is None:
         return
     figure, axis = plt.subplots(figsize=(5, 3.5))
-    axis.plot([r["workers"] for r in ray_results], [r["steps_per_second"] for r in ray_results],
-              "o-", label="ray")
+    axis.plot(
+        [r["workers"] for r in ray_results], [r["steps_per_second"] for r in ray_results], "o-", label="ray"
+    )
     for r, style in zip(local, ("--", ":"), strict=False):
         axis.axhline(r["steps_per_second"], linestyle=style, color="gray", label=r["config"])
     axis.set_xlabel("Ray workers")

@@ -46,6 +46,7 @@ PYTHONPATH; OMP_NUM_THREADS, if set, is recorded.
 Results: benchmarks/results/seed_quickstart/results.json (rewritten after every run, so a cut
 invocation keeps its finished runs) and a markdown table on stdout.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -108,12 +109,14 @@ if __name__ == '__main__':
 
 # ---------------------------------------------------------------- evaluation (child processes)
 
+
 def eval_ours(weights: str) -> list[float]:
     """Our saved policy: PPO.load + evaluate, deterministic, unseeded."""
     import gymnasium as gym
 
     from AsyncTools.evaluation import evaluate
     from PPO import PPO
+
     ppo = PPO.load(weights, device="cpu")
     env = gym.make("CartPole-v1", max_episode_steps=500)
     return evaluate(ppo, env, episodes=EVAL_EPISODES, deterministic=True)
@@ -126,11 +129,11 @@ def eval_original(weights: str) -> list[float]:
     import torch
 
     from PPO import PPO
+
     if not (Path(weights) / "Policy_weights.pth").is_file():
         raise FileNotFoundError(f"no Policy_weights.pth in {weights}")
     env = gym.make("CartPole-v1", max_episode_steps=500)
-    ppo = PPO(is_continuous=False, observ_dim=env.observation_space.shape[0],
-              action_dim=env.action_space.n)
+    ppo = PPO(is_continuous=False, observ_dim=env.observation_space.shape[0], action_dim=env.action_space.n)
     ppo.load_weights(weights)
     device = next(ppo.policy_old.parameters()).device
     returns = []
@@ -151,11 +154,13 @@ def eval_original(weights: str) -> list[float]:
 def eval_worker(impl: str, weights: str) -> None:
     """Entry point of the evaluation subprocess: prints one JSON line."""
     import torch
+
     returns = (eval_ours if impl == "ours" else eval_original)(weights)
     print(json.dumps({"returns": returns, "torch_threads": torch.get_num_threads()}))
 
 
 # ---------------------------------------------------------------- runs (parent process)
+
 
 def quickstart_source(save_dir: str) -> str:
     """QUICKSTART with only its save path replaced by `save_dir`."""
@@ -174,9 +179,15 @@ def train(python: str, root: Path, work: Path, timeout: float) -> tuple[float, i
     start = time.perf_counter()
     with open(log, "wb") as err:
         try:
-            rc = subprocess.run([python, str(script)], cwd=root, env=child_env((root,)),
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=err, timeout=timeout).returncode
+            rc = subprocess.run(
+                [python, str(script)],
+                cwd=root,
+                env=child_env((root,)),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                timeout=timeout,
+            ).returncode
         except subprocess.TimeoutExpired:
             rc = None
     wall = time.perf_counter() - start
@@ -187,9 +198,14 @@ def train(python: str, root: Path, work: Path, timeout: float) -> tuple[float, i
 def evaluate_run(python: str, impl: str, root: Path, weights: Path) -> dict:
     """Evaluates saved weights in a fresh subprocess (PYTHONPATH the implementation's root
     only); returns its JSON (or an error)."""
-    return or_error(python_json, [str(Path(__file__).resolve()), "--eval-worker", impl,
-                                  "--weights", str(weights)],
-                    python=python, cwd=root, env=child_env((root,)), timeout=600)
+    return or_error(
+        python_json,
+        [str(Path(__file__).resolve()), "--eval-worker", impl, "--weights", str(weights)],
+        python=python,
+        cwd=root,
+        env=child_env((root,)),
+        timeout=600,
+    )
 
 
 def one_run(python: str, impl: str, root: Path, timeout: float) -> dict:
@@ -205,9 +221,11 @@ def one_run(python: str, impl: str, root: Path, timeout: float) -> dict:
     if "error" in result:
         record["error"] = result["error"]
         return record
-    record.update(eval_mean=round(statistics.fmean(result["returns"]), 2),
-                  eval_returns=result["returns"],
-                  torch_threads=result["torch_threads"])
+    record.update(
+        eval_mean=round(statistics.fmean(result["returns"]), 2),
+        eval_returns=result["returns"],
+        torch_threads=result["torch_threads"],
+    )
     return record
 
 
@@ -224,6 +242,7 @@ def schedule(runs: int, original_runs: int) -> list[str]:
 
 # ---------------------------------------------------------------- reporting
 
+
 def source_digest(root: Path) -> str:
     """sha256 (first 12 hex digits) of the implementation's PPO/ and AsyncTools/ .py files."""
     digest = hashlib.sha256()
@@ -235,14 +254,20 @@ def source_digest(root: Path) -> str:
 
 def machine_info(python: str) -> dict:
     """Processor, cores and the child interpreter's package versions."""
-    code = ("import json,sys,torch,gymnasium,numpy,tqdm;print(json.dumps({'python':sys.version"
-            ".split()[0],'torch':torch.__version__,'gymnasium':gymnasium.__version__,"
-            "'numpy':numpy.__version__,'tqdm':tqdm.__version__}))")
+    code = (
+        "import json,sys,torch,gymnasium,numpy,tqdm;print(json.dumps({'python':sys.version"
+        ".split()[0],'torch':torch.__version__,'gymnasium':gymnasium.__version__,"
+        "'numpy':numpy.__version__,'tqdm':tqdm.__version__}))"
+    )
     versions = python_json(["-c", code], python=python)
-    return {"processor": platform.processor() or platform.machine(), "cpu_model": cpu_model(),
-            "platform": platform.platform(),
-            "cores": os.cpu_count(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-            **versions}
+    return {
+        "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
+        "platform": platform.platform(),
+        "cores": os.cpu_count(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        **versions,
+    }
 
 
 def summary_rows(runs: list[dict]) -> list[dict]:
@@ -253,41 +278,59 @@ def summary_rows(runs: list[dict]) -> list[dict]:
         if not mine:
             continue
         scores = [r["eval_mean"] if r["eval_mean"] is not None else 0.0 for r in mine]
-        rows.append({"impl": impl, "n": len(mine), "solved": sum(s >= SOLVED for s in scores),
-                     "median": statistics.median(scores), "min": min(scores),
-                     "wall_mean_s": statistics.fmean(r["wall_s"] for r in mine),
-                     "failed": sum(r["eval_mean"] is None for r in mine)})
+        rows.append(
+            {
+                "impl": impl,
+                "n": len(mine),
+                "solved": sum(s >= SOLVED for s in scores),
+                "median": statistics.median(scores),
+                "min": min(scores),
+                "wall_mean_s": statistics.fmean(r["wall_s"] for r in mine),
+                "failed": sum(r["eval_mean"] is None for r in mine),
+            }
+        )
     return rows
 
 
 def markdown(results: dict) -> str:
     """The summary table, the per-run scores and the machine line."""
-    rows = [[row["impl"], f"{row['solved']}/{row['n']}"
-             + (f" ({row['failed']} failed, scored 0)" if row["failed"] else ""),
-             f"{row['median']:.1f}", f"{row['min']:.1f}", f"{row['wall_mean_s']:.1f}"]
-            for row in summary_rows(results["runs"])]
+    rows = [
+        [
+            row["impl"],
+            f"{row['solved']}/{row['n']}" + (f" ({row['failed']} failed, scored 0)" if row["failed"] else ""),
+            f"{row['median']:.1f}",
+            f"{row['min']:.1f}",
+            f"{row['wall_mean_s']:.1f}",
+        ]
+        for row in summary_rows(results["runs"])
+    ]
     lines = table(["implementation", f"eval >= {SOLVED:g}", "median", "min", "mean wall s / run"], rows)
     for impl in ("ours", "original"):
-        scores = [f"{r['eval_mean']:.1f}" if r["eval_mean"] is not None else "fail"
-                  for r in results["runs"] if r["impl"] == impl]
+        scores = [
+            f"{r['eval_mean']:.1f}" if r["eval_mean"] is not None else "fail"
+            for r in results["runs"]
+            if r["impl"] == impl
+        ]
         walls = [f"{r['wall_s']:.0f}" for r in results["runs"] if r["impl"] == impl]
         if scores:
             lines.append(f"\n{impl}: eval {', '.join(scores)}; wall s {', '.join(walls)}")
     m = results["machine"]
-    lines.append(f"\nMachine: {m['processor']} ({m.get('cpu_model')}), {m['cores']} cores, "
-                 f"torch {m['torch']}, gymnasium {m['gymnasium']}, numpy {m['numpy']}, "
-                 f"python {m['python']}")
+    lines.append(
+        f"\nMachine: {m['processor']} ({m.get('cpu_model')}), {m['cores']} cores, "
+        f"torch {m['torch']}, gymnasium {m['gymnasium']}, numpy {m['numpy']}, "
+        f"python {m['python']}"
+    )
     return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- main
 
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--original", type=Path, help="work tree of the original project")
     parser.add_argument("--runs", type=int, default=10, help="runs of ours (default 10)")
-    parser.add_argument("--original-runs", type=int, default=10,
-                        help="runs of the original (default 10)")
+    parser.add_argument("--original-runs", type=int, default=10, help="runs of the original (default 10)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per training run")
     parser.add_argument("--python", default=sys.executable, help="interpreter for the runs")
     parser.add_argument("--out", type=Path, default=OUT_DIR, help="results folder")
@@ -308,20 +351,29 @@ def main() -> None:
     if args.original_runs and not (args.original and (args.original / "PPO" / "PPO.py").is_file()):
         sys.exit("--original DIR (a work tree of the original project) is required")
     roots = {"ours": REPO, "original": args.original.resolve() if args.original else None}
-    results = {"settings": {"runs": args.runs, "original_runs": args.original_runs,
-                            "timeout_s": args.timeout, "eval_episodes": EVAL_EPISODES,
-                            "quickstart": QUICKSTART},
-               "sources": {k: {"root": str(v), "digest": source_digest(v)}
-                           for k, v in roots.items() if v},
-               "machine": machine_info(args.python), "runs": []}
+    results = {
+        "settings": {
+            "runs": args.runs,
+            "original_runs": args.original_runs,
+            "timeout_s": args.timeout,
+            "eval_episodes": EVAL_EPISODES,
+            "quickstart": QUICKSTART,
+        },
+        "sources": {k: {"root": str(v), "digest": source_digest(v)} for k, v in roots.items() if v},
+        "machine": machine_info(args.python),
+        "runs": [],
+    }
     started = time.perf_counter()
     for i, impl in enumerate(schedule(args.runs, args.original_runs)):
         record = one_run(args.python, impl, roots[impl], args.timeout)
         results["runs"].append(record)
         results["total_wall_s"] = round(time.perf_counter() - started, 1)
         save_json(args.out / "results.json", results)
-        print(f"[{i + 1}] {impl}: eval {record['eval_mean']}  wall {record['wall_s']:.1f}s"
-              + (f"  ERROR {record['error'][-300:]}" if "error" in record else ""), flush=True)
+        print(
+            f"[{i + 1}] {impl}: eval {record['eval_mean']}  wall {record['wall_s']:.1f}s"
+            + (f"  ERROR {record['error'][-300:]}" if "error" in record else ""),
+            flush=True,
+        )
     print()
     print(markdown(results))
 

@@ -1,5 +1,6 @@
 """A CartPole whose step costs a fixed amount of CPU time: a stand-in for a simulator with an
 expensive step, importable by worker processes (Ray actors, subprocess workers)."""
+
 from __future__ import annotations
 
 import time

@@ -10,6 +10,7 @@ Each measurement is a fresh process training CartPole-v1 with `ppo_for_env(env)`
 float32 matrix products with torch's default threads (every core, like another training job).
 Settings are interleaved, so slow minutes of a noisy machine hit all of them alike.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,27 +60,32 @@ LOADS = {
 }
 
 
-def measure(threads: int | None, steps: int, load: str | None, program: str = TRAIN
-            ) -> tuple[int, float]:
+def measure(threads: int | None, steps: int, load: str | None, program: str = TRAIN) -> tuple[int, float]:
     """(torch threads the child used, its speed), the child run beside `load`."""
     with beside_load(load):
-        used, speed = run_python(["-c", program.format(threads=threads, steps=steps)],
-                                 timeout=900).split()
+        used, speed = run_python(["-c", program.format(threads=threads, steps=steps)], timeout=900).split()
     return int(used), float(speed)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=30_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/threads_under_load.json"))
-    parser.add_argument("--cnn", action="store_true",
-                        help="time an image learner's update (frames/s) instead of CartPole training")
+    parser.add_argument(
+        "--cnn",
+        action="store_true",
+        help="time an image learner's update (frames/s) instead of CartPole training",
+    )
     args = parser.parse_args()
     program = CNN_UPDATE if args.cnn else TRAIN
-    settings = ({"learner's choice": None, "1 thread": 1} if args.cnn
-                else {"learner's choice": None, "torch default": os.cpu_count()})
+    settings = (
+        {"learner's choice": None, "1 thread": 1}
+        if args.cnn
+        else {"learner's choice": None, "torch default": os.cpu_count()}
+    )
     results: dict[str, dict[str, list[float]]] = {s: {load: [] for load in LOADS} for s in settings}
     used: dict[str, int] = {}
     for _ in range(args.repeats):
@@ -89,18 +95,22 @@ def main() -> None:
                 results[setting][load_name].append(speed)
                 print(f"{setting:17s} {load_name:13s} {speed:9.0f} steps/s", flush=True)
     machine = machine_line()
-    what = ("image learner update, frames/s" if args.cnn
-            else "CartPole-v1 one-liner defaults, steps/s")
+    what = "image learner update, frames/s" if args.cnn else "CartPole-v1 one-liner defaults, steps/s"
     print(f"\n{what} (median of {args.repeats}), {machine}")
     print(f"{'setting':32s}" + "".join(f"{load:>14s}" for load in LOADS) + "   loaded/idle")
     for setting, by_load in results.items():
         medians = {load: sorted(v)[len(v) // 2] for load, v in by_load.items()}
         ratios = " / ".join(f"{medians[load] / medians['idle']:.2f}" for load in LOADS if load != "idle")
-        print(f"{setting + f' ({used[setting]} threads)':32s}"
-              + "".join(f"{m:14.0f}" for m in medians.values()) + f"   {ratios}")
+        print(
+            f"{setting + f' ({used[setting]} threads)':32s}"
+            + "".join(f"{m:14.0f}" for m in medians.values())
+            + f"   {ratios}"
+        )
     out = Path(args.out).with_name(Path(args.out).stem + "_cnn.json") if args.cnn else Path(args.out)
-    save_json(out, {"machine": machine, "steps": args.steps, "what": what, "threads": used,
-                    "steps_per_second": results})
+    save_json(
+        out,
+        {"machine": machine, "steps": args.steps, "what": what, "threads": used, "steps_per_second": results},
+    )
 
 
 if __name__ == "__main__":

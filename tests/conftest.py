@@ -3,6 +3,7 @@
 The envs are plain Python classes (no registration): pass an instance, or a factory, to
 `EnvVectorizer` / `AsyncPPO`.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -66,6 +67,7 @@ def ray_session():
     """One local Ray instance (2 CPUs, no dashboard) for a whole test file; skips without Ray."""
     ray = pytest.importorskip("ray")
     from AsyncTools.ray_backend import init_local_ray
+
     init_local_ray(num_cpus=2)
     yield ray
     ray.shutdown()
@@ -154,8 +156,9 @@ class ActionRecorderEnv(gym.Env):
 
     def __init__(self, low=(-1.0, 0.0), high=(1.0, 2.0), episode_length: int = 3):
         self.observation_space = gym.spaces.Box(-10.0, 10.0, shape=(2,), dtype=np.float32)
-        self.action_space = gym.spaces.Box(np.array(low, dtype=np.float32),
-                                           np.array(high, dtype=np.float32), dtype=np.float32)
+        self.action_space = gym.spaces.Box(
+            np.array(low, dtype=np.float32), np.array(high, dtype=np.float32), dtype=np.float32
+        )
         self.episode_length = episode_length
         self.received: list[np.ndarray] = []
         self.t = 0
@@ -193,7 +196,8 @@ class DictObsEnv(gym.Env):
 
     def __init__(self):
         self.observation_space = gym.spaces.Dict(
-            {"x": gym.spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)})
+            {"x": gym.spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)}
+        )
         self.action_space = gym.spaces.Discrete(2)
 
     def reset(self, *, seed=None, options=None):

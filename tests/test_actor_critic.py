@@ -1,4 +1,5 @@
 """Tests for PPO.ActorCritic.ActorCritic: initialisation, log-probs, entropies, acting."""
+
 import math
 
 import pytest
@@ -17,14 +18,20 @@ from PPO.ActorCritic import ActorCritic
 OBS_DIM = 6
 LOW = torch.tensor([-1.0, 0.0])
 HIGH = torch.tensor([3.0, 10.0])
-CENTER = (HIGH + LOW) / 2      # [1, 5]
-HALF = (HIGH - LOW) / 2        # [2, 5]
+CENTER = (HIGH + LOW) / 2  # [1, 5]
+HALF = (HIGH - LOW) / 2  # [2, 5]
 
 
 def make(is_continuous, action_dim=2, squash=False, seed=0, log_std_init=0.0, bounds=True):
     torch.manual_seed(seed)
-    net = ActorCritic(is_continuous, OBS_DIM, action_dim, hidden_sizes=(32, 32),
-                      squash_actions=squash, log_std_init=log_std_init)
+    net = ActorCritic(
+        is_continuous,
+        OBS_DIM,
+        action_dim,
+        hidden_sizes=(32, 32),
+        squash_actions=squash,
+        log_std_init=log_std_init,
+    )
     if is_continuous and bounds:
         net.set_action_bounds(LOW, HIGH)
     return net
@@ -155,8 +162,9 @@ def test_continuous_act_deterministic_is_the_mean_and_samples_have_the_right_mom
 def squashed_reference(net, obs):
     mu = net.actor(obs)
     std = net._log_std().exp().expand_as(mu)
-    return Independent(TransformedDistribution(
-        Normal(mu, std), [TanhTransform(), AffineTransform(CENTER, HALF)]), 1)
+    return Independent(
+        TransformedDistribution(Normal(mu, std), [TanhTransform(), AffineTransform(CENTER, HALF)]), 1
+    )
 
 
 def test_squashed_log_probs_equal_tanh_corrected_density():
@@ -187,8 +195,7 @@ def test_squashed_log_probs_hand_checked_single_point():
         net.actor[-1].bias.zero_()
     a = 5 + 5 * math.tanh(0.5)  # u = 0.5
     # log N(0.5; 0, 1) - log(1 - tanh(0.5)^2) - log 5
-    expected = (-0.5 * 0.25 - 0.5 * math.log(2 * math.pi)
-                - math.log(1 - math.tanh(0.5) ** 2) - math.log(5))
+    expected = -0.5 * 0.25 - 0.5 * math.log(2 * math.pi) - math.log(1 - math.tanh(0.5) ** 2) - math.log(5)
     lp, _, _ = net.evaluate(torch.zeros(1, 1), torch.tensor([[a]]))
     assert abs(float(lp.detach()) - expected) < 1e-5
 
@@ -211,8 +218,10 @@ def test_squashed_act_inside_inexact_bounds():
     net = ActorCritic(True, 4, 2, squash_actions=True, log_std_init=2.0)
     low, high = torch.tensor([-0.3, 0.1]), torch.tensor([0.7, 0.3])
     net.set_action_bounds(low, high)
-    actions = net.act(torch.randn(20000, 4, generator=torch.Generator().manual_seed(0)),
-                      generator=torch.Generator().manual_seed(0))
+    actions = net.act(
+        torch.randn(20000, 4, generator=torch.Generator().manual_seed(0)),
+        generator=torch.Generator().manual_seed(0),
+    )
     assert torch.all(actions >= low) and torch.all(actions <= high)
 
 

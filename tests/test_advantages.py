@@ -1,5 +1,6 @@
 """Tests for PPO.advantages on [T, N] grids: GAE by hand and against a naive per-step loop,
 invalid rows (autoreset steps, padded tails), `next_valid` and the discounted running sums."""
+
 import pytest
 import torch
 
@@ -61,12 +62,13 @@ def random_grid(gen, num_steps=50, num_envs=7, dtype=F64):
     ends &= valid
     for n in range(num_envs):
         tail = int(torch.randint(0, num_steps // 3, (1,), generator=gen))
-        valid[num_steps - tail:, n] = False
+        valid[num_steps - tail :, n] = False
         last = int(torch.nonzero(valid[:, n]).max())
         ends[last:, n] = False
         ends[last, n] = True
-    rewards, values, next_values = (torch.randn(num_steps, num_envs, generator=gen, dtype=dtype)
-                                    for _ in range(3))
+    rewards, values, next_values = (
+        torch.randn(num_steps, num_envs, generator=gen, dtype=dtype) for _ in range(3)
+    )
     return rewards, values, next_values, ends, valid
 
 
@@ -123,16 +125,18 @@ def test_single_trajectory_lambda_one_is_discounted_return_minus_value():
     ends = torch.tensor([False, False, False, True])[:, None]
     g = 0.9
     _, ret = compute_gae(rewards, values, next_values, ends, torch.ones_like(ends), g, 1.0)
-    expected = [sum(g ** k * float(rewards[t + k]) for k in range(4 - t)) + g ** (4 - t) * bootstrap
-                for t in range(4)]
+    expected = [
+        sum(g**k * float(rewards[t + k]) for k in range(4 - t)) + g ** (4 - t) * bootstrap for t in range(4)
+    ]
     torch.testing.assert_close(ret[:, 0], torch.tensor(expected, dtype=F64), atol=1e-12, rtol=0)
 
 
 def test_next_valid_skips_invalid_rows():
     x = torch.tensor([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0], [4.0, 40.0]])
     valid = torch.tensor([[True, True], [False, True], [True, False], [True, False]])
-    torch.testing.assert_close(next_valid(x, valid),
-                               torch.tensor([[3.0, 20.0], [3.0, 0.0], [4.0, 0.0], [0.0, 0.0]]))
+    torch.testing.assert_close(
+        next_valid(x, valid), torch.tensor([[3.0, 20.0], [3.0, 0.0], [4.0, 0.0], [0.0, 0.0]])
+    )
 
 
 def test_discounted_running_sums_by_hand():

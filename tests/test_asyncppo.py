@@ -1,4 +1,5 @@
 """AsyncPPO: space checks, action bounds from the env, run() accounting and reproducibility."""
+
 from __future__ import annotations
 
 import gymnasium as gym
@@ -30,8 +31,7 @@ def test_discrete_env_with_continuous_ppo(cartpole):
 def test_continuous_env_with_discrete_ppo():
     env = gym.make("Pendulum-v1")
     with pytest.raises(ValueError, match="is_continuous"):
-        AsyncPPO(env, small_ppo(observ_dim=3, action_dim=1), num_envs=2, steps=10,
-                 progress_bar=False)
+        AsyncPPO(env, small_ppo(observ_dim=3, action_dim=1), num_envs=2, steps=10, progress_bar=False)
 
 
 def test_action_dim_mismatch_discrete(cartpole):
@@ -42,8 +42,7 @@ def test_action_dim_mismatch_discrete(cartpole):
 def test_action_dim_mismatch_continuous():
     env = gym.make("Pendulum-v1")
     with pytest.raises(ValueError, match="action_dim"):
-        AsyncPPO(env, small_ppo(True, observ_dim=3, action_dim=2), num_envs=2, steps=10,
-                 progress_bar=False)
+        AsyncPPO(env, small_ppo(True, observ_dim=3, action_dim=2), num_envs=2, steps=10, progress_bar=False)
 
 
 def test_dict_observation_space_is_flattened_for_a_hand_built_learner():
@@ -56,8 +55,11 @@ def test_dict_observation_space_is_flattened_for_a_hand_built_learner():
 
 def test_check_spaces_accepts_matching_spaces_only(cartpole):
     assert check_spaces(cartpole.observation_space, cartpole.action_space, small_ppo()) is None
-    with pytest.raises(ValueError, match=r"action_dim: the PPO was built with action_dim=2, but "
-                                         r"the env's action space is Discrete\(3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"action_dim: the PPO was built with action_dim=2, but "
+        r"the env's action space is Discrete\(3\)",
+    ):
         check_spaces(cartpole.observation_space, gym.spaces.Discrete(3), small_ppo())
 
 
@@ -87,8 +89,9 @@ def test_continuous_ppo_gets_pendulum_bounds():
 
 def test_continuous_ppo_gets_asymmetric_bounds():
     ppo = small_ppo(True, observ_dim=2, action_dim=2)
-    AsyncPPO(ActionRecorderEnv(low=(-1.0, 0.0), high=(1.0, 2.0)), ppo, num_envs=2, steps=10,
-             progress_bar=False)
+    AsyncPPO(
+        ActionRecorderEnv(low=(-1.0, 0.0), high=(1.0, 2.0)), ppo, num_envs=2, steps=10, progress_bar=False
+    )
     np.testing.assert_allclose(ppo.policy.action_center.numpy(), [0.0, 1.0])
     np.testing.assert_allclose(ppo.policy.action_half_range.numpy(), [1.0, 1.0])
     # A deterministic action of a fresh policy sits near the centre of the range.
@@ -112,14 +115,22 @@ def test_ppo_for_env_fits_the_env():
     assert not ppo.is_continuous and ppo.observ_dim == 4 and ppo.action_dim == 2
     ppo = ppo_for_env(DictObsEnv(), device="cpu")  # flattened, and recorded as such
     assert ppo.observ_dim == 4 and ppo.observation_space == {
-        "type": "Dict", "spaces": [["x", {"type": "Box", "shape": [4], "dtype": "float32"}]]}
+        "type": "Dict",
+        "spaces": [["x", {"type": "Box", "shape": [4], "dtype": "float32"}]],
+    }
 
 
 # -------------------------------------------------------------------- run
 def test_run_stops_after_steps_and_returns_episode_returns():
     num_envs = 4
-    runner = AsyncPPO(gym.make("CartPole-v1"), small_ppo(), num_envs=num_envs, steps=600,
-                      progress_bar=False, rollout="episodes")
+    runner = AsyncPPO(
+        gym.make("CartPole-v1"),
+        small_ppo(),
+        num_envs=num_envs,
+        steps=600,
+        progress_bar=False,
+        rollout="episodes",
+    )
     returns = runner.run()
     assert runner.total_steps >= 600
     assert returns is runner.episode_returns
@@ -141,8 +152,9 @@ def test_run_stops_after_steps_and_returns_episode_returns():
 def test_run_counts_exact_steps_on_counter_env():
     # Every episode lasts exactly 5 steps: 3 envs -> 15 steps per round, 4 rounds for 50 steps.
     ppo = small_ppo(observ_dim=2, batch_size=16, mini_batch_size=8)
-    runner = AsyncPPO(CounterEnv(episode_length=5), ppo, num_envs=3, steps=50, progress_bar=False,
-                      rollout="episodes")
+    runner = AsyncPPO(
+        CounterEnv(episode_length=5), ppo, num_envs=3, steps=50, progress_bar=False, rollout="episodes"
+    )
     returns = runner.run()
     assert runner.total_steps == 60
     assert runner.episode_lengths == [5] * 12
@@ -158,8 +170,15 @@ def test_run_counts_exact_steps_on_counter_env():
 def test_fixed_horizon_run_counts_transitions_not_reset_rows():
     # num_steps=6 on 5-step episodes: 5 transitions and 1 autoreset row per env and round.
     ppo = small_ppo(observ_dim=2, batch_size=16, mini_batch_size=8)
-    runner = AsyncPPO(CounterEnv(episode_length=5), ppo, num_envs=3, steps=50, progress_bar=False,
-                      rollout="steps", num_steps=6)
+    runner = AsyncPPO(
+        CounterEnv(episode_length=5),
+        ppo,
+        num_envs=3,
+        steps=50,
+        progress_bar=False,
+        rollout="steps",
+        num_steps=6,
+    )
     returns = runner.run()
     assert runner.total_steps == 60
     assert runner.episode_lengths == [5] * 12
@@ -176,8 +195,7 @@ def test_one_liner_defaults_use_the_native_backend_and_fixed_horizon():
 
 
 def _episode_returns(seed: int) -> list[float]:
-    ppo = PPO(False, 4, 2, batch_size=256, mini_batch_size=128, k_epochs=2, seed=seed,
-              device="cpu")
+    ppo = PPO(False, 4, 2, batch_size=256, mini_batch_size=128, k_epochs=2, seed=seed, device="cpu")
     runner = AsyncPPO(gym.make("CartPole-v1"), ppo, num_envs=4, steps=2000, progress_bar=False)
     returns = list(runner.run())
     weights = {k: v.clone() for k, v in ppo.policy.state_dict().items()}
@@ -195,8 +213,14 @@ def test_same_seed_same_run_on_cpu():
 
 def test_explicit_seed_overrides_ppo_seed():
     def first_states(seed, ppo_seed):
-        runner = AsyncPPO(gym.make("CartPole-v1"), small_ppo(seed=ppo_seed), num_envs=3, steps=10,
-                          seed=seed, progress_bar=False)
+        runner = AsyncPPO(
+            gym.make("CartPole-v1"),
+            small_ppo(seed=ppo_seed),
+            num_envs=3,
+            steps=10,
+            seed=seed,
+            progress_bar=False,
+        )
         return runner.env.reset()[0]
 
     np.testing.assert_array_equal(first_states(11, 0), first_states(11, 1))

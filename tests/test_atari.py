@@ -1,5 +1,6 @@
 """Tests of AsyncTools.atari: the wrappers' logic on a small scripted fake ALE game, and the
 whole stack on real ALE games (Breakout, MsPacman) from ale-py's bundled ROMs."""
+
 from __future__ import annotations
 
 import sys
@@ -39,8 +40,14 @@ class FakeAtariGame(gym.Env):
 
     metadata: dict = {"render_modes": []}
 
-    def __init__(self, lives: int = 3, frames_per_life: int = 4, rewards=(5.0, 0.0, -3.0),
-                 meanings=("NOOP", "FIRE", "RIGHT", "LEFT"), truncate_at: int | None = None):
+    def __init__(
+        self,
+        lives: int = 3,
+        frames_per_life: int = 4,
+        rewards=(5.0, 0.0, -3.0),
+        meanings=("NOOP", "FIRE", "RIGHT", "LEFT"),
+        truncate_at: int | None = None,
+    ):
         self.observation_space = gym.spaces.Box(0, 255, shape=(210, 160, 3), dtype=np.uint8)
         self.action_space = gym.spaces.Discrete(len(meanings))
         self._frameskip = 1
@@ -83,6 +90,7 @@ def fake_stack(game: FakeAtariGame, **kwargs) -> gym.Env:
 
 
 # --- EpisodicLifeEnv and FireResetEnv, exactly, on the fake game -------------------------
+
 
 def test_episodic_life_ends_episode_on_life_loss_without_restarting_the_game():
     game = FakeAtariGame(lives=3, frames_per_life=3)
@@ -150,6 +158,7 @@ def test_fire_reset_rejects_a_game_without_fire():
 
 # --- the whole stack on the fake game -----------------------------------------------------
 
+
 def test_stack_clips_rewards_but_records_the_real_score_of_the_whole_game():
     game = FakeAtariGame(lives=3, frames_per_life=4, rewards=(5.0, 0.0, -3.0))
     env = fake_stack(game)
@@ -182,8 +191,7 @@ def test_stack_without_clipping_or_episodic_life_passes_rewards_and_lives_throug
 
 
 def test_frame_stack_shifts_oldest_frames_out_and_the_newest_in():
-    env = fake_stack(FakeAtariGame(lives=1, frames_per_life=100), frame_stack=4,
-                     screen_size=10)
+    env = fake_stack(FakeAtariGame(lives=1, frames_per_life=100), frame_stack=4, screen_size=10)
     obs, _ = env.reset()
     assert obs.shape == (4, 10, 10) and obs.dtype == np.uint8
     assert [int(f[0, 0]) for f in obs] == [1, 1, 1, 1], "reset pads with its own frame"
@@ -206,11 +214,21 @@ def test_frame_skip_repeats_the_action_and_max_pools_the_last_two_frames():
 
 # --- arguments and missing dependencies ----------------------------------------------------
 
-@pytest.mark.parametrize("name, value", [
-    ("frame_stack", 0), ("frame_stack", -4), ("frame_stack", 2.5),
-    ("screen_size", 0), ("screen_size", "84"), ("frame_skip", 0), ("frame_skip", True),
-    ("max_episode_steps", 0), ("noop_max", -1),
-])
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("frame_stack", 0),
+        ("frame_stack", -4),
+        ("frame_stack", 2.5),
+        ("screen_size", 0),
+        ("screen_size", "84"),
+        ("frame_skip", 0),
+        ("frame_skip", True),
+        ("max_episode_steps", 0),
+        ("noop_max", -1),
+    ],
+)
 def test_bad_arguments_raise_value_error_naming_the_parameter(name, value):
     with pytest.raises(ValueError, match=name) as excinfo:
         make_atari_env("BreakoutNoFrameskip-v4", **{name: value})
@@ -238,6 +256,7 @@ def test_missing_opencv_says_how_to_install_it(monkeypatch):
 
 
 # --- real ALE games ---------------------------------------------------------------------------
+
 
 @pytest.fixture
 def breakout():

@@ -1,5 +1,6 @@
 """The fast backends compute what the simple in-process loop computes, and the subprocess
 backend keeps the loop's error contract."""
+
 from __future__ import annotations
 
 import functools
@@ -222,8 +223,7 @@ def test_subprocess_matches_loop_in_collect_episodes_second_round():
 @pytest.mark.parametrize("api", ["step_autoreset", "step"])
 def test_env_error_names_copy_and_returns(backend, api):
     # seed 10: copies get seeds 10, 11, 12; only copy 2 (seed 12) raises, on its third step.
-    vec = EnvVectorizer(functools.partial(make_raise_on_seed_env, 12, 2), 3, seed=10,
-                        backend=backend)
+    vec = EnvVectorizer(functools.partial(make_raise_on_seed_env, 12, 2), 3, seed=10, backend=backend)
     finished = True
     try:
         states = vec.reset()[0]
@@ -247,8 +247,9 @@ def test_env_error_names_copy_and_returns(backend, api):
 
 @pytest.mark.parametrize("backend", ["loop", "subprocess"])
 def test_env_error_in_reset_names_copy(backend):
-    vec = EnvVectorizer(functools.partial(make_raise_on_seed_env, 11, raise_in="reset"), 3,
-                        seed=10, backend=backend)
+    vec = EnvVectorizer(
+        functools.partial(make_raise_on_seed_env, 11, raise_in="reset"), 3, seed=10, backend=backend
+    )
     finished = True
     try:
         finished, error, _ = call_with_deadline(vec.reset)
@@ -281,15 +282,13 @@ def test_subprocess_backend_under_spawn_start_method(monkeypatch):
         original_init(self, *args, **kwargs)
 
     monkeypatch.setattr(gym.vector.AsyncVectorEnv, "__init__", spawn_init)
-    vec = EnvVectorizer(functools.partial(make_raise_on_seed_env, 11, 3), 2, seed=10,
-                        backend="subprocess")
+    vec = EnvVectorizer(functools.partial(make_raise_on_seed_env, 11, 3), 2, seed=10, backend="subprocess")
     finished = True
     try:
         assert vec.backend.vector_env.context == "spawn"
         assert vec.reset()[0].tolist() == [[0.0, 0.0], [0.0, 0.0]]
         for t in (1, 2, 3):
-            next_states, rewards, terminated, truncated, valid = vec.step_autoreset(
-                np.array([1, 0]))
+            next_states, rewards, terminated, truncated, valid = vec.step_autoreset(np.array([1, 0]))
             assert next_states.tolist() == [[t, 1.0], [t, 0.0]]
             assert rewards.tolist() == [t, t] and valid.all() and not terminated.any()
         finished, error, _ = call_with_deadline(lambda: vec.step_autoreset(np.array([1, 0])))
@@ -309,15 +308,19 @@ def test_auto_picks_native_for_plain_cartpole():
     vec.close()
 
 
-@pytest.mark.parametrize("make", [
-    lambda: gym.wrappers.ClipReward(gym.make("CartPole-v1"), 0.0, 0.5),
-    lambda: gym.wrappers.TransformReward(gym.make("CartPole-v1"), lambda r: 2.0 * r),
-    lambda: gym.make("Pendulum-v1"),
-    lambda: CounterEnv(3),
-    # The spec then says 1000 steps, but the inner TimeLimit still truncates at 500.
-    lambda: gym.wrappers.TimeLimit(gym.make("CartPole-v1"), max_episode_steps=1000),
-    lambda: gym.make("CartPole-v1").env,  # no TimeLimit
-], ids=["ClipReward", "TransformReward", "Pendulum", "custom", "outer-TimeLimit", "no-TimeLimit"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: gym.wrappers.ClipReward(gym.make("CartPole-v1"), 0.0, 0.5),
+        lambda: gym.wrappers.TransformReward(gym.make("CartPole-v1"), lambda r: 2.0 * r),
+        lambda: gym.make("Pendulum-v1"),
+        lambda: CounterEnv(3),
+        # The spec then says 1000 steps, but the inner TimeLimit still truncates at 500.
+        lambda: gym.wrappers.TimeLimit(gym.make("CartPole-v1"), max_episode_steps=1000),
+        lambda: gym.make("CartPole-v1").env,  # no TimeLimit
+    ],
+    ids=["ClipReward", "TransformReward", "Pendulum", "custom", "outer-TimeLimit", "no-TimeLimit"],
+)
 def test_auto_picks_loop_without_an_exact_native_implementation(make):
     env = make()
     vec = EnvVectorizer(env, 2, seed=0, backend="auto")
@@ -368,12 +371,16 @@ def test_auto_native_keeps_a_custom_time_limit():
         loop.close()
 
 
-@pytest.mark.parametrize("make", [
-    lambda: gym.make("Pendulum-v1"),
-    lambda: gym.wrappers.ClipReward(gym.make("CartPole-v1"), 0.0, 0.5),
-    lambda: CounterEnv(3),
-    lambda: (lambda: gym.make("CartPole-v1")),  # a factory, not an env
-], ids=["Pendulum", "wrapped-CartPole", "custom", "factory"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: gym.make("Pendulum-v1"),
+        lambda: gym.wrappers.ClipReward(gym.make("CartPole-v1"), 0.0, 0.5),
+        lambda: CounterEnv(3),
+        lambda: lambda: gym.make("CartPole-v1"),  # a factory, not an env
+    ],
+    ids=["Pendulum", "wrapped-CartPole", "custom", "factory"],
+)
 def test_native_without_a_vector_implementation_raises(make):
     with pytest.raises(ValueError, match="backend"):
         EnvVectorizer(make(), 2, backend="native")
@@ -392,8 +399,16 @@ def test_unknown_backend_lists_the_choices(backend):
 def _pendulum_round(backend: str) -> tuple[PPO, dict[str, torch.Tensor], object]:
     ppo = PPO(True, 3, 1, batch_size=32, mini_batch_size=16, k_epochs=2, seed=7, device="cpu")
     before = {k: v.clone() for k, v in ppo.policy.state_dict().items()}
-    trainer = AsyncPPO(lambda: gym.make("Pendulum-v1"), ppo, num_envs=2, seed=3,
-                       progress_bar=False, rollout="steps", num_steps=16, backend=backend)
+    trainer = AsyncPPO(
+        lambda: gym.make("Pendulum-v1"),
+        ppo,
+        num_envs=2,
+        seed=3,
+        progress_bar=False,
+        rollout="steps",
+        num_steps=16,
+        backend=backend,
+    )
     try:
         collected = trainer.train_round()
     finally:
@@ -408,8 +423,9 @@ def test_one_update_is_identical_on_loop_and_subprocess():
     assert loop_ppo.stats["num_samples"] == sub_ppo.stats["num_samples"] == 32.0
     assert loop_ppo.stats["gradient_steps"] == 4.0
     changed = 0
-    for (name, a), (_, b) in zip(loop_ppo.policy.named_parameters(),
-                                 sub_ppo.policy.named_parameters(), strict=True):
+    for (name, a), (_, b) in zip(
+        loop_ppo.policy.named_parameters(), sub_ppo.policy.named_parameters(), strict=True
+    ):
         assert torch.equal(a, b), name
         changed += not torch.equal(a.detach(), before[name])
         assert torch.equal(before[name], sub_before[name])
@@ -436,6 +452,7 @@ class SlowStepEnv(gym.Env):
 @pytest.mark.parametrize("cores, expected", [(8, "subprocess"), (2, "loop")])
 def test_auto_picks_subprocess_for_slow_envs_only_with_cores_to_spare(monkeypatch, cores, expected):
     from AsyncTools import vectorizer as vectorizer_module
+
     monkeypatch.setattr(vectorizer_module.os, "cpu_count", lambda: cores)
     assert vectorizer_module._auto_backend(SlowStepEnv(), num_envs=4) == expected
     assert vectorizer_module._auto_backend(gym.make("Pendulum-v1"), num_envs=4) == "loop"

@@ -1,5 +1,6 @@
 """train.py from the command line, in a subprocess: --help, a short run that leaves its run
 folder, --resume that continues the step counter, --timeout, Ctrl-C, and play.py on the result."""
+
 from __future__ import annotations
 
 import csv
@@ -20,14 +21,38 @@ from AsyncTools.AsyncPPO import CHECKPOINT_FILE
 pytestmark = pytest.mark.slow  # every test here starts train.py in a new process
 
 ENV = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-SMALL = ["--num-envs", "4", "--num-steps", "64", "--batch-size", "256", "--mini-batch-size", "128",
-         "--backend", "loop", "--quiet"]
+SMALL = [
+    "--num-envs",
+    "4",
+    "--num-steps",
+    "64",
+    "--batch-size",
+    "256",
+    "--mini-batch-size",
+    "128",
+    "--backend",
+    "loop",
+    "--quiet",
+]
 
 
 def train(tmp_path: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "train.py", "--log-dir", str(tmp_path / "runs"),
-                           "--save-dir", str(tmp_path / "weights"), *args],
-                          cwd=REPO_ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "--log-dir",
+            str(tmp_path / "runs"),
+            "--save-dir",
+            str(tmp_path / "weights"),
+            *args,
+        ],
+        cwd=REPO_ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def only_run_folder(tmp_path: Path) -> Path:
@@ -41,12 +66,32 @@ def last_steps(run_dir: Path) -> int:
 
 
 def test_help_lists_every_option_with_its_default():
-    done = subprocess.run([sys.executable, "train.py", "--help"], cwd=REPO_ROOT, env=ENV,
-                          capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "train.py", "--help"],
+        cwd=REPO_ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     text = " ".join(done.stdout.split())
-    for option in ("--env", "--num-envs", "--steps", "--seed", "--lr", "--normalize-obs",
-                   "--normalize-reward", "--anneal-lr", "--use-rnd", "--resume", "--timeout",
-                   "--log-dir", "--checkpoint-every", "--quiet"):
+    for option in (
+        "--env",
+        "--num-envs",
+        "--steps",
+        "--seed",
+        "--lr",
+        "--normalize-obs",
+        "--normalize-reward",
+        "--anneal-lr",
+        "--use-rnd",
+        "--resume",
+        "--timeout",
+        "--log-dir",
+        "--checkpoint-every",
+        "--quiet",
+    ):
         assert option in text, option
     assert "(default: CartPole-v1)" in text and "(default: 150000)" in text
 
@@ -57,8 +102,14 @@ def test_short_run_then_resume_continues_the_step_counter(tmp_path):
     run_dir = only_run_folder(tmp_path)
     assert f"run folder: {run_dir}" in first.stdout
     assert "steps; mean return of the last 4 episodes: " in first.stdout
-    for name in ("progress.csv", "episodes.csv", CHECKPOINT_FILE, "learning_curve.png",
-                 "train_args.json", "weights/Policy_weights.pth"):
+    for name in (
+        "progress.csv",
+        "episodes.csv",
+        CHECKPOINT_FILE,
+        "learning_curve.png",
+        "train_args.json",
+        "weights/Policy_weights.pth",
+    ):
         assert (run_dir / name).is_file(), name
     assert (tmp_path / "weights" / "Policy_weights.pth").is_file()
     steps_first = last_steps(run_dir)
@@ -92,9 +143,25 @@ def test_resume_of_a_folder_without_settings_is_a_clear_error(tmp_path):
 
 def test_ctrl_c_leaves_a_loadable_checkpoint_and_weights(tmp_path):
     process = subprocess.Popen(
-        [sys.executable, "train.py", "--log-dir", str(tmp_path / "runs"), "--save-dir",
-         str(tmp_path / "weights"), "--steps", "100000000", "--checkpoint-every", "0", *SMALL],
-        cwd=REPO_ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "train.py",
+            "--log-dir",
+            str(tmp_path / "runs"),
+            "--save-dir",
+            str(tmp_path / "weights"),
+            "--steps",
+            "100000000",
+            "--checkpoint-every",
+            "0",
+            *SMALL,
+        ],
+        cwd=REPO_ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_for_rows(tmp_path / "runs")
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=90)
@@ -104,9 +171,23 @@ def test_ctrl_c_leaves_a_loadable_checkpoint_and_weights(tmp_path):
     run_dir = only_run_folder(tmp_path)
     state = torch.load(run_dir / CHECKPOINT_FILE, weights_only=True)
     assert state["runner"]["total_steps"] == last_steps(run_dir) > 0
-    played = subprocess.run([sys.executable, "play.py", "--weights", str(tmp_path / "weights"),
-                             "--env", "CartPole-v1", "--episodes", "2"],
-                            cwd=REPO_ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    played = subprocess.run(
+        [
+            sys.executable,
+            "play.py",
+            "--weights",
+            str(tmp_path / "weights"),
+            "--env",
+            "CartPole-v1",
+            "--episodes",
+            "2",
+        ],
+        cwd=REPO_ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert played.returncode == 0, played.stderr
     assert played.stdout.strip().splitlines()[-1].startswith("mean return")
 
@@ -123,6 +204,7 @@ def test_discrete_observations_are_one_hot_encoded(tmp_path):
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert json.loads((run_dir / "train_args.json").read_text())["num_envs"] == 32
     from PPO import PPO
+
     assert PPO.load(tmp_path / "weights", device="cpu").observ_dim == 16  # one-hot of 16 cells
 
 
@@ -130,12 +212,34 @@ def test_discrete_observations_are_one_hot_encoded(tmp_path):
 def test_an_unwritable_output_folder_is_refused_before_training(tmp_path, flag):
     a_file = tmp_path / "a-file"
     a_file.write_text("not a folder")
-    done = subprocess.run([sys.executable, "train.py", "--quiet", "--save-dir", str(tmp_path / "w"),
-                           "--log-dir", str(tmp_path / "runs"), flag, str(a_file)],
-                          cwd=REPO_ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "--quiet",
+            "--save-dir",
+            str(tmp_path / "w"),
+            "--log-dir",
+            str(tmp_path / "runs"),
+            flag,
+            str(a_file),
+        ],
+        cwd=REPO_ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and done.stdout == ""  # refused at once: no run folder announced
     assert done.stderr == f"train.py: error: {flag} {a_file}: is a file, not a folder\n"
-    beyond = subprocess.run([sys.executable, "train.py", "--quiet", flag, "/proc/no-such-dir"],
-                            cwd=REPO_ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    beyond = subprocess.run(
+        [sys.executable, "train.py", "--quiet", flag, "/proc/no-such-dir"],
+        cwd=REPO_ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert beyond.returncode == 2 and beyond.stderr.startswith(
-        f"train.py: error: {flag} /proc/no-such-dir: cannot write there (")
+        f"train.py: error: {flag} /proc/no-such-dir: cannot write there ("
+    )

@@ -1,5 +1,6 @@
 """Every train.py flag reaches the PPO or AsyncPPO keyword it names (built in-process, nothing
 trained), and a resumed run keeps its saved settings over new flags."""
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,12 @@ LEARNER_FLAGS = [
     (["--use-rnd"], "CartPole-v1", "use_RND", True),
     (["--compile-update"], "CartPole-v1", "compile_update", True),
     (["--max-lag-weight", "2.0"], "CartPole-v1", "max_lag_weight", 2.0),
-    (["--compile-mode", "reduce-overhead", "--compile-update"], "CartPole-v1", "compile_mode",
-     "reduce-overhead"),
+    (
+        ["--compile-mode", "reduce-overhead", "--compile-update"],
+        "CartPole-v1",
+        "compile_mode",
+        "reduce-overhead",
+    ),
     (["--hidden-sizes", "32", "16"], "CartPole-v1", "hidden_sizes", [32, 16]),
     (["--critic-hidden-sizes", "48"], "CartPole-v1", "critic_hidden_sizes", [48]),
     (["--activation", "relu"], "CartPole-v1", "activation", "relu"),
@@ -75,8 +80,9 @@ def test_every_learner_flag_is_in_the_table():
     assert named <= tested
 
 
-@pytest.mark.parametrize("flags, env_id, keyword, value", LEARNER_FLAGS,
-                         ids=[" ".join(flags) for flags, *_ in LEARNER_FLAGS])
+@pytest.mark.parametrize(
+    "flags, env_id, keyword, value", LEARNER_FLAGS, ids=[" ".join(flags) for flags, *_ in LEARNER_FLAGS]
+)
 def test_a_learner_flag_reaches_its_ppo_keyword(tmp_path, flags, env_id, keyword, value):
     context = ["--env", *env_id.split()]
     ppo, runner = build(tmp_path, *context, *flags)
@@ -91,8 +97,9 @@ def setting(ppo, keyword: str):
     return ppo.config[keyword] if keyword in ppo.config else getattr(ppo, keyword)
 
 
-@pytest.mark.parametrize("flags, where, value", RUNNER_FLAGS,
-                         ids=[" ".join(flags) for flags, *_ in RUNNER_FLAGS])
+@pytest.mark.parametrize(
+    "flags, where, value", RUNNER_FLAGS, ids=[" ".join(flags) for flags, *_ in RUNNER_FLAGS]
+)
 def test_a_runner_flag_reaches_its_asyncppo_keyword(tmp_path, flags, where, value):
     _, runner = build(tmp_path, *flags)
     try:
@@ -106,8 +113,9 @@ def test_resuming_a_run_older_than_a_flag_keeps_what_it_trained_with(tmp_path):
     train_args.json predates those flags trained with PPO's defaults and resumes with them."""
     run = tmp_path / "run"
     run.mkdir()
-    saved = dict(vars(train_cli.parse_args(["--env", "HalfCheetah-v5"])), hidden_sizes=[64, 64],
-                 activation="tanh")
+    saved = dict(
+        vars(train_cli.parse_args(["--env", "HalfCheetah-v5"])), hidden_sizes=[64, 64], activation="tanh"
+    )
     for name in train_cli.UNRECORDED_IN_OLD_RUNS:
         del saved[name]
     (run / train_cli.ARGS_FILE).write_text(json.dumps(saved))
@@ -122,10 +130,13 @@ def test_resume_keeps_the_saved_settings_over_new_flags_and_names_them(tmp_path,
     run.mkdir()
     saved = dict(vars(train_cli.parse_args([])), lr=0.0077, num_envs=3, steps=1000)
     (run / train_cli.ARGS_FILE).write_text(json.dumps(saved))
-    args = train_cli.with_saved_settings(train_cli.parse_args(
-        ["--resume", str(run), "--lr", "0.5", "--num-envs", "9", "--steps", "2000", "--quiet"]))
-    assert (args.lr, args.num_envs) == (0.0077, 3)          # the run's own settings
-    assert (args.steps, args.quiet) == (2000, True)          # RESUME_KEEPS from the new command
+    args = train_cli.with_saved_settings(
+        train_cli.parse_args(
+            ["--resume", str(run), "--lr", "0.5", "--num-envs", "9", "--steps", "2000", "--quiet"]
+        )
+    )
+    assert (args.lr, args.num_envs) == (0.0077, 3)  # the run's own settings
+    assert (args.steps, args.quiet) == (2000, True)  # RESUME_KEEPS from the new command
     warning = capsys.readouterr().err
     ignored = warning.split("--resume: ignoring ")[1].split(": a resumed run")[0]
     assert sorted(ignored.split(", ")) == ["--lr 0.5", "--num-envs 9"]

@@ -3,6 +3,7 @@ gymnasium's native vector env, a VectorEnv passed in, subprocess workers, Ray ac
 EnvPool (where installed). Every collector hands back rounds in the same format; the subprocess
 workers hand back exactly the loop's data (Ray workers do too when acting deterministically, as
 their own policy copies sample from their own generators: tests/test_ray_backend.py)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -17,12 +18,30 @@ from AsyncTools.collectors import Collector, LocalCollector, make_collector
 from PPO import Rollout
 
 NUM_ENVS, NUM_STEPS, SEED = 4, 16, 3
-FIELDS = ("states", "actions", "rewards", "terminated", "truncated", "valid", "final_states",
-          "episode_starts", "log_probs")
+FIELDS = (
+    "states",
+    "actions",
+    "rewards",
+    "terminated",
+    "truncated",
+    "valid",
+    "final_states",
+    "episode_starts",
+    "log_probs",
+)
 BACKENDS = [
-    "loop", "native", "subprocess", "vector_env", pytest.param("process", marks=pytest.mark.slow),
-    pytest.param("ray", marks=[pytest.mark.slow, pytest.mark.skipif(
-        importlib.util.find_spec("ray") is None, reason="ray is not installed")]),
+    "loop",
+    "native",
+    "subprocess",
+    "vector_env",
+    pytest.param("process", marks=pytest.mark.slow),
+    pytest.param(
+        "ray",
+        marks=[
+            pytest.mark.slow,
+            pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed"),
+        ],
+    ),
 ]
 
 
@@ -32,6 +51,7 @@ def ray_instance():
         yield None
         return
     from AsyncTools.ray_backend import import_ray, init_local_ray
+
     init_local_ray(num_cpus=2)
     yield
     import_ray().shutdown()
@@ -43,10 +63,17 @@ def build(backend: str, rollout: str):
     if backend == "vector_env":
         env, backend = gym.make_vec("CartPole-v1", num_envs=NUM_ENVS, vectorization_mode="sync"), "auto"
     in_child_process = backend == "process"  # a loop collector in a child process
-    collector = make_collector(env, ppo, NUM_ENVS, backend="loop" if in_child_process else backend,
-                               seed=SEED, rollout=rollout, num_steps=NUM_STEPS,
-                               ray_workers=2 if backend == "ray" else None,
-                               in_child_process=in_child_process)
+    collector = make_collector(
+        env,
+        ppo,
+        NUM_ENVS,
+        backend="loop" if in_child_process else backend,
+        seed=SEED,
+        rollout=rollout,
+        num_steps=NUM_STEPS,
+        ray_workers=2 if backend == "ray" else None,
+        in_child_process=in_child_process,
+    )
     collector.sync(ppo)
     return collector, ppo
 
@@ -92,8 +119,7 @@ def test_every_collector_keeps_the_contract(backend, rollout, ray_instance):
 
 
 @pytest.mark.parametrize("rollout", ["steps", "episodes"])
-@pytest.mark.parametrize("other_backend", [
-    "subprocess", pytest.param("process", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("other_backend", ["subprocess", pytest.param("process", marks=pytest.mark.slow)])
 def test_other_collectors_return_the_loops_data(rollout, other_backend):
     """Same seeds, same policy: the same rounds, array for array, including after new weights
     (subprocess workers; the loop collector in a child process, acting with synced weights)."""
@@ -109,8 +135,9 @@ def test_other_collectors_return_the_loops_data(rollout, other_backend):
             expected, expected_round = reference.collect(reference_ppo)
             got, got_round = other.collect(ppo)
             for name in FIELDS:
-                np.testing.assert_array_equal(getattr(got, name), getattr(expected, name),
-                                              err_msg=f"round {round_}: {name}")
+                np.testing.assert_array_equal(
+                    getattr(got, name), getattr(expected, name), err_msg=f"round {round_}: {name}"
+                )
             np.testing.assert_array_equal(got_round.episode_returns, expected_round.episode_returns)
     finally:
         reference.close(), other.close()
@@ -126,5 +153,6 @@ def test_local_collectors_step_an_env_vectorizer():
 
 def test_ray_options_without_ray_are_refused():
     with pytest.raises(ValueError, match="ray_workers and ray_address are for backend='ray', not 'loop'"):
-        make_collector(gym.make("CartPole-v1"), ppo_for_env("CartPole-v1"), 2, backend="loop",
-                       seed=0, ray_workers=2)
+        make_collector(
+            gym.make("CartPole-v1"), ppo_for_env("CartPole-v1"), 2, backend="loop", seed=0, ray_workers=2
+        )

@@ -2,6 +2,7 @@
 FlattenParts), the image going to a CNN and the rest to the MLP heads (PPO's
 `observation_parts`), saved, loaded and exported with the layout; and a policy that can only
 act well by looking at the image learns to."""
+
 from __future__ import annotations
 
 import gymnasium as gym
@@ -21,9 +22,12 @@ class LightSwitchEnv(gym.Env):
     action 1 earns 1 on a bright frame, action 0 on a dark one. 16 steps an episode."""
 
     def __init__(self):
-        self.observation_space = gym.spaces.Dict({
-            "noise": gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
-            "camera": gym.spaces.Box(0, 255, (SIDE, SIDE, 1), np.uint8)})
+        self.observation_space = gym.spaces.Dict(
+            {
+                "noise": gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
+                "camera": gym.spaces.Box(0, 255, (SIDE, SIDE, 1), np.uint8),
+            }
+        )
         self.action_space = gym.spaces.Discrete(2)
 
     def _observe(self):
@@ -94,17 +98,24 @@ def test_the_image_changes_the_features_and_the_noise_reaches_the_heads():
     batch = torch.from_numpy(np.stack([gym.spaces.flatten(space, o) for o in (dark, bright)]))
     features = ppo.policy.features(batch)
     assert not torch.allclose(features[0, :-2], features[1, :-2])  # the CNN sees the frame
-    torch.testing.assert_close(features[:, -2:], batch[:, -2:])   # noise passes through as is
+    torch.testing.assert_close(features[:, -2:], batch[:, -2:])  # noise passes through as is
 
 
-@pytest.mark.parametrize("options, error", [
-    (dict(observation_parts=[[SIDE, SIDE, 1], [3]]),
-     r"observation_parts: \[\[36, 36, 1\], \[3\]\] hold 1299 values, but observ_dim=1298"),
-    (dict(observation_parts=[[1296], [2]]), r"observation_parts: is for observations holding an image"),
-    (dict(observation_parts=[[SIDE, SIDE, 1], [2]], normalize_obs=True),
-     r"normalize_obs: image observations"),
-    (dict(observation_parts=[[SIDE, SIDE, 0], [2]]), r"observation_parts: expected a list of shapes"),
-])
+@pytest.mark.parametrize(
+    "options, error",
+    [
+        (
+            dict(observation_parts=[[SIDE, SIDE, 1], [3]]),
+            r"observation_parts: \[\[36, 36, 1\], \[3\]\] hold 1299 values, but observ_dim=1298",
+        ),
+        (dict(observation_parts=[[1296], [2]]), r"observation_parts: is for observations holding an image"),
+        (
+            dict(observation_parts=[[SIDE, SIDE, 1], [2]], normalize_obs=True),
+            r"normalize_obs: image observations",
+        ),
+        (dict(observation_parts=[[SIDE, SIDE, 0], [2]]), r"observation_parts: expected a list of shapes"),
+    ],
+)
 def test_bad_observation_parts_are_named(options, error):
     with pytest.raises(ValueError, match=error):
         PPO(False, SIDE * SIDE + 2, 2, device="cpu", seed=0, **options)

@@ -1,5 +1,6 @@
 """backend="envpool": task ids, the Atari game scores, the collector contract and the one-liner
 (skipped where envpool is not installed; requirements-test.txt installs it)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -11,12 +12,14 @@ import pytest
 from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env
 from AsyncTools.collectors import make_collector
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("envpool") is None,
-                                reason="envpool is not installed")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("envpool") is None, reason="envpool is not installed"
+)
 
 
 def test_ids_name_envpools_tasks():
     from AsyncTools.envpool_backend import envpool_task_id
+
     assert envpool_task_id("ALE/Pong-v5") == envpool_task_id("PongNoFrameskip-v4") == "Pong-v5"
     assert envpool_task_id("HalfCheetah-v5") == "HalfCheetah-v5"
     with pytest.raises(ValueError, match=r"env: EnvPool has no task 'NoSuchGame-v0'"):
@@ -70,9 +73,11 @@ def test_game_scores_add_the_unclipped_rewards_of_whole_games():
 @pytest.mark.parametrize("rollout", ["steps", "episodes"])
 def test_the_envpool_collector_keeps_the_contract(rollout):
     from test_collectors import NUM_ENVS, NUM_STEPS, SEED, check_round
+
     ppo = ppo_for_env("CartPole-v1", seed=0, device="cpu")
-    collector = make_collector("CartPole-v1", ppo, NUM_ENVS, backend="envpool", seed=SEED,
-                               rollout=rollout, num_steps=NUM_STEPS)
+    collector = make_collector(
+        "CartPole-v1", ppo, NUM_ENVS, backend="envpool", seed=SEED, rollout=rollout, num_steps=NUM_STEPS
+    )
     try:
         assert collector.env.backend_name == "VectorEnvBackend"
         for _ in range(3):
@@ -100,8 +105,9 @@ def test_atari_on_envpool_reports_real_game_scores():
     """Pong: a game ends at 21 points either way, so a whole game's real score lies in
     [-21, 21] and is an integer, while the learner sees clipped per-point rewards."""
     ppo = ppo_for_env("Pong-v5", device="cpu", seed=0)
-    runner = AsyncPPO("Pong-v5", ppo, num_envs=8, num_steps=128, steps=8 * 128 * 5,
-                      backend="envpool", progress_bar=False)
+    runner = AsyncPPO(
+        "Pong-v5", ppo, num_envs=8, num_steps=128, steps=8 * 128 * 5, backend="envpool", progress_bar=False
+    )
     try:
         assert runner.env.observation_space.shape == (4, 84, 84)
         while not runner.game_returns and runner.total_steps < 8 * 128 * 40:

@@ -4,6 +4,7 @@ Frame convention: one frame after every reset and one after every step, so an ep
 steps renders n + 1 frames. Pillow stores a run of identical consecutive frames as one longer
 GIF frame, so the GIF's total duration, not its frame count, equals rendered frames x 1000/fps.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -131,8 +132,9 @@ def test_continuous_actions_are_clipped_to_the_action_space():
     received = np.stack(env.received)
     assert received.shape == (8, 2)
     # the env pays -|a|^2 for the clipped action it received
-    np.testing.assert_allclose(returns, [-np.square(received[:4]).sum(), -np.square(received[4:]).sum()],
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        returns, [-np.square(received[:4]).sum(), -np.square(received[4:]).sum()], rtol=1e-5
+    )
     assert np.all(np.abs(received) <= 1.0) and np.any(np.abs(received) == 1.0)
 
 
@@ -165,8 +167,9 @@ def test_gif_holds_one_frame_per_reset_and_step(ppo, tmp_path):
     height, width, _ = rendered[0].shape
     assert image.size == (width, height) == (600, 400)
     # Pillow merges identical consecutive frames; the time each rendered frame is shown stays.
-    distinct = [rendered[0]] + [b for a, b in zip(rendered, rendered[1:], strict=False)
-                                if not np.array_equal(a, b)]
+    distinct = [rendered[0]] + [
+        b for a, b in zip(rendered, rendered[1:], strict=False) if not np.array_equal(a, b)
+    ]
     assert len(frames) == len(distinct) > 1
     assert sum(durations) == len(rendered) * frame_duration_ms(20)
     for shown, expected in zip(frames, distinct, strict=True):  # CartPole draws < 256 colours: exact
@@ -189,8 +192,7 @@ def test_gif_needs_rgb_array_rendering(ppo, tmp_path):
         with pytest.raises(ValueError, match=r'render_mode="rgb_array"'):
             record_gif(ppo_for_env(env, seed=0, device="cpu"), env, tmp_path / "x.gif")
     with pytest.raises(ValueError, match="max_frames"):
-        record_gif(ppo, gym.make("CartPole-v1", render_mode="rgb_array"), tmp_path / "x.gif",
-                   max_frames=0)
+        record_gif(ppo, gym.make("CartPole-v1", render_mode="rgb_array"), tmp_path / "x.gif", max_frames=0)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -215,15 +217,15 @@ def test_video_without_moviepy_names_the_install(ppo, tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------------ play.py
 def run_play(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "play.py", *args], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "play.py", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.slow
 def test_play_records_a_gif(weights, tmp_path):
     gif = tmp_path / "x.gif"
-    played = run_play("--weights", str(weights), "--env", "CartPole-v1", "--episodes", "2",
-                      "--gif", str(gif))
+    played = run_play("--weights", str(weights), "--env", "CartPole-v1", "--episodes", "2", "--gif", str(gif))
     assert played.returncode == 0, played.stderr
     lines = played.stdout.strip().splitlines()
     assert lines[-1].startswith("mean return")
@@ -261,16 +263,16 @@ def test_play_refuses_missing_weights_in_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_play_refuses_gif_and_video_together(weights, tmp_path):
-    played = run_play("--weights", str(weights), "--gif", str(tmp_path / "x.gif"),
-                      "--video", str(tmp_path / "v"))
+    played = run_play(
+        "--weights", str(weights), "--gif", str(tmp_path / "x.gif"), "--video", str(tmp_path / "v")
+    )
     assert played.returncode == 2 and "not allowed with" in played.stderr
 
 
 @pytest.mark.slow
 def test_play_takes_the_most_likely_actions_on_vector_envs_unless_told(weights):
     def mean_return(*flags: str) -> str:
-        played = run_play("--weights", str(weights), "--env", "CartPole-v1", "--episodes", "5",
-                          *flags)
+        played = run_play("--weights", str(weights), "--env", "CartPole-v1", "--episodes", "5", *flags)
         assert played.returncode == 0, played.stderr
         return played.stdout.strip().splitlines()[-1]
 

@@ -1,5 +1,6 @@
 """A policy exported for deployment acts as the trained one, for any batch size, and loads in a
 process that has torch and nothing of this project."""
+
 from __future__ import annotations
 
 import json
@@ -18,11 +19,21 @@ def learners() -> dict[str, PPO]:
     return {
         "discrete": PPO(False, 4, 3, device="cpu", seed=0, normalize_obs=True),
         "multi_discrete": PPO(False, 4, 5, action_nvec=(2, 3), device="cpu", seed=0),
-        "continuous": PPO(True, 4, 2, device="cpu", seed=0, action_low=[-2, -1], action_high=[2, 1],
-                          log_std_init=1.0),
+        "continuous": PPO(
+            True, 4, 2, device="cpu", seed=0, action_low=[-2, -1], action_high=[2, 1], log_std_init=1.0
+        ),
         "unbounded": PPO(True, 4, 2, device="cpu", seed=0, log_std_init=1.0),
-        "squashed": PPO(True, 4, 2, device="cpu", seed=0, squash_actions=True,
-                        action_low=[0, -1], action_high=[3, 1], activation="relu"),
+        "squashed": PPO(
+            True,
+            4,
+            2,
+            device="cpu",
+            seed=0,
+            squash_actions=True,
+            action_low=[0, -1],
+            action_high=[3, 1],
+            activation="relu",
+        ),
         "image": PPO(False, 4 * 36 * 36, 3, observation_shape=(4, 36, 36), device="cpu", seed=0),
     }
 
@@ -38,6 +49,7 @@ def load(file, format: str):
     """The exported file as a function of an observation batch (tensor in, NumPy out)."""
     if format == "onnx":
         import onnxruntime
+
         session = onnxruntime.InferenceSession(str(file))
         return lambda obs: session.run(None, {"obs": obs.numpy()})[0]
     module = torch.export.load(file).module() if format == "export" else torch.jit.load(file)
@@ -65,12 +77,12 @@ def test_the_exported_policy_acts_as_get_action_deterministic(tmp_path, kind, fo
 
 LOADERS = {
     "export": "policy = torch.export.load(sys.argv[1]).module()\n"
-              "print(policy(torch.from_numpy(obs)).numpy().tolist())\n",
+    "print(policy(torch.from_numpy(obs)).numpy().tolist())\n",
     "torchscript": "policy = torch.jit.load(sys.argv[1])\n"
-                   "print(policy(torch.from_numpy(obs)).numpy().tolist())\n",
+    "print(policy(torch.from_numpy(obs)).numpy().tolist())\n",
     "onnx": "import onnxruntime\n"
-            "session = onnxruntime.InferenceSession(sys.argv[1])\n"
-            "print(session.run(None, {'obs': obs})[0].tolist())\n",
+    "session = onnxruntime.InferenceSession(sys.argv[1])\n"
+    "print(session.run(None, {'obs': obs})[0].tolist())\n",
 }
 
 
@@ -81,15 +93,24 @@ def test_the_exported_file_runs_without_this_project(tmp_path, format):
     file = ppo.export(tmp_path / "policy", format=format)
     obs = observations(ppo, 5)
     np.save(tmp_path / "obs.npy", obs.numpy())
-    script = ("import sys, numpy, torch\n"
-              "obs = numpy.load(sys.argv[2])\n" + LOADERS[format] +
-              "assert 'PPO' not in sys.modules and 'AsyncTools' not in sys.modules\n")
-    done = subprocess.run([sys.executable, "-c", script, str(file), str(tmp_path / "obs.npy")],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                          env={"PATH": "/usr/bin:/bin"})
+    script = (
+        "import sys, numpy, torch\n"
+        "obs = numpy.load(sys.argv[2])\n"
+        + LOADERS[format]
+        + "assert 'PPO' not in sys.modules and 'AsyncTools' not in sys.modules\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(file), str(tmp_path / "obs.npy")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 0, done.stderr
-    np.testing.assert_allclose(np.array(json.loads(done.stdout)), ppo.get_action(obs, deterministic=True),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        np.array(json.loads(done.stdout)), ppo.get_action(obs, deterministic=True), rtol=1e-6
+    )
 
 
 def test_clip_actions_false_keeps_the_raw_mean_in_get_action_and_the_export(tmp_path):
@@ -106,6 +127,7 @@ def test_clip_actions_false_keeps_the_raw_mean_in_get_action_and_the_export(tmp_
 
 
 def test_an_unknown_format_is_named():
-    with pytest.raises(ValueError,
-                       match=r"format must be one of \('export', 'torchscript', 'onnx'\), got 'tflite'"):
+    with pytest.raises(
+        ValueError, match=r"format must be one of \('export', 'torchscript', 'onnx'\), got 'tflite'"
+    ):
         learners()["discrete"].export("policy.tflite", format="tflite")

@@ -12,6 +12,7 @@ the backend can.
 The envs fail only outside the test's process (as a simulator refusing a second connection
 would), so that the runner's own probes here succeed and the copies in other processes fail.
 """
+
 from __future__ import annotations
 
 import functools
@@ -73,14 +74,14 @@ class CopyOneWider(Corridor):
 
 
 def corridor_ppo():
-    return ppo_for_env(Corridor(), seed=0, device="cpu", batch_size=64, mini_batch_size=32,
-                       k_epochs=1)
+    return ppo_for_env(Corridor(), seed=0, device="cpu", batch_size=64, mini_batch_size=32, k_epochs=1)
 
 
 def refused_ppo():
     """A learner for 4-number observations: the runner refuses it for the Corridor (8)."""
-    return ppo_for_env(gym.make("CartPole-v1"), seed=0, device="cpu", batch_size=64,
-                       mini_batch_size=32, k_epochs=1)
+    return ppo_for_env(
+        gym.make("CartPole-v1"), seed=0, device="cpu", batch_size=64, mini_batch_size=32, k_epochs=1
+    )
 
 
 # ---------------------------------------------------------------- counting processes
@@ -122,8 +123,11 @@ def processes_of_this_test() -> set[str]:
             pid = parent
         return False
 
-    return {str(pid) for pid, (state, _, _) in stats.items()
-            if pid != me and state != "Z" and ours(pid) and not _is_ray(str(pid))}
+    return {
+        str(pid)
+        for pid, (state, _, _) in stats.items()
+        if pid != me and state != "Z" and ours(pid) and not _is_ray(str(pid))
+    }
 
 
 def live_children() -> set[str]:
@@ -146,8 +150,9 @@ def no_process_left():
 
     def check() -> None:
         left = (processes_of_this_test() - before_group) | (live_children() - before_children)
-        assert not left, (f"processes left running: {sorted(left)}; "
-                          f"active_children: {multiprocessing.active_children()}")
+        assert not left, (
+            f"processes left running: {sorted(left)}; active_children: {multiprocessing.active_children()}"
+        )
 
     yield check
     check()
@@ -169,27 +174,38 @@ def first_line(error: BaseException) -> str:
 # ---------------------------------------------------------------- subprocess workers
 @pytest.mark.slow
 def test_subprocess_one_copy_that_cannot_be_built(no_process_left):
-    error = start_failure(lambda: AsyncPPO(
-        functools.partial(CopyOneBroken, os.getpid()), corridor_ppo(), num_envs=3, num_steps=8,
-        backend="subprocess", progress_bar=False))
+    error = start_failure(
+        lambda: AsyncPPO(
+            functools.partial(CopyOneBroken, os.getpid()),
+            corridor_ppo(),
+            num_envs=3,
+            num_steps=8,
+            backend="subprocess",
+            progress_bar=False,
+        )
+    )
     no_process_left()
     assert type(error) is EnvStepError and error.env_index == 1
-    assert first_line(error) == (f"env copy 1 of 3 could not be made in its worker process: "
-                                 f"the env constructor raised {REFUSED}")
+    assert first_line(error) == (
+        f"env copy 1 of 3 could not be made in its worker process: the env constructor raised {REFUSED}"
+    )
     assert isinstance(error.__cause__, ConnectionRefusedError)
     assert "\x1b" not in str(error)
 
 
 @pytest.mark.slow
 def test_subprocess_every_copy_that_cannot_be_built(no_process_left):
-    error = start_failure(lambda: AsyncPPO(BrokenCorridor, corridor_ppo(), num_envs=3,
-                                           num_steps=8, backend="subprocess",
-                                           progress_bar=False))
+    error = start_failure(
+        lambda: AsyncPPO(
+            BrokenCorridor, corridor_ppo(), num_envs=3, num_steps=8, backend="subprocess", progress_bar=False
+        )
+    )
     no_process_left()
     assert type(error) is EnvStepError and error.env_index == 0
     lines = str(error).splitlines()
-    assert lines[0] == (f"env copy 0 of 3 could not be made in its worker process: the env "
-                        f"constructor raised {REFUSED}")
+    assert lines[0] == (
+        f"env copy 0 of 3 could not be made in its worker process: the env constructor raised {REFUSED}"
+    )
     assert lines[1] == "(env copies [1, 2] of 3 could not be made either)"
     assert isinstance(error.__cause__, ConnectionRefusedError)
 
@@ -197,18 +213,33 @@ def test_subprocess_every_copy_that_cannot_be_built(no_process_left):
 @pytest.mark.slow
 def test_subprocess_worker_that_dies_while_it_starts(no_process_left):
     with pytest.raises(EnvStepError) as info:
-        AsyncPPO(functools.partial(CopyOneCrashes, os.getpid()), corridor_ppo(), num_envs=3,
-                 num_steps=8, backend="subprocess", progress_bar=False)
+        AsyncPPO(
+            functools.partial(CopyOneCrashes, os.getpid()),
+            corridor_ppo(),
+            num_envs=3,
+            num_steps=8,
+            backend="subprocess",
+            progress_bar=False,
+        )
     no_process_left()
-    assert re.match(r"a subprocess worker of the 3 env copies died while starting \(\w+\), "
-                    r"before its env could report an error", first_line(info.value))
+    assert re.match(
+        r"a subprocess worker of the 3 env copies died while starting \(\w+\), "
+        r"before its env could report an error",
+        first_line(info.value),
+    )
 
 
 @pytest.mark.slow
 def test_subprocess_copies_with_different_spaces(no_process_left):
     with pytest.raises(RuntimeError, match="observation spaces are not equivalent"):
-        AsyncPPO(functools.partial(CopyOneWider, os.getpid()), corridor_ppo(), num_envs=3,
-                 num_steps=8, backend="subprocess", progress_bar=False)
+        AsyncPPO(
+            functools.partial(CopyOneWider, os.getpid()),
+            corridor_ppo(),
+            num_envs=3,
+            num_steps=8,
+            backend="subprocess",
+            progress_bar=False,
+        )
     no_process_left()
 
 
@@ -216,65 +247,101 @@ def test_subprocess_copies_with_different_spaces(no_process_left):
 @pytest.mark.parametrize("overlap", [False, True])
 def test_refused_configuration_on_local_backends(no_process_left, overlap):
     with pytest.raises(ValueError, match="observ_dim"):
-        AsyncPPO(Corridor, refused_ppo(), num_envs=3, num_steps=8, backend="subprocess",
-                 overlap=overlap, progress_bar=False)
+        AsyncPPO(
+            Corridor,
+            refused_ppo(),
+            num_envs=3,
+            num_steps=8,
+            backend="subprocess",
+            overlap=overlap,
+            progress_bar=False,
+        )
     no_process_left()
 
 
 # ---------------------------------------------------------------- the collector process
 @pytest.mark.slow
 def test_collector_process_loop_copy_that_cannot_be_built(no_process_left):
-    error = start_failure(lambda: AsyncPPO(
-        functools.partial(CopyOneBroken, os.getpid()), corridor_ppo(), num_envs=3, num_steps=8,
-        backend="loop", overlap=True, progress_bar=False))
+    error = start_failure(
+        lambda: AsyncPPO(
+            functools.partial(CopyOneBroken, os.getpid()),
+            corridor_ppo(),
+            num_envs=3,
+            num_steps=8,
+            backend="loop",
+            overlap=True,
+            progress_bar=False,
+        )
+    )
     no_process_left()
     assert type(error) is EnvStepError and error.env_index == 1
-    assert first_line(error) == (f"env copy 1 of 3 could not be made in the collector process: "
-                                 f"the env constructor raised {REFUSED}")
+    assert first_line(error) == (
+        f"env copy 1 of 3 could not be made in the collector process: the env constructor raised {REFUSED}"
+    )
     assert isinstance(error.__cause__, ConnectionRefusedError)
 
 
 @pytest.mark.slow
 def test_collector_process_every_copy_that_cannot_be_built(no_process_left):
-    error = start_failure(lambda: AsyncPPO(BrokenCorridor, corridor_ppo(), num_envs=3,
-                                           num_steps=8, backend="loop", overlap=True,
-                                           progress_bar=False))
+    error = start_failure(
+        lambda: AsyncPPO(
+            BrokenCorridor,
+            corridor_ppo(),
+            num_envs=3,
+            num_steps=8,
+            backend="loop",
+            overlap=True,
+            progress_bar=False,
+        )
+    )
     no_process_left()
     assert type(error) is EnvStepError and error.env_index == 0
-    assert first_line(error) == (f"env copy 0 of 3 could not be made in the collector process: "
-                                 f"the env constructor raised {REFUSED}")
+    assert first_line(error) == (
+        f"env copy 0 of 3 could not be made in the collector process: the env constructor raised {REFUSED}"
+    )
 
 
 @pytest.mark.slow
 def test_collector_process_subprocess_copy_that_cannot_be_built(no_process_left):
     """The collector process's own workers end too, not only the collector process."""
-    error = start_failure(lambda: AsyncPPO(
-        functools.partial(CopyOneBroken, os.getpid(), counted=False), corridor_ppo(),
-        num_envs=3, num_steps=8, backend="subprocess", overlap=True, progress_bar=False))
+    error = start_failure(
+        lambda: AsyncPPO(
+            functools.partial(CopyOneBroken, os.getpid(), counted=False),
+            corridor_ppo(),
+            num_envs=3,
+            num_steps=8,
+            backend="subprocess",
+            overlap=True,
+            progress_bar=False,
+        )
+    )
     no_process_left()
     assert type(error) is EnvStepError and error.env_index == 1
-    assert first_line(error) == (f"env copy 1 of 3 could not be made in its worker process: "
-                                 f"the env constructor raised {REFUSED}")
+    assert first_line(error) == (
+        f"env copy 1 of 3 could not be made in its worker process: the env constructor raised {REFUSED}"
+    )
     assert isinstance(error.__cause__, ConnectionRefusedError)
 
 
 # ---------------------------------------------------------------- Ray actors
 def ray_actors(ray) -> dict[str, dict]:
     from ray._private import state  # the GCS's table: Ray's state API needs the dashboard
+
     return {actor_id: actor for actor_id, actor in state.actors().items()}
 
 
 def check_actors_ended(ray, before: dict) -> None:
-    started = {actor_id: actor for actor_id, actor in ray_actors(ray).items()
-               if actor_id not in before}
+    started = {actor_id: actor for actor_id, actor in ray_actors(ray).items() if actor_id not in before}
     assert started, "no Ray actor was started"
-    alive = {actor_id: actor["State"] for actor_id, actor in started.items()
-             if actor["State"] != "DEAD"}
+    alive = {actor_id: actor["State"] for actor_id, actor in started.items() if actor["State"] != "DEAD"}
     assert not alive, f"Ray actors not ended: {alive}"
     deadline = time.monotonic() + 5  # a dead actor's process may take a moment to exit
     while True:
-        running = [actor["Pid"] for actor in started.values()
-                   if actor.get("Pid") and (_stat(str(actor["Pid"])) or ("Z",))[0] != "Z"]
+        running = [
+            actor["Pid"]
+            for actor in started.values()
+            if actor.get("Pid") and (_stat(str(actor["Pid"])) or ("Z",))[0] != "Z"
+        ]
         if not running or time.monotonic() > deadline:
             break
         time.sleep(0.05)
@@ -282,8 +349,9 @@ def check_actors_ended(ray, before: dict) -> None:
 
 
 def ray_runner(env) -> AsyncPPO:
-    return AsyncPPO(env, corridor_ppo(), num_envs=3, num_steps=8, backend="ray", ray_workers=2,
-                    progress_bar=False)
+    return AsyncPPO(
+        env, corridor_ppo(), num_envs=3, num_steps=8, backend="ray", ray_workers=2, progress_bar=False
+    )
 
 
 @pytest.mark.slow
@@ -295,7 +363,9 @@ def test_ray_every_copy_that_cannot_be_built(ray_session):
     error = info.value
     match = re.fullmatch(
         rf"ray worker (\d) could not start \(env copies (\d-\d)\): env copy (\d) of 3 could not "
-        rf"be made: the env constructor raised {REFUSED}", first_line(error))
+        rf"be made: the env constructor raised {REFUSED}",
+        first_line(error),
+    )
     assert match, first_line(error)
     assert match.groups() in {("0", "0-1", "0"), ("1", "2-2", "2")}
     assert error.env_index == int(match.group(3))
@@ -311,8 +381,10 @@ def test_ray_one_copy_that_cannot_be_built(ray_session):
         ray_runner(functools.partial(CopyOneBroken, os.getpid()))
     check_actors_ended(ray_session, before)
     error = info.value
-    assert first_line(error) == (f"ray worker 0 could not start (env copies 0-1): env copy 1 of "
-                                 f"3 could not be made: the env constructor raised {REFUSED}")
+    assert first_line(error) == (
+        f"ray worker 0 could not start (env copies 0-1): env copy 1 of "
+        f"3 could not be made: the env constructor raised {REFUSED}"
+    )
     assert error.env_index == 1
     assert "\x1b" not in str(error)
     assert isinstance(error.__cause__, ray_session.exceptions.RayActorError)
@@ -322,6 +394,7 @@ def test_ray_one_copy_that_cannot_be_built(ray_session):
 def test_ray_refused_configuration(ray_session):
     before = ray_actors(ray_session)
     with pytest.raises(ValueError, match="observ_dim"):
-        AsyncPPO(Corridor, refused_ppo(), num_envs=3, num_steps=8, backend="ray", ray_workers=2,
-                 progress_bar=False)
+        AsyncPPO(
+            Corridor, refused_ppo(), num_envs=3, num_steps=8, backend="ray", ray_workers=2, progress_bar=False
+        )
     check_actors_ended(ray_session, before)

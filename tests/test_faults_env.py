@@ -1,5 +1,6 @@
 """Faulty envs and workers: a killed or failing subprocess worker, Ctrl-C, and env outputs of
 the wrong shape or not finite all end in a named error (never a hang), and close() returns."""
+
 from __future__ import annotations
 
 import functools
@@ -89,7 +90,6 @@ def make_slow_cartpole(seconds: float, started_file: str | None = None) -> gym.E
     return SlowStep(gym.make("CartPole-v1"), seconds, started_file)
 
 
-
 # ---------------------------------------------------------------------------- helpers
 def run_within(seconds: float, fn):
     """fn() in a daemon thread: returns its result or raises its exception here; fails the
@@ -146,8 +146,7 @@ def test_killed_worker_is_named_and_close_returns(call):
 
 @pytest.mark.slow
 def test_worker_killed_while_it_steps():
-    vec = EnvVectorizer(functools.partial(make_slow_cartpole, 1.0), 2, seed=0,
-                        backend="subprocess")
+    vec = EnvVectorizer(functools.partial(make_slow_cartpole, 1.0), 2, seed=0, backend="subprocess")
     try:
         vec.reset()
         pid = vec.backend.vector_env.processes[0].pid
@@ -155,8 +154,7 @@ def test_worker_killed_while_it_steps():
         with pytest.raises(EnvStepError) as info:
             run_within(30, lambda: vec.step_autoreset(zeros(2)))
         assert info.value.env_index == 0
-        assert "env copy 0 of 2: its worker process died (killed by signal 9, SIGKILL)" \
-            in str(info.value)
+        assert "env copy 0 of 2: its worker process died (killed by signal 9, SIGKILL)" in str(info.value)
     finally:
         assert close_within(vec) < 10
 
@@ -226,9 +224,13 @@ def test_ctrl_c_mid_step_interrupts_the_main_process_only_and_close_returns(tmp_
     """SIGINT to the whole process group, as Ctrl-C in a terminal sends it, once the workers'
     (3 s) step is under way."""
     started = tmp_path / "step-started"
-    child = subprocess.Popen([sys.executable, "-c", CTRL_C_CHILD, str(started)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CTRL_C_CHILD, str(started)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         assert child.stdout.readline().strip() == "stepping"
         wait_for_file(started)
@@ -248,8 +250,9 @@ def test_ctrl_c_mid_step_interrupts_the_main_process_only_and_close_returns(tmp_
 @pytest.mark.parametrize("backend", ["loop", "subprocess"])
 def test_nan_reward_names_copy_and_step(backend):
     # seed 10: copies get seeds 10, 11, 12; copy 2 returns a NaN reward on its third step.
-    vec = EnvVectorizer(functools.partial(make_faulty_cartpole, "nan_reward", 12, 3), 3,
-                        seed=10, backend=backend)
+    vec = EnvVectorizer(
+        functools.partial(make_faulty_cartpole, "nan_reward", 12, 3), 3, seed=10, backend=backend
+    )
     try:
         vec.reset()
         for _ in range(2):
@@ -259,16 +262,20 @@ def test_nan_reward_names_copy_and_step(backend):
         error = info.value
         assert isinstance(error, EnvStepError) and isinstance(error, ValueError)
         assert error.env_index == 2
-        assert "env copy 2 of 3 returned reward nan at step 3 (vectorizer step count)" \
-            in str(error)
+        assert "env copy 2 of 3 returned reward nan at step 3 (vectorizer step count)" in str(error)
     finally:
         close_within(vec)
 
 
 @pytest.mark.parametrize("backend", ["loop", "subprocess"])
 def test_zero_option_replaces_and_counts_non_finite_rewards(backend):
-    vec = EnvVectorizer(functools.partial(make_faulty_cartpole, "nan_reward", 12, 3), 3,
-                        seed=10, backend=backend, non_finite_rewards="zero")
+    vec = EnvVectorizer(
+        functools.partial(make_faulty_cartpole, "nan_reward", 12, 3),
+        3,
+        seed=10,
+        backend=backend,
+        non_finite_rewards="zero",
+    )
     try:
         vec.reset()
         rewards = [vec.step(zeros(3))[1].tolist() for _ in range(4)]
@@ -282,8 +289,7 @@ def test_zero_option_replaces_and_counts_non_finite_rewards(backend):
 @pytest.mark.parametrize("fault", ["array_reward", "list_reward"])
 @pytest.mark.parametrize("backend", ["loop", "subprocess"])
 def test_reward_of_shape_1_names_the_copy(backend, fault):
-    vec = EnvVectorizer(functools.partial(make_faulty_cartpole, fault, 11, 2), 3, seed=10,
-                        backend=backend)
+    vec = EnvVectorizer(functools.partial(make_faulty_cartpole, fault, 11, 2), 3, seed=10, backend=backend)
     try:
         vec.reset()
         vec.step_autoreset(zeros(3))
@@ -298,8 +304,9 @@ def test_reward_of_shape_1_names_the_copy(backend, fault):
 @pytest.mark.parametrize("backend", ["loop", "subprocess"])
 @pytest.mark.parametrize("at_step, method", [(0, "reset"), (2, "step")])
 def test_observation_of_the_wrong_shape_names_the_copy(backend, at_step, method):
-    vec = EnvVectorizer(functools.partial(make_faulty_cartpole, "short_observation", 11,
-                                          at_step), 3, seed=10, backend=backend)
+    vec = EnvVectorizer(
+        functools.partial(make_faulty_cartpole, "short_observation", 11, at_step), 3, seed=10, backend=backend
+    )
     try:
         with pytest.raises(EnvOutputError) as info:
             run_within(30, vec.reset)
@@ -314,8 +321,7 @@ def test_observation_of_the_wrong_shape_names_the_copy(backend, at_step, method)
 
 
 def test_every_copy_returning_the_wrong_shape_names_the_first():
-    vec = EnvVectorizer(functools.partial(make_faulty_cartpole, "short_observation", None, 1),
-                        2, seed=0)
+    vec = EnvVectorizer(functools.partial(make_faulty_cartpole, "short_observation", None, 1), 2, seed=0)
     vec.reset()
     with pytest.raises(EnvOutputError, match=r"env copy 0 of 2 .* shape \(3,\) from step\(\)"):
         vec.step_autoreset(zeros(2))
@@ -365,6 +371,9 @@ def make_env_that_kills_its_process() -> gym.Env:
 
 @pytest.mark.slow
 def test_a_worker_that_dies_while_starting_is_an_env_step_error():
-    with pytest.raises(EnvStepError, match=r"a subprocess worker of the 2 env copies died while "
-                                           r"starting \((EOFError|ConnectionResetError|BrokenPipeError)\)"):
+    with pytest.raises(
+        EnvStepError,
+        match=r"a subprocess worker of the 2 env copies died while "
+        r"starting \((EOFError|ConnectionResetError|BrokenPipeError)\)",
+    ):
         EnvVectorizer(make_env_that_kills_its_process, 2, seed=0, backend="subprocess")

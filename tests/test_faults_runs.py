@@ -1,6 +1,7 @@
 """Faults during a training run: SIGTERM and Ctrl-C (also with subprocess workers), a killed env
 worker, a NaN reward, episodes that never end. Each ends in a clean stop or a clear error, in
 bounded time, with the run's files saved and loadable."""
+
 from __future__ import annotations
 
 import os
@@ -24,14 +25,36 @@ from PPO import PPO
 from PPO.checkpoint import load_state, non_finite_entries
 
 ENV = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-CLI = [sys.executable, "train.py", "--num-envs", "2", "--num-steps", "64", "--batch-size", "128",
-       "--mini-batch-size", "64", "--steps", "100000000", "--checkpoint-every", "0", "--quiet"]
+CLI = [
+    sys.executable,
+    "train.py",
+    "--num-envs",
+    "2",
+    "--num-steps",
+    "64",
+    "--batch-size",
+    "128",
+    "--mini-batch-size",
+    "64",
+    "--steps",
+    "100000000",
+    "--checkpoint-every",
+    "0",
+    "--quiet",
+]
 
 
 def start(command: list[str], tmp_path: Path) -> subprocess.Popen:
     """Starts `command` in its own process group (as a terminal would run it)."""
-    return subprocess.Popen(command, cwd=REPO_ROOT, env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def assert_run_folder_saved(log_dir: Path) -> Path:
@@ -75,8 +98,9 @@ def test_a_stop_signal_to_the_whole_group_with_subprocess_workers_exits_cleanly(
     """As a terminal's Ctrl-C or a scheduler's SIGTERM reach every process of the job: the
     workers ignore it, the main process saves everything and exits with 128 + the signal."""
     log_dir, save_dir = tmp_path / "runs", tmp_path / "weights"
-    process = start(CLI + ["--backend", "subprocess", "--log-dir", str(log_dir),
-                           "--save-dir", str(save_dir)], tmp_path)
+    process = start(
+        CLI + ["--backend", "subprocess", "--log-dir", str(log_dir), "--save-dir", str(save_dir)], tmp_path
+    )
     wait_for_rows(log_dir)
     os.killpg(process.pid, getattr(signal, name))
     out, err = process.communicate(timeout=60)
@@ -95,8 +119,10 @@ def worker_pids(pid: int) -> list[int]:
 @pytest.mark.slow
 def test_a_killed_worker_ends_the_run_with_an_error_naming_it_and_keeps_the_checkpoint(tmp_path):
     log_dir = tmp_path / "runs"
-    process = start(CLI + ["--backend", "subprocess", "--log-dir", str(log_dir),
-                           "--save-dir", str(tmp_path / "weights")], tmp_path)
+    process = start(
+        CLI + ["--backend", "subprocess", "--log-dir", str(log_dir), "--save-dir", str(tmp_path / "weights")],
+        tmp_path,
+    )
     wait_for_rows(log_dir)
     os.kill(worker_pids(process.pid)[-1], signal.SIGKILL)
     _, err = process.communicate(timeout=60)  # no hang in close()
@@ -107,18 +133,32 @@ def test_a_killed_worker_ends_the_run_with_an_error_naming_it_and_keeps_the_chec
 
 # ------------------------------------------------------------------ a bad reward
 def runner_on(make_env, tmp_path: Path, **options) -> AsyncPPO:
-    ppo = ppo_for_env(gym.make("CartPole-v1"), seed=0, device="cpu", batch_size=256,
-                      mini_batch_size=128)
-    return AsyncPPO(make_env, ppo, num_envs=2, num_steps=64, steps=4096, progress_bar=False,
-                    backend="loop", log_dir=tmp_path, **options)
+    ppo = ppo_for_env(gym.make("CartPole-v1"), seed=0, device="cpu", batch_size=256, mini_batch_size=128)
+    return AsyncPPO(
+        make_env,
+        ppo,
+        num_envs=2,
+        num_steps=64,
+        steps=4096,
+        progress_bar=False,
+        backend="loop",
+        log_dir=tmp_path,
+        **options,
+    )
 
 
 def test_a_nan_reward_stops_the_run_naming_the_copy_and_the_step(tmp_path):
     copies = iter(range(2))
-    runner = runner_on(lambda: NanRewardAt(gym.make("CartPole-v1"), 300 if next(copies) else 10**9),
-                       tmp_path, checkpoint_every=128)
-    with pytest.raises(EnvOutputError, match=r"env copy 1 of 2 returned reward nan at step (\d+) "
-                                             r"\(vectorizer step count\)") as raised:
+    runner = runner_on(
+        lambda: NanRewardAt(gym.make("CartPole-v1"), 300 if next(copies) else 10**9),
+        tmp_path,
+        checkpoint_every=128,
+    )
+    with pytest.raises(
+        EnvOutputError,
+        match=r"env copy 1 of 2 returned reward nan at step (\d+) "
+        r"\(vectorizer step count\)",
+    ) as raised:
         runner.run()
     assert raised.value.env_index == 1
     # the copy's 300th step, counted with the steps that reset it after its earlier episodes
@@ -128,8 +168,7 @@ def test_a_nan_reward_stops_the_run_naming_the_copy_and_the_step(tmp_path):
 
 
 def test_non_finite_rewards_zero_replaces_and_counts_them(tmp_path):
-    runner = runner_on(lambda: NanRewardAt(gym.make("CartPole-v1"), 100), tmp_path,
-                       non_finite_rewards="zero")
+    runner = runner_on(lambda: NanRewardAt(gym.make("CartPole-v1"), 100), tmp_path, non_finite_rewards="zero")
     runner.run()
     assert runner.env.non_finite_rewards_replaced == 2
     assert not runner.ppo.non_finite_weights()
@@ -152,14 +191,18 @@ class EndlessEnv(gym.Env):
 
 def endless_runner(**options) -> AsyncPPO:
     ppo = PPO(False, 3, 2, device="cpu", seed=0, batch_size=64, mini_batch_size=64)
-    return AsyncPPO(EndlessEnv, ppo, num_envs=2, rollout="episodes", progress_bar=False,
-                    backend="loop", **options)
+    return AsyncPPO(
+        EndlessEnv, ppo, num_envs=2, rollout="episodes", progress_bar=False, backend="loop", **options
+    )
 
 
 def test_episodes_rounds_cut_endless_episodes_at_the_cap_with_a_warning():
     runner = endless_runner(steps=300, episode_step_cap=100)
-    with pytest.warns(RuntimeWarning, match=r"env copies \[0, 1\]: still running after "
-                                            r"episode_step_cap=100 steps"):
+    with pytest.warns(
+        RuntimeWarning,
+        match=r"env copies \[0, 1\]: still running after "
+        r"episode_step_cap=100 steps",
+    ):
         runner.run()
     assert runner.episode_lengths == [100] * len(runner.episode_lengths)
     assert runner.total_steps == 200 * runner.rounds and runner.rounds == 2
@@ -181,8 +224,9 @@ def test_run_timeout_ends_an_endless_episodes_round():
 
 def test_evaluate_ends_an_endless_episode_at_its_cap():
     ppo = PPO(False, 3, 2, device="cpu", seed=0)
-    with pytest.warns(RuntimeWarning, match="evaluation episode 1: still running after "
-                                            "episode_step_cap=50 steps"):
+    with pytest.warns(
+        RuntimeWarning, match="evaluation episode 1: still running after episode_step_cap=50 steps"
+    ):
         returns = evaluate(ppo, EndlessEnv(), episodes=2, episode_step_cap=50)
     assert returns == [50.0, 50.0]
 

@@ -1,6 +1,7 @@
 """Faults around saved files: a save killed at a random point, a full disk, a learner that has
 gone non-finite, simultaneous runs. Every file saved before the fault must still load, be
 finite and be whole (never a mix of two saves)."""
+
 from __future__ import annotations
 
 import errno
@@ -109,10 +110,14 @@ def test_save_weights_refuses_a_non_finite_learner(tmp_path):
 
 def fill_memory(ppo: PPO, rewards: np.ndarray) -> None:
     n = len(rewards)
-    ppo.memory.add_trajectories(states=np.random.default_rng(0).normal(size=(n, OBS_DIM)).astype(np.float32),
-                   actions=np.zeros(n, np.int64), rewards=rewards.astype(np.float32),
-                   terminated=np.eye(1, n, n - 1, dtype=bool)[0], truncated=np.zeros(n, bool),
-                   final_states=np.zeros((1, OBS_DIM), np.float32))
+    ppo.memory.add_trajectories(
+        states=np.random.default_rng(0).normal(size=(n, OBS_DIM)).astype(np.float32),
+        actions=np.zeros(n, np.int64),
+        rewards=rewards.astype(np.float32),
+        terminated=np.eye(1, n, n - 1, dtype=bool)[0],
+        truncated=np.zeros(n, bool),
+        final_states=np.zeros((1, OBS_DIM), np.float32),
+    )
 
 
 def test_learn_refuses_non_finite_rewards_and_leaves_the_learner_unchanged():
@@ -128,8 +133,9 @@ def test_learn_refuses_non_finite_rewards_and_leaves_the_learner_unchanged():
 
 def test_an_update_that_diverges_raises_and_names_the_losses():
     """Finite but huge rewards overflow the returns to inf: the update's losses go non-finite."""
-    ppo = PPO(False, OBS_DIM, 2, device="cpu", seed=0, batch_size=64, mini_batch_size=32,
-              normalize_reward=False)
+    ppo = PPO(
+        False, OBS_DIM, 2, device="cpu", seed=0, batch_size=64, mini_batch_size=32, normalize_reward=False
+    )
     fill_memory(ppo, np.full(64, 3e38))
     with pytest.raises(NonFiniteError, match=r"the update diverged \(policy_loss=.*value_loss=(inf|nan)"):
         ppo.learn()
@@ -148,18 +154,35 @@ class RewardSwitch(gym.Wrapper):
 
 
 def small_runner(env, log_dir: Path, steps: int, **options) -> AsyncPPO:
-    ppo = ppo_for_env(gym.make("CartPole-v1"), seed=0, device="cpu", batch_size=256,
-                      mini_batch_size=128, normalize_reward=False)  # raw rewards: they can overflow
-    return AsyncPPO(env, ppo, num_envs=4, num_steps=64, steps=steps, progress_bar=False,
-                    backend="loop", log_dir=log_dir, **options)
+    ppo = ppo_for_env(
+        gym.make("CartPole-v1"),
+        seed=0,
+        device="cpu",
+        batch_size=256,
+        mini_batch_size=128,
+        normalize_reward=False,
+    )  # raw rewards: they can overflow
+    return AsyncPPO(
+        env,
+        ppo,
+        num_envs=4,
+        num_steps=64,
+        steps=steps,
+        progress_bar=False,
+        backend="loop",
+        log_dir=log_dir,
+        **options,
+    )
 
 
 def test_a_diverged_run_stops_with_an_error_and_keeps_the_saved_files(tmp_path):
     switch: dict = {}
     runner = small_runner(lambda: RewardSwitch(gym.make("CartPole-v1"), switch), tmp_path, 1024)
     runner.run()
-    saved = {f: f.read_bytes() for f in (runner.run_dir / CHECKPOINT_FILE,
-                                         runner.run_dir / "weights" / "Policy_weights.pth")}
+    saved = {
+        f: f.read_bytes()
+        for f in (runner.run_dir / CHECKPOINT_FILE, runner.run_dir / "weights" / "Policy_weights.pth")
+    }
     switch["reward"] = 3e38
     runner.steps = 4096
     with pytest.raises(NonFiniteError, match="nothing is saved over earlier files"):
@@ -178,8 +201,9 @@ def small_disk(tmp_path):
     """A 3 MB tmpfs mounted under tmp_path (needs root, as CI has)."""
     mount_point = tmp_path / "disk"
     mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount_point)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount_point)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
     yield mount_point
@@ -224,8 +248,9 @@ def test_atomic_save_on_a_full_disk_names_the_file(small_disk):
 # ------------------------------------------------------------------ simultaneous runs
 def test_run_folders_are_unique_for_the_same_name(tmp_path):
     folders: list[Path] = []
-    threads = [threading.Thread(target=lambda: folders.append(new_run_folder(tmp_path, "run")))
-               for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: folders.append(new_run_folder(tmp_path, "run"))) for _ in range(8)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -235,13 +260,37 @@ def test_run_folders_are_unique_for_the_same_name(tmp_path):
 
 @pytest.mark.slow
 def test_two_cli_runs_started_together_keep_their_own_folders(tmp_path):
-    command = [sys.executable, "train.py", "--log-dir", str(tmp_path / "runs"), "--steps", "512",
-               "--num-envs", "4", "--num-steps", "64", "--batch-size", "256", "--backend", "loop",
-               "--quiet", "--seed", "3"]
+    command = [
+        sys.executable,
+        "train.py",
+        "--log-dir",
+        str(tmp_path / "runs"),
+        "--steps",
+        "512",
+        "--num-envs",
+        "4",
+        "--num-steps",
+        "64",
+        "--batch-size",
+        "256",
+        "--backend",
+        "loop",
+        "--quiet",
+        "--seed",
+        "3",
+    ]
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    runs = [subprocess.Popen(command + ["--save-dir", str(tmp_path / f"weights{k}")], cwd=REPO_ROOT,
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for k in range(2)]
+    runs = [
+        subprocess.Popen(
+            command + ["--save-dir", str(tmp_path / f"weights{k}")],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(2)
+    ]
     for run in runs:
         _, err = run.communicate(timeout=180)
         assert run.returncode == 0, err
@@ -255,9 +304,25 @@ def test_two_cli_runs_started_together_keep_their_own_folders(tmp_path):
 
 @pytest.mark.slow
 def test_the_cli_says_when_it_replaces_weights_from_an_earlier_run(tmp_path):
-    command = [sys.executable, "train.py", "--log-dir", str(tmp_path / "runs"), "--steps", "256",
-               "--num-envs", "4", "--num-steps", "64", "--batch-size", "256", "--backend", "loop",
-               "--quiet", "--save-dir", str(tmp_path / "weights")]
+    command = [
+        sys.executable,
+        "train.py",
+        "--log-dir",
+        str(tmp_path / "runs"),
+        "--steps",
+        "256",
+        "--num-envs",
+        "4",
+        "--num-steps",
+        "64",
+        "--batch-size",
+        "256",
+        "--backend",
+        "loop",
+        "--quiet",
+        "--save-dir",
+        str(tmp_path / "weights"),
+    ]
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     first = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert first.returncode == 0 and "replacing" not in first.stderr

@@ -1,6 +1,7 @@
 """Fixed-horizon collection (autoreset, episodes running across rounds) against a plain
 per-env Python reference: the stored batch, its advantages, the round's episode statistics,
 AsyncPPO(rollout="steps") and VecMemory's `valid` rows."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -23,8 +24,16 @@ from PPO.Memory import Memory
 # the 'both' copy terminates and truncates at once.
 SPECS = [(3, "terminate"), (4, "truncate"), (2, "both"), (5, "terminate")]
 WINDOWS = (7, 6)
-FIELDS = ("states", "actions", "rewards", "terminated", "truncated", "final_states", "env_ids",
-          "episode_starts")
+FIELDS = (
+    "states",
+    "actions",
+    "rewards",
+    "terminated",
+    "truncated",
+    "final_states",
+    "env_ids",
+    "episode_starts",
+)
 
 
 def parity_actions(states: np.ndarray) -> np.ndarray:
@@ -63,8 +72,18 @@ def reference_rollout(specs, windows, policy=parity_policy):
                     continue
                 action = int(policy(states[i][None])[0][0])
                 next_state, reward, terminated, truncated, _ = env.step(action)
-                per_env[i].append((states[i], action, float(reward), bool(terminated),
-                                   bool(truncated), next_state, i, lengths[i] == 0))
+                per_env[i].append(
+                    (
+                        states[i],
+                        action,
+                        float(reward),
+                        bool(terminated),
+                        bool(truncated),
+                        next_state,
+                        i,
+                        lengths[i] == 0,
+                    )
+                )
                 returns[i] += reward
                 lengths[i] += 1
                 if terminated or truncated:
@@ -117,8 +136,9 @@ def collect_batch(specs=SPECS, windows=WINDOWS):
         utils.buffer_to_target_buffer_transfer(buffer, memory)
         assert len(buffer) == 0
     flat = [part for part in flat if part]
-    batch = SimpleNamespace(**{name: torch.from_numpy(np.concatenate([part[name] for part in flat]))
-                               for name in flat[0]})
+    batch = SimpleNamespace(
+        **{name: torch.from_numpy(np.concatenate([part[name] for part in flat])) for name in flat[0]}
+    )
     return batch, rounds, sizes, memory.take()
 
 
@@ -136,8 +156,7 @@ def window_major(grid: torch.Tensor, valid: torch.Tensor, windows) -> np.ndarray
 def test_collected_batch_equals_the_per_env_reference():
     batch, rounds, sizes, _ = collect_batch()
     reference = reference_rollout(SPECS, WINDOWS)
-    expected = {name: np.concatenate([expected_batch(seg)[name] for seg, *_ in reference])
-                for name in FIELDS}
+    expected = {name: np.concatenate([expected_batch(seg)[name] for seg, *_ in reference]) for name in FIELDS}
     for name in FIELDS:
         got = getattr(batch, name).numpy()
         assert got.dtype == expected[name].dtype, name
@@ -150,8 +169,9 @@ def test_collected_batch_equals_the_per_env_reference():
 def test_reset_rows_are_never_stored_and_round_steps_count_transitions():
     batch, rounds, sizes, _ = collect_batch()
     reference = reference_rollout(SPECS, WINDOWS)
-    for num_steps, round_, size, (_, _, stored, reset_rows) in zip(WINDOWS, rounds, sizes, reference,
-                                                                   strict=True):
+    for num_steps, round_, size, (_, _, stored, reset_rows) in zip(
+        WINDOWS, rounds, sizes, reference, strict=True
+    ):
         assert reset_rows > 0
         assert round_.steps == size == stored == len(SPECS) * num_steps - reset_rows
     # A reset row would store a state with t = 0 and the action taken on a final observation:
@@ -184,11 +204,14 @@ def test_round_episode_statistics_including_episodes_spanning_two_calls():
     assert rounds[1].episode_lengths.tolist() == [2, 4, 3, 2, 5]
 
 
-@pytest.mark.parametrize("specs,windows", [
-    ([(1, "terminate"), (6, "both")], (4, 4, 3)),  # one-step episodes: every other row resets
-    ([(3, "truncate")], (3, 3)),                    # ends exactly at every horizon
-    ([(2, "terminate"), (9, "truncate"), (4, "both")], (1, 1, 5)),  # one-step horizons
-])
+@pytest.mark.parametrize(
+    "specs,windows",
+    [
+        ([(1, "terminate"), (6, "both")], (4, 4, 3)),  # one-step episodes: every other row resets
+        ([(3, "truncate")], (3, 3)),  # ends exactly at every horizon
+        ([(2, "terminate"), (9, "truncate"), (4, "both")], (1, 1, 5)),  # one-step horizons
+    ],
+)
 def test_other_layouts_equal_the_reference(specs, windows):
     batch, rounds, _, _ = collect_batch(specs, windows)
     reference = reference_rollout(specs, windows)
@@ -247,21 +270,29 @@ def test_gae_on_the_collected_batch_equals_the_naive_reference(critic):
     np.testing.assert_allclose(window_major(returns, valid, WINDOWS), expected_ret, rtol=1e-5, atol=1e-3)
     # Terminated ends bootstrap nothing: there A = r - V(s).
     ends = window_major(rollout.terminated, valid, WINDOWS)
-    np.testing.assert_allclose(got_adv[ends], window_major(rollout.rewards - values, valid, WINDOWS)[ends],
-                               rtol=1e-6, atol=1e-4)
+    np.testing.assert_allclose(
+        got_adv[ends], window_major(rollout.rewards - values, valid, WINDOWS)[ends], rtol=1e-6, atol=1e-4
+    )
 
 
 # --------------------------------------------------------------------------- AsyncPPO
 def test_asyncppo_steps_rollout_counts_transitions_and_episodes():
     ppo = PPO(False, 2, 2, seed=0, device="cpu", batch_size=10**6)  # learn() waits: memory keeps all
-    trainer = AsyncPPO(counter_factory(SPECS), ppo, num_envs=len(SPECS), seed=0,
-                       progress_bar=False, rollout="steps", num_steps=7)
+    trainer = AsyncPPO(
+        counter_factory(SPECS),
+        ppo,
+        num_envs=len(SPECS),
+        seed=0,
+        progress_bar=False,
+        rollout="steps",
+        num_steps=7,
+    )
     windows = (7, 7, 7)
     reference = reference_rollout(SPECS, windows)  # rewards and ends do not depend on actions
     for k, (_, _finished, stored, _) in enumerate(reference):
         collected = trainer.train_round()
         assert collected.steps == stored
-        assert trainer.total_steps == sum(s for _, _, s, _ in reference[:k + 1])
+        assert trainer.total_steps == sum(s for _, _, s, _ in reference[: k + 1])
         assert len(ppo.memory) == trainer.total_steps
     assert trainer.episode_returns == [r for _, f, _, _ in reference for r, _ in f]
     assert trainer.episode_lengths == [n for _, f, _, _ in reference for _, n in f]
@@ -277,8 +308,16 @@ def test_asyncppo_steps_rollout_counts_transitions_and_episodes():
 
 def test_asyncppo_steps_rollout_runs_to_the_step_budget():
     ppo = PPO(False, 2, 2, seed=0, device="cpu", batch_size=16, mini_batch_size=8, k_epochs=1)
-    trainer = AsyncPPO(counter_factory(SPECS), ppo, num_envs=len(SPECS), steps=50, seed=0,
-                       progress_bar=False, rollout="steps", num_steps=7)
+    trainer = AsyncPPO(
+        counter_factory(SPECS),
+        ppo,
+        num_envs=len(SPECS),
+        steps=50,
+        seed=0,
+        progress_bar=False,
+        rollout="steps",
+        num_steps=7,
+    )
     returns = trainer.run()
     reference = reference_rollout(SPECS, (7, 7))  # 24 + 23 < 50 <= 24 + 23 + 24
     assert sum(s for _, _, s, _ in reference) < 50 <= trainer.total_steps
@@ -299,8 +338,9 @@ def test_invalid_rollout_raises(rollout):
 def test_invalid_num_steps_raises(num_steps):
     ppo = PPO(False, 2, 2, seed=0, device="cpu")
     with pytest.raises(ValueError, match="num_steps"):
-        AsyncPPO(counter_factory(SPECS), ppo, num_envs=4, progress_bar=False, rollout="steps",
-                 num_steps=num_steps)
+        AsyncPPO(
+            counter_factory(SPECS), ppo, num_envs=4, progress_bar=False, rollout="steps", num_steps=num_steps
+        )
 
 
 # ------------------------------------------------------------- VecMemory valid rows
@@ -308,11 +348,7 @@ NUM_ENVS, T = 4, 5
 # valid[t, i]; env 0: ends (terminated) at row 2, reset row 3, open at row 4;
 # env 1: never ends; env 2: truncated at 0, reset, terminated at 3, reset;
 # env 3: two valid open rows then invalid rows whose garbage must not be used.
-VALID = np.array([[1, 1, 1, 1],
-                  [1, 1, 0, 1],
-                  [1, 1, 1, 0],
-                  [0, 1, 1, 0],
-                  [1, 1, 0, 0]], dtype=bool)
+VALID = np.array([[1, 1, 1, 1], [1, 1, 0, 1], [1, 1, 1, 0], [0, 1, 1, 0], [1, 1, 0, 0]], dtype=bool)
 TERMINATED = np.zeros((T, NUM_ENVS), dtype=bool)
 TRUNCATED = np.zeros((T, NUM_ENVS), dtype=bool)
 TERMINATED[2, 0] = True
@@ -336,8 +372,16 @@ def fill(memory: VecMemory, orders) -> VecMemory:
     for t in range(T):
         for group in orders[t]:
             g = np.asarray(group)
-            memory.append(g, states[t, g], actions[t, g], rewards[t, g], TERMINATED[t, g],
-                          TRUNCATED[t, g], next_states[t, g], valid=VALID[t, g])
+            memory.append(
+                g,
+                states[t, g],
+                actions[t, g],
+                rewards[t, g],
+                TERMINATED[t, g],
+                TRUNCATED[t, g],
+                next_states[t, g],
+                valid=VALID[t, g],
+            )
     return memory
 
 
@@ -370,8 +414,9 @@ FANCY_REVERSED = [[[3, 2, 1, 0]]] * T
 FANCY_MIXED = [[[0, 1, 2, 3]], [[2], [0, 3, 1]], [[1, 0], [3, 2]], [[3, 2, 1, 0]], [[0, 1, 2, 3]]]
 
 
-@pytest.mark.parametrize("orders", [SLICE, FANCY_SPLIT, FANCY_REVERSED, FANCY_MIXED],
-                         ids=["slice", "split", "reversed", "mixed"])
+@pytest.mark.parametrize(
+    "orders", [SLICE, FANCY_SPLIT, FANCY_REVERSED, FANCY_MIXED], ids=["slice", "split", "reversed", "mixed"]
+)
 def test_vecmemory_drops_invalid_rows(orders):
     memory = fill(VecMemory(NUM_ENVS, initial_capacity=2), orders)
     assert len(memory) == int(VALID.sum()) == 14
@@ -381,8 +426,9 @@ def test_vecmemory_drops_invalid_rows(orders):
     for name in FIELDS:
         assert np.array_equal(got[name], expected[name]), f"{name}:\n{got[name]}\n!=\n{expected[name]}"
     rollout = memory.rollout()  # the grid itself: the rows as appended, the valid mask as given
-    assert np.array_equal(rollout.valid, VALID) and np.array_equal(rollout.rewards[VALID],
-                                                                  memory_data()[2][VALID])
+    assert np.array_equal(rollout.valid, VALID) and np.array_equal(
+        rollout.rewards[VALID], memory_data()[2][VALID]
+    )
     # One final state per valid closing row; env 3's tail bootstraps from its last valid row
     # (next state of row 1), not from the garbage of its invalid rows.
     assert len(got["final_states"]) == int((got["terminated"] | got["truncated"]).sum()) == 6
@@ -391,8 +437,10 @@ def test_vecmemory_drops_invalid_rows(orders):
 
 
 def test_vecmemory_slice_and_fancy_paths_agree():
-    results = [fill(VecMemory(NUM_ENVS, initial_capacity=2), orders).trajectories()
-               for orders in (SLICE, FANCY_SPLIT, FANCY_REVERSED, FANCY_MIXED)]
+    results = [
+        fill(VecMemory(NUM_ENVS, initial_capacity=2), orders).trajectories()
+        for orders in (SLICE, FANCY_SPLIT, FANCY_REVERSED, FANCY_MIXED)
+    ]
     for other in results[1:]:
         for name in FIELDS:
             assert np.array_equal(results[0][name], other[name]), name
@@ -402,12 +450,28 @@ def test_vecmemory_slice_and_fancy_paths_agree():
 def test_vecmemory_all_invalid_rows_store_nothing():
     memory = VecMemory(2)
     states, actions, rewards, next_states = memory_data()
-    memory.append([0, 1], states[0, :2], actions[0, :2], rewards[0, :2], [True, False],
-                  [False, True], next_states[0, :2], valid=[False, False])
+    memory.append(
+        [0, 1],
+        states[0, :2],
+        actions[0, :2],
+        rewards[0, :2],
+        [True, False],
+        [False, True],
+        next_states[0, :2],
+        valid=[False, False],
+    )
     assert len(memory) == 0
     assert memory.trajectories() == {}
-    memory.append([0, 1], states[1, :2], actions[1, :2], rewards[1, :2], [False, False],
-                  [False, False], next_states[1, :2], valid=[True, False])
+    memory.append(
+        [0, 1],
+        states[1, :2],
+        actions[1, :2],
+        rewards[1, :2],
+        [False, False],
+        [False, False],
+        next_states[1, :2],
+        valid=[True, False],
+    )
     assert len(memory) == 1
     got = memory.trajectories()
     assert got["states"].tolist() == [[1.0, -1.0]]
@@ -419,8 +483,16 @@ def test_vecmemory_valid_must_have_one_flag_per_row():
     memory = VecMemory(2)
     states, actions, rewards, next_states = memory_data()
     with pytest.raises(ValueError, match="valid"):
-        memory.append([0, 1], states[0, :2], actions[0, :2], rewards[0, :2], [False, False],
-                      [False, False], next_states[0, :2], valid=[True])
+        memory.append(
+            [0, 1],
+            states[0, :2],
+            actions[0, :2],
+            rewards[0, :2],
+            [False, False],
+            [False, False],
+            next_states[0, :2],
+            valid=[True],
+        )
 
 
 def test_readme_fixed_horizon_loop_runs_and_learns(repo_root):

@@ -2,6 +2,7 @@
 inside the Atari stack is what the run reports (bar, progress.csv, games.csv, learning curve)
 and what evaluate() returns; the clipped per-life returns stay in episodes.csv. Atari ids are
 understood by AsyncPPO, ppo_for_env and train.py."""
+
 from __future__ import annotations
 
 import csv
@@ -41,10 +42,18 @@ def test_game_returns_reads_both_info_layouts():
 
 
 def small_runner(tmp_path=None, **options) -> AsyncPPO:
-    ppo = ppo_for_env(fake_atari(), seed=0, device="cpu", batch_size=64, mini_batch_size=64,
-                      k_epochs=1)
-    return AsyncPPO(fake_atari, ppo, num_envs=2, num_steps=32, steps=256, progress_bar=False,
-                    backend="loop", log_dir=tmp_path, **options)
+    ppo = ppo_for_env(fake_atari(), seed=0, device="cpu", batch_size=64, mini_batch_size=64, k_epochs=1)
+    return AsyncPPO(
+        fake_atari,
+        ppo,
+        num_envs=2,
+        num_steps=32,
+        steps=256,
+        progress_bar=False,
+        backend="loop",
+        log_dir=tmp_path,
+        **options,
+    )
 
 
 def test_the_run_reports_whole_game_scores_and_keeps_the_clipped_lives(tmp_path):
@@ -63,8 +72,9 @@ def test_the_run_reports_whole_game_scores_and_keeps_the_clipped_lives(tmp_path)
     assert len(read(runner.run_dir / "episodes.csv")) == len(runner.episode_returns)
     # the periodic evaluation plays whole games too
     assert runner.evaluation.last_return == GAME_SCORE
-    assert summary(runner) == (f"trained {runner.total_steps} steps; "
-                               "mean return of the last 2 games (real scores): 8.0")
+    assert summary(runner) == (
+        f"trained {runner.total_steps} steps; mean return of the last 2 games (real scores): 8.0"
+    )
 
 
 def test_evaluate_plays_whole_games_through_lost_lives():

@@ -11,6 +11,7 @@ and paste the printed table into GOLDEN, saying in the commit what changed and w
 hold for the torch release they were recorded with (float results may differ across releases);
 under another release the test is skipped and says so.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -53,24 +54,47 @@ def run_case(name: str) -> str:
 
 CASES = {  # name: (env, PPO options, AsyncPPO options)
     "cartpole-defaults": ("CartPole-v1", {}, dict(num_envs=4, steps=2048)),
-    "cartpole-episodes": ("CartPole-v1", dict(batch_size=512, mini_batch_size=128),
-                          dict(num_envs=4, steps=1024, rollout="episodes")),
-    "pendulum-continuous": ("Pendulum-v1", dict(batch_size=512),
-                            dict(num_envs=2, steps=1024)),
-    "pendulum-squashed": ("Pendulum-v1", dict(batch_size=512, squash_actions=True, target_kl=0.02),
-                          dict(num_envs=2, steps=1024)),
-    "mountaincar-rnd": ("MountainCar-v0", dict(use_RND=True, normalize_obs=True, batch_size=512),
-                        dict(num_envs=4, steps=1024)),
-    "mountaincar-rnd-family": ("MountainCar-v0", dict(use_RND=True, preset=False, batch_size=512),
-                               dict(num_envs=4, steps=1024, preset=False)),
-    "dict-image-user-env": ("tests.user_envs:DictCorridor-v0", dict(batch_size=256),
-                            dict(num_envs=2, steps=512)),
-    "frozenlake-one-hot": ("FrozenLake-v1", dict(batch_size=256, mini_batch_size=64),
-                           dict(num_envs=4, steps=1024)),
-    "cartpole-subprocess": ("CartPole-v1", dict(batch_size=256, mini_batch_size=128),
-                            dict(num_envs=2, steps=512, backend="subprocess")),
-    "cartpole-overlap": ("CartPole-v1", dict(batch_size=256, mini_batch_size=128),
-                         dict(num_envs=4, steps=1024, overlap=True)),
+    "cartpole-episodes": (
+        "CartPole-v1",
+        dict(batch_size=512, mini_batch_size=128),
+        dict(num_envs=4, steps=1024, rollout="episodes"),
+    ),
+    "pendulum-continuous": ("Pendulum-v1", dict(batch_size=512), dict(num_envs=2, steps=1024)),
+    "pendulum-squashed": (
+        "Pendulum-v1",
+        dict(batch_size=512, squash_actions=True, target_kl=0.02),
+        dict(num_envs=2, steps=1024),
+    ),
+    "mountaincar-rnd": (
+        "MountainCar-v0",
+        dict(use_RND=True, normalize_obs=True, batch_size=512),
+        dict(num_envs=4, steps=1024),
+    ),
+    "mountaincar-rnd-family": (
+        "MountainCar-v0",
+        dict(use_RND=True, preset=False, batch_size=512),
+        dict(num_envs=4, steps=1024, preset=False),
+    ),
+    "dict-image-user-env": (
+        "tests.user_envs:DictCorridor-v0",
+        dict(batch_size=256),
+        dict(num_envs=2, steps=512),
+    ),
+    "frozenlake-one-hot": (
+        "FrozenLake-v1",
+        dict(batch_size=256, mini_batch_size=64),
+        dict(num_envs=4, steps=1024),
+    ),
+    "cartpole-subprocess": (
+        "CartPole-v1",
+        dict(batch_size=256, mini_batch_size=128),
+        dict(num_envs=2, steps=512, backend="subprocess"),
+    ),
+    "cartpole-overlap": (
+        "CartPole-v1",
+        dict(batch_size=256, mini_batch_size=128),
+        dict(num_envs=4, steps=1024, overlap=True),
+    ),
 }
 
 # Recorded 2026-12-04 (torch 2.13.0, CPU). The cases that existed before this file's first commit
@@ -90,14 +114,17 @@ GOLDEN = {
 }
 
 
-@pytest.mark.skipif(torch.__version__.split("+")[0] != TORCH_RECORDED,
-                    reason=f"golden hashes recorded with torch {TORCH_RECORDED}")
+@pytest.mark.skipif(
+    torch.__version__.split("+")[0] != TORCH_RECORDED,
+    reason=f"golden hashes recorded with torch {TORCH_RECORDED}",
+)
 @pytest.mark.parametrize("name", CASES)
 def test_a_fixed_seed_run_gives_the_recorded_weights(name):
     torch.set_num_threads(1)
     assert run_case(name) == GOLDEN[name], (
         f"{name}: the weights changed. If that is meant, rerun `python tests/test_golden.py` and "
-        f"record the new hashes with the reason")
+        f"record the new hashes with the reason"
+    )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Tests for the learner's implementation details: reward scaling, LR annealing, MultiDiscrete
 actions, image observations (Nature CNN), and options saved inside the weights."""
+
 import json
 import subprocess
 import sys
@@ -39,8 +40,13 @@ def random_rollouts(rng, num_rollouts=4, num_envs=3):
     rollouts = []
     for _ in range(num_rollouts):
         shape = (int(rng.integers(1, 9)), num_envs)
-        rollouts.append((rng.normal(1.0, 2.0, size=shape).astype(np.float32),
-                         rng.random(shape) < 0.8, rng.random(shape) < 0.25))
+        rollouts.append(
+            (
+                rng.normal(1.0, 2.0, size=shape).astype(np.float32),
+                rng.random(shape) < 0.8,
+                rng.random(shape) < 0.25,
+            )
+        )
     return rollouts
 
 
@@ -69,9 +75,15 @@ def test_learn_scales_rewards_before_gae():
     rewards = torch.tensor([1.0, 2.0, 3.0, -1.0, 0.5])
     terminated = torch.tensor([0, 0, 1, 0, 0], dtype=torch.bool)
     truncated = torch.tensor([0, 0, 0, 0, 1], dtype=torch.bool)
-    batch = Rollout.from_trajectories(torch.randn(5, 3), torch.zeros(5, dtype=torch.long), rewards,
-                                      terminated, truncated, torch.randn(2, 3),
-                                      env_ids=torch.zeros(5, dtype=torch.long)).to("cpu")
+    batch = Rollout.from_trajectories(
+        torch.randn(5, 3),
+        torch.zeros(5, dtype=torch.long),
+        rewards,
+        terminated,
+        truncated,
+        torch.randn(2, 3),
+        env_ids=torch.zeros(5, dtype=torch.long),
+    ).to("cpu")
     torch.nn.init.zeros_(ppo.policy.critic[-1].weight)
     torch.nn.init.zeros_(ppo.policy.critic[-1].bias)
     values = torch.zeros(5, 1)
@@ -79,8 +91,7 @@ def test_learn_scales_rewards_before_gae():
     returns = np.array([1.0, 2.0 + 0.9, 3.0 + 0.9 * 2.9, -1.0, 0.5 - 0.9])
     scaled = (rewards / np.sqrt(returns.var() + 1e-8))[:, None]
     ends = (terminated | truncated)[:, None]
-    reference, _ = compute_gae(scaled, values, torch.zeros(5, 1), ends, torch.ones_like(ends),
-                               0.9, 0.8)
+    reference, _ = compute_gae(scaled, values, torch.zeros(5, 1), ends, torch.ones_like(ends), 0.9, 0.8)
     torch.testing.assert_close(advantages, reference)
 
 
@@ -96,14 +107,31 @@ def fill(ppo, num_steps, rng, obs_shape=None, dtype=np.float32):
     truncated[7::8] = True
     truncated[-1] = True
     finals = states[truncated]
-    ppo.memory.add_trajectories(states, actions, rng.normal(size=num_steps).astype(np.float32),
-                   np.zeros(num_steps, bool), truncated, finals)
+    ppo.memory.add_trajectories(
+        states,
+        actions,
+        rng.normal(size=num_steps).astype(np.float32),
+        np.zeros(num_steps, bool),
+        truncated,
+        finals,
+    )
     return states, actions
 
 
 def test_anneal_lr_decays_linearly_over_total_steps():
-    ppo = PPO(False, 3, 2, lr=1e-3, anneal_lr=True, total_steps=256, batch_size=64,
-              mini_batch_size=64, k_epochs=1, device="cpu", seed=0)
+    ppo = PPO(
+        False,
+        3,
+        2,
+        lr=1e-3,
+        anneal_lr=True,
+        total_steps=256,
+        batch_size=64,
+        mini_batch_size=64,
+        k_epochs=1,
+        device="cpu",
+        seed=0,
+    )
     rng = np.random.default_rng(0)
     rates = []
     for _ in range(5):
@@ -162,8 +190,9 @@ def test_multidiscrete_samples_follow_each_categorical():
 
 
 def test_ppo_multidiscrete_learns_one_update_and_checks_sizes():
-    ppo = PPO(False, 4, sum(NVEC), action_nvec=list(NVEC), batch_size=32, mini_batch_size=16,
-              device="cpu", seed=0)
+    ppo = PPO(
+        False, 4, sum(NVEC), action_nvec=list(NVEC), batch_size=32, mini_batch_size=16, device="cpu", seed=0
+    )
     fill(ppo, 32, np.random.default_rng(0))
     stats = ppo.learn()
     assert stats["num_samples"] == 32 and np.isfinite(stats["policy_loss"])
@@ -199,8 +228,17 @@ def test_nature_cnn_refuses_tiny_frames():
 
 def test_ppo_on_uint8_frames_stores_uint8_and_trains():
     shape = (4, 84, 84)
-    ppo = PPO(False, int(np.prod(shape)), 4, observation_shape=shape, batch_size=16,
-              mini_batch_size=8, k_epochs=1, device="cpu", seed=0)
+    ppo = PPO(
+        False,
+        int(np.prod(shape)),
+        4,
+        observation_shape=shape,
+        batch_size=16,
+        mini_batch_size=8,
+        k_epochs=1,
+        device="cpu",
+        seed=0,
+    )
     assert isinstance(ppo.policy.torso, NatureCNN)
     rng = np.random.default_rng(0)
     states, _ = fill(ppo, 16, rng, obs_shape=shape, dtype=np.uint8)
@@ -224,9 +262,21 @@ def test_image_options_are_checked():
 
 # ------------------------------------------------------------------ options inside the weights
 def trained_ppo(tmp_path, **options):
-    ppo = PPO(True, 3, 2, normalize_obs=True, normalize_reward=True, hidden_sizes=(32,),
-              action_low=[-2.0, 0.0], action_high=[2.0, 1.0], batch_size=64, mini_batch_size=32,
-              device="cpu", seed=0, **options)
+    ppo = PPO(
+        True,
+        3,
+        2,
+        normalize_obs=True,
+        normalize_reward=True,
+        hidden_sizes=(32,),
+        action_low=[-2.0, 0.0],
+        action_high=[2.0, 1.0],
+        batch_size=64,
+        mini_batch_size=32,
+        device="cpu",
+        seed=0,
+        **options,
+    )
     rng = np.random.default_rng(0)
     for _ in range(3):
         fill(ppo, 64, rng)
@@ -242,8 +292,7 @@ def test_saved_file_holds_options_and_statistics(tmp_path):
     assert config["normalize_obs"] is True and config["hidden_sizes"] == [32]
     assert float(state["obs_normalizer.count"]) == 192
     assert float(state["reward_scaler.return_stats.count"]) == 192
-    torch.testing.assert_close(state["reward_scaler.return_stats.var"],
-                               ppo.reward_scaler.return_stats.var)
+    torch.testing.assert_close(state["reward_scaler.return_stats.var"], ppo.reward_scaler.return_stats.var)
 
 
 def test_ppo_load_rebuilds_from_the_saved_options(tmp_path):
@@ -251,8 +300,9 @@ def test_ppo_load_rebuilds_from_the_saved_options(tmp_path):
     loaded = PPO.load(tmp_path, device="cpu")
     assert loaded.policy.obs_normalizer is not None and loaded.reward_scaler is not None
     states = torch.randn(16, 3) * 3
-    torch.testing.assert_close(loaded.get_action(states, deterministic=True),
-                               ppo.get_action(states, deterministic=True))
+    torch.testing.assert_close(
+        loaded.get_action(states, deterministic=True), ppo.get_action(states, deterministic=True)
+    )
     torch.testing.assert_close(loaded.policy.value(states), ppo.policy.value(states))
     torch.testing.assert_close(loaded.reward_scaler.return_stats.var, ppo.reward_scaler.return_stats.var)
 
@@ -260,8 +310,11 @@ def test_ppo_load_rebuilds_from_the_saved_options(tmp_path):
 def test_loading_into_other_options_names_every_difference(tmp_path):
     trained_ppo(tmp_path)
     other = PPO(True, 3, 2, hidden_sizes=(32,), device="cpu", seed=0, normalize_reward=False)
-    with pytest.raises(ValueError, match=r"normalize_obs=True, but this PPO has normalize_obs=False"
-                                         r".*normalize_reward=True, but this PPO has"):
+    with pytest.raises(
+        ValueError,
+        match=r"normalize_obs=True, but this PPO has normalize_obs=False"
+        r".*normalize_reward=True, but this PPO has",
+    ):
         other.load_weights(tmp_path)
 
 
@@ -278,12 +331,13 @@ def test_a_new_process_plays_exactly_as_the_trained_model(tmp_path):
         "np.save(sys.argv[1] + '/actions.npy', ppo.get_action(states, deterministic=True))\n"
         "np.save(sys.argv[1] + '/values.npy', ppo.policy.value(torch.from_numpy(states)).detach().numpy())\n"
     )
-    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, cwd=REPO_ROOT,
-                   timeout=120)
-    np.testing.assert_array_equal(np.load(tmp_path / "actions.npy"),
-                                  ppo.get_action(states, deterministic=True))
-    np.testing.assert_array_equal(np.load(tmp_path / "values.npy"),
-                                  ppo.policy.value(torch.from_numpy(states)).detach().numpy())
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, cwd=REPO_ROOT, timeout=120)
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "actions.npy"), ppo.get_action(states, deterministic=True)
+    )
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "values.npy"), ppo.policy.value(torch.from_numpy(states)).detach().numpy()
+    )
 
 
 # ------------------------------------------------------------------ initialisation and Adam
@@ -310,6 +364,7 @@ def test_clip_grad_norm_equals_torch(max_norm):
     both when it clips and when the norm is already below max_norm; parameters without a
     gradient are skipped."""
     from PPO.losses import clip_grad_norm
+
     torch.manual_seed(0)
     net = ActorCritic(True, 5, 2)
     net.value(torch.randn(64, 5)).sum().backward()
@@ -332,8 +387,16 @@ def test_clip_grad_norm_equals_torch(max_norm):
 
 
 def test_activation_and_separate_critic_sizes():
-    ppo = PPO(True, 3, 2, device="cpu", seed=0, activation="relu", hidden_sizes=(32,),
-              critic_hidden_sizes=(128, 128))
+    ppo = PPO(
+        True,
+        3,
+        2,
+        device="cpu",
+        seed=0,
+        activation="relu",
+        hidden_sizes=(32,),
+        critic_hidden_sizes=(128, 128),
+    )
     assert [type(m).__name__ for m in ppo.policy.actor] == ["Linear", "ReLU", "Linear"]
     critic_linears = [m for m in ppo.policy.critic if isinstance(m, torch.nn.Linear)]
     assert [m.out_features for m in critic_linears] == [128, 128, 1]
@@ -352,6 +415,7 @@ def test_files_saved_before_the_activation_option_still_load(tmp_path):
     """A weights file whose options predate `activation`/`critic_hidden_sizes` was tanh, shared
     sizes: it loads into such a PPO."""
     import json
+
     ppo = PPO(False, 3, 2, device="cpu", seed=0)
     ppo.save_weights(tmp_path)
     file = tmp_path / "Policy_weights.pth"

@@ -1,4 +1,5 @@
 """Learning tests: the one-liner really trains. Slow (seconds each), run in CI too."""
+
 from __future__ import annotations
 
 import subprocess
@@ -17,7 +18,7 @@ def first_step_solved(returns: list[float], lengths: list[int], window: int, thr
     """Env steps collected when the mean of the last `window` episodes first reaches `threshold`."""
     steps = np.cumsum(lengths)
     for end in range(window, len(returns) + 1):
-        if np.mean(returns[end - window:end]) >= threshold:
+        if np.mean(returns[end - window : end]) >= threshold:
             return int(steps[end - 1])
     return None
 
@@ -32,14 +33,28 @@ def test_one_liner_solves_cartpole_within_150k_steps(seed, tmp_path, repo_root):
     solved_at = first_step_solved(returns, runner.episode_lengths, window=32, threshold=475)
     assert solved_at is not None and solved_at <= 150_000 + 32 * 500, (
         f"seed {seed}: never reached a mean of 475 over 32 episodes; last means "
-        f"{[round(np.mean(returns[i:i + 32])) for i in range(0, len(returns), 32)][-5:]}")
+        f"{[round(np.mean(returns[i : i + 32])) for i in range(0, len(returns), 32)][-5:]}"
+    )
 
     if seed == 0:  # save, then load and play in a fresh process
         ppo.save_weights(tmp_path / "weights")
         played = subprocess.run(
-            [sys.executable, "play.py", "--weights", str(tmp_path / "weights"),
-             "--env", "CartPole-v1", "--episodes", "5"],
-            cwd=repo_root, capture_output=True, text=True, timeout=300, check=True)
+            [
+                sys.executable,
+                "play.py",
+                "--weights",
+                str(tmp_path / "weights"),
+                "--env",
+                "CartPole-v1",
+                "--episodes",
+                "5",
+            ],
+            cwd=repo_root,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
         mean_line = played.stdout.strip().splitlines()[-1]
         assert mean_line.startswith("mean return")
         assert float(mean_line.split()[-1]) >= 475, played.stdout
@@ -63,8 +78,7 @@ def test_mountaincar_with_rnd_reaches_the_flag(seed):
     episode shorter than 200 steps reached it. With RND (and normalised observations and
     rewards) a car gets there within 100k steps, and later episodes keep getting there."""
     env = gym.make("MountainCar-v0")
-    ppo = ppo_for_env(env, seed=seed, device="cpu", use_RND=True, normalize_obs=True,
-                      normalize_reward=True)
+    ppo = ppo_for_env(env, seed=seed, device="cpu", use_RND=True, normalize_obs=True, normalize_reward=True)
     runner = AsyncPPO(env=env, ppo=ppo, num_envs=32, steps=100_000, progress_bar=False)
     runner.run()
     reached = np.array(runner.episode_lengths) < 200

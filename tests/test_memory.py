@@ -1,6 +1,7 @@
 """PPO/Memory.py: the time-major Rollout (its checks, the flat layout both ways, joining along
 time and along copies), the Memory queue, and the behaviour log-probs recorded at sampling that
 the learner's ratio divides by."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,12 +19,16 @@ def flat_example():
     """Copy 0: an episode terminated at its 2nd step, then one cut at its 1st; copy 1: one
     truncated at its 3rd step. Laid out copy by copy; state values say (copy, row)."""
     states = np.array([[0, 0, 0], [0, 1, 0], [0, 2, 0], [1, 0, 0], [1, 1, 0], [1, 2, 0]], np.float32)
-    return dict(states=states, actions=np.array([0, 1, 0, 1, 1, 0]),
-                rewards=np.arange(6, dtype=np.float32),
-                terminated=np.array([F, T, F, F, F, F]), truncated=np.array([F, F, T, F, F, T]),
-                final_states=np.array([[0, 9, 1], [0, 9, 2], [1, 9, 3]], np.float32),
-                env_ids=np.array([0, 0, 0, 1, 1, 1]),
-                log_probs=np.array([-0.1, -0.2, -0.3, -0.4, -0.5, -0.6], np.float32))
+    return dict(
+        states=states,
+        actions=np.array([0, 1, 0, 1, 1, 0]),
+        rewards=np.arange(6, dtype=np.float32),
+        terminated=np.array([F, T, F, F, F, F]),
+        truncated=np.array([F, F, T, F, F, T]),
+        final_states=np.array([[0, 9, 1], [0, 9, 2], [1, 9, 3]], np.float32),
+        env_ids=np.array([0, 0, 0, 1, 1, 1]),
+        log_probs=np.array([-0.1, -0.2, -0.3, -0.4, -0.5, -0.6], np.float32),
+    )
 
 
 def test_from_trajectories_lays_copies_out_as_columns():
@@ -37,8 +42,8 @@ def test_from_trajectories_lays_copies_out_as_columns():
     # final states in row-major order of the ends: (1, 0), (2, 0), (2, 1)
     np.testing.assert_array_equal(rollout.final_states[:, 2], [1, 2, 3])
     next_states = rollout.next_states()
-    np.testing.assert_array_equal(next_states[0, 0], [0, 1, 0])   # the next row
-    np.testing.assert_array_equal(next_states[1, 0], [0, 9, 1])   # the final observation
+    np.testing.assert_array_equal(next_states[0, 0], [0, 1, 0])  # the next row
+    np.testing.assert_array_equal(next_states[1, 0], [0, 9, 1])  # the final observation
 
 
 def test_the_flat_layout_round_trips():
@@ -56,12 +61,15 @@ def test_without_env_ids_every_trajectory_is_its_own_column():
     assert np.isnan(Rollout.from_trajectories(**{**example, "log_probs": None}).log_probs).all()
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(final_states=np.zeros((2, OBS_DIM), np.float32)), "got 3 closing steps and 2 final states"),
-    (dict(truncated=np.array([F, F, T, F, F, F])), "must each close with a terminated or truncated"),
-    (dict(rewards=np.zeros(5, np.float32)), r"rewards: expected 6 rows like states, got shape \(5,\)"),
-    (dict(log_probs=np.zeros(7, np.float32)), r"log_probs: expected 6 rows like states"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(final_states=np.zeros((2, OBS_DIM), np.float32)), "got 3 closing steps and 2 final states"),
+        (dict(truncated=np.array([F, F, T, F, F, F])), "must each close with a terminated or truncated"),
+        (dict(rewards=np.zeros(5, np.float32)), r"rewards: expected 6 rows like states, got shape \(5,\)"),
+        (dict(log_probs=np.zeros(7, np.float32)), r"log_probs: expected 6 rows like states"),
+    ],
+)
 def test_from_trajectories_names_what_does_not_fit(change, message):
     with pytest.raises(ValueError, match=message):
         Rollout.from_trajectories(**{**flat_example(), **change})
@@ -110,8 +118,7 @@ def test_memory_queues_rollouts_and_joins_them_along_time():
     memory.load_state(state)  # a checkpoint's memory comes back as it was
     assert len(memory) == 12
     # checkpoints written before rollouts were time-major held flat trajectories
-    flat = {name: torch.from_numpy(value) for name, value in flat_example().items()
-            if name != "log_probs"}
+    flat = {name: torch.from_numpy(value) for name, value in flat_example().items() if name != "log_probs"}
     memory.load_state([flat])
     assert len(memory) == 6 and memory.take().shape == (3, 2)
 
@@ -126,8 +133,15 @@ def test_sample_actions_returns_the_log_probs_the_learner_computes(kind, actor):
     elif kind == "multi_discrete":
         ppo = PPO(False, OBS_DIM, 5, action_nvec=(2, 3), **options)
     else:
-        ppo = PPO(True, OBS_DIM, 2, action_low=[-2, 0], action_high=[2, 1],
-                  squash_actions=kind == "squashed", **options)
+        ppo = PPO(
+            True,
+            OBS_DIM,
+            2,
+            action_low=[-2, 0],
+            action_high=[2, 1],
+            squash_actions=kind == "squashed",
+            **options,
+        )
     ppo.policy.obs_normalizer.update(torch.randn(100, OBS_DIM) * 3 + 1)
     if actor == "torch":
         ppo.numpy_actor = None
@@ -148,10 +162,21 @@ def test_the_ratio_is_one_before_the_first_step_with_observation_normalisation()
     import gymnasium as gym
 
     from AsyncTools.collectors import make_collector
-    ppo = PPO(True, 3, 1, action_low=[-2], action_high=[2], normalize_obs=True, device="cpu",
-              seed=0, batch_size=64, mini_batch_size=64, k_epochs=1)
-    collector = make_collector(gym.make("Pendulum-v1"), ppo, 4, backend="loop", seed=0,
-                               num_steps=16)
+
+    ppo = PPO(
+        True,
+        3,
+        1,
+        action_low=[-2],
+        action_high=[2],
+        normalize_obs=True,
+        device="cpu",
+        seed=0,
+        batch_size=64,
+        mini_batch_size=64,
+        k_epochs=1,
+    )
+    collector = make_collector(gym.make("Pendulum-v1"), ppo, 4, backend="loop", seed=0, num_steps=16)
     for _ in range(3):  # statistics that have moved: a normaliser ignored would show
         rollout, _ = collector.collect(ppo)
         ppo.memory.add(rollout)
@@ -175,8 +200,9 @@ def test_learn_divides_by_the_recorded_behaviour_log_probs(recorded):
     ppo = PPO(False, OBS_DIM, 2, device="cpu", seed=0, batch_size=6, mini_batch_size=6, k_epochs=1)
     example = flat_example()
     with torch.no_grad():
-        own, _, _ = ppo.policy.evaluate(torch.from_numpy(example["states"]),
-                                        torch.from_numpy(example["actions"]))
+        own, _, _ = ppo.policy.evaluate(
+            torch.from_numpy(example["states"]), torch.from_numpy(example["actions"])
+        )
     example["log_probs"] = own.numpy() - 0.5 if recorded else None
     ppo.memory.add_trajectories(**example)
     stats = ppo.learn()

@@ -1,4 +1,5 @@
 """Tests for PPO.normalization.RunningMeanStd."""
+
 import numpy as np
 import pytest
 import torch
@@ -13,8 +14,7 @@ def test_stream_of_batches_matches_numpy_on_concatenation(shape):
     batches = []
     for size in [1, 7, 100, 1, 0, 33, 250, 2]:
         # batches with different means and scales, so merging actually matters
-        batch = rng.normal(loc=rng.uniform(-5, 5), scale=rng.uniform(0.1, 4.0),
-                           size=(size, *shape))
+        batch = rng.normal(loc=rng.uniform(-5, 5), scale=rng.uniform(0.1, 4.0), size=(size, *shape))
         batches.append(batch)
         rms.update(torch.from_numpy(batch))
     data = np.concatenate(batches, axis=0)
@@ -50,8 +50,9 @@ def test_normalize_values_and_clip():
     rms.update(data)
     # mean = [2, 20], var = [8/3, 200/3]
     x = torch.tensor([[3.0, 25.0]])
-    expected = torch.tensor([[(3 - 2) / np.sqrt(8 / 3 + 1e-8), (25 - 20) / np.sqrt(200 / 3 + 1e-8)]],
-                            dtype=torch.float32)
+    expected = torch.tensor(
+        [[(3 - 2) / np.sqrt(8 / 3 + 1e-8), (25 - 20) / np.sqrt(200 / 3 + 1e-8)]], dtype=torch.float32
+    )
     out = rms.normalize(x)
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)

@@ -1,5 +1,6 @@
 """Tests for PPO.numpy_actor.NumpyActor: the CPU rollout fast path acts exactly like the torch
 policy (same outputs, same samples from the same generator), and stays current as weights change."""
+
 import numpy as np
 import pytest
 import torch
@@ -26,8 +27,9 @@ POLICIES = {
 def make_policy(kind: str) -> ActorCritic:
     torch.manual_seed(0)
     options = dict(POLICIES[kind])
-    net = ActorCritic(options.pop("is_continuous"), OBS_DIM, options.pop("action_dim"),
-                      hidden_sizes=(16, 16), **options)
+    net = ActorCritic(
+        options.pop("is_continuous"), OBS_DIM, options.pop("action_dim"), hidden_sizes=(16, 16), **options
+    )
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():  # give the near-zero policy head real outputs
         for p in net.actor[-1].parameters():
@@ -79,8 +81,9 @@ def test_draws_as_many_random_numbers_as_torch():
     actor = NumpyActor(net)
     for _ in range(3):
         obs = observations(16)
-        np.testing.assert_array_equal(actor.act(obs, numpy_gen),
-                                      net.act(torch.from_numpy(obs), torch_gen).numpy())
+        np.testing.assert_array_equal(
+            actor.act(obs, numpy_gen), net.act(torch.from_numpy(obs), torch_gen).numpy()
+        )
     assert torch.equal(torch_gen.get_state(), numpy_gen.get_state())
 
 
@@ -91,8 +94,7 @@ def test_image_policy_is_refused():
 
 
 def make_ppo(**kwargs) -> PPO:
-    return PPO(False, OBS_DIM, 3, device="cpu", seed=0, batch_size=64, mini_batch_size=16,
-               lr=0.05, **kwargs)
+    return PPO(False, OBS_DIM, 3, device="cpu", seed=0, batch_size=64, mini_batch_size=16, lr=0.05, **kwargs)
 
 
 def torch_actions(ppo: PPO, obs: np.ndarray, generator_state: torch.Tensor) -> np.ndarray:
@@ -119,8 +121,14 @@ def test_numpy_actor_follows_learning_and_loading(tmp_path):
     before = ppo.numpy_actor.actor_output(obs).copy()
     rng = np.random.default_rng(0)
     states = observations(64, seed=5)
-    ppo.memory.add_trajectories(states, ppo.get_action(states), rng.normal(size=64).astype(np.float32) * 5,
-                   np.arange(64) % 8 == 7, np.zeros(64, bool), observations(8, seed=6))
+    ppo.memory.add_trajectories(
+        states,
+        ppo.get_action(states),
+        rng.normal(size=64).astype(np.float32) * 5,
+        np.arange(64) % 8 == 7,
+        np.zeros(64, bool),
+        observations(8, seed=6),
+    )
     assert ppo.learn() is not None
     torch_out = ppo.policy.actor(ppo.policy.features(torch.from_numpy(obs))).detach().numpy()
     assert not np.allclose(torch_out, before, atol=1e-3)
@@ -151,8 +159,7 @@ def test_training_with_the_numpy_actor_equals_training_through_torch(env_id):
 
     def train(use_numpy: bool) -> dict:
         env = gym.make(env_id)
-        ppo = ppo_for_env(env, seed=3, device="cpu", batch_size=256, mini_batch_size=64,
-                          normalize_obs=True)
+        ppo = ppo_for_env(env, seed=3, device="cpu", batch_size=256, mini_batch_size=64, normalize_obs=True)
         if not use_numpy:
             ppo.numpy_actor = None
         runner = AsyncPPO(env, ppo, num_envs=8, num_steps=32, seed=3, progress_bar=False)

@@ -1,6 +1,7 @@
 """The PPO objective's pieces against hand-computed values on tiny batches: each check fails if
 a min becomes a max, the clamp or the normalisation goes, the ratio turns round, or the value
 clipping takes the smaller error."""
+
 from __future__ import annotations
 
 import math
@@ -14,8 +15,8 @@ from PPO.losses import clipped_surrogate_loss, clipped_value_loss
 def surrogate(ratios, advantages, clip=0.2, normalize=False):
     log_probs = torch.log(torch.tensor(ratios, dtype=torch.float64))
     loss, ratio, log_ratio = clipped_surrogate_loss(
-        log_probs, torch.zeros_like(log_probs), torch.tensor(advantages, dtype=torch.float64),
-        clip, normalize)
+        log_probs, torch.zeros_like(log_probs), torch.tensor(advantages, dtype=torch.float64), clip, normalize
+    )
     torch.testing.assert_close(ratio, torch.tensor(ratios, dtype=torch.float64))
     torch.testing.assert_close(log_ratio, log_probs)
     return loss.item()
@@ -56,8 +57,7 @@ def test_two_value_heads_add_their_errors():
 
 def test_the_surrogate_gradient_pushes_probable_good_actions_up_until_the_clip():
     log_probs = torch.log(torch.tensor([1.0, 1.3])).requires_grad_()
-    loss, *_ = clipped_surrogate_loss(log_probs, torch.zeros(2), torch.tensor([1.0, 1.0]), 0.2,
-                                      False)
+    loss, *_ = clipped_surrogate_loss(log_probs, torch.zeros(2), torch.tensor([1.0, 1.0]), 0.2, False)
     loss.backward()
     # d(-mean(r A))/d log pi = -r A / n inside the clip range; zero once r is clipped (1.3 > 1.2)
     torch.testing.assert_close(log_probs.grad, torch.tensor([-0.5, 0.0]))

@@ -2,6 +2,7 @@
 synchronous one stores given the same weights, acts with the weights published a round ago and
 never newer ones, surfaces a collector crash in the caller, leaves no thread behind, and gives
 the same run for the same seeds."""
+
 from __future__ import annotations
 
 import functools
@@ -30,10 +31,20 @@ def collector_threads() -> list[threading.Thread]:
 
 
 def runner(overlap: bool, batch_size: int = 256, backend: str = "loop", **options) -> AsyncPPO:
-    ppo = ppo_for_env("CartPole-v1", seed=3, device="cpu", batch_size=batch_size,
-                      mini_batch_size=64, k_epochs=2)
-    return AsyncPPO("CartPole-v1", ppo, num_envs=4, num_steps=64, seed=3, progress_bar=False,
-                    overlap=overlap, backend=backend, **options)
+    ppo = ppo_for_env(
+        "CartPole-v1", seed=3, device="cpu", batch_size=batch_size, mini_batch_size=64, k_epochs=2
+    )
+    return AsyncPPO(
+        "CartPole-v1",
+        ppo,
+        num_envs=4,
+        num_steps=64,
+        seed=3,
+        progress_bar=False,
+        overlap=overlap,
+        backend=backend,
+        **options,
+    )
 
 
 @pytest.mark.parametrize("backend", ["loop", pytest.param("subprocess", marks=pytest.mark.slow)])
@@ -49,8 +60,9 @@ def test_overlapped_rounds_store_what_synchronous_rounds_store(backend):
         trainer.close()
     synchronous, overlapped = stored
     for name in PER_STEP + ("final_states",):
-        torch.testing.assert_close(getattr(overlapped, name), getattr(synchronous, name),
-                                   equal_nan=True, msg=name)
+        torch.testing.assert_close(
+            getattr(overlapped, name), getattr(synchronous, name), equal_nan=True, msg=name
+        )
 
 
 def test_each_round_acts_with_the_weights_published_one_update_before():
@@ -76,8 +88,8 @@ def test_each_round_acts_with_the_weights_published_one_update_before():
     overlapped.close()
     collector.close()
     assert len(acted) == 5  # the 5th round was under way at the end
-    assert torch.equal(acted[0], learned[0])       # round 0: the initial weights
-    for k in range(1, 5):                          # round k: the learner's weights before update k-1
+    assert torch.equal(acted[0], learned[0])  # round 0: the initial weights
+    for k in range(1, 5):  # round k: the learner's weights before update k-1
         assert torch.equal(acted[k], learned[k - 1]), k
         assert all(not torch.equal(acted[k], newer) for newer in learned[k:]), k
 
@@ -97,8 +109,7 @@ def test_the_same_seeds_give_the_same_overlapped_run():
 def test_a_collector_crash_reaches_the_caller_and_no_thread_is_left():
     factory = functools.partial(make_raise_on_seed_env, raise_seed=5 + 1, k=40)
     ppo = PPO(False, 2, 2, seed=0, device="cpu", batch_size=32)
-    trainer = AsyncPPO(factory, ppo, num_envs=2, num_steps=16, seed=5, progress_bar=False,
-                       overlap=True)
+    trainer = AsyncPPO(factory, ppo, num_envs=2, num_steps=16, seed=5, progress_bar=False, overlap=True)
     finished, error, _ = call_with_deadline(lambda: trainer.run(), seconds=60)
     assert finished and isinstance(error, EnvStepError)
     assert "env copy 1 of 2 raised ValueError in step(): boom" in str(error)
@@ -136,11 +147,17 @@ def test_overlap_must_be_a_bool():
 
 def test_where_the_child_is_spawned_an_env_that_cannot_reach_it_is_refused_by_name(monkeypatch):
     monkeypatch.setattr(process_collector, "START_METHOD", "spawn")  # as on macOS and Windows
-    with pytest.raises(TypeError, match=r"env: .* cannot be pickled to send it to the collector "
-                                        r"process .*lambda"):
+    with pytest.raises(
+        TypeError,
+        match=r"env: .* cannot be pickled to send it to the collector "
+        r"process .*lambda",
+    ):
         process_collector.portable_env(lambda: __import__("gymnasium").make("CartPole-v1"))
-    with pytest.raises(TypeError, match=r"env: the collector process re-make the env with "
-                                        r"gym.make\(env.spec\), but this env has no spec"):
+    with pytest.raises(
+        TypeError,
+        match=r"env: the collector process re-make the env with "
+        r"gym.make\(env.spec\), but this env has no spec",
+    ):
         process_collector.portable_env(Corridor())
 
 
@@ -157,9 +174,17 @@ def test_a_lambda_or_an_env_without_a_spec_reaches_a_forked_collector_process():
 
 # ------------------------------------------------ overlap with the runner's other features
 OVERLAP_BACKENDS = [
-    "loop", pytest.param("subprocess", marks=pytest.mark.slow),
-    pytest.param("envpool", marks=[pytest.mark.slow, pytest.mark.skipif(
-        importlib.util.find_spec("envpool") is None, reason="envpool is not installed")]),
+    "loop",
+    pytest.param("subprocess", marks=pytest.mark.slow),
+    pytest.param(
+        "envpool",
+        marks=[
+            pytest.mark.slow,
+            pytest.mark.skipif(
+                importlib.util.find_spec("envpool") is None, reason="envpool is not installed"
+            ),
+        ],
+    ),
     pytest.param("vector_env", marks=pytest.mark.slow),
 ]
 
@@ -170,8 +195,7 @@ def test_overlap_learns_cartpole_on_every_local_backend(backend):
     if backend == "vector_env":  # stepped in a thread of this process
         env, backend = gym.make_vec("CartPole-v1", num_envs=32, vectorization_mode="sync"), "auto"
     ppo = ppo_for_env("CartPole-v1", seed=0, device="cpu")
-    trainer = AsyncPPO(env, ppo, steps=40_000, seed=0, progress_bar=False, overlap=True,
-                       backend=backend)
+    trainer = AsyncPPO(env, ppo, steps=40_000, seed=0, progress_bar=False, overlap=True, backend=backend)
     try:
         returns = trainer.run()
         acting_elsewhere = not trainer.collector.acts_in_this_process
@@ -185,8 +209,17 @@ def test_overlap_learns_cartpole_on_every_local_backend(backend):
 @pytest.mark.slow
 def test_overlap_on_ray_workers(ray_session):
     ppo = ppo_for_env("CartPole-v1", seed=0, device="cpu")
-    trainer = AsyncPPO(gym.make("CartPole-v1"), ppo, num_envs=8, steps=4_000, seed=0,
-                       progress_bar=False, overlap=True, backend="ray", ray_workers=2)
+    trainer = AsyncPPO(
+        gym.make("CartPole-v1"),
+        ppo,
+        num_envs=8,
+        steps=4_000,
+        seed=0,
+        progress_bar=False,
+        overlap=True,
+        backend="ray",
+        ray_workers=2,
+    )
     try:
         trainer.run()
         published = trainer.collector.weights_version
@@ -223,11 +256,19 @@ def test_the_collector_process_counts_the_non_finite_rewards_it_replaced():
     count, shown as `env.non_finite_rewards_replaced` as in a synchronous run."""
     counts = []
     for overlap in (False, True):
-        ppo = ppo_for_env("CartPole-v1", seed=0, device="cpu", batch_size=256,
-                          mini_batch_size=128)
-        trainer = AsyncPPO(nan_reward_cartpole, ppo, num_envs=2, num_steps=64, steps=1024,
-                           seed=0, progress_bar=False, backend="loop", overlap=overlap,
-                           non_finite_rewards="zero")
+        ppo = ppo_for_env("CartPole-v1", seed=0, device="cpu", batch_size=256, mini_batch_size=128)
+        trainer = AsyncPPO(
+            nan_reward_cartpole,
+            ppo,
+            num_envs=2,
+            num_steps=64,
+            steps=1024,
+            seed=0,
+            progress_bar=False,
+            backend="loop",
+            overlap=overlap,
+            non_finite_rewards="zero",
+        )
         try:
             assert trainer.collector.acts_in_this_process is not overlap
             assert trainer.env.non_finite_rewards_replaced == 0

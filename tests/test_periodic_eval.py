@@ -1,6 +1,7 @@
 """Evaluation during training: periodic deterministic evaluation on a separate env copy, the
 best model in the run folder, stop_at_return, the per-round callback, and train_round() doing
 a round's logging and checkpoints as run() does."""
+
 from __future__ import annotations
 
 import csv
@@ -23,8 +24,17 @@ from PPO.checkpoint import load_state
 def runner(log_dir=None, steps=2048, **options) -> AsyncPPO:
     env = gym.make("CartPole-v1")
     ppo = ppo_for_env(env, seed=0, device="cpu", batch_size=256, mini_batch_size=128)
-    return AsyncPPO(env, ppo, num_envs=4, num_steps=64, steps=steps, progress_bar=False,
-                    backend="loop", log_dir=log_dir, **options)
+    return AsyncPPO(
+        env,
+        ppo,
+        num_envs=4,
+        num_steps=64,
+        steps=steps,
+        progress_bar=False,
+        backend="loop",
+        log_dir=log_dir,
+        **options,
+    )
 
 
 def progress_rows(run_dir: Path) -> list[dict]:
@@ -115,11 +125,36 @@ def test_bad_evaluation_options_are_named():
 @pytest.mark.slow
 def test_cli_evaluates_saves_the_best_model_and_stops_at_a_return(tmp_path):
     done = subprocess.run(
-        [sys.executable, "train.py", "--log-dir", str(tmp_path / "runs"), "--save-dir",
-         str(tmp_path / "weights"), "--steps", "100000", "--num-envs", "4", "--num-steps", "64",
-         "--batch-size", "256", "--backend", "loop", "--quiet", "--eval-every", "256",
-         "--eval-episodes", "2", "--stop-at-return", "15"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
+        [
+            sys.executable,
+            "train.py",
+            "--log-dir",
+            str(tmp_path / "runs"),
+            "--save-dir",
+            str(tmp_path / "weights"),
+            "--steps",
+            "100000",
+            "--num-envs",
+            "4",
+            "--num-steps",
+            "64",
+            "--batch-size",
+            "256",
+            "--backend",
+            "loop",
+            "--quiet",
+            "--eval-every",
+            "256",
+            "--eval-episodes",
+            "2",
+            "--stop-at-return",
+            "15",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert done.returncode == 0, done.stderr
     assert "the evaluation return reached stop_at_return=15" in done.stdout
     (run_dir,) = (tmp_path / "runs").iterdir()
@@ -139,6 +174,7 @@ def test_sampled_evaluation_repeats_with_its_seed_and_leaves_the_learners_stream
 
 def test_atari_is_evaluated_with_sampled_actions_unless_told():
     from test_game_scores import small_runner
+
     assert small_runner().eval_deterministic is False  # image env: sampled, as RL Zoo does
     assert small_runner(eval_deterministic=True).eval_deterministic is True
     assert runner().eval_deterministic is True  # vector observations: most likely actions

@@ -1,5 +1,6 @@
 """Tests for the PPO learner: ratios before an update, the entropy bonus, batching, argument
 checks, save/load (including safety against corrupt and malicious files) and seeding."""
+
 import math
 import os
 
@@ -25,14 +26,12 @@ LOW, HIGH = [-1.0, 0.0], [3.0, 10.0]
 CENTER = torch.tensor([1.0, 5.0])
 HALF = torch.tensor([2.0, 5.0])
 
-STAT_KEYS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction",
-             "explained_variance")
+STAT_KEYS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "explained_variance")
 
 
 def make_ppo(kind="discrete", **kwargs):
     # Raw rewards: these tests check the update's arithmetic against hand-computed returns.
-    base = dict(device="cpu", seed=0, batch_size=64, mini_batch_size=32, k_epochs=2,
-                normalize_reward=False)
+    base = dict(device="cpu", seed=0, batch_size=64, mini_batch_size=32, k_epochs=2, normalize_reward=False)
     if kind == "discrete":
         args = (False, OBS_DIM, 3)
     else:
@@ -74,8 +73,9 @@ def reference_log_probs(ppo, kind, states, actions):
         std = policy.log_std.clamp(-20, 2).exp().expand_as(out)
         if kind == "continuous":
             return Normal(CENTER + HALF * out, HALF * std).log_prob(torch.as_tensor(actions)).sum(-1)
-        dist = Independent(TransformedDistribution(
-            Normal(out, std), [TanhTransform(), AffineTransform(CENTER, HALF)]), 1)
+        dist = Independent(
+            TransformedDistribution(Normal(out, std), [TanhTransform(), AffineTransform(CENTER, HALF)]), 1
+        )
         return dist.log_prob(torch.as_tensor(actions))
 
 
@@ -138,8 +138,14 @@ def test_saturated_squashed_samples_have_finite_log_probs_and_unit_ratio():
     assert torch.equal(torch.exp(lp1 - lp2), torch.ones(400))
 
     # and through learn(): the stored samples all have ratio 1, and nothing is NaN
-    ppo.memory.add_trajectories(states, actions, np.zeros(400, np.float32), np.zeros(400, bool),
-                   np.r_[np.zeros(399, bool), True], rng.normal(size=(1, OBS_DIM)).astype(np.float32))
+    ppo.memory.add_trajectories(
+        states,
+        actions,
+        np.zeros(400, np.float32),
+        np.zeros(400, bool),
+        np.r_[np.zeros(399, bool), True],
+        rng.normal(size=(1, OBS_DIM)).astype(np.float32),
+    )
     stats = ppo.learn()
     assert all(math.isfinite(stats[k]) for k in STAT_KEYS)
     assert abs(stats["approx_kl"]) < 1e-6 and stats["clip_fraction"] == 0.0
@@ -171,8 +177,15 @@ def test_entropy_loss_has_gradient_discrete():
 
 
 def _entropy_after_one_learn(kind, entropy_coef):
-    ppo = make_ppo(kind, entropy_coef=entropy_coef, value_coef=0.0, batch_size=256,
-                   mini_batch_size=64, k_epochs=8, lr=1e-2)
+    ppo = make_ppo(
+        kind,
+        entropy_coef=entropy_coef,
+        value_coef=0.0,
+        batch_size=256,
+        mini_batch_size=64,
+        k_epochs=8,
+        lr=1e-2,
+    )
     if kind == "discrete":
         with torch.no_grad():
             ppo.policy.actor[-1].bias.copy_(torch.tensor([3.0, 0.0, 0.0]))  # low entropy start
@@ -237,48 +250,58 @@ def test_advantages_bootstrap_truncation_and_cut_termination():
     states = torch.randn(6, 1, OBS_DIM, generator=g)
     finals = torch.randn(2, OBS_DIM, generator=g) * 3
     column = lambda *xs: torch.tensor(xs, dtype=torch.bool)[:, None]  # noqa: E731
-    batch = Rollout(states=states, actions=torch.zeros(6, 1, dtype=torch.long),
-                    rewards=torch.arange(6, dtype=torch.float32)[:, None],
-                    terminated=column(0, 0, 1, 0, 0, 0), truncated=column(0, 0, 0, 0, 0, 1),
-                    valid=column(1, 1, 1, 0, 1, 1), final_states=finals,
-                    episode_starts=column(1, 0, 0, 0, 1, 0),
-                    log_probs=torch.full((6, 1), float("nan")))
+    batch = Rollout(
+        states=states,
+        actions=torch.zeros(6, 1, dtype=torch.long),
+        rewards=torch.arange(6, dtype=torch.float32)[:, None],
+        terminated=column(0, 0, 1, 0, 0, 0),
+        truncated=column(0, 0, 0, 0, 0, 1),
+        valid=column(1, 1, 1, 0, 1, 1),
+        final_states=finals,
+        episode_starts=column(1, 0, 0, 0, 1, 0),
+        log_probs=torch.full((6, 1), float("nan")),
+    )
     with torch.no_grad():
         values = ppo.policy.value(states[:, 0])
         v_final = ppo.policy.value(finals)
     assert abs(float(v_final[1])) > 1e-3  # the bootstrap is a real nonzero number
     adv, ret = ppo._advantages(batch, values[:, None] * batch.valid)
-    next_values = torch.stack([values[1], values[2], torch.tensor(0.0), torch.tensor(0.0),
-                               values[5], v_final[1]])[:, None]
-    ref_adv, ref_ret = compute_gae(batch.rewards, values[:, None] * batch.valid, next_values,
-                                   batch.ends, batch.valid, 0.9, 0.8)
+    next_values = torch.stack(
+        [values[1], values[2], torch.tensor(0.0), torch.tensor(0.0), values[5], v_final[1]]
+    )[:, None]
+    ref_adv, ref_ret = compute_gae(
+        batch.rewards, values[:, None] * batch.valid, next_values, batch.ends, batch.valid, 0.9, 0.8
+    )
     torch.testing.assert_close(adv, ref_adv)
     torch.testing.assert_close(ret, ref_ret)
     assert adv[3, 0] == 0 and adv[2, 0] == batch.rewards[2, 0] - values[2]  # nothing flows across
 
 
 # ------------------------------------------------------------ argument checks
-@pytest.mark.parametrize("kwargs,error,name", [
-    (dict(observ_dim=0), ValueError, "observ_dim"),
-    (dict(action_dim=-1), ValueError, "action_dim"),
-    (dict(observ_dim=2.5), ValueError, "observ_dim"),
-    (dict(lr=0), ValueError, "lr"),
-    (dict(lr=float("nan")), ValueError, "lr"),
-    (dict(lr=float("inf")), ValueError, "lr"),
-    (dict(gamma=1.5), ValueError, "gamma"),
-    (dict(gamma=float("nan")), ValueError, "gamma"),
-    (dict(GAE_lambda=-0.1), ValueError, "GAE_lambda"),
-    (dict(batch_size=0), ValueError, "batch_size"),
-    (dict(mini_batch_size=0), ValueError, "mini_batch_size"),
-    (dict(k_epochs=0), ValueError, "k_epochs"),
-    (dict(policy_clip=-0.2), ValueError, "policy_clip"),
-    (dict(beta=-1.0), ValueError, "beta"),
-    (dict(entropy_coef=-0.01), ValueError, "entropy_coef"),
-    (dict(is_continuous="yes"), TypeError, "is_continuous"),
-    (dict(use_RND=1), TypeError, "use_RND"),
-    (dict(compile_update=True, compile_mode="fast"), ValueError, "compile_mode"),
-    (dict(compile_mode="reduce-overhead"), ValueError, "compile_mode"),
-])
+@pytest.mark.parametrize(
+    "kwargs,error,name",
+    [
+        (dict(observ_dim=0), ValueError, "observ_dim"),
+        (dict(action_dim=-1), ValueError, "action_dim"),
+        (dict(observ_dim=2.5), ValueError, "observ_dim"),
+        (dict(lr=0), ValueError, "lr"),
+        (dict(lr=float("nan")), ValueError, "lr"),
+        (dict(lr=float("inf")), ValueError, "lr"),
+        (dict(gamma=1.5), ValueError, "gamma"),
+        (dict(gamma=float("nan")), ValueError, "gamma"),
+        (dict(GAE_lambda=-0.1), ValueError, "GAE_lambda"),
+        (dict(batch_size=0), ValueError, "batch_size"),
+        (dict(mini_batch_size=0), ValueError, "mini_batch_size"),
+        (dict(k_epochs=0), ValueError, "k_epochs"),
+        (dict(policy_clip=-0.2), ValueError, "policy_clip"),
+        (dict(beta=-1.0), ValueError, "beta"),
+        (dict(entropy_coef=-0.01), ValueError, "entropy_coef"),
+        (dict(is_continuous="yes"), TypeError, "is_continuous"),
+        (dict(use_RND=1), TypeError, "use_RND"),
+        (dict(compile_update=True, compile_mode="fast"), ValueError, "compile_mode"),
+        (dict(compile_mode="reduce-overhead"), ValueError, "compile_mode"),
+    ],
+)
 def test_bad_constructor_arguments(kwargs, error, name):
     """Each bad value raises, naming the parameter (compile_mode: an unknown mode, or a mode
     other than "default" without compile_update=True)."""
@@ -367,8 +390,9 @@ def test_save_load_round_trip(kind, tmp_path):
     for key, value in ppo.policy.state_dict().items():
         assert torch.equal(fresh.policy.state_dict()[key], value), key
     states = torch.from_numpy(rng.normal(size=(50, OBS_DIM)).astype(np.float32))
-    np.testing.assert_array_equal(fresh.get_action(states, deterministic=True),
-                                  ppo.get_action(states, deterministic=True))
+    np.testing.assert_array_equal(
+        fresh.get_action(states, deterministic=True), ppo.get_action(states, deterministic=True)
+    )
     with torch.no_grad():
         assert torch.equal(fresh.policy.value(states), ppo.policy.value(states))
 
@@ -445,8 +469,11 @@ def test_load_refuses_pickled_objects_and_runs_no_code(tmp_path):
     marker = tmp_path / "marker.txt"
     state = {**ppo.policy.state_dict(), **persistence.config_tensors(ppo.config), "evil": _Payload(marker)}
     torch.save(state, tmp_path / "Policy_weights.pth")
-    with pytest.raises(ValueError, match=r"Policy_weights.pth is not a readable weights file: .*"
-                                         r"(?i:weights.only)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Policy_weights.pth is not a readable weights file: .*"
+        r"(?i:weights.only)",
+    ):
         ppo.load_weights(tmp_path)
     assert not marker.exists()
 
@@ -488,10 +515,12 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == ["Policy_weights.pth"]  # no temp files left
     loaded = make_ppo("continuous", seed=3).load_weights(tmp_path)
     states = torch.randn(20, OBS_DIM)
-    np.testing.assert_array_equal(loaded.get_action(states, deterministic=True),
-                                  first.get_action(states, deterministic=True))
-    assert not np.array_equal(loaded.get_action(states, deterministic=True),
-                              second.get_action(states, deterministic=True))
+    np.testing.assert_array_equal(
+        loaded.get_action(states, deterministic=True), first.get_action(states, deterministic=True)
+    )
+    assert not np.array_equal(
+        loaded.get_action(states, deterministic=True), second.get_action(states, deterministic=True)
+    )
 
 
 # ------------------------------------------------------------ seeding

@@ -1,5 +1,6 @@
 """Settings chosen by the env: family defaults from the spaces, the per-id presets table, the
 user's options winning over both, and train.py recording the values it used."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -34,26 +35,45 @@ def test_every_preset_names_real_options_and_its_source():
 
 def zoo_table() -> dict:
     """ZOO_PPO of benchmarks/defaults_vs_sb3.py: RL Zoo's numbers as the SB3 comparison uses them."""
-    spec = importlib.util.spec_from_file_location("defaults_vs_sb3",
-                                                  REPO_ROOT / "benchmarks" / "defaults_vs_sb3.py")
+    spec = importlib.util.spec_from_file_location(
+        "defaults_vs_sb3", REPO_ROOT / "benchmarks" / "defaults_vs_sb3.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.ZOO_PPO
 
 
 # (our keyword, RL Zoo's key) for the settings both have
-ZOO_KEYS = [("lr", "learning_rate"), ("k_epochs", "n_epochs"), ("mini_batch_size", "batch_size"),
-            ("gamma", "gamma"), ("GAE_lambda", "gae_lambda"), ("entropy_coef", "ent_coef"),
-            ("policy_clip", "clip_range"), ("value_coef", "vf_coef"), ("max_grad_norm", "max_grad_norm")]
+ZOO_KEYS = [
+    ("lr", "learning_rate"),
+    ("k_epochs", "n_epochs"),
+    ("mini_batch_size", "batch_size"),
+    ("gamma", "gamma"),
+    ("GAE_lambda", "gae_lambda"),
+    ("entropy_coef", "ent_coef"),
+    ("policy_clip", "clip_range"),
+    ("value_coef", "vf_coef"),
+    ("max_grad_norm", "max_grad_norm"),
+]
 
 
-@pytest.mark.parametrize("env_id", [env_id for env_id, entry in presets().items()
-                                    if entry["source"].startswith("RL Zoo")])
+@pytest.mark.parametrize(
+    "env_id", [env_id for env_id, entry in presets().items() if entry["source"].startswith("RL Zoo")]
+)
 def test_a_preset_citing_rl_zoo_has_rl_zoos_numbers(env_id):
     """A preset whose source is RL Zoo gives the learner the zoo's numbers, as the SB3
     comparison trains them (SB3's defaults where the zoo's entry has none)."""
-    sb3_defaults = dict(learning_rate=3e-4, n_epochs=10, batch_size=64, gamma=0.99, gae_lambda=0.95,
-                        ent_coef=0.0, clip_range=0.2, vf_coef=0.5, max_grad_norm=0.5)
+    sb3_defaults = dict(
+        learning_rate=3e-4,
+        n_epochs=10,
+        batch_size=64,
+        gamma=0.99,
+        gae_lambda=0.95,
+        ent_coef=0.0,
+        clip_range=0.2,
+        vf_coef=0.5,
+        max_grad_norm=0.5,
+    )
     zoo = {**sb3_defaults, **zoo_table()[env_id]}
     ppo = ppo_for_env(env_id, device="cpu")
     for ours, theirs in ZOO_KEYS:
@@ -78,16 +98,21 @@ def test_a_preset_citing_rl_zoo_has_rl_zoos_numbers(env_id):
 
 def test_the_cli_builds_the_presets_network_unless_told_otherwise(tmp_path):
     """train.py's network flags default to the preset's (HalfCheetah: RL Zoo's 256x256 ReLU)."""
+
     def built(*flags):
-        args = train_cli.parse_args(["--env", "HalfCheetah-v5", "--log-dir", str(tmp_path / "runs"),
-                                     "--device", "cpu", *flags])
+        args = train_cli.parse_args(
+            ["--env", "HalfCheetah-v5", "--log-dir", str(tmp_path / "runs"), "--device", "cpu", *flags]
+        )
         ppo, runner = train_cli.build(args)
         runner.close()
         return ppo.config, train_cli.resolved(args, ppo, runner)
 
     config, used = built()
-    assert ((config["hidden_sizes"], config["activation"], config["log_std_init"])
-            == ([256, 256], "relu", -2.0))
+    assert (config["hidden_sizes"], config["activation"], config["log_std_init"]) == (
+        [256, 256],
+        "relu",
+        -2.0,
+    )
     assert (used["hidden_sizes"], used["activation"], used["orthogonal_init"]) == ([256, 256], "relu", False)
     config, used = built("--hidden-sizes", "32", "--activation", "tanh", "--orthogonal-init")
     assert (config["hidden_sizes"], config["activation"], config["orthogonal_init"]) == ([32], "tanh", True)
@@ -107,8 +132,14 @@ def test_ppo_for_env_applies_the_preset_under_the_users_options():
 
 def test_without_a_preset_the_family_defaults_apply():
     continuous = ppo_for_env(gym.make("Pendulum-v1"), device="cpu", preset=False)
-    assert (continuous.gamma, continuous.lr, continuous.k_epochs, continuous.mini_batch_size,
-            continuous.value_clip, continuous.anneal_lr) == (0.99, 3e-4, 10, 64, 0.2, True)
+    assert (
+        continuous.gamma,
+        continuous.lr,
+        continuous.k_epochs,
+        continuous.mini_batch_size,
+        continuous.value_clip,
+        continuous.anneal_lr,
+    ) == (0.99, 3e-4, 10, 64, 0.2, True)
     discrete = ppo_for_env(gym.make("Acrobot-v1"), device="cpu")
     assert (discrete.lr, discrete.k_epochs, discrete.mini_batch_size) == (3e-3, 4, 512)
     assert settings_for("NoSuchEnv-v0", "image", "ppo")["policy_clip"] == 0.1
@@ -122,19 +153,36 @@ def test_the_runner_takes_envs_and_steps_from_the_preset_unless_given():
     given = AsyncPPO(env, ppo, num_envs=4, steps=1000, num_steps=32, progress_bar=False, backend="loop")
     assert (given.num_envs, given.num_steps) == (4, 32)
     # a function making the env has no id: the continuous family's defaults
-    made = AsyncPPO(lambda: gym.make("Pendulum-v1"), ppo, steps=1000, progress_bar=False,
-                    backend="loop")
+    made = AsyncPPO(lambda: gym.make("Pendulum-v1"), ppo, steps=1000, progress_bar=False, backend="loop")
     assert (made.num_envs, made.num_steps) == (8, 256)
     cartpole = gym.make("CartPole-v1")
-    assert AsyncPPO(cartpole, ppo_for_env(cartpole, device="cpu"), progress_bar=False,
-                    backend="loop").num_envs == 32
+    assert (
+        AsyncPPO(cartpole, ppo_for_env(cartpole, device="cpu"), progress_bar=False, backend="loop").num_envs
+        == 32
+    )
 
 
 def train_args(tmp_path, *flags: str) -> dict:
-    done = subprocess.run([sys.executable, "train.py", "--log-dir", str(tmp_path / "runs"),
-                           "--save-dir", str(tmp_path / "w"), "--steps", "200", "--quiet",
-                           "--backend", "loop", *flags],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "--log-dir",
+            str(tmp_path / "runs"),
+            "--save-dir",
+            str(tmp_path / "w"),
+            "--steps",
+            "200",
+            "--quiet",
+            "--backend",
+            "loop",
+            *flags,
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert done.returncode == 0, done.stderr
     (run_dir,) = (tmp_path / "runs").iterdir()
     return json.loads((run_dir / "train_args.json").read_text())
@@ -157,20 +205,40 @@ def test_preset_none_leaves_the_family_defaults(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("env_id, steps, threshold", [("CartPole-v1", 100_000, 400),
-                                                      ("Acrobot-v1", 100_000, -120),
-                                                      ("Pendulum-v1", 100_000, -300)])
+@pytest.mark.parametrize(
+    "env_id, steps, threshold",
+    [("CartPole-v1", 100_000, 400), ("Acrobot-v1", 100_000, -120), ("Pendulum-v1", 100_000, -300)],
+)
 def test_the_cli_with_no_flags_learns(tmp_path, env_id, steps, threshold):
     """`python train.py --env ID --steps N`, nothing else: the final policy, played
     deterministically, clearly beats random play (CartPole about 22, Acrobot -500, Pendulum
     about -1200)."""
-    done = subprocess.run([sys.executable, "train.py", "--env", env_id, "--steps", str(steps),
-                           "--quiet", "--log-dir", str(tmp_path / "runs"), "--save-dir",
-                           str(tmp_path / "w")],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "--env",
+            env_id,
+            "--steps",
+            str(steps),
+            "--quiet",
+            "--log-dir",
+            str(tmp_path / "runs"),
+            "--save-dir",
+            str(tmp_path / "w"),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr
-    played = subprocess.run([sys.executable, "play.py", "--weights", str(tmp_path / "w"), "--env",
-                             env_id, "--episodes", "10"],
-                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    played = subprocess.run(
+        [sys.executable, "play.py", "--weights", str(tmp_path / "w"), "--env", env_id, "--episodes", "10"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     mean = float(played.stdout.strip().splitlines()[-1].split()[-1])
     assert mean > threshold, f"{env_id}: mean return {mean:.0f} after {steps} steps"

@@ -1,5 +1,6 @@
 """The Ray backend: remote env workers keep the local backends' data contract, survive a killed
 worker, report env errors by global copy, and ray stays optional."""
+
 from __future__ import annotations
 
 import functools
@@ -61,8 +62,7 @@ def make_slow_counter(delay: float = 0.01, marker: str | None = None) -> gym.Env
 
 
 def counter_ppo(**options) -> PPO:
-    return PPO(False, 2, 2, device="cpu", seed=SEED, batch_size=64, mini_batch_size=32,
-               k_epochs=1, **options)
+    return PPO(False, 2, 2, device="cpu", seed=SEED, batch_size=64, mini_batch_size=32, k_epochs=1, **options)
 
 
 # --------------------------------------------------------------------- no Ray needed
@@ -102,11 +102,15 @@ class FakeRay:
         self.inits.append(kwargs)
 
 
-@pytest.mark.parametrize("address, env_address, joins", [
-    (None, None, None), ("ray://head:10001", None, "ray://head:10001"),
-    (None, "10.0.0.1:6379", "10.0.0.1:6379")])
-def test_connect_ray_starts_a_local_instance_or_joins_a_cluster(monkeypatch, address,
-                                                               env_address, joins):
+@pytest.mark.parametrize(
+    "address, env_address, joins",
+    [
+        (None, None, None),
+        ("ray://head:10001", None, "ray://head:10001"),
+        (None, "10.0.0.1:6379", "10.0.0.1:6379"),
+    ],
+)
+def test_connect_ray_starts_a_local_instance_or_joins_a_cluster(monkeypatch, address, env_address, joins):
     fake = FakeRay()
     monkeypatch.setitem(sys.modules, "ray", fake)
     if env_address is None:
@@ -144,8 +148,16 @@ def alternating_ppo() -> PPO:
 def test_ray_rounds_equal_loop_rounds_of_the_same_seed(ray_session, rollout):
     num_envs, num_steps = 5, 7
     ppo = alternating_ppo()
-    collector = RayCollector(make_seeded_counter, ppo, num_envs, seed=SEED, rollout=rollout,
-                             num_steps=num_steps, num_workers=2, deterministic=True)
+    collector = RayCollector(
+        make_seeded_counter,
+        ppo,
+        num_envs,
+        seed=SEED,
+        rollout=rollout,
+        num_steps=num_steps,
+        num_workers=2,
+        deterministic=True,
+    )
     local = EnvVectorizer(make_seeded_counter, num_envs, seed=SEED, backend="loop")
     buffer, horizon = VecMemory(num_envs), FixedHorizonLoop(local)
 
@@ -160,8 +172,11 @@ def test_ray_rounds_equal_loop_rounds_of_the_same_seed(ray_session, rollout):
                     ppo.policy.actor[-1].weight.neg_()
             collector.sync(ppo)
             remote_rollout, remote_round = collector.collect(ppo)
-            local_round = (collect_episodes(local, buffer, act) if rollout == "episodes"
-                           else horizon.collect(buffer, act, num_steps))
+            local_round = (
+                collect_episodes(local, buffer, act)
+                if rollout == "episodes"
+                else horizon.collect(buffer, act, num_steps)
+            )
             assert remote_rollout.shape[1] == num_envs  # one column per copy, in copy order
             remote, expected = remote_rollout.trajectories(), buffer.trajectories()
             buffer.clear()
@@ -169,11 +184,12 @@ def test_ray_rounds_equal_loop_rounds_of_the_same_seed(ray_session, rollout):
             assert remote.keys() == expected.keys()
             for name in expected:
                 assert remote[name].dtype == expected[name].dtype, name
-                assert np.array_equal(remote[name], expected[name], equal_nan=True), \
-                    f"round {round_}: {name}"
+                assert np.array_equal(remote[name], expected[name], equal_nan=True), f"round {round_}: {name}"
             assert remote_round.steps == local_round.steps
+
             def pairs(r):
                 return sorted(zip(r.episode_returns.tolist(), r.episode_lengths.tolist(), strict=True))
+
             assert pairs(remote_round) == pairs(local_round)
             if rollout == "episodes":  # one episode per copy, in env order
                 assert np.array_equal(remote_round.episode_returns, local_round.episode_returns)
@@ -212,10 +228,17 @@ def test_runner_on_ray_warms_up_rnd_and_survives_killed_workers(ray_session, cap
     num_envs, num_steps = 4, 40
     ppo = counter_ppo(use_RND=True)
     stepping = tmp_path / "stepping"
-    runner = AsyncPPO(functools.partial(make_slow_counter, 0.01, str(stepping)), ppo, num_envs=num_envs,
-                      steps=10**6,
-                      num_steps=num_steps, backend="ray", ray_workers=2, rnd_warmup_steps=3,
-                      progress_bar=False)
+    runner = AsyncPPO(
+        functools.partial(make_slow_counter, 0.01, str(stepping)),
+        ppo,
+        num_envs=num_envs,
+        steps=10**6,
+        num_steps=num_steps,
+        backend="ray",
+        ray_workers=2,
+        rnd_warmup_steps=3,
+        progress_bar=False,
+    )
     added: list[np.ndarray] = []
     add = ppo.memory.add
     ppo.memory.add = lambda rollout: (added.append(rollout.trajectories()["env_ids"]), add(rollout))[1]
@@ -233,8 +256,12 @@ def test_runner_on_ray_warms_up_rnd_and_survives_killed_workers(ray_session, cap
 
         # Kill worker 0 once the next round's steps are under way (it takes 40 steps of 10 ms).
         stepping.unlink()
-        killer = threading.Thread(target=lambda: (wait_for_file(stepping), ray_session.kill(
-            runner.env.workers[0], no_restart=False)))
+        killer = threading.Thread(
+            target=lambda: (
+                wait_for_file(stepping),
+                ray_session.kill(runner.env.workers[0], no_restart=False),
+            )
+        )
         killer.start()
         collected = runner.train_round()
         killer.join()
@@ -263,8 +290,16 @@ def test_runner_on_ray_warms_up_rnd_and_survives_killed_workers(ray_session, cap
 def test_env_error_in_a_worker_raises_env_step_error_with_the_global_copy(ray_session):
     num_envs = 4  # worker 1 steps copies 2 and 3; copy 3 (seed SEED + 3) raises on its 3rd step
     factory = functools.partial(make_raise_on_seed_env, raise_seed=SEED + 3, k=2)
-    runner = AsyncPPO(factory, counter_ppo(), num_envs=num_envs, num_steps=8, seed=SEED,
-                      backend="ray", ray_workers=2, progress_bar=False)
+    runner = AsyncPPO(
+        factory,
+        counter_ppo(),
+        num_envs=num_envs,
+        num_steps=8,
+        seed=SEED,
+        backend="ray",
+        ray_workers=2,
+        progress_bar=False,
+    )
     outcome: dict = {}
 
     def train():
@@ -290,8 +325,7 @@ def test_env_error_in_a_worker_raises_env_step_error_with_the_global_copy(ray_se
 def test_cartpole_learns_on_two_ray_workers(ray_session):
     env = gym.make("CartPole-v1")
     ppo = ppo_for_env(env, seed=0, device="cpu")
-    runner = AsyncPPO(env, ppo, num_envs=32, steps=60_000, backend="ray", ray_workers=2,
-                      progress_bar=False)
+    runner = AsyncPPO(env, ppo, num_envs=32, steps=60_000, backend="ray", ray_workers=2, progress_bar=False)
     try:
         returns = runner.run()
     finally:
@@ -306,6 +340,7 @@ def make_counter_outside(driver_pid: int, fault: str) -> gym.Env:
     that raises ("constructor") or a counter with a wider observation than the learner's
     ("wider")."""
     import os
+
     if os.getpid() == driver_pid:
         return CounterEnv(episode_length=None)
     if fault == "constructor":
@@ -328,25 +363,42 @@ class WideCounterEnv(CounterEnv):
 
 
 def ray_runner(env, **options) -> AsyncPPO:
-    return AsyncPPO(env, counter_ppo(), num_envs=4, num_steps=8, seed=SEED, backend="ray",
-                    ray_workers=2, progress_bar=False, **options)
+    return AsyncPPO(
+        env,
+        counter_ppo(),
+        num_envs=4,
+        num_steps=8,
+        seed=SEED,
+        backend="ray",
+        ray_workers=2,
+        progress_bar=False,
+        **options,
+    )
 
 
 def test_more_ray_workers_than_env_copies_is_refused():
     pytest.importorskip("ray")
-    with pytest.raises(ValueError, match=r"ray_workers: each worker needs at least one of the 4 "
-                                         r"env copies, got ray_workers=5"):
-        AsyncPPO(make_slow_counter, counter_ppo(), num_envs=4, backend="ray", ray_workers=5,
-                 progress_bar=False)
+    with pytest.raises(
+        ValueError,
+        match=r"ray_workers: each worker needs at least one of the 4 "
+        r"env copies, got ray_workers=5",
+    ):
+        AsyncPPO(
+            make_slow_counter, counter_ppo(), num_envs=4, backend="ray", ray_workers=5, progress_bar=False
+        )
 
 
 @pytest.mark.slow
 def test_a_worker_whose_envs_cannot_be_built_is_named(ray_session):
     """Found when the runner starts its workers, before any training."""
     import os
+
     factory = functools.partial(make_counter_outside, os.getpid(), "constructor")
-    with pytest.raises(RuntimeError, match=r"(?s)ray worker \d could not start \(env copies "
-                                           r"[\d, -]+\):.*no simulator licence on this node"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"(?s)ray worker \d could not start \(env copies "
+        r"[\d, -]+\):.*no simulator licence on this node",
+    ):
         ray_runner(factory)
 
 
@@ -355,9 +407,13 @@ def test_a_non_env_error_in_a_worker_reaches_the_driver_with_its_type(ray_sessio
     """The workers' envs have wider observations than the learner: the worker's own check
     raises, and the driver gets that ValueError, not an EnvStepError."""
     import os
+
     factory = functools.partial(make_counter_outside, os.getpid(), "wider")
-    with pytest.raises(ValueError, match=r"observ_dim: the PPO was built with observ_dim=2, but "
-                                         r"the env's observations have shape \(3,\)") as info:
+    with pytest.raises(
+        ValueError,
+        match=r"observ_dim: the PPO was built with observ_dim=2, but "
+        r"the env's observations have shape \(3,\)",
+    ) as info:
         ray_runner(factory).train_round()
     assert not isinstance(info.value, EnvStepError)
 
@@ -365,14 +421,18 @@ def test_a_non_env_error_in_a_worker_reaches_the_driver_with_its_type(ray_sessio
 @pytest.mark.slow
 def test_a_worker_past_its_restart_limit_is_named(ray_session):
     ppo = counter_ppo()
-    collector = RayCollector(make_slow_counter, ppo, 4, seed=SEED, rollout="steps", num_steps=8,
-                             num_workers=2, max_restarts=0)
+    collector = RayCollector(
+        make_slow_counter, ppo, 4, seed=SEED, rollout="steps", num_steps=8, num_workers=2, max_restarts=0
+    )
     try:
         collector.sync(ppo)
         collector.collect(ppo)
         ray_session.kill(collector.workers[1], no_restart=True)
-        with pytest.raises(RuntimeError, match=r"ray worker 1 \(env copies [\d, -]+\) died and Ray "
-                                               r"did not restart it \(max_restarts=0\)"):
+        with pytest.raises(
+            RuntimeError,
+            match=r"ray worker 1 \(env copies [\d, -]+\) died and Ray "
+            r"did not restart it \(max_restarts=0\)",
+        ):
             for _ in range(2):  # the round it dies in goes on without it; the next one needs it
                 collector.collect(ppo)
     finally:

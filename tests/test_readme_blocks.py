@@ -4,6 +4,7 @@ working folder (as a reader following them would: later blocks load what earlier
 then every command of their bash blocks, in the same order, in the same folder. A block (Python
 or bash) preceded by `<!-- readme-test: not run (why) -->` is skipped; the only change made to
 the others is the training budget (BUDGETS, TINY_STEPS), so CI stays short."""
+
 from __future__ import annotations
 
 import os
@@ -22,22 +23,27 @@ BUDGETS = {"steps=10_000_000": "steps=1_024"}  # the Atari and EnvPool blocks: o
 # A piece of every Python block that ran when all of them were in the README: each must still
 # be in a block that runs, wherever it now lives (README or docs).
 MUST_RUN_PYTHON = [
-    "async_ppo = AsyncPPO(env=env, ppo=ppo, num_envs=32, steps=100000)",   # the one-liner
+    "async_ppo = AsyncPPO(env=env, ppo=ppo, num_envs=32, steps=100000)",  # the one-liner
     "utils.buffer_to_target_buffer_transfer(buffer, ppo.memory)\n\t\t\t\tppo.learn()",  # the custom loop
-    "vec_env.step_autoreset(actions)",                                      # the fixed-horizon loop
-    "ppo.load_weights('data/cartpole')",                                    # load and play
-    "PPO.load('data/cartpole').export('cartpole.pt2')",                     # export
-    'AsyncPPO("ALE/Breakout-v5", ppo, steps=10_000_000).run()',             # Atari
+    "vec_env.step_autoreset(actions)",  # the fixed-horizon loop
+    "ppo.load_weights('data/cartpole')",  # load and play
+    "PPO.load('data/cartpole').export('cartpole.pt2')",  # export
+    'AsyncPPO("ALE/Breakout-v5", ppo, steps=10_000_000).run()',  # Atari
     "record_video(ppo, gym.make('CartPole-v1', render_mode='rgb_array'), 'videos/')",  # evaluation
     'AsyncPPO("Pong-v5", ppo_for_env("Pong-v5"), num_envs=8, steps=10_000_000, backend="envpool")',
 ]
 # The same for the commands of the bash blocks (their beginnings).
 MUST_RUN_SHELL = [
-    "pip install -r requirements.txt", "python train.py", "pip install -r requirements-test.txt",
+    "pip install -r requirements.txt",
+    "python train.py",
+    "pip install -r requirements-test.txt",
     "python train.py --env tests.user_envs:Corridor-v0",
     "python play.py --weights data/tests.user_envs-Corridor-v0",
-    "python train.py --help", "python train.py --env HalfCheetah-v5", "python train.py --resume runs/",
-    "python train.py --timeout 600", "python play.py --weights data/HalfCheetah-v5",
+    "python train.py --help",
+    "python train.py --env HalfCheetah-v5",
+    "python train.py --resume runs/",
+    "python train.py --timeout 600",
+    "python play.py --weights data/HalfCheetah-v5",
     "python train.py --env Pong-v5 --backend envpool",
 ]
 
@@ -56,8 +62,8 @@ def fenced_blocks(page: Path, language: str) -> list[tuple[int, str, bool]]:
     text = page.read_text()
     blocks = []
     for match in re.finditer(rf"```{language}\n(.*?)```", text, re.S):
-        before = text[:match.start()].rstrip().splitlines()
-        line = text[:match.start()].count("\n") + 1
+        before = text[: match.start()].rstrip().splitlines()
+        line = text[: match.start()].count("\n") + 1
         blocks.append((line, match.group(1), not (before and before[-1].startswith(NOT_RUN))))
     return blocks
 
@@ -85,8 +91,10 @@ def test_the_readme_has_its_blocks():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("page, line, code, run", [pytest.param(*block, id=f"{block[0]}:line{block[1]}")
-                                                   for block in readme_blocks()])
+@pytest.mark.parametrize(
+    "page, line, code, run",
+    [pytest.param(*block, id=f"{block[0]}:line{block[1]}") for block in readme_blocks()],
+)
 def test_readme_block_runs_as_written(reader_folder, page, line, code, run):
     if not run:
         pytest.skip(f"{page} line {line}: marked not run")
@@ -96,13 +104,14 @@ def test_readme_block_runs_as_written(reader_folder, page, line, code, run):
     script = reader_folder / f"{stem}_line{line}.py"
     script.write_text(code)
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))  # what `pip install -e .` gives
-    done = subprocess.run([sys.executable, script.name], cwd=reader_folder, env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, script.name], cwd=reader_folder, env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, f"{page} block at line {line} failed:\n{done.stderr[-3000:]}"
 
 
 # ---------------------------------------------------------------------------- shell blocks
-TINY_STEPS = 2048          # a train.py command's budget: a round or two
+TINY_STEPS = 2048  # a train.py command's budget: a round or two
 EPISODES = {"--episodes 5": "--episodes 1"}
 RUN_FOLDER = re.compile(r"runs/(\S+?)_\d{8}-\d{6}_seed\d+")  # as the README names a run folder
 
@@ -116,8 +125,11 @@ def readme_shell_commands() -> list[tuple[str, int, str, bool]]:
             joined = re.sub(r"\\\n\s*", " ", block)
             for offset, line in enumerate(joined.splitlines()):
                 line = re.sub(r"\s+#.*$", "", line).strip()
-                commands += [(page_name(page), fence_line + 1 + offset, part.strip(), run)
-                             for part in line.split("&&") if part.strip()]
+                commands += [
+                    (page_name(page), fence_line + 1 + offset, part.strip(), run)
+                    for part in line.split("&&")
+                    if part.strip()
+                ]
     return commands
 
 
@@ -128,8 +140,15 @@ def runnable(command: str, folder: Path) -> list[str] | None:
     if words[:3] == ["python", "-m", "pytest"]:
         return None
     if words[:2] == ["pip", "install"]:  # offline: every requirement must already be installed
-        return [sys.executable, "-m", "pip", "install", "--dry-run", "--no-index",
-                *[str(REPO_ROOT / word) if word.startswith("requirements") else word for word in words[2:]]]
+        return [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--no-index",
+            *[str(REPO_ROOT / word) if word.startswith("requirements") else word for word in words[2:]],
+        ]
     assert words[0] == "python" and words[1] in ("train.py", "play.py"), command
     words = [sys.executable, str(REPO_ROOT / words[1]), *words[2:]]
     if words[2:] == ["--help"]:
@@ -171,8 +190,7 @@ def test_readme_shell_commands_run_as_written(reader_folder):
         words = runnable(command, reader_folder)
         if words is None:
             continue
-        done = subprocess.run(words, cwd=reader_folder, env=env, capture_output=True, text=True,
-                              timeout=600)
+        done = subprocess.run(words, cwd=reader_folder, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, f"{page} line {line}: {command}\n{done.stderr[-3000:]}"
         ran += 1
     pytest_runs = sum(command.startswith("python -m pytest") for *_, command in commands)

@@ -1,4 +1,5 @@
 """Tests for PPO.RND.RND and its use inside PPO (use_RND=True)."""
+
 import math
 
 import numpy as np
@@ -62,8 +63,9 @@ def test_intrinsic_reward_is_error_on_normalised_clipped_inputs():
     assert float(rnd.obs_normalizer.count) == 200
     torch.testing.assert_close(rnd.obs_normalizer.mean, batch.double().mean(0))
     with torch.no_grad():
-        x = ((batch - rnd.obs_normalizer.mean.float())
-             / torch.sqrt(rnd.obs_normalizer.var.float() + 1e-8)).clamp(-5, 5)
+        x = (
+            (batch - rnd.obs_normalizer.mean.float()) / torch.sqrt(rnd.obs_normalizer.var.float() + 1e-8)
+        ).clamp(-5, 5)
         errors = (rnd.predictor(x) - rnd.target(x)).square().mean(-1)
     torch.testing.assert_close(rewards, errors)
     far = torch.full((1, OBS_DIM), 1e6)  # clipped to 5 std: a finite, bounded reward
@@ -102,14 +104,30 @@ def fill_memory(ppo, num_steps, rng):
     truncated[31::32] = True
     truncated[-1] = True
     num_ends = int((terminated | truncated).sum())
-    ppo.memory.add_trajectories(states, actions, np.zeros(num_steps, np.float32), terminated, truncated,
-                   rng.normal(size=(num_ends, OBS_DIM)).astype(np.float32))
+    ppo.memory.add_trajectories(
+        states,
+        actions,
+        np.zeros(num_steps, np.float32),
+        terminated,
+        truncated,
+        rng.normal(size=(num_ends, OBS_DIM)).astype(np.float32),
+    )
 
 
 @pytest.mark.parametrize("is_continuous", [False, True])
 def test_ppo_with_rnd_learns_and_round_trips(is_continuous, tmp_path):
-    ppo = PPO(is_continuous, OBS_DIM, 2, use_RND=True, beta=0.5, device="cpu", seed=0,
-              batch_size=128, mini_batch_size=64, k_epochs=3)
+    ppo = PPO(
+        is_continuous,
+        OBS_DIM,
+        2,
+        use_RND=True,
+        beta=0.5,
+        device="cpu",
+        seed=0,
+        batch_size=128,
+        mini_batch_size=64,
+        k_epochs=3,
+    )
     assert ppo.rnd is not None
     predictor_before = [p.clone() for p in ppo.rnd.predictor.parameters()]
     target_before = [p.clone() for p in ppo.rnd.target.parameters()]
@@ -119,12 +137,12 @@ def test_ppo_with_rnd_learns_and_round_trips(is_continuous, tmp_path):
     assert stats is not None
     assert "intrinsic_reward" in stats
     assert math.isfinite(stats["intrinsic_reward"]) and stats["intrinsic_reward"] > 0
-    for key in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction",
-                "explained_variance"):
+    for key in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "explained_variance"):
         assert math.isfinite(stats[key]), key
     # the predictor trained (one step per epoch), the target did not move
-    assert any(not torch.equal(a, b)
-               for a, b in zip(predictor_before, ppo.rnd.predictor.parameters(), strict=True))
+    assert any(
+        not torch.equal(a, b) for a, b in zip(predictor_before, ppo.rnd.predictor.parameters(), strict=True)
+    )
     assert all(torch.equal(a, b) for a, b in zip(target_before, ppo.rnd.target.parameters(), strict=True))
     assert float(ppo.rnd.obs_normalizer.count) == 128
 
@@ -134,8 +152,10 @@ def test_ppo_with_rnd_learns_and_round_trips(is_continuous, tmp_path):
     for key, value in ppo.rnd.state_dict().items():
         assert torch.equal(fresh.rnd.state_dict()[key], value), key
     probe = torch.randn(32, OBS_DIM)
-    assert torch.equal(fresh.rnd.intrinsic_reward(probe, update_stats=False),
-                       ppo.rnd.intrinsic_reward(probe, update_stats=False))
+    assert torch.equal(
+        fresh.rnd.intrinsic_reward(probe, update_stats=False),
+        ppo.rnd.intrinsic_reward(probe, update_stats=False),
+    )
 
 
 def test_rnd_entries_missing_from_the_weights_file_are_named(tmp_path):
@@ -160,8 +180,7 @@ def test_loading_weights_saved_without_rnd_names_the_option(tmp_path):
 
 
 def test_ppo_without_rnd_has_no_intrinsic_reward():
-    ppo = PPO(False, OBS_DIM, 2, device="cpu", seed=0, batch_size=64, mini_batch_size=32,
-              k_epochs=1)
+    ppo = PPO(False, OBS_DIM, 2, device="cpu", seed=0, batch_size=64, mini_batch_size=32, k_epochs=1)
     assert ppo.rnd is None
     fill_memory(ppo, 64, np.random.default_rng(1))
     assert "intrinsic_reward" not in ppo.learn()
@@ -173,13 +192,16 @@ def test_beta_scales_the_intrinsic_advantage():
     from PPO.Memory import Rollout
 
     def advantages(beta):
-        ppo = PPO(False, OBS_DIM, 2, use_RND=True, beta=beta, device="cpu", seed=0,
-                  gamma=0.9, GAE_lambda=1.0)
+        ppo = PPO(False, OBS_DIM, 2, use_RND=True, beta=beta, device="cpu", seed=0, gamma=0.9, GAE_lambda=1.0)
         g = torch.Generator().manual_seed(0)
         batch = Rollout.from_trajectories(
-            torch.randn(8, OBS_DIM, generator=g), torch.zeros(8, dtype=torch.long),
-            torch.zeros(8), torch.tensor([0] * 7 + [1], dtype=torch.bool),
-            torch.zeros(8, dtype=torch.bool), torch.randn(1, OBS_DIM, generator=g)).to("cpu")
+            torch.randn(8, OBS_DIM, generator=g),
+            torch.zeros(8, dtype=torch.long),
+            torch.zeros(8),
+            torch.tensor([0] * 7 + [1], dtype=torch.bool),
+            torch.zeros(8, dtype=torch.bool),
+            torch.randn(1, OBS_DIM, generator=g),
+        ).to("cpu")
         torch.nn.init.zeros_(ppo.policy.critic[-1].weight)  # all values 0: only rewards count
         torch.nn.init.zeros_(ppo.policy.critic[-1].bias)
         adv, returns = ppo._advantages(batch, torch.zeros(8, 1, 2))
@@ -222,8 +244,21 @@ def test_intrinsic_returns_run_through_episode_ends_within_an_env():
     into column 0's next episode (bootstrapping V_int of its first state, past the autoreset
     row) and stops only at each column's last step."""
     from PPO.Memory import Rollout
-    ppo = PPO(False, OBS_DIM, 2, use_RND=True, beta=1.0, extrinsic_coef=2.0, gamma=0.9,
-              intrinsic_gamma=0.8, GAE_lambda=0.7, device="cpu", seed=0, normalize_reward=False)
+
+    ppo = PPO(
+        False,
+        OBS_DIM,
+        2,
+        use_RND=True,
+        beta=1.0,
+        extrinsic_coef=2.0,
+        gamma=0.9,
+        intrinsic_gamma=0.8,
+        GAE_lambda=0.7,
+        device="cpu",
+        seed=0,
+        normalize_reward=False,
+    )
     g = torch.Generator().manual_seed(0)
     states = torch.randn(6, 2, OBS_DIM, generator=g)
     finals = torch.randn(3, OBS_DIM, generator=g)  # row-major: (1, 0), (1, 1), (5, 0)
@@ -232,12 +267,17 @@ def test_intrinsic_returns_run_through_episode_ends_within_an_env():
         return torch.tensor([column0, column1], dtype=torch.bool).T
 
     valid = grid([1, 1, 0, 1, 1, 1], [1, 1, 0, 0, 0, 0])
-    batch = Rollout(states=states, actions=torch.zeros(6, 2, dtype=torch.long),
-                    rewards=torch.arange(12, dtype=torch.float32).reshape(6, 2),
-                    terminated=grid([0, 1, 0, 0, 0, 1], [0] * 6),
-                    truncated=grid([0] * 6, [0, 1, 0, 0, 0, 0]), valid=valid,
-                    final_states=finals, episode_starts=grid([1, 0, 0, 1, 0, 0], [1, 0, 0, 0, 0, 0]),
-                    log_probs=torch.full((6, 2), float("nan")))
+    batch = Rollout(
+        states=states,
+        actions=torch.zeros(6, 2, dtype=torch.long),
+        rewards=torch.arange(12, dtype=torch.float32).reshape(6, 2),
+        terminated=grid([0, 1, 0, 0, 0, 1], [0] * 6),
+        truncated=grid([0] * 6, [0, 1, 0, 0, 0, 0]),
+        valid=valid,
+        final_states=finals,
+        episode_starts=grid([1, 0, 0, 1, 0, 0], [1, 0, 0, 0, 0, 0]),
+        log_probs=torch.full((6, 2), float("nan")),
+    )
     with torch.no_grad():
         values = ppo.policy.value(states.reshape(12, OBS_DIM)).reshape(6, 2, 2) * valid[..., None]
         final_values = ppo.policy.value(finals)
@@ -248,13 +288,20 @@ def test_intrinsic_returns_run_through_episode_ends_within_an_env():
 
     zero = torch.tensor(0.0)
     v = values
-    ext_next = torch.stack([torch.stack([v[1, 0, 0], zero, zero, v[4, 0, 0], v[5, 0, 0], zero]),
-                            torch.stack([v[1, 1, 0], final_values[1, 0], zero, zero, zero, zero])]).T
+    ext_next = torch.stack(
+        [
+            torch.stack([v[1, 0, 0], zero, zero, v[4, 0, 0], v[5, 0, 0], zero]),
+            torch.stack([v[1, 1, 0], final_values[1, 0], zero, zero, zero, zero]),
+        ]
+    ).T
     ext_adv, ext_ret = compute_gae(batch.rewards, v[..., 0], ext_next, batch.ends, valid, 0.9, 0.7)
     # Non-episodic: after column 0's termination at row 1 the intrinsic return flows on to row 3.
-    int_next = torch.stack([torch.stack([v[1, 0, 1], v[3, 0, 1], zero, v[4, 0, 1], v[5, 0, 1],
-                                         final_values[2, 1]]),
-                            torch.stack([v[1, 1, 1], final_values[1, 1], zero, zero, zero, zero])]).T
+    int_next = torch.stack(
+        [
+            torch.stack([v[1, 0, 1], v[3, 0, 1], zero, v[4, 0, 1], v[5, 0, 1], final_values[2, 1]]),
+            torch.stack([v[1, 1, 1], final_values[1, 1], zero, zero, zero, zero]),
+        ]
+    ).T
     column_ends = grid([0, 0, 0, 0, 0, 1], [0, 1, 0, 0, 0, 0])
     int_stats = ppo.intrinsic_scaler.return_stats  # scaled by the std of the intrinsic return
     scale = torch.sqrt(int_stats.var + int_stats.eps).float()
@@ -266,8 +313,18 @@ def test_intrinsic_returns_run_through_episode_ends_within_an_env():
 
 
 def test_predictor_trains_on_a_fraction_of_every_minibatch():
-    ppo = PPO(False, OBS_DIM, 2, use_RND=True, rnd_update_fraction=0.5, batch_size=64,
-              mini_batch_size=16, k_epochs=2, device="cpu", seed=0)
+    ppo = PPO(
+        False,
+        OBS_DIM,
+        2,
+        use_RND=True,
+        rnd_update_fraction=0.5,
+        batch_size=64,
+        mini_batch_size=16,
+        k_epochs=2,
+        device="cpu",
+        seed=0,
+    )
     sizes = []
     original = ppo.rnd._errors
     ppo.rnd._errors = lambda obs: sizes.append(obs.shape[0]) or original(obs)

@@ -6,6 +6,7 @@ extrinsic reward by the std of that return (normalize_reward) blows the costs up
 drown the intrinsic bonus, and the policy learns to avoid the costly move for good. With
 use_RND=True the extrinsic reward is therefore not scaled unless the user asks for it.
 """
+
 from __future__ import annotations
 
 import gymnasium as gym
@@ -81,8 +82,9 @@ def test_rnd_leaves_the_extrinsic_reward_unscaled_unless_asked():
     pendulum = gym.make("Pendulum-v1")
     assert ppo_for_env(pendulum, device="cpu", preset=False).normalize_reward
     assert not ppo_for_env(pendulum, device="cpu", preset=False, use_RND=True).normalize_reward
-    assert ppo_for_env(pendulum, device="cpu", preset=False, use_RND=True,
-                       normalize_reward=True).normalize_reward
+    assert ppo_for_env(
+        pendulum, device="cpu", preset=False, use_RND=True, normalize_reward=True
+    ).normalize_reward
     # ... and an env id's preset that names normalize_reward (measured with RND on
     # MountainCar-v0: benchmarks/learning.py's mountaincar-rnd) counts as given.
     assert ppo_for_env("MountainCar-v0", device="cpu", use_RND=True).normalize_reward
@@ -109,8 +111,9 @@ def test_rnd_with_its_defaults_finds_and_keeps_the_deep_sea_goal(seed):
     ppo = PPO(False, SIZE * SIZE, 2, use_RND=True, device="cpu", seed=seed)
     returns = np.array(AsyncPPO(env, ppo, num_envs=32, steps=STEPS, progress_bar=False).run())
     reached = returns > 0.5
-    late = reached[-len(reached) // 10:]
-    assert reached.sum() >= 2000, (f"seed {seed}: the goal was reached in {reached.sum()} of "
-                                   f"{len(reached)} episodes")
+    late = reached[-len(reached) // 10 :]
+    assert reached.sum() >= 2000, (
+        f"seed {seed}: the goal was reached in {reached.sum()} of {len(reached)} episodes"
+    )
     assert late.mean() >= 0.9, f"seed {seed}: only {late.mean():.0%} of the last tenth reached the goal"
     assert ppo.stats["intrinsic_reward"] > 0

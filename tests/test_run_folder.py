@@ -1,5 +1,6 @@
 """The trainer's run folder: CSV logs, learning-curve PNG, checkpoints, resume, time budget and
 Ctrl-C. Checkpoints load with weights_only=True and restore the learner exactly."""
+
 from __future__ import annotations
 
 import csv
@@ -22,10 +23,28 @@ from PPO import PPO
 
 def cartpole_runner(log_dir=None, steps=2048, resume=None, **options) -> AsyncPPO:
     env = gym.make("CartPole-v1")
-    ppo = ppo_for_env(env, seed=0, device="cpu", batch_size=256, mini_batch_size=128,
-                      normalize_obs=True, normalize_reward=True, anneal_lr=True)
-    return AsyncPPO(env, ppo, num_envs=4, num_steps=64, steps=steps, progress_bar=False,
-                    backend="loop", log_dir=log_dir, resume=resume, **options)
+    ppo = ppo_for_env(
+        env,
+        seed=0,
+        device="cpu",
+        batch_size=256,
+        mini_batch_size=128,
+        normalize_obs=True,
+        normalize_reward=True,
+        anneal_lr=True,
+    )
+    return AsyncPPO(
+        env,
+        ppo,
+        num_envs=4,
+        num_steps=64,
+        steps=steps,
+        progress_bar=False,
+        backend="loop",
+        log_dir=log_dir,
+        resume=resume,
+        **options,
+    )
 
 
 def read_csv(file: Path) -> list[dict]:
@@ -52,8 +71,9 @@ def test_run_folder_holds_logs_checkpoint_weights_and_plot(tmp_path, capsys):
     assert (run_dir / CHECKPOINT_FILE).is_file()
     loaded = PPO.load(run_dir / "weights", device="cpu")
     states = torch.randn(8, 4)
-    np.testing.assert_array_equal(loaded.get_action(states, deterministic=True),
-                                  runner.ppo.get_action(states, deterministic=True))
+    np.testing.assert_array_equal(
+        loaded.get_action(states, deterministic=True), runner.ppo.get_action(states, deterministic=True)
+    )
 
 
 def test_no_run_folder_without_log_dir(tmp_path, monkeypatch):
@@ -70,9 +90,16 @@ def test_checkpoint_loads_weights_only_and_restores_the_learner_exactly(tmp_path
     runner.run()
     state = torch.load(runner.run_dir / CHECKPOINT_FILE, weights_only=True)
     assert state["runner"]["total_steps"] == runner.total_steps
-    fresh = ppo_for_env(gym.make("CartPole-v1"), seed=99, device="cpu", batch_size=256,
-                        mini_batch_size=128, normalize_obs=True, normalize_reward=True,
-                        anneal_lr=True)
+    fresh = ppo_for_env(
+        gym.make("CartPole-v1"),
+        seed=99,
+        device="cpu",
+        batch_size=256,
+        mini_batch_size=128,
+        normalize_obs=True,
+        normalize_reward=True,
+        anneal_lr=True,
+    )
     fresh.load_training_state(state["learner"])
     # same weights, statistics, optimiser moments, generators, counters and waiting steps: the
     # next update is the same update
@@ -82,11 +109,18 @@ def test_checkpoint_loads_weights_only_and_restores_the_learner_exactly(tmp_path
         states = rng.normal(size=(256, 4)).astype(np.float32)
         truncated = np.zeros(256, bool)
         truncated[63::64] = True
-        ppo.memory.add_trajectories(states, rng.integers(0, 2, 256), rng.normal(size=256).astype(np.float32),
-                       np.zeros(256, bool), truncated, states[truncated])
+        ppo.memory.add_trajectories(
+            states,
+            rng.integers(0, 2, 256),
+            rng.normal(size=256).astype(np.float32),
+            np.zeros(256, bool),
+            truncated,
+            states[truncated],
+        )
         ppo.learn()
-    for (name, a), b in zip(runner.ppo.policy.state_dict().items(), fresh.policy.state_dict().values(),
-                            strict=True):
+    for (name, a), b in zip(
+        runner.ppo.policy.state_dict().items(), fresh.policy.state_dict().values(), strict=True
+    ):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
     assert fresh.samples_learned == runner.ppo.samples_learned
     assert fresh.stats["learning_rate"] == runner.ppo.stats["learning_rate"]
@@ -149,9 +183,14 @@ def test_ctrl_c_saves_a_loadable_checkpoint(tmp_path):
         "runner.run()\n"
         "print('interrupted' if runner.interrupted else 'finished', runner.total_steps, flush=True)\n"
     )
-    process = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], cwd=REPO_ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path)],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
+    )
     wait_for_rows(tmp_path)  # a few rounds trained
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
@@ -178,6 +217,7 @@ def test_evaluate_plays_a_fresh_copy_of_the_training_env():
 
 def test_tensorboard_events_mirror_the_progress_rows(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     runner = cartpole_runner(tmp_path, steps=1024)
     runner.run()
     (events,) = runner.run_dir.glob("events.out.tfevents*")
@@ -210,18 +250,30 @@ def test_checkpoints_are_written_during_the_run_every_checkpoint_every_steps(tmp
 
 
 def rnd_runner(log_dir=None, steps=512, resume=None) -> AsyncPPO:
-    ppo = ppo_for_env(gym.make("CartPole-v1"), seed=0, device="cpu", batch_size=256,
-                      mini_batch_size=128, use_RND=True)
-    return AsyncPPO(gym.make("CartPole-v1"), ppo, num_envs=4, num_steps=64, steps=steps,
-                    progress_bar=False, backend="loop", log_dir=log_dir, resume=resume,
-                    rnd_warmup_steps=1000)
+    ppo = ppo_for_env(
+        gym.make("CartPole-v1"), seed=0, device="cpu", batch_size=256, mini_batch_size=128, use_RND=True
+    )
+    return AsyncPPO(
+        gym.make("CartPole-v1"),
+        ppo,
+        num_envs=4,
+        num_steps=64,
+        steps=steps,
+        progress_bar=False,
+        backend="loop",
+        log_dir=log_dir,
+        resume=resume,
+        rnd_warmup_steps=1000,
+    )
 
 
 def rnd_state(ppo: PPO) -> dict[str, torch.Tensor]:
     moments = ppo.rnd.optimizer.state_dict()["state"]
-    return {**{f"rnd.{k}": v for k, v in ppo.rnd.state_dict().items()},
-            **{f"intrinsic_scaler.{k}": v for k, v in ppo.intrinsic_scaler.state_dict().items()},
-            **{f"rnd_adam.{i}.{k}": v for i, entry in moments.items() for k, v in entry.items()}}
+    return {
+        **{f"rnd.{k}": v for k, v in ppo.rnd.state_dict().items()},
+        **{f"intrinsic_scaler.{k}": v for k, v in ppo.intrinsic_scaler.state_dict().items()},
+        **{f"rnd_adam.{i}.{k}": v for i, entry in moments.items() for k, v in entry.items()},
+    }
 
 
 def test_resume_with_rnd_restores_rnd_and_skips_its_warm_up(tmp_path):

@@ -5,6 +5,7 @@ copied verbatim (tabs included). The tests only shrink the step counts (100000 -
 replace the save path with a temporary directory, then execute the code with
 `__name__ == '__main__'` and inspect the names it defined.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -162,23 +163,32 @@ def _run(code: str, name: str) -> dict:
 
 def _initial_policy(ppo: PPO) -> PPO:
     """A PPO built like the README's, with the same seed: the weights before any training."""
-    return PPO(is_continuous=False, observ_dim=4, action_dim=2, lr=0.001, policy_clip=0.2,
-               k_epochs=11, GAE_lambda=0.95, batch_size=1024, mini_batch_size=512, gamma=0.995,
-               seed=ppo.seed, device=ppo.device)
+    return PPO(
+        is_continuous=False,
+        observ_dim=4,
+        action_dim=2,
+        lr=0.001,
+        policy_clip=0.2,
+        k_epochs=11,
+        GAE_lambda=0.95,
+        batch_size=1024,
+        mini_batch_size=512,
+        gamma=0.995,
+        seed=ppo.seed,
+        device=ppo.device,
+    )
 
 
 def _weights_changed(trained: PPO) -> bool:
     fresh = _initial_policy(trained).policy.state_dict()
-    return any(not torch.equal(value, fresh[key])
-               for key, value in trained.policy.state_dict().items())
+    return any(not torch.equal(value, fresh[key]) for key, value in trained.policy.state_dict().items())
 
 
 @pytest.fixture(scope="module")
 def quickstart(tmp_path_factory):
     save_dir = tmp_path_factory.mktemp("quickstart") / "PPO" / "data"
     code = _edit(QUICKSTART, "steps=100000", f"steps={STEPS}")
-    code = _edit(code, "'(insert your path)/Parallel-Reinforcement-Learning/PPO/data'",
-                 repr(str(save_dir)))
+    code = _edit(code, "'(insert your path)/Parallel-Reinforcement-Learning/PPO/data'", repr(str(save_dir)))
     namespace = _run(code, "quickstart")
     return namespace, save_dir
 
@@ -272,8 +282,13 @@ def test_load_and_play_in_fresh_process(quickstart, tmp_path):
         logits = ppo.policy.actor(torch.from_numpy(states).to(ppo.device)).cpu().numpy()
 
     out_file = tmp_path / "played.npz"
-    result = subprocess.run([sys.executable, "-c", _PLAY_SCRIPT, str(save_dir), str(out_file)],
-                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", _PLAY_SCRIPT, str(save_dir), str(out_file)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     played = np.load(out_file)
     saved_states, saved_actions = np.load(tmp_path / "states.npy"), np.load(tmp_path / "actions.npy")
@@ -296,10 +311,12 @@ def test_the_quickstart_as_written_plays_well_in_unseeded_runs(tmp_path):
     scores = []
     for run in range(3):
         save_dir = tmp_path / f"run{run}"
-        code = _edit(QUICKSTART, "'(insert your path)/Parallel-Reinforcement-Learning/PPO/data'",
-                     repr(str(save_dir)))
+        code = _edit(
+            QUICKSTART, "'(insert your path)/Parallel-Reinforcement-Learning/PPO/data'", repr(str(save_dir))
+        )
         _run(code, f"quickstart run {run}")
-        played = evaluate(PPO.load(save_dir, device="cpu"),
-                          gym.make("CartPole-v1", max_episode_steps=500), episodes=10)
+        played = evaluate(
+            PPO.load(save_dir, device="cpu"), gym.make("CartPole-v1", max_episode_steps=500), episodes=10
+        )
         scores.append(float(np.mean(played)))
     assert min(scores) >= 475, f"deterministic returns of the saved policies: {scores}"

@@ -1,6 +1,7 @@
 """The CPU learner's choice of torch threads: 1 for vector policies, a few for CNNs, and the
 user's own choice (num_threads=, torch.set_num_threads after importing PPO, OMP_NUM_THREADS)
 respected. Each case runs in a fresh process: the thread count is process-wide."""
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,14 @@ print(image.num_threads, torch.get_num_threads())
 def thread_counts(before: str = "", options: str = "", **environment: str) -> list[tuple[int, int]]:
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     env.update(environment, PYTHONPATH=str(REPO_ROOT))
-    done = subprocess.run([sys.executable, "-c", SCRIPT.format(before=before, options=options)],
-                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT.format(before=before, options=options)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     return [tuple(map(int, line.split())) for line in done.stdout.splitlines()]
 

@@ -3,6 +3,7 @@ torch.optim.Adam: the gradient of the whole loss (clipped surrogate, value loss 
 coefficient, entropy bonus with its sign and coefficient) on a tiny batch with a termination
 and a truncation, the parameters after two epochs (the second with ratios outside the clip
 range), the statistics learn() reports, and target_kl's early stop."""
+
 from __future__ import annotations
 
 import copy
@@ -20,9 +21,21 @@ TERMINATED_AT, TRUNCATED_AT = 3, 7  # the episode ends by termination, the next 
 
 
 def make_ppo(kind: str, **options) -> PPO:
-    settings = dict(lr=0.05, k_epochs=1, batch_size=STEPS, mini_batch_size=STEPS, gamma=GAMMA,
-                    GAE_lambda=LAMBDA, entropy_coef=0.05, value_coef=0.7, max_grad_norm=1e6,
-                    normalize_reward=False, hidden_sizes=(4,), device="cpu", seed=3)
+    settings = dict(
+        lr=0.05,
+        k_epochs=1,
+        batch_size=STEPS,
+        mini_batch_size=STEPS,
+        gamma=GAMMA,
+        GAE_lambda=LAMBDA,
+        entropy_coef=0.05,
+        value_coef=0.7,
+        max_grad_norm=1e6,
+        normalize_reward=False,
+        hidden_sizes=(4,),
+        device="cpu",
+        seed=3,
+    )
     settings.update(options)
     return PPO(kind == "continuous", OBS_DIM, 2, **settings)
 
@@ -31,13 +44,18 @@ def fill(ppo: PPO) -> dict[str, torch.Tensor]:
     """Stores one env's STEPS steps (an episode terminated at TERMINATED_AT, then one truncated
     at TRUNCATED_AT) and returns them."""
     g = torch.Generator().manual_seed(7)
-    data = dict(states=torch.randn(STEPS, OBS_DIM, generator=g),
-                rewards=torch.randn(STEPS, generator=g),
-                terminated=torch.zeros(STEPS, dtype=torch.bool),
-                truncated=torch.zeros(STEPS, dtype=torch.bool),
-                final_states=torch.randn(2, OBS_DIM, generator=g))
-    data["actions"] = (torch.randn(STEPS, 2, generator=g) if ppo.is_continuous
-                       else torch.randint(0, 2, (STEPS,), generator=g))
+    data = dict(
+        states=torch.randn(STEPS, OBS_DIM, generator=g),
+        rewards=torch.randn(STEPS, generator=g),
+        terminated=torch.zeros(STEPS, dtype=torch.bool),
+        truncated=torch.zeros(STEPS, dtype=torch.bool),
+        final_states=torch.randn(2, OBS_DIM, generator=g),
+    )
+    data["actions"] = (
+        torch.randn(STEPS, 2, generator=g)
+        if ppo.is_continuous
+        else torch.randint(0, 2, (STEPS,), generator=g)
+    )
     data["terminated"][TERMINATED_AT] = True
     data["truncated"][TRUNCATED_AT] = True
     ppo.memory.add_trajectories(**data)
@@ -78,23 +96,22 @@ def reference_advantages(policy, data) -> tuple[torch.Tensor, torch.Tensor]:
     return advantages, advantages + values
 
 
-def reference_loss(policy, kind, data, old_log_probs, old_values, advantages, returns, ppo,
-                   weights=1.0):
+def reference_loss(policy, kind, data, old_log_probs, old_values, advantages, returns, ppo, weights=1.0):
     log_probs, entropy, values = log_prob_entropy_value(policy, kind, data["states"], data["actions"])
     ratio = torch.exp(log_probs - old_log_probs)
     if ppo.normalize_advantages:
         advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     clip = ppo.policy_clip
-    policy_loss = -torch.mean(weights * torch.min(ratio * advantages,
-                                                  torch.clamp(ratio, 1 - clip, 1 + clip) * advantages))
+    policy_loss = -torch.mean(
+        weights * torch.min(ratio * advantages, torch.clamp(ratio, 1 - clip, 1 + clip) * advantages)
+    )
     value_error = (values - returns) ** 2
     if ppo.value_clip is not None:
         clipped = old_values + torch.clamp(values - old_values, -ppo.value_clip, ppo.value_clip)
         value_error = torch.max(value_error, (clipped - returns) ** 2)
     value_loss = 0.5 * value_error.mean()
     loss = policy_loss + ppo.value_coef * value_loss - ppo.entropy_coef * entropy.mean()
-    return loss, dict(policy_loss=policy_loss, value_loss=value_loss, entropy=entropy.mean(),
-                      ratio=ratio)
+    return loss, dict(policy_loss=policy_loss, value_loss=value_loss, entropy=entropy.mean(), ratio=ratio)
 
 
 def reference_update(ppo: PPO, kind: str, data, epochs: int):
@@ -106,8 +123,7 @@ def reference_update(ppo: PPO, kind: str, data, epochs: int):
     advantages, returns = reference_advantages(policy, data)
     optimizer = torch.optim.Adam(policy.parameters(), lr=ppo.lr, eps=ppo.optimizer.defaults["eps"])
     for _ in range(epochs):
-        loss, terms = reference_loss(policy, kind, data, old_log_probs, old_values, advantages,
-                                     returns, ppo)
+        loss, terms = reference_loss(policy, kind, data, old_log_probs, old_values, advantages, returns, ppo)
         optimizer.zero_grad()
         loss.backward()
         gradients = {name: p.grad.clone() for name, p in policy.named_parameters()}
@@ -155,13 +171,13 @@ def test_max_lag_weight_clips_around_the_learner_and_weights_each_sample(kind):
     weights = torch.exp(-LAG).clamp(max=1.5)
     assert (weights == 1.5).sum() == 2 and (weights < 1).sum() == 4
     policy = copy.deepcopy(ppo.policy)
-    loss, terms = reference_loss(policy, kind, data, learner, old_values, advantages, returns, ppo,
-                                 weights)
+    loss, terms = reference_loss(policy, kind, data, learner, old_values, advantages, returns, ppo, weights)
     loss.backward()
     stats = ppo.learn()
     for name, gradient in gradients_of(ppo).items():
-        torch.testing.assert_close(gradient, dict(policy.named_parameters())[name].grad,
-                                   rtol=1e-4, atol=1e-6, msg=name)
+        torch.testing.assert_close(
+            gradient, dict(policy.named_parameters())[name].grad, rtol=1e-4, atol=1e-6, msg=name
+        )
     assert stats["policy_loss"] == pytest.approx(terms["policy_loss"].item(), rel=1e-5)
     assert stats["approx_kl"] == 0.0  # measured against the learner, where the ratio starts at 1
 
@@ -182,8 +198,9 @@ def test_without_lag_max_lag_weight_changes_nothing(kind):
         updates[name] = ppo.policy.state_dict()
     for name, tensor in updates["plain"].items():
         torch.testing.assert_close(updates["decoupled"][name], tensor, rtol=1e-6, atol=1e-7, msg=name)
-    assert any(not torch.allclose(updates["lagged"][name], tensor)
-               for name, tensor in updates["plain"].items())
+    assert any(
+        not torch.allclose(updates["lagged"][name], tensor) for name, tensor in updates["plain"].items()
+    )
 
 
 @pytest.mark.parametrize("kind", ["discrete", "continuous"])
@@ -265,28 +282,41 @@ def test_target_kl_compares_the_epochs_mean_kl(factor, epochs):
     that epoch; just over it lets the next one run."""
     kl = epoch_one_kl()
     assert kl > 0
-    ppo = make_ppo("discrete", k_epochs=3, batch_size=64, mini_batch_size=16, lr=0.05,
-                   target_kl=factor * kl)
+    ppo = make_ppo("discrete", k_epochs=3, batch_size=64, mini_batch_size=16, lr=0.05, target_kl=factor * kl)
     fill_many(ppo)
     stats = ppo.learn()
     assert stats["epochs"] >= epochs if factor > 1 else stats["epochs"] == epochs
     assert stats["gradient_steps"] == 4 * stats["epochs"]
 
 
-@pytest.mark.parametrize("column, value, message", [
-    ("actions", torch.zeros(STEPS - 1, dtype=torch.long),
-     r"actions: expected 8 rows like states, got shape \(7,\)"),
-    ("rewards", torch.zeros(STEPS + 1), r"rewards: expected 8 rows like states, got shape \(9,\)"),
-    ("final_states", torch.zeros(1, OBS_DIM), r"got 2 closing steps and 1 final states"),
-    ("truncated", torch.zeros(STEPS, dtype=torch.bool),
-     r"must each close with a terminated or truncated step"),
-])
+@pytest.mark.parametrize(
+    "column, value, message",
+    [
+        (
+            "actions",
+            torch.zeros(STEPS - 1, dtype=torch.long),
+            r"actions: expected 8 rows like states, got shape \(7,\)",
+        ),
+        ("rewards", torch.zeros(STEPS + 1), r"rewards: expected 8 rows like states, got shape \(9,\)"),
+        ("final_states", torch.zeros(1, OBS_DIM), r"got 2 closing steps and 1 final states"),
+        (
+            "truncated",
+            torch.zeros(STEPS, dtype=torch.bool),
+            r"must each close with a terminated or truncated step",
+        ),
+    ],
+)
 def test_memory_add_names_what_does_not_fit(column, value, message):
     ppo = make_ppo("discrete")
     g = torch.Generator().manual_seed(0)
-    data = dict(states=torch.randn(STEPS, OBS_DIM, generator=g), actions=torch.zeros(STEPS, dtype=torch.long),
-                rewards=torch.zeros(STEPS), terminated=torch.zeros(STEPS, dtype=torch.bool),
-                truncated=torch.zeros(STEPS, dtype=torch.bool), final_states=torch.zeros(2, OBS_DIM))
+    data = dict(
+        states=torch.randn(STEPS, OBS_DIM, generator=g),
+        actions=torch.zeros(STEPS, dtype=torch.long),
+        rewards=torch.zeros(STEPS),
+        terminated=torch.zeros(STEPS, dtype=torch.bool),
+        truncated=torch.zeros(STEPS, dtype=torch.bool),
+        final_states=torch.zeros(2, OBS_DIM),
+    )
     data["terminated"][3] = True
     data["truncated"][-1] = True
     data[column] = value
@@ -307,15 +337,23 @@ def test_with_observation_normalisation_the_first_ratio_is_exactly_one():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind,mode", [("discrete", "default"), ("continuous", "default"),
-                                       ("continuous", "reduce-overhead")])
+@pytest.mark.parametrize(
+    "kind,mode", [("discrete", "default"), ("continuous", "default"), ("continuous", "reduce-overhead")]
+)
 def test_the_compiled_update_computes_what_the_plain_one_does(kind, mode):
     """compile_update=True: the same weights and statistics after two learn() calls (the second
     on a batch of another size, so the compiled loss meets a new shape), to float tolerance.
     "reduce-overhead" replays CUDA graphs on a GPU; on a CPU it checks the same learn() path."""
-    learners = [make_ppo(kind, k_epochs=2, mini_batch_size=3, compile_update=compiled,
-                         **(dict(compile_mode=mode) if compiled else {}))
-                for compiled in (False, True)]
+    learners = [
+        make_ppo(
+            kind,
+            k_epochs=2,
+            mini_batch_size=3,
+            compile_update=compiled,
+            **(dict(compile_mode=mode) if compiled else {}),
+        )
+        for compiled in (False, True)
+    ]
     results = []
     for ppo in learners:
         fill(ppo)

@@ -3,6 +3,7 @@
 module's name), on every entry: the API with an instance, a factory and an id; evaluation and
 recording; saved weights; every observation space; and the command line (train.py --env
 module:Id, play.py, its backends, --overlap, periodic evaluation, Ctrl-C + --resume, SIGTERM)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -35,9 +36,12 @@ def test_an_id_is_made_without_a_render_mode_argument():
 
 
 def test_recording_an_env_that_takes_no_render_mode_is_one_clear_error():
-    with pytest.raises(ValueError, match=r"render_mode: recording needs frames from "
-                                         r"tests.user_envs:Corridor-v0 \(render_mode='rgb_array'\), "
-                                         r"but its constructor takes no render_mode argument"):
+    with pytest.raises(
+        ValueError,
+        match=r"render_mode: recording needs frames from "
+        r"tests.user_envs:Corridor-v0 \(render_mode='rgb_array'\), "
+        r"but its constructor takes no render_mode argument",
+    ):
         env_from_id(CORRIDOR_ID, render_mode="rgb_array")
     ppo = ppo_for_env(Corridor(), device="cpu")
     with pytest.raises(ValueError, match=r"record_gif: the env renders with render_mode=None"):
@@ -90,10 +94,13 @@ class WiderDiscreteCorridor(DiscreteCorridor):
 
 def test_an_env_whose_space_differs_from_the_recorded_one_is_refused_by_name():
     ppo = ppo_for_env(DiscreteCorridor(), device="cpu")
-    with pytest.raises(ValueError, match=r"observation_space: the model was trained on "
-                                         r"observations flattened from \{'type': 'Discrete', "
-                                         r"'n': 8, 'start': 0\}, but this env's observations "
-                                         r"are \{'type': 'Discrete', 'n': 10"):
+    with pytest.raises(
+        ValueError,
+        match=r"observation_space: the model was trained on "
+        r"observations flattened from \{'type': 'Discrete', "
+        r"'n': 8, 'start': 0\}, but this env's observations "
+        r"are \{'type': 'Discrete', 'n': 10",
+    ):
         evaluate(ppo, WiderDiscreteCorridor(), episodes=1)
 
 
@@ -111,10 +118,16 @@ class SpaceEnv(gym.Env):
         return self.observation_space.sample(), 0.0, False, False, {}
 
 
-@pytest.mark.parametrize("space", [
-    gym.spaces.Discrete(5, start=2), gym.spaces.MultiDiscrete([3, 4], start=[1, 0]),
-    gym.spaces.MultiDiscrete([[2, 3], [4, 2]]), gym.spaces.MultiBinary(4),
-], ids=["discrete-start-2", "multidiscrete", "multidiscrete-2d", "multibinary"])
+@pytest.mark.parametrize(
+    "space",
+    [
+        gym.spaces.Discrete(5, start=2),
+        gym.spaces.MultiDiscrete([3, 4], start=[1, 0]),
+        gym.spaces.MultiDiscrete([[2, 3], [4, 2]]),
+        gym.spaces.MultiBinary(4),
+    ],
+    ids=["discrete-start-2", "multidiscrete", "multidiscrete-2d", "multibinary"],
+)
 @pytest.mark.parametrize("format", ["export", "torchscript"])
 def test_an_exported_policy_flattens_raw_observations_as_training_did(space, format, tmp_path):
     ppo = ppo_for_env(SpaceEnv(space), seed=0, device="cpu")
@@ -123,8 +136,9 @@ def test_an_exported_policy_flattens_raw_observations_as_training_did(space, for
     space.seed(0)
     raw = [space.sample() for _ in range(16)]
     flat = np.stack([gym.spaces.flatten(space, value) for value in raw]).astype(np.float32)
-    np.testing.assert_array_equal(policy(torch.as_tensor(np.stack(raw))).numpy(),
-                                  ppo.get_action(flat, deterministic=True))
+    np.testing.assert_array_equal(
+        policy(torch.as_tensor(np.stack(raw))).numpy(), ppo.get_action(flat, deterministic=True)
+    )
 
 
 def test_the_exported_policy_takes_raw_discrete_observations(tmp_path):
@@ -142,15 +156,36 @@ ENV = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
 
 
 def train(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "train.py", "--env", CORRIDOR_ID, "--quiet",
-                           "--log-dir", str(tmp_path / "runs"), "--save-dir",
-                           str(tmp_path / "weights"), *args],
-                          cwd=REPO_ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "--env",
+            CORRIDOR_ID,
+            "--quiet",
+            "--log-dir",
+            str(tmp_path / "runs"),
+            "--save-dir",
+            str(tmp_path / "weights"),
+            *args,
+        ],
+        cwd=REPO_ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def play(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "play.py", "--env", CORRIDOR_ID, *args], cwd=REPO_ROOT,
-                          env=ENV, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "play.py", "--env", CORRIDOR_ID, *args],
+        cwd=REPO_ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.slow
@@ -166,8 +201,11 @@ def test_train_and_play_a_registered_user_env_from_the_command_line(tmp_path):
     assert float(played.stdout.strip().splitlines()[-1].split()[-1]) > 0.5
     refused = play("--weights", str(tmp_path / "weights"), "--gif", str(tmp_path / "x.gif"))
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
-    assert refused.stderr.strip().splitlines()[-1].startswith(
-        f"play.py: error: --env {CORRIDOR_ID}: render_mode: recording needs frames")
+    assert (
+        refused.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"play.py: error: --env {CORRIDOR_ID}: render_mode: recording needs frames")
+    )
 
 
 @pytest.mark.slow
@@ -175,19 +213,36 @@ def test_a_user_env_with_the_render_api_records_a_gif_from_play(tmp_path):
     rendered = "tests.user_envs:RenderedCorridor-v0"
     done = train(tmp_path, "--steps", "2048", "--env", rendered, "--eval-every", "0")
     assert done.returncode == 0, done.stderr
-    played = subprocess.run([sys.executable, "play.py", "--env", rendered, "--weights",
-                             str(tmp_path / "weights"), "--gif", str(tmp_path / "corridor.gif")],
-                            cwd=REPO_ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    played = subprocess.run(
+        [
+            sys.executable,
+            "play.py",
+            "--env",
+            rendered,
+            "--weights",
+            str(tmp_path / "weights"),
+            "--gif",
+            str(tmp_path / "corridor.gif"),
+        ],
+        cwd=REPO_ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert played.returncode == 0, played.stderr
     from PIL import Image
+
     with Image.open(tmp_path / "corridor.gif") as gif:
         assert gif.size == (16 * LENGTH, 16) and gif.n_frames > 1
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("options", [["--backend", "subprocess"], ["--overlap"],
-                                     ["--overlap", "--backend", "subprocess"]],
-                         ids=["subprocess", "overlap", "overlap-subprocess"])
+@pytest.mark.parametrize(
+    "options",
+    [["--backend", "subprocess"], ["--overlap"], ["--overlap", "--backend", "subprocess"]],
+    ids=["subprocess", "overlap", "overlap-subprocess"],
+)
 def test_every_backend_trains_a_registered_user_env(tmp_path, options):
     done = train(tmp_path, "--steps", "3000", "--num-envs", "4", *options)
     assert done.returncode == 0, done.stderr
@@ -196,11 +251,28 @@ def test_every_backend_trains_a_registered_user_env(tmp_path, options):
 
 def start(tmp_path: Path, *args: str, env_id: str = CORRIDOR_ID) -> subprocess.Popen:
     """train.py in its own process group, as a terminal or a scheduler runs it."""
-    return subprocess.Popen([sys.executable, "train.py", "--env", env_id, "--quiet",
-                             "--log-dir", str(tmp_path / "runs"), "--save-dir",
-                             str(tmp_path / "weights"), "--num-envs", "4", *args],
-                            cwd=REPO_ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "train.py",
+            "--env",
+            env_id,
+            "--quiet",
+            "--log-dir",
+            str(tmp_path / "runs"),
+            "--save-dir",
+            str(tmp_path / "weights"),
+            "--num-envs",
+            "4",
+            *args,
+        ],
+        cwd=REPO_ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def children_of(pid: int) -> list[int]:
@@ -226,28 +298,47 @@ def stop_and_check(process: subprocess.Popen, tmp_path: Path, name: str) -> Path
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("options", [["--backend", "subprocess"],
-                                     ["--overlap", "--backend", "subprocess"]],
-                         ids=["subprocess", "overlap-subprocess"])
+@pytest.mark.parametrize(
+    "options",
+    [["--backend", "subprocess"], ["--overlap", "--backend", "subprocess"]],
+    ids=["subprocess", "overlap-subprocess"],
+)
 def test_ctrl_c_then_resume_reaches_the_total_with_a_user_env(tmp_path, options):
     process = start(tmp_path, "--steps", "100000000", "--checkpoint-every", "0", *options)
     run_dir = stop_and_check(process, tmp_path, "SIGINT")
     stopped_at = torch.load(run_dir / CHECKPOINT_FILE, weights_only=True)["runner"]["total_steps"]
     assert stopped_at < 6000
-    done = subprocess.run([sys.executable, "train.py", "--resume", str(run_dir), "--steps", "6000",
-                           "--quiet", "--save-dir", str(tmp_path / "weights")], cwd=REPO_ROOT,
-                          env=ENV, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "--resume",
+            str(run_dir),
+            "--steps",
+            "6000",
+            "--quiet",
+            "--save-dir",
+            str(tmp_path / "weights"),
+        ],
+        cwd=REPO_ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert torch.load(run_dir / CHECKPOINT_FILE, weights_only=True)["runner"]["total_steps"] >= 6000
     assert done.stdout.strip().splitlines()[-1].startswith("trained")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("options", [["--backend", "loop"], ["--overlap", "--backend", "loop"]],
-                         ids=["loop", "overlap"])
+@pytest.mark.parametrize(
+    "options", [["--backend", "loop"], ["--overlap", "--backend", "loop"]], ids=["loop", "overlap"]
+)
 def test_sigterm_saves_and_exits_143_with_a_user_env(tmp_path, options):
-    stop_and_check(start(tmp_path, "--steps", "100000000", "--checkpoint-every", "0", *options),
-                   tmp_path, "SIGTERM")
+    stop_and_check(
+        start(tmp_path, "--steps", "100000000", "--checkpoint-every", "0", *options), tmp_path, "SIGTERM"
+    )
 
 
 @pytest.mark.slow
@@ -255,8 +346,21 @@ def test_sigterm_saves_and_exits_143_with_a_user_env(tmp_path, options):
 @pytest.mark.parametrize("name", ["SIGINT", "SIGTERM"])
 def test_overlap_on_envpool_stops_cleanly_on_a_signal(tmp_path, name):
     """EnvPool builds its copies from an id it knows (no user env there): CartPole-v1."""
-    stop_and_check(start(tmp_path, "--steps", "100000000", "--checkpoint-every", "0", "--overlap",
-                         "--backend", "envpool", env_id="CartPole-v1"), tmp_path, name)
+    stop_and_check(
+        start(
+            tmp_path,
+            "--steps",
+            "100000000",
+            "--checkpoint-every",
+            "0",
+            "--overlap",
+            "--backend",
+            "envpool",
+            env_id="CartPole-v1",
+        ),
+        tmp_path,
+        name,
+    )
 
 
 @pytest.mark.slow
@@ -264,7 +368,6 @@ def test_overlap_on_envpool_stops_cleanly_on_a_signal(tmp_path, name):
 def test_ray_workers_train_a_user_env(ray_session, source):
     env = {"id": CORRIDOR_ID, "factory": DiscreteCorridor}[source]
     ppo = ppo_for_env(env, seed=0, device="cpu")
-    runner = AsyncPPO(env, ppo, num_envs=4, steps=2048, progress_bar=False, backend="ray",
-                      ray_workers=2)
+    runner = AsyncPPO(env, ppo, num_envs=4, steps=2048, progress_bar=False, backend="ray", ray_workers=2)
     assert runner.run() and runner.total_steps >= 2048
     runner.close()

@@ -1,4 +1,5 @@
 """VecMemory: per-env trajectories, laid out env by env, with final states for every closing step."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,19 +20,34 @@ def s(*values):
 def test_subsets_are_laid_out_env_by_env_with_exact_values():
     memory = VecMemory(num_envs=3)
     # step 0: all three envs run; env 1 terminates.
-    memory.append([0, 1, 2], s(0, 10, 20), np.array([0, 1, 0]), [1.0, 2.0, 3.0],
-                  [F, T, F], [F, F, F], next_states=s(1, 11, 21))
+    memory.append(
+        [0, 1, 2],
+        s(0, 10, 20),
+        np.array([0, 1, 0]),
+        [1.0, 2.0, 3.0],
+        [F, T, F],
+        [F, F, F],
+        next_states=s(1, 11, 21),
+    )
     # step 1: envs 0 and 2; env 0 terminates.
-    memory.append([0, 2], s(1, 21), np.array([1, 1]), [4.0, 5.0], [T, F], [F, F],
-                  next_states=s(2, 22))
+    memory.append([0, 2], s(1, 21), np.array([1, 1]), [4.0, 5.0], [T, F], [F, F], next_states=s(2, 22))
     # step 2: env 2 alone, truncated.
     memory.append([2], s(22), np.array([0]), [6.0], [F], [T], next_states=s(23))
     assert len(memory) == 6
     np.testing.assert_array_equal(memory.lengths, [2, 1, 3])
 
     out = memory.trajectories()
-    assert set(out) == {"states", "actions", "rewards", "terminated", "truncated", "final_states",
-                        "env_ids", "episode_starts", "log_probs"}
+    assert set(out) == {
+        "states",
+        "actions",
+        "rewards",
+        "terminated",
+        "truncated",
+        "final_states",
+        "env_ids",
+        "episode_starts",
+        "log_probs",
+    }
     assert np.isnan(out["log_probs"]).all()  # none given
     np.testing.assert_array_equal(out["states"], s(0, 1, 10, 20, 21, 22))
     np.testing.assert_array_equal(out["env_ids"], [0, 0, 1, 2, 2, 2])
@@ -62,9 +78,15 @@ def test_capacity_growth_keeps_data():
         envs = [0, 1] if t < 3 else [0]
         states = s(*(100 * e + t for e in envs))
         done = t == 6
-        memory.append(envs, states, np.array([t % 2] * len(envs)), [float(10 * e + t) for e in envs],
-                      [done] * len(envs), [False] * len(envs),
-                      next_states=s(*(100 * e + t + 1 for e in envs)))
+        memory.append(
+            envs,
+            states,
+            np.array([t % 2] * len(envs)),
+            [float(10 * e + t) for e in envs],
+            [done] * len(envs),
+            [False] * len(envs),
+            next_states=s(*(100 * e + t + 1 for e in envs)),
+        )
     np.testing.assert_array_equal(memory.lengths, [7, 3])
     out = memory.trajectories()
     np.testing.assert_array_equal(out["states"], s(0, 1, 2, 3, 4, 5, 6, 100, 101, 102))
@@ -86,9 +108,15 @@ def test_final_states_one_row_per_closing_step_in_order():
         ([0], [F], [T]),
     ]
     for t, (envs, terminated, truncated) in enumerate(plan):
-        memory.append(envs, s(*(100 * e + t for e in envs)), np.zeros(len(envs), dtype=np.int64),
-                      np.ones(len(envs)), terminated, truncated,
-                      next_states=s(*(100 * e + t + 0.5 for e in envs)))
+        memory.append(
+            envs,
+            s(*(100 * e + t for e in envs)),
+            np.zeros(len(envs), dtype=np.int64),
+            np.ones(len(envs)),
+            terminated,
+            truncated,
+            next_states=s(*(100 * e + t + 0.5 for e in envs)),
+        )
     out = memory.trajectories()
     ends = np.flatnonzero(out["terminated"] | out["truncated"])
     np.testing.assert_array_equal(ends, [1, 3, 6])
@@ -108,10 +136,18 @@ def test_final_states_are_copies_not_views():
 
 def test_unfinished_tail_is_closed_as_truncated_with_last_next_state():
     memory = VecMemory(num_envs=3)
-    memory.append([0, 1, 2], s(0, 10, 20), np.zeros(3, dtype=np.int64), [0.0, 0.0, 0.0],
-                  [F, T, F], [F, F, F], next_states=s(1, 11, 21))
-    memory.append([0, 2], s(1, 21), np.zeros(2, dtype=np.int64), [0.0, 0.0], [F, F], [F, F],
-                  next_states=s(2, 22))
+    memory.append(
+        [0, 1, 2],
+        s(0, 10, 20),
+        np.zeros(3, dtype=np.int64),
+        [0.0, 0.0, 0.0],
+        [F, T, F],
+        [F, F, F],
+        next_states=s(1, 11, 21),
+    )
+    memory.append(
+        [0, 2], s(1, 21), np.zeros(2, dtype=np.int64), [0.0, 0.0], [F, F], [F, F], next_states=s(2, 22)
+    )
     out = memory.trajectories()
     np.testing.assert_array_equal(out["terminated"], [F, F, T, F, F])
     np.testing.assert_array_equal(out["truncated"], [F, T, F, F, T])
@@ -124,8 +160,7 @@ def test_unfinished_tail_is_closed_as_truncated_with_last_next_state():
 
 def test_trajectories_feed_ppo_memory():
     memory = VecMemory(num_envs=2)
-    memory.append([0, 1], s(0, 10), np.array([1, 0]), [1.0, 2.0], [F, T], [F, F],
-                  next_states=s(1, 11))
+    memory.append([0, 1], s(0, 10), np.array([1, 0]), [1.0, 2.0], [F, T], [F, F], next_states=s(1, 11))
     memory.append([0], s(1), np.array([0]), [3.0], [F], [F], next_states=s(2))
     target = Memory("cpu")
     target.add(memory.rollout())
@@ -139,8 +174,7 @@ def test_trajectories_feed_ppo_memory():
 
 def test_clear_empties():
     memory = VecMemory(num_envs=2)
-    memory.append([0, 1], s(0, 10), np.array([1, 0]), [1.0, 2.0], [T, F], [F, F],
-                  next_states=s(1, 11))
+    memory.append([0, 1], s(0, 10), np.array([1, 0]), [1.0, 2.0], [T, F], [F, F], next_states=s(1, 11))
     memory.clear()
     assert len(memory) == 0
     np.testing.assert_array_equal(memory.lengths, [0, 0])
@@ -157,8 +191,7 @@ def test_clear_empties():
 
 def test_take_hands_over_the_rollout_without_copying_and_empties():
     memory = VecMemory(num_envs=2)
-    memory.append(None, s(0, 10), np.array([1, 0]), [1.0, 2.0], [T, F], [F, F],
-                  next_states=s(1, 11))
+    memory.append(None, s(0, 10), np.array([1, 0]), [1.0, 2.0], [T, F], [F, F], next_states=s(1, 11))
     expected = memory.rollout()  # a copy, the memory unchanged
     assert len(memory) == 2
     taken = memory.take()
@@ -167,8 +200,7 @@ def test_take_hands_over_the_rollout_without_copying_and_empties():
     for name in ("states", "actions", "rewards", "terminated", "truncated", "valid", "final_states"):
         np.testing.assert_array_equal(getattr(taken, name), getattr(expected, name), err_msg=name)
     # The next round writes new buffers: the rollout handed over keeps its values.
-    memory.append(None, s(7, 70), np.array([0, 0]), [9.0, 9.0], [F, F], [F, F],
-                  next_states=s(8, 80))
+    memory.append(None, s(7, 70), np.array([0, 0]), [9.0, 9.0], [F, F], [F, F], next_states=s(8, 80))
     np.testing.assert_array_equal(memory_states, s(0, 10)[None])
     np.testing.assert_array_equal(taken.rewards, [[1.0, 2.0]])
     np.testing.assert_array_equal(memory.take().states, s(7, 70)[None])
@@ -185,8 +217,9 @@ def test_empty_memory():
 @pytest.mark.parametrize("field", ["states", "actions", "rewards", "terminated", "truncated"])
 def test_wrong_row_count_names_the_field(field):
     memory = VecMemory(num_envs=3)
-    columns = dict(states=s(0, 1), actions=np.array([0, 1]), rewards=[1.0, 2.0],
-                   terminated=[F, F], truncated=[F, F])
+    columns = dict(
+        states=s(0, 1), actions=np.array([0, 1]), rewards=[1.0, 2.0], terminated=[F, F], truncated=[F, F]
+    )
     columns[field] = np.asarray(columns[field])[:1]
     with pytest.raises(ValueError, match=field):
         memory.append([0, 2], **columns)
@@ -197,8 +230,15 @@ def test_wrong_row_count_names_the_field(field):
 def test_wrong_next_states_row_count_names_the_field(rows, terminated):
     memory = VecMemory(num_envs=3)
     with pytest.raises(ValueError, match="next_states"):
-        memory.append([0, 1, 2], s(0, 10, 20), np.zeros(3, dtype=np.int64), [0.0] * 3,
-                      terminated, [F, F, F], next_states=s(*range(99, 99 + rows)))
+        memory.append(
+            [0, 1, 2],
+            s(0, 10, 20),
+            np.zeros(3, dtype=np.int64),
+            [0.0] * 3,
+            terminated,
+            [F, F, F],
+            next_states=s(*range(99, 99 + rows)),
+        )
     assert len(memory) == 0
 
 
@@ -247,8 +287,9 @@ def test_push_unfinished_env_is_closed_truncated():
 def test_image_observations_are_stored_as_uint8():
     memory = VecMemory(num_envs=2)
     frames = np.random.default_rng(0).integers(0, 256, size=(2, 4, 6, 6), dtype=np.uint8)
-    memory.append([0, 1], frames, np.array([0, 1]), [1.0, 2.0], [True, False], [False, False],
-                  next_states=frames[::-1])
+    memory.append(
+        [0, 1], frames, np.array([0, 1]), [1.0, 2.0], [True, False], [False, False], next_states=frames[::-1]
+    )
     assert memory._arrays["states"].dtype == np.uint8
     flat = memory.trajectories()
     assert flat["states"].dtype == np.uint8 and flat["final_states"].dtype == np.uint8
@@ -274,8 +315,14 @@ def test_every_env_fast_path_stores_what_explicit_indices_store():
         states, next_states = s(*rng.normal(size=3)), s(*rng.normal(size=3))
         ends = rng.random(3) < 0.3
         valid = rng.random(3) < 0.8
-        args = (states, rng.integers(0, 2, 3), rng.normal(size=3).astype(np.float32),
-                ends & (rng.random(3) < 0.5), ends & (rng.random(3) >= 0.5), next_states)
+        args = (
+            states,
+            rng.integers(0, 2, 3),
+            rng.normal(size=3).astype(np.float32),
+            ends & (rng.random(3) < 0.5),
+            ends & (rng.random(3) >= 0.5),
+            next_states,
+        )
         fast.append(None, *args, valid=valid)
         reference.append(np.arange(3), *args, valid=valid)
         if t == 7:

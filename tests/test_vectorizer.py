@@ -1,4 +1,5 @@
 """EnvVectorizer: independent copies, per-copy RNG, seeding, stepping only running envs, errors."""
+
 from __future__ import annotations
 
 import gymnasium as gym
@@ -145,8 +146,7 @@ def test_step_only_steps_running_envs_in_env_order():
 
 
 def test_terminated_and_truncated_come_from_the_env():
-    vec = EnvVectorizer(counter_factory([(2, "terminate"), (2, "truncate"), (5, "terminate")]),
-                        num_envs=3)
+    vec = EnvVectorizer(counter_factory([(2, "terminate"), (2, "truncate"), (5, "terminate")]), num_envs=3)
     vec.reset()
     _, _, terminated, truncated, _ = vec.step(np.zeros(3, dtype=np.int64))
     np.testing.assert_array_equal(terminated | truncated, [False, False, False])
@@ -181,12 +181,15 @@ def test_envs_active_setter_copies_its_input():
     np.testing.assert_array_equal(vec.envs_active, [True, False])
 
 
-@pytest.mark.parametrize("bad", [
-    np.zeros(4, dtype=bool),            # wrong length
-    np.zeros((3, 1), dtype=bool),       # wrong shape
-    np.zeros(3, dtype=np.int64),        # wrong dtype
-    np.zeros(3, dtype=np.float32),      # wrong dtype
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros(4, dtype=bool),  # wrong length
+        np.zeros((3, 1), dtype=bool),  # wrong shape
+        np.zeros(3, dtype=np.int64),  # wrong dtype
+        np.zeros(3, dtype=np.float32),  # wrong dtype
+    ],
+)
 def test_envs_active_setter_rejects_wrong_shape_or_dtype(bad):
     vec = EnvVectorizer(CounterEnv(), num_envs=3)
     with pytest.raises(ValueError, match="envs_active"):
@@ -267,7 +270,7 @@ def test_continuous_actions_are_clipped_but_callers_array_is_not_modified():
     np.testing.assert_array_equal(actions, original)
     np.testing.assert_array_equal(vec.envs[0].unwrapped.received[0], [1.0, 0.0])
     np.testing.assert_array_equal(vec.envs[1].unwrapped.received[0], [0.25, 1.5])
-    np.testing.assert_allclose(rewards, [-1.0, -(0.25 ** 2 + 1.5 ** 2)], rtol=1e-6)
+    np.testing.assert_allclose(rewards, [-1.0, -(0.25**2 + 1.5**2)], rtol=1e-6)
 
 
 def test_clip_actions_false_passes_actions_through():
@@ -286,8 +289,7 @@ def test_discrete_actions_are_passed_unchanged():
 
 # --------------------------------------------------------- last_* records
 def test_last_step_flags_and_next_states_are_recorded():
-    vec = EnvVectorizer(counter_factory([(1, "terminate"), (2, "truncate"), (3, "terminate")]),
-                        num_envs=3)
+    vec = EnvVectorizer(counter_factory([(1, "terminate"), (2, "truncate"), (3, "terminate")]), num_envs=3)
     states, _ = vec.reset()
     np.testing.assert_array_equal(vec.last_next_states, states)
     np.testing.assert_array_equal(vec.last_terminated, [False, False, False])

@@ -14,6 +14,7 @@ registered under this module's name, so that `gym.make("tests.user_envs:Corridor
 - `BrokenCorridor`: raises in its constructor in every process but the one that imported this
   module first (a simulator refusing a second connection), or always with `always=True`.
 """
+
 from __future__ import annotations
 
 import os
@@ -61,13 +62,16 @@ class DiscreteCorridor(Corridor):
 class DictCorridor(Corridor):
     def __init__(self):
         super().__init__()
-        self.observation_space = gym.spaces.Dict({
-            "view": gym.spaces.Box(0, 255, shape=(36, 36, 1), dtype=np.uint8),
-            "where": gym.spaces.Discrete(LENGTH)})
+        self.observation_space = gym.spaces.Dict(
+            {
+                "view": gym.spaces.Box(0, 255, shape=(36, 36, 1), dtype=np.uint8),
+                "where": gym.spaces.Discrete(LENGTH),
+            }
+        )
 
     def observe(self):
         view = np.zeros((36, 36, 1), dtype=np.uint8)  # the Nature CNN's smallest frame
-        view[:, 4 * self.position:4 * self.position + 4] = 255
+        view[:, 4 * self.position : 4 * self.position + 4] = 255
         return {"view": view, "where": self.position}
 
 
@@ -82,7 +86,7 @@ class RenderedCorridor(Corridor):
 
     def render(self):
         frame = np.zeros((16, 16 * LENGTH, 3), dtype=np.uint8)
-        frame[:, 16 * self.position:16 * self.position + 16] = (255, 200, 0)
+        frame[:, 16 * self.position : 16 * self.position + 16] = (255, 200, 0)
         return frame
 
 
@@ -91,8 +95,9 @@ class TupleCorridor(Corridor):
 
     def __init__(self):
         super().__init__()
-        self.observation_space = gym.spaces.Tuple((
-            gym.spaces.Discrete(LENGTH), gym.spaces.Box(0.0, 1.0, shape=(LENGTH,), dtype=np.float32)))
+        self.observation_space = gym.spaces.Tuple(
+            (gym.spaces.Discrete(LENGTH), gym.spaces.Box(0.0, 1.0, shape=(LENGTH,), dtype=np.float32))
+        )
 
     def observe(self):
         return self.position, super().observe()
@@ -108,6 +113,12 @@ class BrokenCorridor(Corridor):
         super().__init__()
 
 
-for _name in ("Corridor", "DiscreteCorridor", "DictCorridor", "RenderedCorridor", "TupleCorridor",
-              "BrokenCorridor"):
+for _name in (
+    "Corridor",
+    "DiscreteCorridor",
+    "DictCorridor",
+    "RenderedCorridor",
+    "TupleCorridor",
+    "BrokenCorridor",
+):
     gym.register(id=f"{_name}-v0", entry_point=f"{__name__}:{_name}")

@@ -6,6 +6,7 @@ link them by their place in the repository (`../../benchmarks/results/bench.png`
 those figures to the site under `_repo/` and points the pages' links at them. It reads local
 files only (no network).
 """
+
 from __future__ import annotations
 
 import posixpath
