@@ -6,19 +6,20 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeGuard, cast
+from typing import Any, TypeGuard, cast
 
 import gymnasium as gym
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from PPO import PPO
 from PPO.checks import check_bool, check_non_negative_int, check_positive_float, check_positive_int
 from PPO.RND import RND
 
+from .collector_base import Collector
 from .collectors import make_collector
 from .envs import (
     env_from_id,
@@ -32,7 +33,7 @@ from .evaluation import EVAL_SEED_OFFSET, PeriodicEvaluation, evaluate
 from .history import RunHistory
 from .overlap import OverlappedCollection
 from .presets import env_id_of, family, settings_for
-from .progress import format_stats, show_progress  # noqa: F401
+from .progress import format_stats, show_progress, steps_bar  # noqa: F401
 from .rollout import EPISODE_STEP_CAP, EpisodeRound, check_episode_step_cap, check_rollout
 from .run_folder import (  # noqa: F401
     BEST_DIR,
@@ -160,6 +161,11 @@ def check_spaces(observation_space: gym.Space, action_space: gym.Space, ppo: PPO
         )
 
 
+def _kept(part: str, name: str, doc: str) -> property:
+    """A read-only runner attribute kept by one of its parts (`self.<part>.<name>`)."""
+    return property(lambda self: getattr(getattr(self, part), name), doc=doc)
+
+
 def _forwarded(part: str, name: str, doc: str) -> property:
     """A runner attribute kept by one of its parts (`self.<part>.<name>`), read and set there."""
     return property(
@@ -181,45 +187,24 @@ class AsyncPPO:
     gymnasium VectorEnv (NEXT_STEP autoreset) is used as it is, `num_envs` taken from it.
     `num_envs`, `num_steps` and `eval_deterministic` left out come from the env id's preset
     (unless `preset=False`), else from the PPO's family defaults (AsyncTools/presets.py).
+    Every parameter, its default and meaning: docs/guides/settings.md ("`AsyncPPO` parameters").
 
-    Each round collects trajectories, hands them to `ppo.memory` and calls `ppo.learn()`:
-    - `rollout="episodes"`: one episode in every copy (episode-synchronous, as in the original);
-    - `rollout="steps"`: `num_steps` steps of every copy, episodes running on across rounds and
-      bootstrapped at the horizon.
-    `backend` picks how the copies are stepped (see `EnvVectorizer`). A continuous PPO built
-    without `action_scaling`/`action_low` gets the env's Box bounds, and one with `anneal_lr`
-    but no `total_steps` anneals over `steps`. With RND, `rnd_warmup_steps` random steps of
-    every copy warm up RND's observation statistics before the first round (not counted in
-    `steps`). Copies are seeded `seed + i` (default: the PPO's seed), so the same seeds give
-    the same run on CPU. A NaN or infinite reward from a copy raises an EnvOutputError naming
-    the copy and the step; `non_finite_rewards="zero"` replaces it by 0 instead (counted in
-    `env.non_finite_rewards_replaced`). In `episodes` rounds, an episode still running after
-    `episode_step_cap` steps is cut there (bootstrapped, with a warning). `progress_bar`: a tqdm
-    bar. Finished episodes and games: `history` (AsyncTools/history.py), `episode_returns`...
-
+    Each round collects trajectories (`rollout="steps"`: `num_steps` steps of every copy,
+    episodes running on across rounds; `"episodes"`: one episode in every copy, as in the
+    original), hands them to `ppo.memory` and calls `ppo.learn()`. A `Collector`
+    (AsyncTools/collectors.py) steps the copies as `backend` says: in this process, in
+    subprocesses, on Ray actors or in EnvPool (docs/guides/ray-envpool.md); copy i is seeded
+    `seed + i` (default: the PPO's seed), so the same seeds give the same run on CPU.
     `overlap=True` collects each round while the learner updates on the previous one, acting
-    one update behind (AsyncTools/overlap.py; same seeds, same run). The local backends then step
-    the copies in a collector process of their own (`env` must be an id, an env with a spec, or
-    a picklable function), Ray on its actors, a VectorEnv in a thread of this process. A round
-    collected in the background when `run()` returns is the first of the next; `close()` drops it.
+    one update behind (AsyncTools/overlap.py; docs/guides/overlap.md). Finished episodes and
+    games: `history` (AsyncTools/history.py), `episode_returns`...
 
-    `eval_every` env steps, `eval_episodes` episodes are played on an env copy of their own
-    (AsyncTools/evaluation.py), with the most likely actions if `eval_deterministic`. The run
-    stops early (AsyncTools/stopping.py) at `run()`'s timeout, on Ctrl-C or SIGTERM, once an
-    evaluation reaches `stop_at_return`, or when `callback(runner, round_stats())` returns False.
-
-    Run folder (AsyncTools/run_folder.py): with `log_dir`, `run()` writes logs, a checkpoint
-    every `checkpoint_every` env steps and at the end, the best model and the final weights in
-    `log_dir/<env>_<time>_seed<seed>/` (printed at the start). `resume=<run folder>` continues
-    that run: same learner state, counters and files (its env copies start new episodes, seeded
-    `seed + steps so far + i`).
-
-    `backend="ray"` steps the copies on `ray_workers` Ray actors instead
-    (AsyncTools/ray_backend.py), joining the cluster at `ray_address` (or `RAY_ADDRESS`) or
-    starting Ray on this machine; `worker_restarts` counts the workers that died and were
-    restarted. `backend="envpool"` steps them in EnvPool's C++ thread pool (`env` an id such as
-    "Pong-v5" or "HalfCheetah-v5"; AsyncTools/envpool_backend.py). Every backend is a
-    `Collector` (AsyncTools/collectors.py), made by `make_collector`.
+    Every `eval_every` env steps, `eval_episodes` episodes are played on an env copy of their
+    own (AsyncTools/evaluation.py). The run stops early (AsyncTools/stopping.py) at `run()`'s
+    timeout, on Ctrl-C or SIGTERM, once an evaluation reaches `stop_at_return`, or when
+    `callback(runner, round_stats())` returns False. With `log_dir`, `run()` keeps a run folder
+    (AsyncTools/run_folder.py: logs, checkpoints, the best model, the final weights) that
+    `resume` continues (docs/guides/training-runs.md).
     """
 
     def __init__(
@@ -252,10 +237,7 @@ class AsyncPPO:
     ):
         if not isinstance(ppo, PPO):
             raise TypeError(f"ppo must be a PPO instance, got {type(ppo).__name__}")
-        self.env_id = env if isinstance(env, str) else env_id_of(env)
-        # Discrete, Dict, Tuple... observations are flattened for the learner, as for env ids
-        given = with_flat_observations(env)  # an id stays an id (EnvPool builds from it)
-        self._env_source = env_source(given) if isinstance(given, str) else given
+        self.env_id, given, self._env_source = _env_forms(env)
         num_envs, num_steps, eval_deterministic = runner_defaults(
             self.env_id, self._env_source, ppo, preset, num_envs, num_steps, eval_deterministic
         )
@@ -276,33 +258,12 @@ class AsyncPPO:
         checkpoint = None if resume is None else read_checkpoint(Path(resume), ppo.device)
         self.total_steps, self.rounds, self.seconds = resumed_counters(checkpoint)
         self.history = RunHistory(None if checkpoint is None else checkpoint["runner"])
-        self.evaluation = (
-            None if eval_every is None else _periodic_evaluation(self, eval_every, eval_episodes, checkpoint)
+        self.evaluation = _periodic_evaluation(self, eval_every, eval_episodes, checkpoint)
+        self.collector, self.overlap = _start_collection(
+            self, given, checkpoint, resume, backend, overlap, non_finite_rewards, ray_workers, ray_address
         )
-        overlap = check_bool("overlap", overlap)
-        self.collector = make_collector(
-            given,
-            ppo,
-            self.num_envs,
-            backend=backend,
-            seed=self.seed + self.total_steps,
-            rollout=self.rollout,
-            num_steps=self.num_steps,
-            episode_step_cap=self.episode_step_cap,
-            non_finite_rewards=non_finite_rewards,
-            ray_workers=ray_workers,
-            ray_address=ray_address,
-            in_child_process=overlap
-            and backend != "ray"
-            and not isinstance(self._env_source, gym.vector.VectorEnv),
-        )
-        try:
-            self.overlap = _fit_and_sync(self.collector, ppo, checkpoint, resume, overlap)
-            path = run_folder_path(log_dir, resume, self.env_id, self.seed)
-        except BaseException:
-            self.collector.close()  # no worker outlives a refused configuration or a failed start
-            raise
-        self.folder = RunFolder(path, self, checkpoint_every)
+        with _closed_on_failure(self.collector):  # a run folder that cannot be made closes it too
+            self.folder = RunFolder.for_run(self, log_dir, resume, checkpoint_every)
         self.progress_bar = progress_bar
         self._rnd_warmed_up = checkpoint is not None
 
@@ -373,13 +334,9 @@ class AsyncPPO:
             **{name: value for name, value in given.items() if value is not None},
         )
 
-    env = property(
-        lambda self: self.collector.env,
-        doc="What steps the env copies: the EnvVectorizer (a RayCollector on Ray).",
-    )
-    worker_restarts = property(
-        lambda self: self.collector.worker_restarts,
-        doc="Ray backend: how many times a worker died and was restarted (0 on the others).",
+    env = _kept("collector", "env", "What steps the env copies: the EnvVectorizer (a RayCollector on Ray).")
+    worker_restarts = _kept(
+        "collector", "worker_restarts", "How often a Ray worker died and was restarted (0 on other backends)."
     )
 
     def run(self, timeout: float | None = None) -> list[float]:
@@ -397,13 +354,7 @@ class AsyncPPO:
         self.stopping.start(timeout)
         failure = None
         with (
-            tqdm(
-                total=self.steps,
-                initial=min(self.total_steps, self.steps),
-                unit="step",
-                disable=not self.progress_bar,
-                dynamic_ncols=True,
-            ) as pbar,
+            steps_bar(self.steps, self.total_steps, shown=self.progress_bar) as pbar,
             stop_signals(self.stopping.stop),
         ):
             try:
@@ -436,9 +387,7 @@ class AsyncPPO:
         atomically to `file` (default: the run folder's checkpoint.pth); returns the path."""
         return self.folder.save_checkpoint(file)
 
-    run_dir = property(
-        lambda self: self.folder.path, doc="The run folder (None without `log_dir` or `resume`)."
-    )
+    run_dir = _kept("folder", "path", "The run folder (None without `log_dir` or `resume`).")
     checkpoint_every = _forwarded("folder", "checkpoint_every", "Env steps between checkpoints.")
     stopped_by = _forwarded("stopping", "stopped_by", "What stopped the last run early, or None.")
     interrupted = _forwarded("stopping", "interrupted", "True if a stop signal ended the last run.")
@@ -484,6 +433,65 @@ class AsyncPPO:
         self.folder.close()
 
 
+def _env_forms(env) -> tuple[str | None, Any, gym.Env | Callable[[], gym.Env] | gym.vector.VectorEnv]:
+    """The three forms of `env` (as AsyncPPO takes it) that the runner keeps: its id (None
+    without one); what the collector is made from, Discrete, Dict, Tuple... observations
+    flattened for the learner as for env ids (an id stays an id: EnvPool builds from it); and
+    what `make_env` copies (for an id, the env or the function `env_source` makes of it)."""
+    given = with_flat_observations(env)
+    return (
+        env if isinstance(env, str) else env_id_of(env),
+        given,
+        env_source(given) if isinstance(given, str) else given,
+    )
+
+
+def _start_collection(
+    runner: AsyncPPO,
+    env,
+    checkpoint: dict | None,
+    resume: str | Path | None,
+    backend: str,
+    overlap: bool,
+    non_finite_rewards: str,
+    ray_workers: int | None,
+    ray_address: str | None,
+) -> tuple[Collector, OverlappedCollection | None]:
+    """Starts the collector of `runner`'s copies of `env` (seeded `runner.seed` + the steps so
+    far + i; `backend`, `non_finite_rewards`, `ray_workers`, `ray_address` as AsyncPPO takes
+    them), then fits the learner to it and publishes the weights (`_fit_and_sync`); returns it,
+    and with `overlap` the OverlappedCollection of its rounds. With `overlap`, the local
+    backends collect in a child process (a VectorEnv, in a thread of this one)."""
+    overlap = check_bool("overlap", overlap)
+    collector = make_collector(
+        env,
+        runner.ppo,
+        runner.num_envs,
+        backend=backend,
+        seed=runner.seed + runner.total_steps,
+        rollout=runner.rollout,
+        num_steps=runner.num_steps,
+        episode_step_cap=runner.episode_step_cap,
+        non_finite_rewards=non_finite_rewards,
+        ray_workers=ray_workers,
+        ray_address=ray_address,
+        in_child_process=overlap and backend != "ray" and not isinstance(env, gym.vector.VectorEnv),
+    )
+    with _closed_on_failure(collector):
+        return collector, _fit_and_sync(collector, runner.ppo, checkpoint, resume, overlap)
+
+
+@contextmanager
+def _closed_on_failure(collector: Collector) -> Iterator[None]:
+    """Closes `collector` if the block raises: no worker outlives a refused configuration or a
+    failed start."""
+    try:
+        yield
+    except BaseException:
+        collector.close()
+        raise
+
+
 def _fit_and_sync(
     collector, ppo: PPO, checkpoint: dict | None, resume: str | Path | None, overlap: bool
 ) -> OverlappedCollection | None:
@@ -503,10 +511,12 @@ def _fit_and_sync(
 
 
 def _periodic_evaluation(
-    runner: AsyncPPO, every: int, episodes: int, checkpoint: dict | None
-) -> PeriodicEvaluation:
-    """The periodic evaluation of `runner`, on env copies of its own; a resumed run keeps its
-    best return so far."""
+    runner: AsyncPPO, every: int | None, episodes: int, checkpoint: dict | None
+) -> PeriodicEvaluation | None:
+    """The periodic evaluation of `runner` every `every` env steps (None: none), on env copies
+    of its own; a resumed run keeps its best return so far."""
+    if every is None:
+        return None
     return PeriodicEvaluation(
         runner.make_env,
         every,

@@ -188,6 +188,23 @@ def _import_dependencies() -> Any:
     return ale_py
 
 
+def _make_ale_env(env_id: str, render_mode: str | None, make_kwargs: dict[str, Any]) -> gym.Env:
+    """make_atari_env's unwrapped env: the ALE game `env_id`, stepping one frame per step, with
+    `make_kwargs` (edited in place: ALE's cap on a game and a grayscale observation by default)."""
+    if "frameskip" in make_kwargs:
+        raise ValueError(
+            "pass frame_skip, not frameskip: the env itself must not skip frames, "
+            f"got frameskip={make_kwargs['frameskip']!r}"
+        )
+    ale_py = _import_dependencies()
+    gym.register_envs(ale_py)
+    make_kwargs.setdefault("max_num_frames_per_episode", MAX_FRAMES_PER_GAME)
+    # AtariPreprocessing reads the screen from the ALE itself and ignores the observation,
+    # so a grayscale one (cheaper to copy than RGB) is enough.
+    make_kwargs.setdefault("obs_type", "grayscale")
+    return gym.make(env_id, frameskip=1, render_mode=render_mode, **make_kwargs)
+
+
 def make_atari_env(
     env_id: str = "BreakoutNoFrameskip-v4",
     *,
@@ -234,18 +251,7 @@ def make_atari_env(
             `max_episode_steps`, a negative `noop_max`, or `frameskip` in `make_kwargs`.
     """
     _check_arguments(noop_max, frame_skip, screen_size, frame_stack, max_episode_steps)
-    if "frameskip" in make_kwargs:
-        raise ValueError(
-            "pass frame_skip, not frameskip: the env itself must not skip frames, "
-            f"got frameskip={make_kwargs['frameskip']!r}"
-        )
-    ale_py = _import_dependencies()
-    gym.register_envs(ale_py)
-    make_kwargs.setdefault("max_num_frames_per_episode", MAX_FRAMES_PER_GAME)
-    # AtariPreprocessing reads the screen from the ALE itself and ignores the observation,
-    # so a grayscale one (cheaper to copy than RGB) is enough.
-    make_kwargs.setdefault("obs_type", "grayscale")
-    env = gym.make(env_id, frameskip=1, render_mode=render_mode, **make_kwargs)
+    env = _make_ale_env(env_id, render_mode, make_kwargs)
     return wrap_atari(
         env,
         noop_max=noop_max,

@@ -20,6 +20,7 @@ from PPO import PPO
 from PPO.Memory import Rollout
 
 from .rollout import EpisodeRound
+from .vectorizer import EnvVectorizer
 
 
 class PendingRound(ABC):
@@ -38,7 +39,7 @@ class BackgroundRound(PendingRound):
     """One call run in its own thread; `result()` waits for it and returns its value or raises
     its error. The thread ends with the call."""
 
-    def __init__(self, call: Callable, *args):
+    def __init__(self, call: Callable[..., tuple[Rollout | None, EpisodeRound]], *args: Any):
         self._value: Any = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(
@@ -46,16 +47,18 @@ class BackgroundRound(PendingRound):
         )
         self._thread.start()
 
-    def _run(self, call: Callable, *args) -> None:
+    def _run(self, call: Callable[..., tuple[Rollout | None, EpisodeRound]], *args: Any) -> None:
         try:
             self._value = call(*args)
         except BaseException as error:  # raised again in the caller's thread by result()
             self._error = error
 
     def wait(self) -> None:
+        """Returns once the call has returned or raised."""
         self._thread.join()
 
-    def result(self):
+    def result(self) -> tuple[Rollout | None, EpisodeRound]:
+        """Waits, then returns the call's value, or raises its error."""
         self.wait()
         if self._error is not None:
             raise self._error
@@ -81,7 +84,7 @@ class Collector(ABC):
 
     @property
     @abstractmethod
-    def env(self):
+    def env(self) -> EnvVectorizer | Collector:
         """What steps the copies: an EnvVectorizer, or the collector itself where the copies
         step in other processes (a ProcessCollector, a RayCollector)."""
 

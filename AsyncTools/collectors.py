@@ -88,37 +88,68 @@ def make_collector(
         non_finite_rewards=non_finite_rewards,
     )
     if in_child_process:
-        if backend == "ray" or isinstance(env, gym.vector.VectorEnv):
-            raise ValueError(
-                "in_child_process: Ray's copies already step in other processes, "
-                "and a VectorEnv passed as env cannot be sent to one"
-            )
+        _check_for_child_process(env, backend)
         return ProcessCollector(env, ppo, num_envs, backend=backend, **local_options)
     if backend == "envpool":
         return make_local_collector(env, num_envs, backend=backend, **local_options)
     if isinstance(env, str):
         env = env_source(env)
     if backend == "ray":
-        if isinstance(env, gym.vector.VectorEnv):
-            raise ValueError(
-                "backend='ray' steps env copies on Ray workers; a VectorEnv "
-                "passed as env steps its own copies (leave backend='auto')"
-            )
-        if non_finite_rewards != "raise":
-            raise ValueError(
-                f"non_finite_rewards={non_finite_rewards!r} is for the local "
-                f"backends; the Ray workers always raise on a non-finite reward"
-            )
-        return RayCollector(
+        return _make_ray_collector(
             env,
             ppo,
             num_envs,
             seed=seed,
             rollout=rollout,
             num_steps=num_steps,
-            num_workers=ray_workers,
-            address=ray_address,
+            non_finite_rewards=non_finite_rewards,
+            ray_workers=ray_workers,
+            ray_address=ray_address,
         )
     if ray_workers is not None or ray_address is not None:
         raise ValueError(f"ray_workers and ray_address are for backend='ray', not {backend!r}")
     return make_local_collector(env, num_envs, backend=backend, made_in=made_in, **local_options)
+
+
+def _check_for_child_process(env, backend: str) -> None:
+    """make_collector's in_child_process: what cannot be moved into a child process raises."""
+    if backend == "ray" or isinstance(env, gym.vector.VectorEnv):
+        raise ValueError(
+            "in_child_process: Ray's copies already step in other processes, "
+            "and a VectorEnv passed as env cannot be sent to one"
+        )
+
+
+def _make_ray_collector(
+    env,
+    ppo: PPO,
+    num_envs: int,
+    *,
+    seed: int,
+    rollout: str,
+    num_steps: int,
+    non_finite_rewards: str,
+    ray_workers: int | None,
+    ray_address: str | None,
+) -> Collector:
+    """make_collector's backend="ray": the checks that are Ray's own, then the RayCollector."""
+    if isinstance(env, gym.vector.VectorEnv):
+        raise ValueError(
+            "backend='ray' steps env copies on Ray workers; a VectorEnv "
+            "passed as env steps its own copies (leave backend='auto')"
+        )
+    if non_finite_rewards != "raise":
+        raise ValueError(
+            f"non_finite_rewards={non_finite_rewards!r} is for the local "
+            f"backends; the Ray workers always raise on a non-finite reward"
+        )
+    return RayCollector(
+        env,
+        ppo,
+        num_envs,
+        seed=seed,
+        rollout=rollout,
+        num_steps=num_steps,
+        num_workers=ray_workers,
+        address=ray_address,
+    )

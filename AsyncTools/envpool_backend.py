@@ -18,6 +18,7 @@ not stored (one transition per life).
 from __future__ import annotations
 
 import re
+from types import ModuleType
 from typing import Any
 
 import gymnasium as gym
@@ -26,7 +27,8 @@ import numpy as np
 from .episodes import ALL, EpisodeCounter
 
 
-def import_envpool():
+def import_envpool() -> ModuleType:
+    """The `envpool` module, or an ImportError that says how to install it."""
     try:
         import envpool
     except ImportError as error:
@@ -57,12 +59,14 @@ def envpool_task_id(env_id: str) -> str:
 
 
 def is_atari_task(task_id: str) -> bool:
+    """True for EnvPool's Atari tasks (those with an `episodic_life` option)."""
     return "episodic_life" in import_envpool().make_spec(task_id).config._fields
 
 
-def make_envpool_env(env_id: str, num_envs: int, seed: int) -> gym.vector.VectorEnv:
+def make_envpool_env(env_id: object, num_envs: int, seed: int) -> gym.vector.VectorEnv:
     """`num_envs` copies of `env_id` in one EnvPool VectorEnv, seeded from `seed`; Atari games
-    with the learning preprocessing and their real scores reported."""
+    with the learning preprocessing and their real scores reported. `env_id` is whatever was
+    passed as the env: anything but an id raises TypeError."""
     if not isinstance(env_id, str):
         raise TypeError(
             f"env: backend='envpool' builds the copies itself from an env id "
@@ -89,11 +93,14 @@ class EnvPoolVectorEnv(gym.vector.VectorWrapper):
         self.report_games = report_games
         self.games = EpisodeCounter(self.num_envs)  # each copy's score of the game under way
 
-    def reset(self, *, seed=None, options=None) -> tuple[Any, dict]:
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        """Resets every copy (`seed` is left out: EnvPool seeded them when the pool was made)
+        and starts each one's game score afresh."""
         self.games.end(ALL)
         return self.env.reset(options=options)
 
-    def step(self, actions):
+    def step(self, actions: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Steps every copy; with `report_games`, `info` also reports the games that ended."""
         obs, rewards, terminated, truncated, info = self.env.step(actions)
         if not self.report_games:
             return obs, rewards, terminated, truncated, info

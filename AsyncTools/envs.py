@@ -9,7 +9,7 @@ import os
 import pickle
 import sys
 from collections.abc import Callable
-from typing import cast
+from typing import cast, overload
 
 import gymnasium as gym
 import numpy as np
@@ -92,7 +92,17 @@ class FlatObservationsFactory:
         return repr(self.make)
 
 
-def with_flat_observations(env):
+@overload
+def with_flat_observations(env: gym.Env) -> gym.Env: ...
+@overload
+def with_flat_observations(env: gym.vector.VectorEnv) -> gym.vector.VectorEnv: ...
+@overload
+def with_flat_observations(env: str) -> str: ...
+@overload
+def with_flat_observations(env: Callable[[], gym.Env]) -> Callable[[], gym.Env]: ...
+def with_flat_observations(
+    env: gym.Env | gym.vector.VectorEnv | str | Callable[[], gym.Env],
+) -> gym.Env | gym.vector.VectorEnv | str | Callable[[], gym.Env]:
     """`env` as the learner takes it: an env whose observation space is Discrete,
     MultiDiscrete, MultiBinary, Dict or Tuple is wrapped in `FlattenParts` (one flat vector,
     one-hot for discrete parts, images among Dict entries kept for a CNN); a function making

@@ -58,15 +58,9 @@ def play_episodes(
     episode_step_cap = check_episode_step_cap(episode_step_cap)
     deterministic = check_bool("deterministic", deterministic)
     env = flat_for_learner(env, ppo.observation_space)  # Discrete, Dict...: as in training
-    bounds = (
-        (env.action_space.low, env.action_space.high)
-        if isinstance(env.action_space, gym.spaces.Box)
-        else None
-    )
+    bounds = _action_bounds(env.action_space)
     whole_games = reports_games(env)
-    generator = None if deterministic else torch.Generator(ppo.device)
-    if generator is not None:
-        generator.seed() if seed is None else generator.manual_seed(seed)
+    generator = None if deterministic else _sampling_generator(ppo, seed)
     returns, episode = [], EpisodeCounter(1)
     for k in range(episodes):
         obs, _ = env.reset(seed=None if seed is None else seed + k)
@@ -97,6 +91,21 @@ def play_episodes(
         counted, _ = episode.end(_THE_ENV)  # a whole game's return is its reported score
         returns.append(float(counted[0] if score is None else score[0]))
     return returns
+
+
+def _action_bounds(action_space: gym.Space) -> tuple[np.ndarray, np.ndarray] | None:
+    """The (low, high) that continuous actions are clipped to; None for other spaces."""
+    if isinstance(action_space, gym.spaces.Box):
+        return action_space.low, action_space.high
+    return None
+
+
+def _sampling_generator(ppo: PPO, seed: int | None) -> torch.Generator:
+    """play_episodes' own generator for sampled actions, on `ppo`'s device: seeded with `seed`,
+    or from fresh entropy when it is None."""
+    generator = torch.Generator(ppo.device)
+    generator.seed() if seed is None else generator.manual_seed(seed)
+    return generator
 
 
 def reports_games(env: gym.Env) -> bool:

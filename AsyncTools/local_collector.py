@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import gymnasium as gym
 import numpy as np
 
 from PPO import PPO
@@ -61,12 +62,17 @@ class LocalCollector(Collector):
 
     @property
     def env(self) -> EnvVectorizer:
+        """The EnvVectorizer that steps the copies."""
         return self.vectorizer
 
     def collect(
         self, ppo: PPO, should_stop: Callable[[], bool] | None = None
     ) -> tuple[Rollout | None, EpisodeRound]:
+        """One round acted by `ppo` itself, in this process (see `Collector.collect`);
+        `should_stop()` turning True cuts an episodes round at the step under way."""
+
         def act(states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """`ppo`'s actions for the copies' states, and their log-probs."""
             return ppo.sample_actions(states, deterministic=self.deterministic)
 
         if self.rollout == "episodes":
@@ -82,14 +88,16 @@ class LocalCollector(Collector):
         return self._buffer.take(), collected
 
     def random_observations(self, num_steps: int) -> np.ndarray:
+        """Observations of `num_steps` uniformly random steps of every copy (RND's warm-up)."""
         return random_observations(self.vectorizer, num_steps, self.seed)
 
     def close(self) -> None:
+        """Closes the copies (and their worker processes)."""
         self.vectorizer.close()
 
 
 def make_local_collector(
-    env,
+    env: str | gym.Env | Callable[[], gym.Env] | gym.vector.VectorEnv,
     num_envs: int,
     *,
     backend: str = "auto",

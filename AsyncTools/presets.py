@@ -26,6 +26,8 @@ from typing import Any
 
 import gymnasium as gym
 
+from PPO import PPO
+
 FAMILY_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "discrete": {"ppo": {}, "runner": {"num_envs": 32, "num_steps": 64, "eval_deterministic": True}},
     "continuous": {
@@ -68,7 +70,7 @@ def family(is_continuous: bool, is_image: bool) -> str:
     return "image" if is_image else "continuous" if is_continuous else "discrete"
 
 
-def family_defaults(ppo) -> dict[str, Any]:
+def family_defaults(ppo: PPO) -> dict[str, Any]:
     """The runner defaults of the family of envs that `ppo` was built for."""
     return FAMILY_DEFAULTS[family(ppo.is_continuous, ppo.has_images)]["runner"]
 

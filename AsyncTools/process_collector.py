@@ -23,6 +23,8 @@ import signal
 import sys
 import weakref
 from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any, cast
 
 import gymnasium as gym
@@ -85,7 +87,7 @@ class ProcessCollector(Collector):
         num_envs: int,
         *,
         seed: int,
-        **collector_options,
+        **collector_options: Any,
     ):
         context = multiprocessing.get_context(START_METHOD)
         self._conn, child_end = context.Pipe()
@@ -113,7 +115,8 @@ class ProcessCollector(Collector):
 
     @property
     def env(self) -> ProcessCollector:
-        return self  # the child steps the copies; this object speaks for them
+        """This collector: the child steps the copies, and this object speaks for them."""
+        return self
 
     @property
     def non_finite_rewards_replaced(self) -> int:
@@ -144,6 +147,7 @@ class ProcessCollector(Collector):
         return ChildRound(self)
 
     def random_observations(self, num_steps: int) -> np.ndarray:
+        """Observations of `num_steps` uniformly random steps of every copy, in the child."""
         self._send("random_observations", num_steps)
         return self.receive_stepped("random_observations")
 
@@ -196,6 +200,7 @@ class ChildRound(PendingRound):
         self._received = False
 
     def wait(self) -> None:
+        """Returns once the child has answered (with the round or an error)."""
         if not self._received:
             self._received = True
             try:
@@ -204,6 +209,7 @@ class ChildRound(PendingRound):
                 self._answer = ("error", error)
 
     def result(self) -> tuple[Rollout | None, EpisodeRound]:
+        """Waits, then returns the child's round, or raises its error."""
         self.wait()
         status, value = self._answer
         if status == "error":
@@ -211,7 +217,7 @@ class ChildRound(PendingRound):
         return value
 
 
-def shut_down(conn, process) -> None:
+def shut_down(conn: Connection, process: BaseProcess) -> None:
     """Asks the child to close its copies and end, ending it by force after 10 s."""
     if process.is_alive():
         try:
@@ -230,7 +236,7 @@ def shut_down(conn, process) -> None:
 
 
 def serve(
-    conn,
+    conn: Connection,
     env: tuple[str, Any],
     num_envs: int,
     seed: int,

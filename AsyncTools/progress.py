@@ -25,6 +25,12 @@ def format_stats(stats: dict[str, float]) -> str:
     )
 
 
+def steps_bar(steps: int, done: int, shown: bool = True) -> tqdm:
+    """The run's progress bar, counting env steps: `steps` in all, `done` of them already (a
+    resumed run's); hidden unless `shown`."""
+    return tqdm(total=steps, initial=min(done, steps), unit="step", disable=not shown, dynamic_ncols=True)
+
+
 def show_progress(
     pbar: tqdm,
     new_steps: int,

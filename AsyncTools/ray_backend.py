@@ -25,6 +25,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any, Literal, overload
 
 import gymnasium as gym
@@ -58,7 +59,7 @@ __all__ = [
 MAX_RESTARTS = 3
 
 
-def import_ray():
+def import_ray() -> ModuleType:
     """The `ray` module, or an ImportError that says how to install it."""
     try:
         import ray
@@ -358,10 +359,10 @@ class RayCollector(Collector):
 
     # --------------------------------------------------------------- calls and faults
     @overload
-    def _gather(self, method: str, *args, retry: Literal[True]) -> list[dict[str, Any]]: ...
+    def _gather(self, method: str, *args: Any, retry: Literal[True]) -> list[dict[str, Any]]: ...
     @overload
-    def _gather(self, method: str, *args, retry: bool) -> list[dict[str, Any] | None]: ...
-    def _gather(self, method: str, *args, retry: bool) -> list[Any]:
+    def _gather(self, method: str, *args: Any, retry: bool) -> list[dict[str, Any] | None]: ...
+    def _gather(self, method: str, *args: Any, retry: bool) -> list[Any]:
         """Calls `method` on every worker and collects the answers as they come. A worker that
         dies is called again once Ray has restarted it (`retry`), or left out (None)."""
         ray = import_ray()
@@ -389,7 +390,7 @@ class RayCollector(Collector):
             self._note_incarnation(k, answer["incarnation"])
         return results
 
-    def _worker_died(self, k: int, error, retried: bool) -> None:
+    def _worker_died(self, k: int, error: Exception, retried: bool) -> None:
         if getattr(error, "actor_init_failed", False):
             raise self._start_error(k, error) from error
         what = "its call is sent again" if retried else "its rollout dropped"
@@ -438,7 +439,7 @@ class RayCollector(Collector):
         first, size = self.slices[k]
         return f"{first}-{first + size - 1}"
 
-    def _start_error(self, k: int, error) -> RuntimeError:
+    def _start_error(self, k: int, error: Exception) -> RuntimeError:
         """The error of worker k, whose __init__ raised (Ray's `error`): "ray worker 0 could
         not start (env copies 0-1): env copy 1 of 4 could not be made: the env constructor
         raised ConnectionRefusedError: ...", an EnvStepError, when an env constructor raised;
@@ -480,7 +481,7 @@ class RayCollector(Collector):
 END_SECONDS = 10.0  # how long `close` waits for the killed workers to be gone
 
 
-def _wait_until_ended(ray, workers: list, seconds: float = END_SECONDS) -> None:
+def _wait_until_ended(ray: ModuleType, workers: list, seconds: float = END_SECONDS) -> None:
     """Waits until Ray reports every one of `workers` (killed) dead, `seconds` at most: a call
     to a dead actor fails with RayActorError."""
     deadline = time.monotonic() + seconds
@@ -505,11 +506,11 @@ def _plain(text: str) -> str:
     return ANSI_CODES.sub("", text)
 
 
-def _cluster_cpus(ray) -> int:
+def _cluster_cpus(ray: ModuleType) -> int:
     return int(ray.cluster_resources().get("CPU", 1))
 
 
-def _env_step_error(error) -> EnvStepError | None:
+def _env_step_error(error: Exception) -> EnvStepError | None:
     """The EnvStepError a worker raised (its message names the global copy), without Ray's
     wrapper; None if the worker raised something else."""
     cause = getattr(error, "cause", None)

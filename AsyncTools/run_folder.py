@@ -6,6 +6,7 @@ import itertools
 import sys
 import time
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
@@ -13,12 +14,43 @@ from PPO import PPO
 from PPO.checkpoint import atomic_save, load_state
 from PPO.checks import NonFiniteError
 
+from .evaluation import PeriodicEvaluation
+from .history import RunHistory
 from .run_log import RunLogger
 
 CHECKPOINT_FILE = "checkpoint.pth"
 BEST_DIR = "best"  # the run folder's best model, by periodic evaluation
 WEIGHTS_DIR = "weights"  # the weights at the end of a run
 CHECKPOINT_FORMAT = "parallel-ppo checkpoint 1"
+
+
+class Runner(Protocol):
+    """What a RunFolder reads of its runner: the AsyncPPO that owns it (AsyncTools/AsyncPPO.py
+    imports this module, so the runner is described here rather than imported)."""
+
+    @property
+    def ppo(self) -> PPO: ...
+    @property
+    def env_id(self) -> str | None: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def steps(self) -> int: ...
+    @property
+    def num_envs(self) -> int: ...
+    @property
+    def total_steps(self) -> int: ...
+    @property
+    def rounds(self) -> int: ...
+    @property
+    def seconds(self) -> float: ...
+    @property
+    def history(self) -> RunHistory: ...
+    @property
+    def evaluation(self) -> PeriodicEvaluation | None: ...
+    @property
+    def episode_returns(self) -> list[float]: ...
+    def recent_returns(self) -> list[float]: ...
 
 
 class RunFolder:
@@ -34,13 +66,22 @@ class RunFolder:
     with weights_only=True): {"format": CHECKPOINT_FORMAT, "learner": `ppo.training_state()`,
     "runner": `runner_state()`}, the runner's counters and its `RunHistory.state()`."""
 
-    def __init__(self, path: Path | None, runner, checkpoint_every: int):
+    def __init__(self, path: Path | None, runner: Runner, checkpoint_every: int):
         self.path, self.runner, self.checkpoint_every = path, runner, checkpoint_every
         self._next_checkpoint = runner.total_steps + checkpoint_every
         self._logger: RunLogger | None = None
 
+    @classmethod
+    def for_run(
+        cls, runner: Runner, log_dir: str | Path | None, resume: str | Path | None, checkpoint_every: int
+    ) -> RunFolder:
+        """The run folder of `runner`: `resume` (continued), else a new one in `log_dir`, named
+        after the runner's env id and seed (`run_folder_path`); with neither, one without a path."""
+        return cls(run_folder_path(log_dir, resume, runner.env_id, runner.seed), runner, checkpoint_every)
+
     @property
     def ppo(self) -> PPO:
+        """The runner's learner."""
         return self.runner.ppo
 
     def open(self) -> RunLogger | None:

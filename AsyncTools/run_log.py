@@ -16,8 +16,12 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 PROGRESS_FIELDS = (
     "steps",
@@ -55,7 +59,7 @@ class RunLogger:
         games = self.run_dir / "games.csv"
         self._games = self._open_csv("games.csv", GAME_FIELDS) if games.exists() else None
 
-    def _open_csv(self, name: str, fields: Sequence[str]):
+    def _open_csv(self, name: str, fields: Sequence[str]) -> tuple[TextIO, csv.DictWriter[str]]:
         """Opens `name` for appending; a file begun by an earlier version keeps its own columns."""
         file = self.run_dir / name
         new = not file.exists() or file.stat().st_size == 0
@@ -147,7 +151,7 @@ def _naming_write_errors(file: Path) -> Iterator[None]:
         ) from error
 
 
-def _tensorboard_writer(run_dir: Path):
+def _tensorboard_writer(run_dir: Path) -> SummaryWriter | None:
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard not installed: CSV only

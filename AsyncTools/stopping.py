@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 from PPO.checks import check_finite_float
 
@@ -56,8 +57,9 @@ class StopControl:
         if self.stop_at_return is not None and mean_return >= self.stop_at_return:
             self.stop("stop_at_return")
 
-    def after_round(self, runner, stats: Callable[[], dict]) -> None:
-        """Calls `callback(runner, stats())` after a round: False stops the run."""
+    def after_round(self, runner: object, stats: Callable[[], dict]) -> None:
+        """Calls `callback(runner, stats())` after a round (`runner`: the AsyncPPO, passed on as
+        it is): False stops the run."""
         if self.callback is not None and self.callback(runner, stats()) is False:
             self.stop("callback")
 
@@ -82,6 +84,8 @@ class StopControl:
 
 
 def check_stop_at_return(stop_at_return: float | None, eval_every: int | None) -> float | None:
+    """`stop_at_return` as a float (None stays None); ValueError if it is not a finite number
+    or is given without `eval_every` (it stops at a periodic evaluation)."""
     if stop_at_return is None:
         return None
     if eval_every is None:
@@ -102,7 +106,8 @@ def stop_signals(on_signal: Callable[[str], None]) -> Iterator[None]:
         return
     received: list[str] = []
 
-    def handle(signum: int, _frame) -> None:
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        """The handler of SIGINT and SIGTERM: the first asks for a stop, the second raises."""
         if received:
             raise KeyboardInterrupt(f"second stop signal ({signal.Signals(signum).name})")
         received.append(signal.Signals(signum).name)

@@ -107,7 +107,20 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    """The options in `argv` (default: the command line), each group of flags added in the order
+    --help lists them."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    add_env_flags(parser)
+    add_network_flags(parser)
+    add_learner_flags(parser)
+    add_evaluation_flags(parser)
+    add_run_flags(parser)
+    return parser.parse_args(argv)
+
+
+def add_env_flags(parser: argparse.ArgumentParser) -> None:
+    """What is trained and how it is collected: --env, --num-envs, --steps, --seed, --device,
+    --num-steps, --preset, --rollout, --backend, --overlap, --non-finite-rewards."""
     parser.add_argument(
         "--env",
         default="CartPole-v1",
@@ -159,6 +172,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         default="raise",
         help="a NaN/inf reward from the env: stop with an error naming the env copy, or replace it by 0",
     )
+
+
+def add_network_flags(parser: argparse.ArgumentParser) -> None:
+    """The network's shape (NETWORK_OPTIONS): --hidden-sizes, --critic-hidden-sizes, --activation."""
     parser.add_argument(
         "--hidden-sizes",
         type=int,
@@ -180,12 +197,21 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help="activation of the hidden layers (default: see --preset, else tanh)",
     )
+
+
+def add_learner_flags(parser: argparse.ArgumentParser) -> None:
+    """The learner's options (PPO_OPTIONS) and switches (PPO_SWITCHES, each with a --no- form)."""
     for flag, _, kind, text in PPO_OPTIONS:
         parser.add_argument(flag, type=kind, default=None, help=text + " (default: see --preset)")
     for flag, _, text in PPO_SWITCHES:
         parser.add_argument(
             flag, action=argparse.BooleanOptionalAction, default=None, help=text + " (default: see --preset)"
         )
+
+
+def add_evaluation_flags(parser: argparse.ArgumentParser) -> None:
+    """The periodic evaluation, and stopping at its return: --eval-every, --eval-episodes,
+    --eval-deterministic, --stop-at-return."""
     parser.add_argument(
         "--eval-every",
         type=int,
@@ -209,6 +235,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help="stop once an evaluation's mean return reaches this",
     )
+
+
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """The run folder and the run: --log-dir, --checkpoint-every, --resume, --timeout, --save-dir,
+    --quiet."""
     parser.add_argument("--log-dir", default="runs", help="parent folder of the run folders")
     parser.add_argument(
         "--checkpoint-every",
@@ -220,7 +251,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
     parser.add_argument("--save-dir", default=None, help="also save the weights here (default: data/ENV)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    return parser.parse_args(argv)
 
 
 def ppo_options(args: argparse.Namespace) -> dict:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from PPO.Memory import Memory
+
 from .vec_memory import VecMemory
 
 
@@ -15,10 +17,12 @@ def indexes_of_active_environments(num_envs: int, is_env_terminal: np.ndarray) -
 
 
 def number_of_active_environments(is_env_terminal: np.ndarray) -> int:
+    """How many envs' episodes are still running."""
     return int(np.sum(~np.asarray(is_env_terminal, dtype=bool)))
 
 
 def range_of_active_environments(is_env_terminal: np.ndarray) -> np.ndarray:
+    """0, 1, ... up to the number of running envs: the row indices of per-step data."""
     return np.arange(number_of_active_environments(is_env_terminal))
 
 
@@ -82,7 +86,7 @@ def buffer_append(
     buffer.append(env_indices, states, actions, rewards, terminated, truncated, next_states)
 
 
-def buffer_to_target_buffer_transfer(buffer: VecMemory, target_buffer) -> None:
+def buffer_to_target_buffer_transfer(buffer: VecMemory, target_buffer: Memory) -> None:
     """Moves everything in `buffer` to `target_buffer` (a `PPO.Memory`, e.g. `ppo.memory`) in
     one call, and empties `buffer`."""
     rollout = buffer.take()

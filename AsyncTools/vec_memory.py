@@ -15,6 +15,23 @@ def as_state_array(states) -> np.ndarray:
     return states if states.dtype.kind in "iub" else states.astype(np.float32, copy=False)
 
 
+def _check_columns(columns: dict, count: int, next_states) -> np.ndarray | None:
+    """VecMemory.append's argument checks: every column has `count` rows, and `next_states`
+    (returned as stored, or None when not given) has the shape of `columns["states"]`."""
+    for name, column in columns.items():
+        if np.shape(column)[:1] != (count,):
+            raise ValueError(
+                f"{name}: expected {count} rows (one per env in env_indices), got shape {np.shape(column)}"
+            )
+    if next_states is None:
+        return None
+    next_states = as_state_array(next_states)
+    states = columns["states"]
+    if next_states.shape != states.shape:
+        raise ValueError(f"next_states: expected shape {states.shape} like states, got {next_states.shape}")
+    return next_states
+
+
 class VecMemory:
     """Per-env trajectories stored time-major: `states[t, i]` is env i's t-th stored row; what
     it holds comes out as a `Rollout` (`rollout()`), the format `PPO.memory.add` takes.
@@ -102,18 +119,7 @@ class VecMemory:
             "valid": valid,
             "log_probs": log_probs,
         }
-        for name, column in columns.items():
-            if np.shape(column)[:1] != (count,):
-                raise ValueError(
-                    f"{name}: expected {count} rows (one per env in env_indices), got "
-                    f"shape {np.shape(column)}"
-                )
-        if next_states is not None:
-            next_states = as_state_array(next_states)
-            if next_states.shape != states.shape:
-                raise ValueError(
-                    f"next_states: expected shape {states.shape} like states, got {next_states.shape}"
-                )
+        next_states = _check_columns(columns, count, next_states)
         if count == 0:
             return
         if not self._arrays:

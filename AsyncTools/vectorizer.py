@@ -91,6 +91,34 @@ def _reward_problem(reward: Any) -> str | None:
     return None if value.shape == () else f"a reward of shape {value.shape}"
 
 
+def _observation_shape_error(
+    states: Any, indices: np.ndarray, method: str, num_envs: int, space: gym.Space, backend_name: str
+) -> EnvOutputError:
+    """The error for observations of copies `indices` (from `method`) that do not stack to
+    `space`'s shape: it names the first copy whose observation has another shape, else the
+    backend (`backend_name`) that returned them."""
+    for row, state in enumerate(states):
+        if _shape_of(state) != space.shape:
+            return _wrong_observation_shape(int(indices[row]), num_envs, method, _shape_of(state), space)
+    return EnvOutputError(
+        f"the {backend_name} returned observations of shape "
+        f"{_shape_of(states)} from {method}() for {len(indices)} env "
+        f"copies of observation_space {space}"
+    )
+
+
+def _reward_error(rewards: Any, indices: np.ndarray, num_envs: int, backend_name: str) -> EnvOutputError:
+    """The error for rewards of copies `indices` that are not one scalar each: it names the
+    first copy whose reward is not a scalar number, else the backend that returned them."""
+    for row, reward in enumerate(rewards):
+        problem = _reward_problem(reward)
+        if problem is not None:
+            return _wrong_reward(int(indices[row]), num_envs, problem)
+    return EnvOutputError(
+        f"the {backend_name} returned rewards of shape {_shape_of(rewards)} for {len(indices)} env copies"
+    )
+
+
 def _call_named(env: gym.Env, index: int, num_envs: int, method: str, *args, **kwargs):
     """env.method(*args, **kwargs), with any exception re-raised as an EnvStepError naming the copy."""
     try:
@@ -914,7 +942,9 @@ class EnvVectorizer:
                 raise
             stacked = None
         if expected is not None and (stacked is None or stacked.shape[1:] != expected):
-            raise self._observation_shape_error(states, indices, method)
+            raise _observation_shape_error(
+                states, indices, method, self.num_envs, self.observation_space, self.backend_name
+            )
         stacked = cast(np.ndarray, stacked)  # None raised just above
         if stacked.dtype.kind == "f" and not np.isfinite(stacked).all():
             bad = indices[~np.isfinite(stacked.reshape(len(stacked), -1)).all(axis=1)].tolist()
@@ -922,19 +952,6 @@ class EnvVectorizer:
                 f"{_copies(bad, self.num_envs)} returned non-finite observations from {method}()", bad[0]
             )
         return stacked
-
-    def _observation_shape_error(self, states, indices: np.ndarray, method: str) -> EnvOutputError:
-        space = self.observation_space
-        for row, state in enumerate(states):
-            if _shape_of(state) != space.shape:
-                return _wrong_observation_shape(
-                    int(indices[row]), self.num_envs, method, _shape_of(state), space
-                )
-        return EnvOutputError(
-            f"the {self.backend_name} returned observations of shape "
-            f"{_shape_of(states)} from {method}() for {len(indices)} env "
-            f"copies of observation_space {space}"
-        )
 
     def _as_rewards(self, rewards, indices: np.ndarray) -> np.ndarray:
         """The rewards of copies `indices` as a float32 array; an EnvOutputError if one is not
@@ -944,7 +961,7 @@ class EnvVectorizer:
         except (TypeError, ValueError):  # one copy's reward is a sequence, or not a number
             array = None
         if array is None or array.shape != (len(indices),):
-            raise self._reward_error(rewards, indices)
+            raise _reward_error(rewards, indices, self.num_envs, self.backend_name)
         finite = np.isfinite(array)
         if finite.all():
             return array
@@ -957,16 +974,6 @@ class EnvVectorizer:
             f"{_copies([indices[row]], self.num_envs)} returned reward "
             f"{array[row]} at step {self.step_count} (vectorizer step count)",
             int(indices[row]),
-        )
-
-    def _reward_error(self, rewards, indices: np.ndarray) -> EnvOutputError:
-        for row, reward in enumerate(rewards):
-            problem = _reward_problem(reward)
-            if problem is not None:
-                return _wrong_reward(int(indices[row]), self.num_envs, problem)
-        return EnvOutputError(
-            f"the {self.backend_name} returned rewards of shape "
-            f"{_shape_of(rewards)} for {len(indices)} env copies"
         )
 
     def close(self) -> None:

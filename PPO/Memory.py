@@ -189,20 +189,9 @@ class Rollout:
         if flat["episode_starts"] is None:
             flat["episode_starts"] = previous_ends
         rows = _rank_within(columns)
-        shape = (int(rows.max()) + 1 if length else 0, int(columns.max()) + 1 if length else 0)
-        grid = {"valid": np.zeros(shape, dtype=bool)}
-        grid["valid"][rows, columns] = True
-        for name in PER_STEP:
-            if name == "valid":
-                continue
-            column = flat[name]
-            if name == "log_probs" and column is None:
-                column = np.full(length, np.nan, dtype=np.float32)
-            dtype = bool if name in ("terminated", "truncated", "episode_starts") else column.dtype
-            grid[name] = np.full(shape + column.shape[1:], _blank_value(name), dtype=dtype)
-            grid[name][rows, columns] = column
+        grid = _on_grid(flat, rows, columns)
         # final states from the flat order of their steps to the grid's row-major order
-        order = np.argsort(rows[ends] * max(shape[1], 1) + columns[ends], kind="stable")
+        order = np.argsort(rows[ends] * max(grid["valid"].shape[1], 1) + columns[ends], kind="stable")
         return cls(final_states=final_states[order], **grid).check()
 
     def trajectories(self) -> dict[str, np.ndarray]:
@@ -238,6 +227,25 @@ def _rank_within(groups: np.ndarray) -> np.ndarray:
     ranks = np.empty_like(positions)
     ranks[order] = positions - group_start
     return ranks
+
+
+def _on_grid(flat: dict[str, Any], rows: np.ndarray, columns: np.ndarray) -> dict[str, np.ndarray]:
+    """`Rollout.from_trajectories`'s per-step fields laid out on the [T, N] grid: flat step i
+    at (rows[i], columns[i]), marked valid; the other cells blank. Missing `log_probs` are NaN."""
+    length = len(rows)
+    shape = (int(rows.max()) + 1 if length else 0, int(columns.max()) + 1 if length else 0)
+    grid = {"valid": np.zeros(shape, dtype=bool)}
+    grid["valid"][rows, columns] = True
+    for name in PER_STEP:
+        if name == "valid":
+            continue
+        column = flat[name]
+        if name == "log_probs" and column is None:
+            column = np.full(length, np.nan, dtype=np.float32)
+        dtype = bool if name in ("terminated", "truncated", "episode_starts") else column.dtype
+        grid[name] = np.full(shape + column.shape[1:], _blank_value(name), dtype=dtype)
+        grid[name][rows, columns] = column
+    return grid
 
 
 def concatenate(rollouts: Sequence[Rollout], axis: int) -> Rollout:

@@ -10,8 +10,7 @@ loading in PPO/persistence.py, the device and thread choice in PPO/threads.py.
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -19,10 +18,17 @@ import torch
 
 from . import persistence
 from .acting import initial_action_bounds, non_finite_rows
+from .ActorCritic import ActorCritic
 from .advantages import episodic_gae, non_episodic_gae
 from .checks import NonFiniteError, check_bool, check_compile_mode
 from .config import PPOConfig
-from .losses import clip_grad_norm, clipped_surrogate_loss, clipped_value_loss, lag_corrected_targets
+from .losses import (
+    LossTotals,
+    clip_grad_norm,
+    clipped_surrogate_loss,
+    clipped_value_loss,
+    lag_corrected_targets,
+)
 from .Memory import Rollout
 from .normalization import RewardScaler
 from .ppo_base import PPOBase
@@ -56,6 +62,41 @@ def _rnd_loss(
     return rnd.train_predictor(next_states[index], generator)
 
 
+def _compiled(losses: Callable, compile_update: bool, mode: str) -> Callable:
+    """`losses` as such, or with `compile_update` torch.compile of it and its gradient: compiled
+    at the first learn() (seconds to a minute; needs a C++ compiler on a CPU), then quicker per
+    step; dynamic, because the batch's valid rows, and so its last mini-batch, vary by round."""
+    return torch.compile(losses, dynamic=True, mode=mode) if compile_update else losses
+
+
+@torch.no_grad()
+def _scores(
+    policy: ActorCritic, states: torch.Tensor, actions: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The log-probs and values of every stored step under `policy`, in chunks to bound memory."""
+    log_probs, values = [], []
+    for s, a in zip(states.split(EVAL_CHUNK), actions.split(EVAL_CHUNK), strict=True):
+        chunk_log_probs, _, chunk_values = policy.evaluate(s, a)
+        log_probs.append(chunk_log_probs)
+        values.append(chunk_values)
+    return torch.cat(log_probs), torch.cat(values)
+
+
+@torch.no_grad()
+def _values(policy: ActorCritic, states: torch.Tensor) -> torch.Tensor:
+    return torch.cat([policy.value(s) for s in states.split(EVAL_CHUNK)])
+
+
+def _check_rewards(batch: Rollout) -> None:
+    """Raises NonFiniteError naming the rows whose reward is NaN or inf (the batch is dropped)."""
+    bad_rows = non_finite_rows(batch.rewards[batch.valid])
+    if bad_rows:
+        raise NonFiniteError(
+            f"rewards: {len(bad_rows)} of the batch's {len(batch)} steps hold NaN or inf "
+            f"(rows {bad_rows[:5]}); the batch was dropped and the learner is unchanged"
+        )
+
+
 class PPO(PPOBase):
     """A PPO learner for one Box observation and a Discrete (`is_continuous=False`, `action_dim`
     = number of actions), MultiDiscrete (`action_nvec` = its sizes, `action_dim` = their sum) or
@@ -78,14 +119,10 @@ class PPO(PPOBase):
     keeping them otherwise), then trains `k_epochs` passes over *all* stored steps in shuffled
     mini-batches of `mini_batch_size`, one optimiser step per mini-batch.
 
-    `normalize_reward` (default None: decided by `use_RND`) divides the extrinsic reward by the
-    running std of the discounted return. Left out, it is True without RND and False with
-    `use_RND=True`: as in Burda et al. (2018), RND normalises only the intrinsic reward. Before
-    a sparse goal is first reached, the extrinsic return is made of the task's small shaping
-    costs alone; dividing by its std blows those costs up until they drown the intrinsic bonus,
-    and the policy learns to avoid them instead of exploring (tests/test_rnd_deep_sea.py). Pass
-    `normalize_reward=True` to scale with RND anyway (an env id's preset that names it, as
-    MountainCar-v0's, counts as passed). The resolved value is what `config` saves.
+    `normalize_reward` (default None) divides the extrinsic reward by the running std of the
+    discounted return: left out, it is True, but False with `use_RND=True`, as in Burda et al.
+    (2018) (why: `normalize_reward` in docs/guides/settings.md). An explicit value wins (an env
+    id's preset that names it counts as passed); the resolved value is what `config` saves.
     """
 
     def __init__(
@@ -138,42 +175,17 @@ class PPO(PPOBase):
         observation_space: dict | None = None,
     ):
         given = locals()  # the options as passed, by name: PPOConfig checks them all
-        super().__init__(
-            PPOConfig(**{name: given[name] for name in CONFIG_FIELDS}), device, num_threads, seed
-        )
-        # torch.compile of the mini-batch loss and its gradient: compiled at the first learn()
-        # (seconds to a minute; needs a C++ compiler on a CPU), then quicker per step; dynamic,
-        # because the batch's valid rows, and so its last mini-batch, vary from round to round
+        options = PPOConfig(**{name: given[name] for name in CONFIG_FIELDS})
+        super().__init__(options, device, num_threads, seed)
         self.compile_update = check_bool("compile_update", compile_update)
         self.compile_mode = check_compile_mode(compile_mode, self.compile_update)
-        self._minibatch_losses = (
-            torch.compile(self._losses, dynamic=True, mode=self.compile_mode)
-            if self.compile_update
-            else self._losses
-        )
-        bounds = (
-            initial_action_bounds(action_scaling, action_low, action_high, self.action_dim)
-            if self.is_continuous
-            else None
-        )
-        if bounds is not None:
+        self._minibatch_losses = _compiled(self._losses, self.compile_update, self.compile_mode)
+        if self.is_continuous and (
+            bounds := initial_action_bounds(action_scaling, action_low, action_high, self.action_dim)
+        ):
             self.set_action_bounds(*bounds)
 
     # ------------------------------------------------------------------ update
-    @torch.no_grad()
-    def _evaluate_all(self, states: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Old log-probs and values of every stored step, in chunks to bound memory."""
-        log_probs, values = [], []
-        for s, a in zip(states.split(EVAL_CHUNK), actions.split(EVAL_CHUNK), strict=True):
-            chunk_log_probs, _, chunk_values = self.policy.evaluate(s, a)
-            log_probs.append(chunk_log_probs)
-            values.append(chunk_values)
-        return torch.cat(log_probs), torch.cat(values)
-
-    @torch.no_grad()
-    def _values_of(self, states: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.policy.value(s) for s in states.split(EVAL_CHUNK)])
-
     @torch.no_grad()
     def _advantages(self, batch: Rollout, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """GAE over the [T, N] rollout (PPO/advantages.py), with termination cutting the return
@@ -190,7 +202,7 @@ class PPO(PPOBase):
         if self.reward_scaler is not None:
             rewards = self.reward_scaler(rewards, valid, batch.episode_starts)
         final_values = torch.zeros_like(values)
-        final_values[batch.ends] = self._values_of(batch.final_states)
+        final_values[batch.ends] = _values(self.policy, batch.final_states)
         if self.rnd is None:
             return episodic_gae(batch, rewards, values, final_values, self.gamma, self.GAE_lambda)
 
@@ -212,20 +224,6 @@ class PPO(PPOBase):
         advantages = self.extrinsic_coef * extrinsic + self.beta * intrinsic
         return advantages, torch.stack([extrinsic_returns, intrinsic_returns], dim=-1)
 
-    def _anneal_learning_rate(self) -> float:
-        """Linear decay from `lr` to 0 over `total_steps` learned samples (with `anneal_lr`)."""
-        if not self.anneal_lr:
-            return self.lr
-        if self.total_steps is None:
-            raise ValueError(
-                "total_steps: anneal_lr=True needs the number of env steps the "
-                "learning rate decays over (AsyncPPO sets it from its steps)"
-            )
-        lr = self.lr * max(0.0, 1.0 - self.samples_learned / self.total_steps)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        return lr
-
     def learn(self) -> dict[str, float] | None:
         """One PPO update on everything in `self.memory`, if it holds at least `batch_size` steps.
 
@@ -233,18 +231,12 @@ class PPO(PPOBase):
         """
         if len(self.memory) < self.batch_size:
             return None
-        batch = self.memory.take()
+        batch = self.memory.take()  # a Rollout [T, N] on the device
         valid = batch.valid
-        bad_rows = non_finite_rows(batch.rewards[valid])
-        if bad_rows:
-            raise NonFiniteError(
-                f"rewards: {len(bad_rows)} of the batch's {len(batch)} steps hold "
-                f"NaN or inf (rows {bad_rows[:5]}); the batch was dropped and "
-                f"the learner is unchanged"
-            )
+        _check_rewards(batch)
         # The rows of the update; the [T, N] grids serve the scans (GAE, reward scaling).
         states, actions = batch.states[valid], batch.actions[valid]
-        log_probs_now, old_values = self._evaluate_all(states, actions)
+        log_probs_now, old_values = _scores(self.policy, states, actions)
         # The behaviour policy's log-probs, as recorded when the actions were sampled; where
         # none were, the learner's own, which are the behaviour's if nothing changed since (the
         # observation statistics take this batch in only after the update, for the next one).
@@ -259,9 +251,9 @@ class PPO(PPOBase):
         advantages, returns = advantage_grid[valid], return_grid[valid]
         next_states = batch.next_states()[valid] if self.rnd is not None else None
         learning_rate = self._anneal_learning_rate()
+        rows = (states, actions, old_log_probs, advantages, old_values, returns, sample_weights)
 
-        totals = torch.zeros(7, device=self.device)
-        num_updates = 0
+        totals = LossTotals(self.device)
         num_rows = len(states)
         minibatches_per_epoch = -(-num_rows // self.mini_batch_size)
         for epoch in range(self.k_epochs):  # noqa: B007 (read after the loop: the epochs run)
@@ -273,62 +265,35 @@ class PPO(PPOBase):
                     # (already read into `totals`) may be overwritten
                     torch.compiler.cudagraph_mark_step_begin()
                 loss, policy_loss, value_loss, entropy, approx_kl, clip_fraction = self._minibatch_losses(
-                    states[index],
-                    actions[index],
-                    old_log_probs[index],
-                    advantages[index],
-                    old_values[index],
-                    returns[index],
-                    sample_weights[index],
+                    *(column[index] for column in rows)
                 )
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 clip_grad_norm(self._policy_parameters, self.max_grad_norm)
                 self.optimizer.step()
                 rnd_loss = _rnd_loss(self.rnd, next_states, index, self.shuffle_generator, self.device)
-
-                with torch.no_grad():
-                    totals += torch.stack(
-                        [
-                            policy_loss,
-                            value_loss,
-                            entropy,
-                            approx_kl,
-                            clip_fraction,
-                            rnd_loss,
-                            torch.ones((), device=self.device),
-                        ]
-                    ).detach()
-                    epoch_kl += approx_kl
-                num_updates += 1
+                totals.add(policy_loss, value_loss, entropy, approx_kl, clip_fraction, rnd_loss)
+                epoch_kl += approx_kl.detach()
             if self.target_kl is not None and epoch_kl.item() / minibatches_per_epoch > self.target_kl:
                 break
 
-        means = (totals[:6] / totals[6]).tolist()
+        means = totals.means()
         if self.policy.obs_normalizer is not None:
             self.policy.obs_normalizer.update(states)
         self._check_finite_after_update(
-            dict(zip(("policy_loss", "value_loss", "entropy"), means, strict=False))
+            {name: means[name] for name in ("policy_loss", "value_loss", "entropy")}
         )
         if self.numpy_actor is not None:
             self.numpy_actor.refresh()  # the fused Adam step does not bump tensor versions
         self.samples_learned += num_rows
-        self.stats.update(
-            dict(
-                zip(
-                    ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"),
-                    means,
-                    strict=False,
-                )
-            )
-        )
-        if self.rnd is not None:
-            self.stats["rnd_loss"] = means[5]
+        if self.rnd is None:
+            del means["rnd_loss"]
+        self.stats.update(means)
         self.stats.update(
             explained_variance=_explained_variance(returns, old_values),
             num_samples=float(num_rows),
             epochs=float(epoch + 1),
-            gradient_steps=float(num_updates),
+            gradient_steps=float(totals.count),
             learning_rate=learning_rate,
         )
         return dict(self.stats)
@@ -357,17 +322,6 @@ class PPO(PPOBase):
             approx_kl = ((ratio - 1) - log_ratio).mean()
             clip_fraction = ((ratio - 1).abs() > self.policy_clip).float().mean()
         return loss, policy_loss, value_loss, entropy, approx_kl, clip_fraction
-
-    def _check_finite_after_update(self, losses: dict[str, float]) -> None:
-        bad = self.non_finite_weights()
-        if not bad and all(math.isfinite(value) for value in losses.values()):
-            return
-        shown = ", ".join(f"{name}={value:.4g}" for name, value in losses.items())
-        raise NonFiniteError(
-            f"the update diverged ({shown}; NaN or inf in {bad[:5] or 'no weights yet'}): this "
-            f"learner can no longer be trained or saved, and nothing is saved over earlier files. "
-            f"Resume from the last checkpoint, e.g. with a lower lr or normalize_reward=True"
-        )
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device | None = None, **overrides: Any) -> PPO:

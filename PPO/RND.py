@@ -32,7 +32,7 @@ class RND(nn.Module):
         self,
         observ_dim: int,
         feature_dim: int = 64,
-        hidden_sizes=(64, 64),
+        hidden_sizes: Sequence[int] = (64, 64),
         lr: float = 1e-3,
         update_fraction: float = 0.25,
         *,

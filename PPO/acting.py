@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from .ActorCritic import ActorCritic
 from .numpy_actor import NumpyActor
@@ -34,7 +35,7 @@ def non_finite_rows(x: np.ndarray | torch.Tensor) -> list[int]:
 
 
 def check_states(
-    state, observation_shape: tuple[int, ...], observ_dim: int
+    state: np.ndarray | torch.Tensor, observation_shape: tuple[int, ...], observ_dim: int
 ) -> tuple[np.ndarray | torch.Tensor, bool]:
     """Returns the states as a [B, ...] array or tensor (as given) of `observ_dim` values per
     row, and whether a single unbatched state was given."""
@@ -84,7 +85,7 @@ def act(
     return actions, log_probs.cpu().numpy()
 
 
-def action_vector(name: str, value, action_dim: int) -> torch.Tensor:
+def action_vector(name: str, value: ArrayLike, action_dim: int) -> torch.Tensor:
     """`value` (one number, or `action_dim` of them) as a float32 vector of `action_dim`;
     ValueError naming `name` unless it is that and finite."""
     vector = torch.as_tensor(np.asarray(value, dtype=np.float32)).flatten()
@@ -95,7 +96,12 @@ def action_vector(name: str, value, action_dim: int) -> torch.Tensor:
     return vector
 
 
-def initial_action_bounds(action_scaling, action_low, action_high, action_dim: int) -> tuple | None:
+def initial_action_bounds(
+    action_scaling: ArrayLike | None,
+    action_low: ArrayLike | None,
+    action_high: ArrayLike | None,
+    action_dim: int,
+) -> tuple[ArrayLike, ArrayLike] | None:
     """The (low, high) a continuous PPO is built with: (-action_scaling, action_scaling),
     (action_low, action_high), or None where neither is given (`set_action_bounds` checks
     them further)."""
@@ -113,7 +119,9 @@ def initial_action_bounds(action_scaling, action_low, action_high, action_dim: i
     return None
 
 
-def checked_action_bounds(low, high, action_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+def checked_action_bounds(
+    low: ArrayLike, high: ArrayLike, action_dim: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """`low` and `high` as vectors of `action_dim` (`action_vector`), with high > low
     everywhere; ValueError otherwise."""
     low, high = action_vector("action_low", low, action_dim), action_vector("action_high", high, action_dim)

@@ -72,3 +72,24 @@ def clipped_value_loss(
         clipped = old_values + (values - old_values).clamp(-value_clip, value_clip)
         error = torch.max(error, (clipped - returns).square())
     return 0.5 * error.reshape(len(error), -1).sum(-1).mean()
+
+
+class LossTotals:
+    """One update's mini-batch statistics, summed on the device and read once at the end (a
+    read per mini-batch would wait for the device every time)."""
+
+    NAMES = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "rnd_loss")
+
+    def __init__(self, device: torch.device):
+        self.sums = torch.zeros(len(self.NAMES) + 1, device=device)  # the last one counts
+        self.count = 0
+
+    @torch.no_grad()
+    def add(self, *values: torch.Tensor) -> None:
+        """Adds one mini-batch's values, in the order of `NAMES`."""
+        self.sums += torch.stack([*values, torch.ones((), device=self.sums.device)]).detach()
+        self.count += 1
+
+    def means(self) -> dict[str, float]:
+        """Each statistic's mean over the mini-batches added, by name."""
+        return dict(zip(self.NAMES, (self.sums[:-1] / self.sums[-1]).tolist(), strict=True))

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import torch
 from torch import nn
 
+from .ActorCritic import ActorCritic
 from .checkpoint import atomic_save, check_compatible, load_tensors
+from .Memory import Memory
+from .normalization import RewardScaler
+from .RND import RND
 
 POLICY_FILE = "Policy_weights.pth"
 RND_PREFIX = "rnd."  # RND's entries in the policy file
@@ -40,6 +44,37 @@ STRUCTURE = (
 STRUCTURE_DEFAULTS = {"activation": "tanh", "critic_hidden_sizes": None, "observation_parts": None}
 
 
+class LearnerParts(Protocol):
+    """What these functions read and set of a learner: a `PPO` (PPO/ppo_base.py's `PPOBase`,
+    which imports this module, so it is described here rather than imported)."""
+
+    samples_learned: int
+    action_bounds_given: bool
+
+    @property
+    def config(self) -> dict[str, Any]: ...
+    @property
+    def device(self) -> torch.device: ...
+    @property
+    def is_continuous(self) -> bool: ...
+    @property
+    def policy(self) -> ActorCritic: ...
+    @property
+    def rnd(self) -> RND | None: ...
+    @property
+    def reward_scaler(self) -> RewardScaler | None: ...
+    @property
+    def intrinsic_scaler(self) -> RewardScaler | None: ...
+    @property
+    def optimizer(self) -> torch.optim.Optimizer: ...
+    @property
+    def sample_generator(self) -> torch.Generator: ...
+    @property
+    def shuffle_generator(self) -> torch.Generator: ...
+    @property
+    def memory(self) -> Memory: ...
+
+
 def config_tensors(config: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The constructor's options, as JSON bytes in a uint8 tensor (no pickled objects)."""
     encoded = json.dumps(config, sort_keys=True).encode()
@@ -56,7 +91,7 @@ def read_config(state: dict[str, torch.Tensor], file: Path) -> dict[str, Any]:
         raise ValueError(f"{file} has an unreadable config.json entry: {error}") from error
 
 
-def policy_state(ppo) -> dict[str, torch.Tensor]:
+def policy_state(ppo: LearnerParts) -> dict[str, torch.Tensor]:
     """The policy's weights and statistics, and the reward scaler's."""
     state = dict(ppo.policy.state_dict())
     if ppo.reward_scaler is not None:
@@ -64,15 +99,16 @@ def policy_state(ppo) -> dict[str, torch.Tensor]:
     return state
 
 
-def rnd_state(ppo) -> dict[str, torch.Tensor]:
-    """RND's networks and statistics, and the intrinsic reward scaler's."""
+def rnd_state(ppo: LearnerParts) -> dict[str, torch.Tensor]:
+    """RND's networks and statistics, and the intrinsic reward scaler's (of a learner with RND)."""
+    rnd, scaler = cast(RND, ppo.rnd), cast(RewardScaler, ppo.intrinsic_scaler)  # both made with RND
     return {
-        **ppo.rnd.state_dict(),
-        **{f"intrinsic_scaler.{k}": v for k, v in ppo.intrinsic_scaler.state_dict().items()},
+        **rnd.state_dict(),
+        **{f"intrinsic_scaler.{k}": v for k, v in scaler.state_dict().items()},
     }
 
 
-def weights_state(ppo) -> dict[str, torch.Tensor]:
+def weights_state(ppo: LearnerParts) -> dict[str, torch.Tensor]:
     """Everything the weights file holds, by entry name."""
     state = {**policy_state(ppo), **config_tensors(ppo.config)}
     if ppo.rnd is not None:
@@ -80,7 +116,7 @@ def weights_state(ppo) -> dict[str, torch.Tensor]:
     return state
 
 
-def save_weights(ppo, path: str | Path) -> None:
+def save_weights(ppo: LearnerParts, path: str | Path) -> None:
     """Writes `ppo`'s weights file into the directory `path` (see `PPO.save_weights`)."""
     directory = Path(path)
     atomic_save(weights_state(ppo), directory / POLICY_FILE)
@@ -88,7 +124,7 @@ def save_weights(ppo, path: str | Path) -> None:
     (directory / LEGACY_RND_FILE).unlink(missing_ok=True)
 
 
-def load_weights(ppo, path: str | Path) -> None:
+def load_weights(ppo: LearnerParts, path: str | Path) -> None:
     """Loads the weights file in the directory `path` into `ppo` (see `PPO.load_weights`)."""
     policy_file = Path(path) / POLICY_FILE
     apply_weights(ppo, *checked_weights(ppo, load_tensors(policy_file, ppo.device), policy_file))
@@ -101,7 +137,7 @@ def saved_config(path: str | Path) -> dict[str, Any]:
 
 
 def checked_weights(
-    ppo, state: dict[str, torch.Tensor], file: Path
+    ppo: LearnerParts, state: dict[str, torch.Tensor], file: Path
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """`state` (as `weights_state` makes it) split into the policy's and RND's entries, once its
     options and tensor shapes are found to fit `ppo`; ValueError naming what differs.
@@ -115,7 +151,9 @@ def checked_weights(
     return state, rnd_entries
 
 
-def apply_weights(ppo, state: dict[str, torch.Tensor], rnd_entries: dict[str, torch.Tensor] | None) -> None:
+def apply_weights(
+    ppo: LearnerParts, state: dict[str, torch.Tensor], rnd_entries: dict[str, torch.Tensor] | None
+) -> None:
     """Loads checked entries (`checked_weights`) into `ppo`'s modules."""
     _load_prefixed(state, {"": ppo.policy, "reward_scaler.": ppo.reward_scaler})
     if ppo.rnd is not None:
@@ -124,7 +162,7 @@ def apply_weights(ppo, state: dict[str, torch.Tensor], rnd_entries: dict[str, to
     ppo.action_bounds_given = ppo.is_continuous
 
 
-def training_state(ppo) -> dict[str, Any]:
+def training_state(ppo: LearnerParts) -> dict[str, Any]:
     """What a checkpoint holds of the learner (see `PPO.training_state`)."""
     state: dict[str, Any] = {
         "weights": weights_state(ppo),
@@ -137,14 +175,15 @@ def training_state(ppo) -> dict[str, Any]:
     if ppo.reward_scaler is not None:
         state["reward_scaler_carried"] = ppo.reward_scaler.carried_returns
     if ppo.rnd is not None:
+        intrinsic_scaler = cast(RewardScaler, ppo.intrinsic_scaler)  # made with RND
         state.update(
             rnd_optimizer=ppo.rnd.optimizer.state_dict(),
-            intrinsic_scaler_carried=ppo.intrinsic_scaler.carried_returns,
+            intrinsic_scaler_carried=intrinsic_scaler.carried_returns,
         )
     return state
 
 
-def load_training_state(ppo, state: dict[str, Any], file: Path) -> None:
+def load_training_state(ppo: LearnerParts, state: dict[str, Any], file: Path) -> None:
     """Restores what `training_state` returned into `ppo`, checked first."""
     apply_weights(ppo, *checked_weights(ppo, state["weights"], file))
     ppo.optimizer.load_state_dict(state["optimizer"])
@@ -156,7 +195,8 @@ def load_training_state(ppo, state: dict[str, Any], file: Path) -> None:
         ppo.reward_scaler.carried_returns = state["reward_scaler_carried"].to(ppo.device)
     if ppo.rnd is not None:
         ppo.rnd.optimizer.load_state_dict(state["rnd_optimizer"])
-        ppo.intrinsic_scaler.carried_returns = state["intrinsic_scaler_carried"].to(ppo.device)
+        intrinsic_scaler = cast(RewardScaler, ppo.intrinsic_scaler)  # made with RND
+        intrinsic_scaler.carried_returns = state["intrinsic_scaler_carried"].to(ppo.device)
 
 
 def check_config(config: dict[str, Any], saved: dict[str, Any], file: Path) -> None:

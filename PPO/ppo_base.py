@@ -10,16 +10,19 @@ PPO/acting.py), `export` (PPO/export.py), and the files (`save_weights`, `load_w
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from . import persistence
 from .acting import act, check_states, checked_action_bounds
 from .ActorCritic import ActorCritic
 from .checkpoint import non_finite_entries
+from .checks import NonFiniteError
 from .config import PPOConfig
 from .export import export_policy
 from .Memory import Memory
@@ -182,7 +185,7 @@ class PPOBase(LearnerSettings):
         return self.options.to_dict()
 
     # ------------------------------------------------------------- acting (PPO/acting.py)
-    def set_action_bounds(self, low, high) -> None:
+    def set_action_bounds(self, low: ArrayLike, high: ArrayLike) -> None:
         """Maps the policy's Gaussian onto [low, high]: the mean of a fresh policy sits at the
         centre and one std spans half the range. Saved with the weights."""
         if not self.is_continuous:
@@ -193,7 +196,7 @@ class PPOBase(LearnerSettings):
 
     def get_action(
         self,
-        state,
+        state: np.ndarray | torch.Tensor,
         deterministic: bool = False,
         clip_actions: bool = True,
         *,
@@ -216,7 +219,9 @@ class PPOBase(LearnerSettings):
             )
         return actions[0] if single else actions
 
-    def sample_actions(self, state, deterministic: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def sample_actions(
+        self, state: np.ndarray | torch.Tensor, deterministic: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """`get_action(state)`'s actions (unclipped) and their log-probabilities under the
         policy that chose them, float32 [B] (a scalar for one state): what a rollout stores as
         the behaviour policy of PPO's ratio (`Rollout.log_probs`)."""
@@ -225,7 +230,11 @@ class PPOBase(LearnerSettings):
         return (actions[0], log_probs[0]) if single else (actions, log_probs)
 
     def _act(
-        self, state, deterministic: bool, with_log_probs: bool, generator: torch.Generator | None = None
+        self,
+        state: np.ndarray | torch.Tensor,
+        deterministic: bool,
+        with_log_probs: bool,
+        generator: torch.Generator | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None, bool]:
         """(actions [B, ...], their log-probs [B] or None, whether one state was given)."""
         states, single = check_states(state, self.observation_shape, self.observ_dim)
@@ -252,6 +261,32 @@ class PPOBase(LearnerSettings):
         """The names of the weights and statistics (as `save_weights` writes them) that hold
         NaN or inf; empty for a healthy learner."""
         return list(non_finite_entries(persistence.weights_state(self)))
+
+    def _anneal_learning_rate(self) -> float:
+        """Linear decay from `lr` to 0 over `total_steps` learned samples (with `anneal_lr`)."""
+        if not self.anneal_lr:
+            return self.lr
+        if self.total_steps is None:
+            raise ValueError(
+                "total_steps: anneal_lr=True needs the number of env steps the "
+                "learning rate decays over (AsyncPPO sets it from its steps)"
+            )
+        lr = self.lr * max(0.0, 1.0 - self.samples_learned / self.total_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def _check_finite_after_update(self, losses: dict[str, float]) -> None:
+        """Raises NonFiniteError when an update left NaN or inf in the weights or the losses."""
+        bad = self.non_finite_weights()
+        if not bad and all(math.isfinite(value) for value in losses.values()):
+            return
+        shown = ", ".join(f"{name}={value:.4g}" for name, value in losses.items())
+        raise NonFiniteError(
+            f"the update diverged ({shown}; NaN or inf in {bad[:5] or 'no weights yet'}): this "
+            f"learner can no longer be trained or saved, and nothing is saved over earlier files. "
+            f"Resume from the last checkpoint, e.g. with a lower lr or normalize_reward=True"
+        )
 
     def save_weights(self, path: str | Path) -> None:
         """Writes `Policy_weights.pth` into the directory `path` (created if missing): the policy,

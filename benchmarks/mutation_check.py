@@ -150,7 +150,7 @@ MUTATIONS = [
     ),
     M(
         "lr-anneal-half",
-        "PPO/PPO.py",
+        "PPO/ppo_base.py",
         "1.0 - self.samples_learned / self.total_steps",
         "1.0 - self.samples_learned / (2 * self.total_steps)",
     ),
@@ -163,10 +163,10 @@ MUTATIONS = [
     M(
         "obs-statistics-before-behaviour",
         "PPO/PPO.py",
-        "        log_probs_now, old_values = self._evaluate_all(states, actions)\n",
+        "        log_probs_now, old_values = _scores(self.policy, states, actions)\n",
         "        if self.policy.obs_normalizer is not None:\n"
         "            self.policy.obs_normalizer.update(states)\n"
-        "        log_probs_now, old_values = self._evaluate_all(states, actions)\n",
+        "        log_probs_now, old_values = _scores(self.policy, states, actions)\n",
     ),
     M(
         "behaviour-log-probs-ignored",
@@ -314,8 +314,8 @@ MUTATIONS = [
     M(
         "rollout-flags-swapped",
         "AsyncTools/rollout.py",
-        "                rewards,\n                terminated,\n                truncated,\n                next_states,",
-        "                rewards,\n                truncated,\n                terminated,\n                next_states,",
+        "                terminated,\n                truncated,\n                next_states,\n",
+        "                truncated,\n                terminated,\n                next_states,\n",
     ),
 ]
 
