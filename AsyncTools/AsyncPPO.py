@@ -49,6 +49,9 @@ from .stopping import STOP_SIGNALS, StopControl, check_stop_at_return, stop_sign
 from .vec_memory import VecMemory
 from .vectorizer import EnvStepError, EnvVectorizer, new_env
 
+# what AsyncPPO takes as its env: an env, a function making one, an env id, or a VectorEnv
+EnvArg = gym.Env | Callable[[], gym.Env] | str | gym.vector.VectorEnv
+
 __all__ = [
     "AsyncPPO",
     "EnvVectorizer",
@@ -103,7 +106,9 @@ def space_options(observation_space: gym.Space, action_space: gym.Space) -> dict
     )
 
 
-def ppo_for_env(env: gym.Env | Callable[[], gym.Env] | str, *, preset: bool = True, **ppo_options) -> PPO:
+def ppo_for_env(
+    env: gym.Env | Callable[[], gym.Env] | str, *, preset: bool = True, **ppo_options: Any
+) -> PPO:
     """A PPO whose sizes (and, for Box actions, bounds) fit `env` (an env, a function making
     one, or an env id; Discrete, Dict, Tuple... observations are flattened, as AsyncPPO
     flattens them, and recorded in `observation_space`), with settings that learn on it: the
@@ -433,7 +438,9 @@ class AsyncPPO:
         self.folder.close()
 
 
-def _env_forms(env) -> tuple[str | None, Any, gym.Env | Callable[[], gym.Env] | gym.vector.VectorEnv]:
+def _env_forms(
+    env: EnvArg,
+) -> tuple[str | None, EnvArg, gym.Env | Callable[[], gym.Env] | gym.vector.VectorEnv]:
     """The three forms of `env` (as AsyncPPO takes it) that the runner keeps: its id (None
     without one); what the collector is made from, Discrete, Dict, Tuple... observations
     flattened for the learner as for env ids (an id stays an id: EnvPool builds from it); and
@@ -448,7 +455,7 @@ def _env_forms(env) -> tuple[str | None, Any, gym.Env | Callable[[], gym.Env] | 
 
 def _start_collection(
     runner: AsyncPPO,
-    env,
+    env: EnvArg,
     checkpoint: dict | None,
     resume: str | Path | None,
     backend: str,
@@ -493,7 +500,7 @@ def _closed_on_failure(collector: Collector) -> Iterator[None]:
 
 
 def _fit_and_sync(
-    collector, ppo: PPO, checkpoint: dict | None, resume: str | Path | None, overlap: bool
+    collector: Collector, ppo: PPO, checkpoint: dict | None, resume: str | Path | None, overlap: bool
 ) -> OverlappedCollection | None:
     """Fits the learner to the collector's spaces (a clear error if they differ; a continuous
     PPO without bounds gets the env's), loads the checkpoint's learner state and publishes the
@@ -529,7 +536,7 @@ def _periodic_evaluation(
     )
 
 
-def _warm_up_rnd(ppo: PPO, collector, steps: int) -> bool:
+def _warm_up_rnd(ppo: PPO, collector: Collector, steps: int) -> bool:
     """Warms up RND's observation statistics on `steps` random steps of every copy; True."""
     observations = collector.random_observations(steps)
     rnd = cast(RND, ppo.rnd)  # warmed up with RND only
@@ -539,13 +546,13 @@ def _warm_up_rnd(ppo: PPO, collector, steps: int) -> bool:
 
 def runner_defaults(
     env_id: str | None,
-    env,
+    env: gym.Env | Callable[[], gym.Env] | gym.vector.VectorEnv,
     ppo: PPO,
     preset: bool,
     num_envs: int | None,
     num_steps: int | None,
     eval_deterministic: bool | None,
-) -> tuple:
+) -> tuple[int, int, bool]:
     """(num_envs, num_steps, eval_deterministic): those given, else a VectorEnv's own number of
     copies, else the env id's preset (unless `preset=False`), else the PPO family's defaults."""
     defaults = settings_for(env_id, family(ppo.is_continuous, ppo.has_images), "runner", preset)

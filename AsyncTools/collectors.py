@@ -24,6 +24,7 @@ The modules, each importing only those below it:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -53,7 +54,7 @@ COLLECTOR_BACKENDS = BACKENDS + ("ray", "envpool")
 
 
 def make_collector(
-    env,
+    env: str | gym.Env | Callable[[], gym.Env] | gym.vector.VectorEnv,
     ppo: PPO,
     num_envs: int,
     *,
@@ -88,8 +89,9 @@ def make_collector(
         non_finite_rewards=non_finite_rewards,
     )
     if in_child_process:
-        _check_for_child_process(env, backend)
-        return ProcessCollector(env, ppo, num_envs, backend=backend, **local_options)
+        return ProcessCollector(
+            _for_child_process(env, backend), ppo, num_envs, backend=backend, **local_options
+        )
     if backend == "envpool":
         return make_local_collector(env, num_envs, backend=backend, **local_options)
     if isinstance(env, str):
@@ -111,17 +113,21 @@ def make_collector(
     return make_local_collector(env, num_envs, backend=backend, made_in=made_in, **local_options)
 
 
-def _check_for_child_process(env, backend: str) -> None:
-    """make_collector's in_child_process: what cannot be moved into a child process raises."""
+def _for_child_process(
+    env: str | gym.Env | Callable[[], gym.Env] | gym.vector.VectorEnv, backend: str
+) -> str | gym.Env | Callable[[], gym.Env]:
+    """make_collector's in_child_process: `env`, checked; what cannot be moved into a child
+    process raises."""
     if backend == "ray" or isinstance(env, gym.vector.VectorEnv):
         raise ValueError(
             "in_child_process: Ray's copies already step in other processes, "
             "and a VectorEnv passed as env cannot be sent to one"
         )
+    return env
 
 
 def _make_ray_collector(
-    env,
+    env: gym.Env | Callable[[], gym.Env] | gym.vector.VectorEnv,
     ppo: PPO,
     num_envs: int,
     *,

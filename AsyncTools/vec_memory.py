@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from PPO.checks import check_positive_int
 from PPO.Memory import Rollout
 
 
-def as_state_array(states) -> np.ndarray:
+def as_state_array(states: ArrayLike) -> np.ndarray:
     """Observations as stored: floating point as float32, integer ones (images) as they are,
     so uint8 frames take a quarter of the memory."""
     states = np.asarray(states)
     return states if states.dtype.kind in "iub" else states.astype(np.float32, copy=False)
 
 
-def _check_columns(columns: dict, count: int, next_states) -> np.ndarray | None:
+def _check_columns(columns: dict[str, Any], count: int, next_states: ArrayLike | None) -> np.ndarray | None:
     """VecMemory.append's argument checks: every column has `count` rows, and `next_states`
-    (returned as stored, or None when not given) has the shape of `columns["states"]`."""
+    (returned as stored, or None when not given) has the shape of `columns["states"]`. The
+    columns are array-likes, `states` an array (`as_state_array`'s)."""
     for name, column in columns.items():
         if np.shape(column)[:1] != (count,):
             raise ValueError(
@@ -87,15 +91,15 @@ class VecMemory:
 
     def append(
         self,
-        env_indices,
-        states,
-        actions,
-        rewards,
-        terminated,
-        truncated,
-        next_states=None,
-        valid=None,
-        log_probs=None,
+        env_indices: ArrayLike | None,
+        states: ArrayLike,
+        actions: ArrayLike,
+        rewards: ArrayLike,
+        terminated: ArrayLike,
+        truncated: ArrayLike,
+        next_states: ArrayLike | None = None,
+        valid: ArrayLike | None = None,
+        log_probs: ArrayLike | None = None,
     ) -> None:
         """Stores one row for each env in `env_indices` (row k of every array belongs to env
         `env_indices[k]`); `env_indices=None` means every env in order, the quickest case (a
@@ -144,7 +148,7 @@ class VecMemory:
             self._final_rows.append(np.stack([rows[ended], env_indices[ended]], axis=1))
             self._final_states.append(next_states[ended].copy())
 
-    def _write(self, env_indices: np.ndarray, every_env: bool, columns: dict) -> np.ndarray:
+    def _write(self, env_indices: np.ndarray, every_env: bool, columns: dict[str, Any]) -> np.ndarray:
         """Writes the columns at each env's next row; returns those rows."""
         aligned_row = self._aligned_row if every_env else None
         if aligned_row is not None:  # every env at the same row: one slice per column
@@ -167,7 +171,7 @@ class VecMemory:
             self._aligned_row = None
         return rows
 
-    def push(self, idx: int, state, action, reward, done) -> None:
+    def push(self, idx: int, state: ArrayLike, action: ArrayLike, reward: float, done: bool) -> None:
         """The original per-env call: one step for env `idx`, `done` treated as termination."""
         self.append([idx], np.asarray(state)[None], np.asarray(action)[None], [reward], [bool(done)], [False])
 
@@ -221,6 +225,7 @@ class VecMemory:
         return {} if rollout is None else rollout.trajectories()
 
     def clear(self) -> None:
+        """Forgets the stored rows; keeps the buffers, and whether each env is inside an episode."""
         self.lengths[:] = 0
         self._aligned_row = 0
         self._num_valid = 0

@@ -16,10 +16,12 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.process import BaseProcess
-from typing import Any, cast
+from typing import Any, NoReturn, SupportsFloat, TypeGuard, cast
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.registration import EnvSpec
+from numpy.typing import ArrayLike
 
 from PPO.checks import check_non_negative_int, check_positive_int
 
@@ -28,6 +30,18 @@ from .vec_memory import as_state_array
 
 BACKENDS = ("auto", "loop", "native", "subprocess")
 NON_FINITE_REWARD_CHOICES = ("raise", "zero")
+
+EnvSource = gym.Env | Callable[[], gym.Env]  # an env (copied) or a function making one (called)
+# What a backend's `reset` or `step` returns as the copies' observations (a list of one per copy,
+# or one array; EnvVectorizer checks and stacks them), and its `step`'s results for the copies
+# stepped: (observations, rewards, terminated, truncated, infos), the rewards a list of one per
+# copy or an array, the infos a list of per-copy dicts (loop) or gymnasium's dict of arrays.
+Observations = Sequence[Any] | np.ndarray
+Infos = list[dict[str, Any]] | dict[str, Any]
+BackendStep = tuple[Observations, Sequence[Any] | np.ndarray, np.ndarray, np.ndarray, Infos]
+Array = np.ndarray
+# EnvVectorizer.step's (next_states, rewards, terminated, truncated, infos) of the copies stepped
+StepResults = tuple[Array, Array, Array, Array, Infos]
 
 
 class EnvStepError(RuntimeError):
@@ -119,7 +133,7 @@ def _reward_error(rewards: Any, indices: np.ndarray, num_envs: int, backend_name
     )
 
 
-def _call_named(env: gym.Env, index: int, num_envs: int, method: str, *args, **kwargs):
+def _call_named(env: gym.Env, index: int, num_envs: int, method: str, *args: Any, **kwargs: Any) -> Any:
     """env.method(*args, **kwargs), with any exception re-raised as an EnvStepError naming the copy."""
     try:
         return getattr(env, method)(*args, **kwargs)
@@ -158,17 +172,20 @@ class LoopBackend:
         self.num_envs = len(envs)
         self._ended = np.zeros(self.num_envs, dtype=bool)
 
-    def _call(self, index: int, method: str, *args, **kwargs):
+    def _call(self, index: int, method: str, *args: Any, **kwargs: Any) -> Any:
         return _call_named(self.envs[index], index, self.num_envs, method, *args, **kwargs)
 
-    def reset(self, seeds: list[int] | None) -> tuple[list[np.ndarray], list[dict]]:
+    def reset(self, seeds: list[int] | None) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
+        """Resets every copy, copy i with `seeds[i]`; returns (observations, infos), one per copy."""
         self._ended[:] = False
         results = [
             self._call(i, "reset", seed=None if seeds is None else seeds[i]) for i in range(self.num_envs)
         ]
         return [obs for obs, _ in results], [info for _, info in results]
 
-    def step(self, actions: np.ndarray, indices: np.ndarray):
+    def step(self, actions: np.ndarray, indices: np.ndarray) -> BackendStep:
+        """Steps copies `indices` with their rows of `actions` (one per copy, all N); a copy whose
+        episode ended on its last step is reset instead. Returns their results, one per copy."""
         observations, rewards, terminated, truncated, infos = [], [], [], [], []
         chosen = actions[indices]
         # Plain ints for discrete actions: Discrete.contains takes its fast path for them.
@@ -188,6 +205,7 @@ class LoopBackend:
         return observations, rewards, terminated_flags, truncated_flags, infos
 
     def close(self) -> None:
+        """Closes every copy."""
         for env in self.envs:
             env.close()
 
@@ -202,17 +220,20 @@ class VectorEnvBackend:
         self.num_envs = vector_env.num_envs
         self.seed_all_from_first = seed_all_from_first
 
-    def reset(self, seeds: list[int] | None):
+    def reset(self, seeds: list[int] | None) -> tuple[Observations, dict[str, Any]]:
+        """Resets every copy: one seed each, or the first seed for all (`seed_all_from_first`)."""
         seed = seeds if seeds is None or not self.seed_all_from_first else seeds[0]
         return self.vector_env.reset(seed=seed)  # type: ignore[arg-type]  # a list: one seed per copy
 
-    def step(self, actions: np.ndarray, indices: np.ndarray):
+    def step(self, actions: np.ndarray, indices: np.ndarray) -> BackendStep:
+        """Steps every copy with `actions` (all N); returns the results of copies `indices`."""
         obs, rewards, terminated, truncated, infos = self.vector_env.step(actions)
         if len(indices) == self.num_envs:
             return obs, rewards, terminated, truncated, infos
         return obs[indices], rewards[indices], terminated[indices], truncated[indices], infos
 
     def close(self) -> None:
+        """Closes the VectorEnv."""
         self.vector_env.close()
 
 
@@ -263,12 +284,14 @@ class SubprocessBackend(VectorEnvBackend):
         self.close()
         raise self._failure from cause
 
-    def reset(self, seeds: list[int] | None):
+    def reset(self, seeds: list[int] | None) -> tuple[Observations, dict[str, Any]]:
+        """VectorEnvBackend's, after `check_started`; a dead worker raises an EnvStepError."""
         self.check_started()
         with self._naming_dead_workers():
             return super().reset(seeds)
 
-    def step(self, actions: np.ndarray, indices: np.ndarray):
+    def step(self, actions: np.ndarray, indices: np.ndarray) -> BackendStep:
+        """VectorEnvBackend's; a dead worker raises an EnvStepError naming its copy."""
         with self._naming_dead_workers():
             return super().step(actions, indices)
 
@@ -379,7 +402,7 @@ class _NameErrors(gym.Wrapper):
         super().__init__(env)
         self.index, self.copies = index, num_envs
 
-    def step(self, action):
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         result = _call_named(self.env, self.index, self.copies, "step", action)
         self._check_observation(result[0], "step")
         problem = _reward_problem(result[1])
@@ -387,7 +410,7 @@ class _NameErrors(gym.Wrapper):
             raise _wrong_reward(self.index, self.copies, problem)
         return result
 
-    def reset(self, **kwargs):
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         result = _call_named(self.env, self.index, self.copies, "reset", **kwargs)
         self._check_observation(result[0], "reset")
         return result
@@ -422,10 +445,10 @@ class _FailedEnv(gym.Env):
         """(the EnvStepError naming the copy, the constructor's own error where it pickles)."""
         return self.error, self.cause
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> NoReturn:
         raise self.error
 
-    def step(self, action):
+    def step(self, action: Any) -> NoReturn:
         raise self.error
 
 
@@ -540,7 +563,8 @@ def _copy_env(env: gym.Env) -> gym.Env:
         return gym.make(env.spec)
 
 
-def _check_env_source(env) -> None:
+def _check_env_source(env: object) -> None:
+    """Raises TypeError unless `env` is a gymnasium.Env or callable."""
     if not isinstance(env, gym.Env) and not callable(env):
         raise TypeError(f"env must be a gymnasium.Env or a function returning one, got {type(env).__name__}")
 
@@ -559,7 +583,7 @@ def new_env(env: gym.Env | Callable[[], gym.Env] | gym.vector.VectorEnv) -> gym.
     return _copy_env(env) if isinstance(env, gym.Env) else env()
 
 
-def _spaces_of(env) -> tuple[gym.Space, gym.Space]:
+def _spaces_of(env: EnvSource) -> tuple[gym.Space, gym.Space]:
     """(observation_space, action_space) of `env`, an env or a function making one (called
     once here; the env it makes is closed)."""
     if isinstance(env, gym.Env):
@@ -571,17 +595,21 @@ def _spaces_of(env) -> tuple[gym.Space, gym.Space]:
         probe.close()
 
 
-def _env_factories(env, num_envs: int) -> list[Callable[[], gym.Env]]:
+def _env_factories(env: EnvSource, num_envs: int) -> list[Callable[[], gym.Env]]:
+    """A function making each env copy: for an env, the env itself first, then deep copies of
+    it; for a function, the function itself."""
     _check_env_source(env)
     if isinstance(env, gym.Env):  # the first copy is the env itself
         return [lambda: env] + [lambda: _copy_env(env) for _ in range(num_envs - 1)]
     return [env] * num_envs
 
 
-def has_native_vector_env(env) -> bool:
+def has_native_vector_env(env: object) -> TypeGuard[gym.Env]:
     """True if `env` is exactly what `gym.make` builds for a spec with a vectorised
     implementation (e.g. CartPole-v1), so gymnasium's native vector env computes the same."""
-    spec = getattr(env, "spec", None) if isinstance(env, gym.Env) else None
+    if not isinstance(env, gym.Env):
+        return False
+    spec = getattr(env, "spec", None)
     # Without a time limit in the spec, a vectorised env would apply its own default one.
     if (
         spec is None
@@ -622,7 +650,7 @@ def _seconds_per_step(env: gym.Env, probe_steps: int = 11) -> float:
     return float(np.median(times))
 
 
-def _auto_backend(env, num_envs: int) -> str:
+def _auto_backend(env: EnvSource, num_envs: int) -> str:
     """native where the env has an exact vectorised twin; subprocess for an env whose step
     costs over a millisecond when there are cores to run workers on; the loop otherwise."""
     if has_native_vector_env(env):
@@ -637,7 +665,9 @@ def _auto_backend(env, num_envs: int) -> str:
     return "loop"
 
 
-def _given_vector_env(vector_env: gym.vector.VectorEnv, num_envs: int, backend: str):
+def _given_vector_env(
+    vector_env: gym.vector.VectorEnv, num_envs: int, backend: str
+) -> tuple[VectorEnvBackend, gym.Space, gym.Space]:
     """A gymnasium VectorEnv passed as the env: it steps its copies itself."""
     if backend != "auto":
         raise ValueError(
@@ -664,13 +694,13 @@ def _given_vector_env(vector_env: gym.vector.VectorEnv, num_envs: int, backend: 
 
 
 def _make_backend(
-    env,
+    env: EnvSource | gym.vector.VectorEnv,
     num_envs: int,
     backend: str,
     made_in: str | None = None,
     first_copy: int = 0,
     total_copies: int | None = None,
-):
+) -> tuple[LoopBackend | VectorEnvBackend, gym.Space, gym.Space]:
     """(backend, observation space, action space). With `made_in` (see EnvVectorizer), the
     copies that a factory makes in this process are named in its errors, as copies
     `first_copy + i` of `total_copies`."""
@@ -686,7 +716,8 @@ def _make_backend(
                 "backend='native' needs an env made by gym.make from an id with a "
                 "vectorised implementation and no extra wrappers, e.g. CartPole-v1"
             )
-        vector_env = gym.make_vec(env.spec, num_envs=num_envs, vectorization_mode="vector_entry_point")
+        spec = cast(EnvSpec, env.spec)  # has_native_vector_env: it has one
+        vector_env = gym.make_vec(spec, num_envs=num_envs, vectorization_mode="vector_entry_point")
         return VectorEnvBackend(vector_env, seed_all_from_first=True), env.observation_space, env.action_space
     factories = _env_factories(env, num_envs)
     if isinstance(env, gym.Env):
@@ -852,10 +883,11 @@ class EnvVectorizer:
 
     @property
     def envs_active(self) -> EpisodeOverFlags:
+        """[N] bool: True where that copy's episode is over; set it with a bool array of [N]."""
         return self._episode_over
 
     @envs_active.setter
-    def envs_active(self, flags) -> None:
+    def envs_active(self, flags: ArrayLike) -> None:
         flags = np.asarray(flags)
         if flags.shape != (self.num_envs,) or flags.dtype != bool:
             raise ValueError(
@@ -869,7 +901,7 @@ class EnvVectorizer:
         """Indices of the copies whose episode is still running."""
         return np.flatnonzero(~self._episode_over)
 
-    def reset(self, seed: int | None = None) -> tuple[np.ndarray, list[dict]]:
+    def reset(self, seed: int | None = None) -> tuple[np.ndarray, Infos]:
         """Starts a new episode in every copy; returns (states [N, *obs_shape], infos). With
         `seed`, copy i is seeded `seed + first_copy + i`."""
         if seed is not None:
@@ -894,7 +926,7 @@ class EnvVectorizer:
             full[indices] = actions
         return full if self._clip_bounds is None else np.clip(full, *self._clip_bounds)
 
-    def _step_backend(self, actions, indices: np.ndarray):
+    def _step_backend(self, actions: ArrayLike, indices: np.ndarray) -> StepResults:
         actions = np.asarray(actions)
         if actions.shape[:1] != (len(indices),):
             raise ValueError(
@@ -914,14 +946,14 @@ class EnvVectorizer:
         cast(np.ndarray, self.last_next_states)[indices] = next_states  # made by reset
         return next_states, rewards, terminated, truncated, infos
 
-    def step(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Any]:
+    def step(self, actions: ArrayLike) -> StepResults:
         """Steps the running copies with one action each (in env order). Returns their
         (next_states, rewards, terminated, truncated, infos); a finished copy is not stepped
         (or, on an all-copies backend, its result is dropped). `infos` is a list of per-copy
         dicts on the loop backend, gymnasium's dict of arrays (all copies) on the others."""
         return self._step_backend(actions, self.active_indices())
 
-    def step_autoreset(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def step_autoreset(self, actions: ArrayLike) -> tuple[Array, Array, Array, Array, Array]:
         """Steps every copy (actions for all N). Returns (next_states, rewards, terminated,
         truncated, valid): `valid[i]` is False where copy i was being reset (its episode ended
         on the previous call); that row is not a transition. Where an episode ends,
@@ -931,7 +963,7 @@ class EnvVectorizer:
         self._ended = terminated | truncated
         return next_states, rewards, terminated, truncated, valid
 
-    def _as_states(self, states, indices: np.ndarray, method: str) -> np.ndarray:
+    def _as_states(self, states: Observations, indices: np.ndarray, method: str) -> np.ndarray:
         """The observations of copies `indices` (from `method`, 'reset' or 'step') as one
         array; an EnvOutputError if one has the wrong shape or is not finite."""
         expected = self.observation_space.shape
@@ -953,7 +985,7 @@ class EnvVectorizer:
             )
         return stacked
 
-    def _as_rewards(self, rewards, indices: np.ndarray) -> np.ndarray:
+    def _as_rewards(self, rewards: ArrayLike, indices: np.ndarray) -> np.ndarray:
         """The rewards of copies `indices` as a float32 array; an EnvOutputError if one is not
         a scalar, or is not finite (unless `non_finite_rewards` is "zero": then it becomes 0)."""
         try:
@@ -977,4 +1009,5 @@ class EnvVectorizer:
         )
 
     def close(self) -> None:
+        """Closes the env copies (their worker processes, on the subprocess backend)."""
         self.backend.close()

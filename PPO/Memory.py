@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 PER_STEP = (
     "states",
@@ -20,6 +21,12 @@ PER_STEP = (
     "episode_starts",
     "log_probs",
 )  # the [T, N, ...] fields of a Rollout
+
+# A Rollout field as given: anything array-like, or a torch tensor.
+Data = ArrayLike | torch.Tensor
+# A field, or an array made from fields: a NumPy array from collectors, a torch tensor on the
+# learner's device in `learn()`; Any, as the fields are, since each side uses it as its own kind.
+Field = Any
 
 
 def _blank_value(name: str) -> float:
@@ -63,7 +70,7 @@ class Rollout:
     log_probs: Any
 
     @property
-    def ends(self):
+    def ends(self) -> Field:
         """[T, N]: the valid steps that end an episode (the ones `final_states` follow)."""
         return (self.terminated | self.truncated) & self.valid
 
@@ -73,12 +80,13 @@ class Rollout:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """(T, N): the rows (steps) and columns (env copies) of the grid."""
         return tuple(self.valid.shape)
 
     def to(self, device: torch.device | str) -> Rollout:
         """The same rollout as torch tensors on `device`."""
 
-        def tensor(x):
+        def tensor(x: np.ndarray | torch.Tensor) -> torch.Tensor:
             x = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
             return x.to(device, non_blocking=True)
 
@@ -87,12 +95,12 @@ class Rollout:
     def numpy(self) -> Rollout:
         """The same rollout as NumPy arrays."""
 
-        def array(x):
+        def array(x: Data) -> np.ndarray:
             return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
         return Rollout(**{f.name: array(getattr(self, f.name)) for f in fields(self)})
 
-    def next_states(self):
+    def next_states(self) -> Field:
         """[T, N, *obs]: the observation after every valid step (the next row inside an
         episode, the final observation where it ends)."""
         ends = self.ends
@@ -138,15 +146,15 @@ class Rollout:
     @classmethod
     def from_trajectories(
         cls,
-        states,
-        actions,
-        rewards,
-        terminated,
-        truncated,
-        final_states,
-        env_ids=None,
-        episode_starts=None,
-        log_probs=None,
+        states: Data,
+        actions: Data,
+        rewards: Data,
+        terminated: Data,
+        truncated: Data,
+        final_states: Data,
+        env_ids: Data | None = None,
+        episode_starts: Data | None = None,
+        log_probs: Data | None = None,
     ) -> Rollout:
         """A rollout from trajectories laid end to end: step i of the flat arrays is
         (states[i], actions[i], rewards[i], ...); every trajectory closes with a terminated or
@@ -210,7 +218,12 @@ class Rollout:
         return flat
 
 
-def _as_array(x) -> np.ndarray | None:
+@overload
+def _as_array(x: None) -> None: ...
+@overload
+def _as_array(x: Data) -> np.ndarray: ...
+def _as_array(x: Data | None) -> np.ndarray | None:
+    """`x` as a NumPy array (a tensor copied to the CPU); None stays None."""
     if x is None:
         return None
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
@@ -290,7 +303,7 @@ def _pad(rollout: Rollout, axis: int, size: int) -> Rollout:
 def empty_rollout(like: Rollout, num_steps: int, num_envs: int) -> Rollout:
     """A rollout of `num_envs` copies with no transitions, its fields typed like `like`'s."""
 
-    def blank(name):
+    def blank(name: str) -> np.ndarray:
         array = getattr(like, name)
         return np.full((num_steps, num_envs) + array.shape[2:], _blank_value(name), dtype=array.dtype)
 
@@ -318,15 +331,15 @@ class Memory:
 
     def add_trajectories(
         self,
-        states,
-        actions,
-        rewards,
-        terminated,
-        truncated,
-        final_states,
-        env_ids=None,
-        episode_starts=None,
-        log_probs=None,
+        states: Data,
+        actions: Data,
+        rewards: Data,
+        terminated: Data,
+        truncated: Data,
+        final_states: Data,
+        env_ids: Data | None = None,
+        episode_starts: Data | None = None,
+        log_probs: Data | None = None,
     ) -> None:
         """Stores trajectories laid end to end (the flat layout of `Rollout.from_trajectories`)."""
         self.add(
@@ -344,6 +357,7 @@ class Memory:
         )
 
     def __len__(self) -> int:
+        """The number of stored transitions."""
         return sum(len(rollout) for rollout in self._rollouts)
 
     def take(self) -> Rollout:
@@ -356,6 +370,7 @@ class Memory:
         return rollout
 
     def clear(self) -> None:
+        """Drops every stored rollout."""
         self._rollouts.clear()
 
     def state(self) -> list[dict[str, torch.Tensor]]:
