@@ -20,8 +20,10 @@ family defaults still apply). A per-id preset that names an option (MountainCar-
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -96,3 +98,51 @@ def settings_for(env_id: str | None, family_name: str, part: str, preset: bool =
     if preset and env_id in presets():
         settings.update(presets()[env_id][part])
     return settings
+
+
+RUNNER_OPTIONS = ("num_envs", "num_steps", "eval_deterministic")  # the runner part of an entry
+
+
+def read_presets_file(
+    path: str | Path, env_id: str, ppo_options: Collection[str]
+) -> dict[str, dict[str, Any]]:
+    """The entry for `env_id` of a presets file (the format of AsyncTools/presets.json, as
+    `ppo-tune` writes it): {"ppo": {...}, "runner": {...}}. ValueError, naming the file, when it
+    cannot be read or parsed, has no entry for `env_id`, or names an option outside `ppo_options`
+    (its "ppo" part) or RUNNER_OPTIONS (its "runner" part), or gives one as null."""
+    try:
+        table = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"--presets {path}: cannot be read ({error})") from error
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--presets {path}: not valid JSON ({error})") from error
+    entries = (
+        {key: value for key, value in table.items() if not key.startswith("_")}
+        if isinstance(table, dict)
+        else {}
+    )
+    if env_id not in entries:
+        raise ValueError(
+            f"--presets {path}: no entry for {env_id!r} (the file has: {', '.join(entries) or 'none'})"
+        )
+    entry = entries[env_id]
+    if not isinstance(entry, dict) or set(entry) - {"source", "ppo", "runner"}:
+        raise ValueError(
+            f"--presets {path}: the {env_id!r} entry must be an object of source, ppo and runner"
+        )
+    checked: dict[str, dict[str, Any]] = {}
+    for part, known in (("ppo", ppo_options), ("runner", RUNNER_OPTIONS)):
+        options = entry.get(part, {})
+        if not isinstance(options, dict):
+            raise ValueError(f"--presets {path}: {env_id!r}.{part} must be an object, got {options!r}")
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise ValueError(
+                f"--presets {path}: {env_id!r}.{part} names unknown option(s) {', '.join(unknown)} "
+                f"(known: {', '.join(sorted(known))})"
+            )
+        nulls = sorted(name for name, value in options.items() if value is None)
+        if nulls:
+            raise ValueError(f"--presets {path}: {env_id!r}.{part}: {', '.join(nulls)} is null; give a value")
+        checked[part] = dict(options)
+    return checked

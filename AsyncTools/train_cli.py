@@ -4,15 +4,18 @@
     python train.py --env Pendulum-v1 --steps 200000       # settings from the env's preset
     python train.py --env HalfCheetah-v5 --steps 1000000 --lr 1e-4   # any option overrides
     python train.py --resume runs/CartPole-v1_20260101-120000_seed0 --steps 300000
+    python train.py --seeds 0 1 2 --jobs 3                 # one run per seed, 3 processes at once
+    python train.py --presets my_presets.json --track      # settings from a file; sent to W&B
 
 Every run writes a run folder under --log-dir (printed at the start): progress.csv,
 episodes.csv, TensorBoard events (if tensorboard is installed), checkpoints, the final weights
 and learning_curve.png. Ctrl-C or SIGTERM saves a checkpoint and the weights and stops (a
 second signal stops at once); --resume continues from it with the run's own settings
-(train_args.json in the run folder): only --steps, --timeout, --quiet, --checkpoint-every and
---save-dir come from the new command line.
+(train_args.json in the run folder): only --steps, --timeout, --quiet, --checkpoint-every,
+--save-dir and --track (with --wandb-project, --wandb-entity) come from the new command line.
 
-Settings: every option not given comes from the env id's preset (AsyncTools/presets.json) or,
+Settings: every option not given comes from the env's entry of --presets FILE (a file in the
+format of AsyncTools/presets.json), then from the env id's preset (AsyncTools/presets.json) or,
 for ids without one, from the defaults of the env's family (discrete, continuous, image);
 train_args.json in the run folder records the values used.
 
@@ -20,7 +23,8 @@ Exit status: 0 when the run ended by itself (--steps, --timeout or --stop-at-ret
 after Ctrl-C (SIGINT) and 143 after SIGTERM (checkpoint and weights saved), 1 on an error (the
 last checkpoint left intact; also when the weights cannot be written to --save-dir at the end,
 the run folder keeping its copy), 2 for bad arguments (among them a --save-dir or --log-dir that
-cannot be written, found before training starts).
+cannot be written, found before training starts). With --seeds, the runs' statuses combined: 130
+or 143 if a signal stopped any of them, else the first failed run's status, else 0.
 """
 
 from __future__ import annotations
@@ -32,14 +36,19 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env
 from AsyncTools.collectors import COLLECTOR_BACKENDS
+from AsyncTools.jobs import check_jobs, combined_exit_code, run_processes
+from AsyncTools.presets import RUNNER_OPTIONS, read_presets_file
 from AsyncTools.rollout import ROLLOUTS
+from AsyncTools.tracking import TrackingError, WandbTracker, import_wandb
 from AsyncTools.vectorizer import NON_FINITE_REWARD_CHOICES
 from PPO import PPO
 from PPO.persistence import POLICY_FILE
@@ -106,7 +115,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
         return action.help if action.default is None else super()._get_help_string(action)
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The options in `argv` (default: the command line), each group of flags added in the order
     --help lists them."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
@@ -115,6 +124,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_learner_flags(parser)
     add_evaluation_flags(parser)
     add_run_flags(parser)
+    add_experiment_flags(parser)
     return parser.parse_args(argv)
 
 
@@ -253,6 +263,36 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def add_experiment_flags(parser: argparse.ArgumentParser) -> None:
+    """Settings from a file, several seeds, tracking: --presets, --seeds, --jobs, --track,
+    --wandb-project, --wandb-entity."""
+    parser.add_argument(
+        "--presets",
+        default=None,
+        help="a presets file (the format of AsyncTools/presets.json, as ppo-tune writes it): "
+        "its entry for --env sets every option not given here",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="one run per seed, each with its own run folder and weights in --save-dir/seed<k>; "
+        "compare them with ppo-compare",
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="with --seeds: runs at a time, each in its own process"
+    )
+    parser.add_argument(
+        "--track",
+        action="store_true",
+        help="send the run's scalars, settings and learning curve to Weights & Biases "
+        "(pip install -e .[track])",
+    )
+    parser.add_argument("--wandb-project", default="parallel-ppo", help="with --track: the W&B project")
+    parser.add_argument("--wandb-entity", default=None, help="with --track: the W&B team or user")
+
+
 def ppo_options(args: argparse.Namespace) -> dict:
     options = {
         name: getattr(args, name_of(flag))
@@ -270,6 +310,23 @@ def name_of(flag: str) -> str:
     return flag.lstrip("-").replace("-", "_")
 
 
+# Every PPO keyword a flag sets, with the flag's attribute in the parsed arguments.
+OPTION_ATTRS = {name: name_of(flag) for flag, name, *_ in PPO_OPTIONS + PPO_SWITCHES} | {
+    name: name for name in NETWORK_OPTIONS
+}
+
+
+def with_presets_entry(args: argparse.Namespace, entry: dict[str, dict[str, Any]]) -> argparse.Namespace:
+    """`args` with every option it leaves out (None) taken from a presets entry ({"ppo": PPO
+    keywords with flags, "runner": num_envs, num_steps, eval_deterministic})."""
+    filled = argparse.Namespace(**vars(args))
+    for part, attrs in (("ppo", OPTION_ATTRS), ("runner", {name: name for name in RUNNER_OPTIONS})):
+        for name, value in entry.get(part, {}).items():
+            if getattr(filled, attrs[name]) is None:
+                setattr(filled, attrs[name], value)
+    return filled
+
+
 # The exit status: 0 when the run ended by itself (its steps or --timeout); 128 + the signal's
 # number when SIGINT (Ctrl-C) or SIGTERM stopped it, after saving the checkpoint and weights.
 EXIT_CODES = {
@@ -283,7 +340,17 @@ EXIT_CODES = {
 # Options that gained flags (and so presets) after train_args.json existed: an older run's file
 # lacks them.
 UNRECORDED_IN_OLD_RUNS = ("value_coef", "max_grad_norm", "orthogonal_init")
-RESUME_KEEPS = ("steps", "timeout", "quiet", "checkpoint_every", "save_dir", "resume")
+RESUME_KEEPS = (
+    "steps",
+    "timeout",
+    "quiet",
+    "checkpoint_every",
+    "save_dir",
+    "track",
+    "wandb_project",
+    "wandb_entity",
+    "resume",
+)
 ARGS_FILE = "train_args.json"
 
 
@@ -323,8 +390,10 @@ def fixed_before_recorded() -> dict:
     return {name: signature.parameters[name].default for name in UNRECORDED_IN_OLD_RUNS}
 
 
-def build(args: argparse.Namespace) -> tuple[PPO, AsyncPPO]:
-    """The learner and the runner that `args` describe."""
+def build(
+    args: argparse.Namespace, callback: Callable[[AsyncPPO, dict], bool | None] | None = None
+) -> tuple[PPO, AsyncPPO]:
+    """The learner and the runner that `args` describe (`callback`: AsyncPPO's, after every round)."""
     ppo = ppo_for_env(args.env, preset=args.preset == "auto", **ppo_options(args))
     runner = AsyncPPO(
         env=args.env,
@@ -345,15 +414,68 @@ def build(args: argparse.Namespace) -> tuple[PPO, AsyncPPO]:
         stop_at_return=args.stop_at_return,
         preset=args.preset == "auto",
         overlap=args.overlap,
+        callback=callback,
     )
     return ppo, runner
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
+    """train.py: one run, or with --seeds one run per seed; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
+    try:
+        args = checked(args)
+    except (ValueError, ImportError) as error:
+        print(f"train.py: error: {error}", file=sys.stderr)
+        return 2
+    if args.seeds is not None and len(args.seeds) > 1:
+        return run_seeds(args, argv)
+    return train(args)
+
+
+def checked(args: argparse.Namespace) -> argparse.Namespace:
+    """The arguments, resumed (--resume) or filled from --presets, with the combinations that
+    cannot work refused (ValueError; ImportError for --track without wandb)."""
+    if args.seeds is not None and args.resume is not None:
+        raise ValueError("--seeds starts new runs; --resume continues one run folder: give one of them")
+    check_jobs(args.jobs)
+    if args.seeds is not None and len(set(args.seeds)) < len(args.seeds):
+        raise ValueError(f"--seeds: each seed once (their runs would share a save folder), got {args.seeds}")
+    if args.seeds is not None and len(args.seeds) == 1:
+        args.seed = args.seeds[0]
     if args.resume is not None:
         args = with_saved_settings(args)
-    save_dir = Path(args.save_dir or f"data/{args.env.replace(':', '-')}")
+    elif args.presets is not None:
+        args = with_presets_entry(args, read_presets_file(args.presets, args.env, OPTION_ATTRS))
+    if args.track:
+        import_wandb()
+    return args
+
+
+def run_seeds(args: argparse.Namespace, argv: list[str]) -> int:
+    """One train.py process per seed, --jobs at a time (quiet when several run at once), each
+    saving its weights in --save-dir/seed<k>; prints their run folders' parent."""
+    save_dir = Path(args.save_dir or default_save_dir(args.env))
+    quiet = ["--quiet"] if args.jobs > 1 else []
+    argvs = [
+        [*argv, "--seeds", str(seed), "--save-dir", str(save_dir / f"seed{seed}"), *quiet]
+        for seed in args.seeds
+    ]
+    codes = run_processes("AsyncTools.train_cli", argvs, args.jobs)
+    print(
+        f"{len(args.seeds)} seeds: exit statuses {codes}; run folders under {args.log_dir}/ "
+        f"(compare them: ppo-compare {args.log_dir})"
+    )
+    return combined_exit_code(codes)
+
+
+def default_save_dir(env_id: str) -> str:
+    return f"data/{env_id.replace(':', '-')}"
+
+
+def train(args: argparse.Namespace) -> int:
+    """One run of the checked `args`; returns the exit status."""
+    save_dir = Path(args.save_dir or default_save_dir(args.env))
     for flag, folder in (("--save-dir", save_dir), ("--log-dir", Path(args.log_dir))):
         problem = unwritable(folder)
         if problem is not None:  # found now, not after the whole run
@@ -365,11 +487,35 @@ def main(argv=None) -> int:
     except (TypeError, ValueError, gym.error.Error) as error:
         print(f"train.py: error: {error}", file=sys.stderr)
         return 2
-    (runner.run_dir / ARGS_FILE).write_text(json.dumps(resolved(args, ppo, runner), indent=1))
-    try:
+    settings = resolved(args, ppo, runner)
+    (runner.run_dir / ARGS_FILE).write_text(json.dumps(settings, indent=1))
+    tracker = None
+    try:  # the runner is closed also when W&B cannot start (not logged in, say)
+        if args.track:  # once the run folder exists: W&B keeps its files there
+            tracker = WandbTracker(runner.run_dir, settings, args.wandb_project, args.wandb_entity)
+            runner.callback = tracker.log_round
         runner.run(timeout=args.timeout)
+    except TrackingError as error:
+        print(f"train.py: error: {error}", file=sys.stderr)
+        return 2
     finally:
         runner.close()
+        if tracker is not None:
+            finish_tracking(tracker)
+    return saved_weights(ppo, runner, save_dir, started)
+
+
+def finish_tracking(tracker: WandbTracker) -> None:
+    """Ends the W&B run; a failure there is said in one line and does not cost the weights."""
+    try:
+        tracker.finish()
+    except Exception as error:  # W&B's own (network, files): the run itself is done and saved
+        print(f"train.py: warning: --track: W&B could not finish the run ({error})", file=sys.stderr)
+
+
+def saved_weights(ppo: PPO, runner: AsyncPPO, save_dir: Path, started: float) -> int:
+    """Saves the weights in `save_dir` and prints the run's closing line; returns the exit status
+    (1 when the weights could not be written)."""
     say_if_replacing(save_dir, started)
     try:
         ppo.save_weights(save_dir)
@@ -408,7 +554,7 @@ def summary(runner: AsyncPPO) -> str:
     return f"{ending} {runner.total_steps} steps; mean return of the last {len(recent)} {what}: {mean:.1f}"
 
 
-def resolved(args: argparse.Namespace, ppo, runner: AsyncPPO) -> dict:
+def resolved(args: argparse.Namespace, ppo: PPO, runner: AsyncPPO) -> dict:
     """The command line with every default filled in by the value actually used (from the
     family defaults, the preset or the learner's own defaults): what train_args.json records."""
     settings = dict(

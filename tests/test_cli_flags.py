@@ -3,9 +3,11 @@ trained), and a resumed run keeps its saved settings over new flags."""
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import pytest
+from conftest import REPO_ROOT
 
 from AsyncTools import train_cli
 from AsyncTools.AsyncPPO import ppo_for_env
@@ -68,6 +70,25 @@ RUNNER_FLAGS = [
     (["--env", "Acrobot-v1"], lambda r: r.env_id, "Acrobot-v1"),
 ]
 
+# train.py's experiment flags (add_experiment_flags) act around the run, in main(): each with the
+# test of tests/test_experiments.py that checks what it does
+EXPERIMENT_FLAGS = {
+    "--presets": "test_train_with_presets_uses_the_files_settings_unless_a_flag_is_given",
+    "--seeds": "test_seeds_train_one_run_per_seed_in_processes",
+    "--jobs": "test_seeds_train_one_run_per_seed_in_processes",
+    "--track": "test_track_offline_logs_every_rounds_scalars_at_its_step",
+    "--wandb-project": "test_track_offline_logs_every_rounds_scalars_at_its_step",
+    "--wandb-entity": "test_track_offline_logs_every_rounds_scalars_at_its_step",
+}
+SHIPPED_PRESETS = str(REPO_ROOT / "AsyncTools" / "presets.json")
+# (flags, where on the runner, the value there) for those that reach the runner of a single run,
+# through train_cli.checked: --preset none leaves Pendulum-v1's 16 envs and gamma 0.9 to the file
+CHECKED_FLAGS = [
+    (["--presets", SHIPPED_PRESETS, "--env", "Pendulum-v1", "--preset", "none"], lambda r: r.num_envs, 16),
+    (["--presets", SHIPPED_PRESETS, "--env", "Pendulum-v1", "--preset", "none"], lambda r: r.ppo.gamma, 0.9),
+    (["--seeds", "7"], lambda r: r.seed, 7),
+]
+
 
 def build(tmp_path, *flags: str):
     args = train_cli.parse_args([*flags, "--log-dir", str(tmp_path / "runs"), "--device", "cpu"])
@@ -78,6 +99,35 @@ def test_every_learner_flag_is_in_the_table():
     tested = {flags[0].removeprefix("--no-").removeprefix("--") for flags, *_ in LEARNER_FLAGS}
     named = {flag.removeprefix("--") for flag, *_ in train_cli.PPO_OPTIONS + train_cli.PPO_SWITCHES}
     assert named <= tested
+
+
+def test_every_experiment_flag_is_tested_and_documented():
+    parser = argparse.ArgumentParser()
+    train_cli.add_experiment_flags(parser)
+    named = {flag for action in parser._actions for flag in action.option_strings} - {"-h", "--help"}
+    assert named == set(EXPERIMENT_FLAGS)
+    tests = (REPO_ROOT / "tests" / "test_experiments.py").read_text()
+    guides = "".join(page.read_text() for page in (REPO_ROOT / "docs" / "guides").glob("*.md"))
+    for flag, test in EXPERIMENT_FLAGS.items():
+        assert f"def {test}(" in tests and f'"{flag}"' in tests, flag
+        assert f"`{flag}" in guides or f"{flag} " in guides, f"{flag} is in no guide of docs/guides"
+
+
+@pytest.mark.parametrize(
+    "flags, where, value", CHECKED_FLAGS, ids=["--presets num_envs", "--presets gamma", "--seeds 7"]
+)
+def test_an_experiment_flag_reaches_the_runner_through_checked(tmp_path, flags, where, value):
+    args = train_cli.parse_args([*flags, "--log-dir", str(tmp_path / "runs"), "--device", "cpu"])
+    _, runner = train_cli.build(train_cli.checked(args))
+    try:
+        assert where(runner) == value
+    finally:
+        runner.close()
+    _, default_runner = build(tmp_path, *flags[flags.index("--env") :] if "--env" in flags else [])
+    try:
+        assert where(default_runner) != value, "the value must not be the default"
+    finally:
+        default_runner.close()
 
 
 @pytest.mark.parametrize(

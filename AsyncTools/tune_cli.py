@@ -1,0 +1,199 @@
+"""Tune PPO's settings for an env with Optuna: every trial is a train.py run.
+
+    python tune.py --env CartPole-v1 --trials 30 --steps 50000                  # one process
+    python tune.py --env Pendulum-v1 --trials 60 --steps 100000 --jobs 2        # two at a time
+    python tune.py --env LunarLander-v3 --trials 100 --steps 300000 \\
+        --storage postgresql://user:pass@host/db --study lunar                  # on every machine
+
+The study's folder (--log-dir/--study) holds one folder per trial (a normal run folder: progress,
+train_args.json, weights), the study itself (study.log, unless --storage names another storage) and,
+at the end, presets.json: the best settings, ready for `train.py --env ID --presets FILE`.
+
+--trials is the number of finished trials (complete or pruned) the study should reach: after
+Ctrl-C (finished trials are kept; the one running is tried again first), the same command goes on
+from where it stopped. Any train.py flag given here (--backend, --gamma, --num-envs...) is fixed
+for every trial and wins over the drawn value. See the study: optuna-dashboard STORAGE.
+
+Exit status: 0 when the study reached --trials (or --timeout passed), 130 after Ctrl-C, 2 for bad
+arguments (a storage that cannot be opened, a study that exists for another env or budget).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .jobs import check_jobs, combined_exit_code, run_processes
+from .tuning import (
+    JOURNAL_FILE,
+    TuneSpec,
+    import_optuna,
+    open_storage,
+    open_study,
+    presets_entry,
+    work,
+)
+
+PRESETS_FILE = "presets.json"
+SHOWN_PARAMS = ("lr", "k_epochs", "gamma", "GAE_lambda", "policy_clip", "entropy_coef", "hidden_sizes")
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """tune.py's own options, and the rest: train.py flags fixed for every trial."""
+    parser = argparse.ArgumentParser(
+        prog="ppo-tune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--env", default="CartPole-v1", help="Gymnasium env id (default: CartPole-v1)")
+    parser.add_argument("--trials", type=int, default=20, help="finished trials the study should reach")
+    parser.add_argument("--steps", type=int, default=50_000, help="env steps each trial trains for")
+    parser.add_argument("--jobs", type=int, default=1, help="trials at a time, each in its own process")
+    parser.add_argument(
+        "--storage", default=None, help="an Optuna storage URL or journal file (default: study.log)"
+    )
+    parser.add_argument("--study", default=None, help="the study's name (default: ENV_STEPS)")
+    parser.add_argument("--timeout", type=float, default=None, help="start no trial after this many seconds")
+    parser.add_argument(
+        "--eval-every", type=int, default=None, help="env steps between evaluations (default: --steps/10)"
+    )
+    parser.add_argument("--eval-episodes", type=int, default=5, help="episodes per evaluation (default: 5)")
+    parser.add_argument("--seed", type=int, default=0, help="the training seed of every trial (default: 0)")
+    parser.add_argument(
+        "--sampler", choices=("tpe", "random"), default="tpe", help="Optuna's sampler (default: tpe)"
+    )
+    parser.add_argument(
+        "--sampler-seed", type=int, default=None, help="seed the sampler (per worker: + its index)"
+    )
+    parser.add_argument(
+        "--pruner", choices=("median", "none"), default="median", help="stop poor trials early"
+    )
+    parser.add_argument(
+        "--log-dir", default="runs/tune", help="parent of the study folders (default: runs/tune)"
+    )
+    parser.add_argument(
+        "--worker", type=int, default=None, help=argparse.SUPPRESS
+    )  # set for --jobs' processes
+    return parser.parse_known_args(argv)
+
+
+def checked(args: argparse.Namespace) -> argparse.Namespace:
+    """The options, with --study and --eval-every filled in; ValueError naming a bad one."""
+    for flag in ("trials", "steps", "eval_episodes"):
+        value = getattr(args, flag)
+        if value < 1:
+            raise ValueError(f"--{flag.replace('_', '-')}: expected a positive number, got {value}")
+    check_jobs(args.jobs)
+    args.study = args.study or re.sub(r"[^A-Za-z0-9_.-]", "-", f"{args.env}_{args.steps}")
+    args.eval_every = args.eval_every or max(1, args.steps // 10)
+    return args
+
+
+def samplers(args: argparse.Namespace, optuna: Any) -> tuple[Any, Any]:
+    """The sampler and pruner: TPE (or random) seeded per worker when --sampler-seed is given;
+    the median rule from the fifth finished trial (fewer in small studies), after the first third
+    of training."""
+    seed = None if args.sampler_seed is None else args.sampler_seed + (args.worker or 0)
+    startup = max(1, min(5, args.trials // 4))
+    sampler = (
+        optuna.samplers.TPESampler(n_startup_trials=startup, seed=seed)
+        if args.sampler == "tpe"
+        else optuna.samplers.RandomSampler(seed=seed)
+    )
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=args.steps // 3)
+        if args.pruner == "median"
+        else optuna.pruners.NopPruner()
+    )
+    return sampler, pruner
+
+
+def main(argv: list[str] | None = None) -> int:
+    """ppo-tune: opens (or continues) the study, runs its trials, prints the best; the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, train_argv = parse_args(argv)
+    try:
+        args = checked(args)
+        optuna = import_optuna()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        folder = Path(args.log_dir) / args.study
+        spec = TuneSpec(
+            args.env, args.steps, args.eval_every, args.eval_episodes, args.seed, folder, train_argv
+        )
+        study = open_study(open_storage(args.storage, folder), args.study, spec, *samplers(args, optuna))
+    except (ValueError, ImportError) as error:
+        print(f"ppo-tune: error: {error}", file=sys.stderr)
+        return 2
+    code = 0
+    if args.worker is not None or args.jobs == 1:
+        try:
+            work(study, spec, args.trials, None if args.timeout is None else time.monotonic() + args.timeout)
+        except KeyboardInterrupt:
+            print("ppo-tune: interrupted; the finished trials are kept (run the same command to go on)")
+            code = 130
+    else:
+        code = run_workers(argv, args, spec)
+    if args.worker is None:
+        report(study, spec, args)
+    return code
+
+
+def run_workers(argv: list[str], args: argparse.Namespace, spec: TuneSpec) -> int:
+    """--jobs worker processes on the same study (the default journal file or --storage). Vector
+    policies train on one thread each (PPO's default); image policies share the cores."""
+    storage = args.storage or str(spec.folder / JOURNAL_FILE)
+    cores = max(1, (os.cpu_count() or 1) // args.jobs)
+    env = {"OMP_NUM_THREADS": str(cores)} if spec.family() == "image" else {}
+    worker_argvs = [
+        [*argv, "--storage", storage, "--study", args.study, "--worker", str(i)] for i in range(args.jobs)
+    ]
+    return combined_exit_code(run_processes("AsyncTools.tune_cli", worker_argvs, args.jobs, env=env))
+
+
+def report(study: Any, spec: TuneSpec, args: argparse.Namespace) -> int:
+    """Prints the best trials and writes presets.json in the study's folder; returns 0."""
+    optuna = import_optuna()
+    states = optuna.trial.TrialState
+    trials = study.get_trials(deepcopy=False)
+    complete = sorted((t for t in trials if t.state == states.COMPLETE), key=lambda t: -t.value)
+    counts = {state.name.lower(): sum(t.state == state for t in trials) for state in states}
+    print(f"study {study.study_name!r}: " + ", ".join(f"{n} {name}" for name, n in counts.items() if n))
+    print(best_table(complete[:5]))
+    entry = presets_entry(study, spec)
+    if entry is not None:
+        file = spec.folder / PRESETS_FILE
+        file.write_text(json.dumps({spec.env: entry}, indent=1) + "\n")
+        print(f"best settings: {file}\ntrain with them: python train.py --env {spec.env} --presets {file}")
+    print(f"see the study: optuna-dashboard {args.storage or spec.folder / JOURNAL_FILE}")
+    return 0
+
+
+def best_table(trials: list[Any]) -> str:
+    """The trials' value, rollout and main settings, one line each."""
+    rows: list[tuple[str, ...]] = [("trial", "return", "envs x steps", "mini-batch", *SHOWN_PARAMS)]
+    for trial in trials:
+        ppo, runner = trial.user_attrs["settings"]["ppo"], trial.user_attrs["settings"]["runner"]
+        shown = [
+            f"{ppo[name]:.3g}" if isinstance(ppo.get(name), float) else str(ppo.get(name, ""))
+            for name in SHOWN_PARAMS
+        ]
+        rows.append(
+            (
+                str(trial.number),
+                f"{trial.value:.1f}",
+                f"{runner['num_envs']} x {runner['num_steps']}",
+                str(ppo["mini_batch_size"]),
+                *shown,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows)
+    return "\n".join(line.rstrip() for line in lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,273 @@
+"""ppo-tune: the search space, the study (storage, budget, resume, several processes), pruning,
+interrupts, the presets it writes and their round trip through train.py --presets."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from AsyncTools import search_space, train_cli, tune_cli, tuning
+from AsyncTools.presets import read_presets_file
+from AsyncTools.search_space import FAMILIES, largest_rollout_log2, sample, settings_from_params
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--env", "CartPole-v1", "--steps", "2048", "--eval-episodes", "2", "--eval-every", "512"]
+
+
+def journal(folder: Path) -> optuna.storages.JournalStorage:
+    return tuning.open_storage(None, folder)
+
+
+def drawn_settings(family: str, steps: int, count: int = 150) -> list[dict]:
+    """`count` settings drawn at random from the family's space."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    settings = []
+    for _ in range(count):
+        trial = study.ask()
+        settings.append(sample(trial, family, steps))
+        study.tell(trial, 0.0)
+    return settings
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("steps", [2_000, 100_000, 10_000_000])
+def test_every_draw_is_valid_by_construction(family, steps):
+    for drawn in drawn_settings(family, steps):
+        ppo, runner = drawn["ppo"], drawn["runner"]
+        rollout = runner["num_envs"] * runner["num_steps"]
+        assert ppo["batch_size"] == rollout  # one update per round
+        assert 1 <= ppo["mini_batch_size"] <= rollout and rollout % ppo["mini_batch_size"] == 0
+        assert runner["num_steps"] >= 8 and runner["num_envs"] >= 1
+        assert rollout <= max(2 ** search_space.ROLLOUT_LOG2[family][0], steps // search_space.MIN_UPDATES)
+        assert search_space.LR_RANGE[family][0] <= ppo["lr"] <= search_space.LR_RANGE[family][1]
+        assert ("hidden_sizes" in ppo) == (family != "image")  # the CNN is not searched
+
+
+def test_the_rollout_cap_follows_the_budget():
+    assert largest_rollout_log2("discrete", 2_000) == 8  # the family's smallest: 256 steps
+    assert largest_rollout_log2("discrete", 100_000) == 13  # 8192 * 8 <= 100k < 16384 * 8
+    assert largest_rollout_log2("continuous", 10**9) == 14  # the family's largest
+
+
+def test_settings_are_rebuilt_from_a_trials_params():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    trial = study.ask()
+    drawn = sample(trial, "continuous", 200_000)
+    assert settings_from_params(trial.params) == drawn
+    assert sample(optuna.trial.FixedTrial(trial.params), "continuous", 200_000) == drawn
+
+
+def test_an_unknown_family_is_refused():
+    with pytest.raises(ValueError, match="family: expected one of"):
+        sample(optuna.trial.FixedTrial({}), "board-game", 1000)
+
+
+def spec_for(folder: Path, env: str = "CartPole-v1", steps: int = 2048) -> tuning.TuneSpec:
+    return tuning.TuneSpec(env, steps, 512, 2, 0, folder, [])
+
+
+def test_a_study_name_cannot_be_reused_for_another_env_or_budget(tmp_path):
+    storage = journal(tmp_path)
+    tuning.open_study(storage, "s", spec_for(tmp_path), None, None)
+    tuning.open_study(storage, "s", spec_for(tmp_path), None, None)  # the same: reopened
+    with pytest.raises(ValueError, match=r"--study s: this study exists for .*CartPole-v1.*not .*Acrobot-v1"):
+        tuning.open_study(storage, "s", spec_for(tmp_path, env="Acrobot-v1"), None, None)
+    with pytest.raises(ValueError, match=r"--study s: .*'steps': 2048.*'steps': 4096"):
+        tuning.open_study(storage, "s", spec_for(tmp_path, steps=4096), None, None)
+
+
+def test_a_storage_that_cannot_be_opened_names_storage(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match=r"--storage .*file/x.log: cannot be opened"):
+        tuning.open_storage(str(blocker / "x.log"), tmp_path)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--trials", "0"], "--trials: expected a positive number, got 0"),
+        (["--steps", "-5"], "--steps: expected a positive number, got -5"),
+        (["--jobs", "0"], "--jobs: expected a positive number of processes, got 0"),
+        (["--storage", "nosuchdb://x"], "--storage nosuchdb://x: cannot be opened"),
+    ],
+)
+def test_bad_arguments_give_one_line_and_exit_2(tmp_path, capsys, argv, message):
+    assert tune_cli.main([*argv, "--log-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ppo-tune: error: {message}") and err.count("\n") == 1
+
+
+def test_study_of_another_env_exits_2(tmp_path, capsys):
+    storage = journal(tmp_path / "CartPole-v1_2048")
+    tuning.open_study(storage, "CartPole-v1_2048", spec_for(tmp_path), None, None)
+    argv = [
+        "--env",
+        "Acrobot-v1",
+        "--steps",
+        "2048",
+        "--study",
+        "CartPole-v1_2048",
+        "--log-dir",
+        str(tmp_path),
+    ]
+    assert tune_cli.main(argv) == 2
+    assert "--study CartPole-v1_2048: this study exists for" in capsys.readouterr().err
+
+
+def test_the_command_is_installed_and_at_the_root():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["scripts"]["ppo-tune"] == "AsyncTools.tune_cli:main"
+    assert [r.split(">")[0] for r in project["optional-dependencies"]["tune"]] == ["optuna"]
+    assert [r.split(">")[0] for r in project["optional-dependencies"]["track"]] == ["wandb"]
+    assert "from AsyncTools.tune_cli import main" in (REPO / "tune.py").read_text()
+
+
+def test_help_exits_0(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        tune_cli.main(["--help"])
+    assert exit_.value.code == 0
+    assert "--trials" in capsys.readouterr().out
+
+
+class FakeTrial:
+    def __init__(self, prune: bool):
+        self.reported: list[tuple[float, int]] = []
+        self.prune = prune
+
+    def report(self, value: float, step: int) -> None:
+        self.reported.append((value, step))
+
+    def should_prune(self) -> bool:
+        return self.prune
+
+
+def test_the_pruning_callback_reports_evaluations_and_stops_when_told():
+    keep, stop = FakeTrial(prune=False), FakeTrial(prune=True)
+    assert tuning.pruning_callback(keep)(None, {"steps": 100, "eval_return": None}) is None
+    assert keep.reported == []  # rounds without an evaluation report nothing
+    assert tuning.pruning_callback(keep)(None, {"steps": 512, "eval_return": 20.5}) is None
+    assert keep.reported == [(20.5, 512)]
+    assert tuning.pruning_callback(stop)(None, {"steps": 1024, "eval_return": 3.0}) is False
+
+
+def trials_of(folder: Path, name: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=journal(folder)).get_trials()
+
+
+@pytest.mark.slow
+def test_a_tiny_study_its_presets_and_train_presets_round_trip(tmp_path, capsys):
+    log_dir = tmp_path / "tune"
+    assert tune_cli.main([*TINY, "--trials", "3", "--log-dir", str(log_dir), "--sampler-seed", "0"]) == 0
+    folder = log_dir / "CartPole-v1_2048"
+    trials = trials_of(folder, "CartPole-v1_2048")
+    assert len(trials) == 3 and {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
+    for trial in trials:  # each trial is a train.py run folder with the drawn settings
+        args = json.loads((Path(trial.user_attrs["run_dir"]) / "train_args.json").read_text())
+        settings = trial.user_attrs["settings"]
+        assert args["lr"] == settings["ppo"]["lr"] and args["num_envs"] == settings["runner"]["num_envs"]
+        assert args["mini_batch_size"] == settings["ppo"]["mini_batch_size"]
+        assert trial.intermediate_values  # the evaluations were reported
+    best = max((t for t in trials if t.state.name == "COMPLETE"), key=lambda t: t.value)
+    lines = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("trial  return"))
+    assert lines[header + 1].split()[:2] == [str(best.number), f"{best.value:.1f}"]  # the best first
+    presets = folder / "presets.json"
+    entry = json.loads(presets.read_text())["CartPole-v1"]
+    assert entry["source"].startswith("tuned here: ppo-tune study 'CartPole-v1_2048', best of 3")
+    assert (
+        read_presets_file(presets, "CartPole-v1", train_cli.OPTION_ATTRS)["ppo"]
+        == best.user_attrs["settings"]["ppo"]
+    )
+    # one flag away: train.py --presets trains with the best settings
+    runs, weights = str(tmp_path / "runs"), str(tmp_path / "w")
+    train = ["--steps", "300", "--quiet", "--eval-every", "0", "--log-dir", runs, "--save-dir", weights]
+    assert train_cli.main(["--env", "CartPole-v1", "--presets", str(presets), *train]) == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    used = json.loads((run / "train_args.json").read_text())
+    for name, value in entry["ppo"].items():
+        assert used[train_cli.OPTION_ATTRS[name]] == value, name
+    assert (used["num_envs"], used["num_steps"]) == (
+        entry["runner"]["num_envs"],
+        entry["runner"]["num_steps"],
+    )
+
+
+@pytest.mark.slow
+def test_the_same_command_resumes_the_study_up_to_its_total(tmp_path):
+    argv = [*TINY, "--log-dir", str(tmp_path), "--pruner", "none"]
+    assert tune_cli.main([*argv, "--trials", "2"]) == 0
+    first = trials_of(tmp_path / "CartPole-v1_2048", "CartPole-v1_2048")
+    assert tune_cli.main([*argv, "--trials", "3"]) == 0
+    assert tune_cli.main([*argv, "--trials", "3"]) == 0  # reached: no new trial
+    trials = trials_of(tmp_path / "CartPole-v1_2048", "CartPole-v1_2048")
+    assert [t.number for t in trials] == [0, 1, 2] and all(t.state.name == "COMPLETE" for t in trials)
+    assert [(t.params, t.value) for t in trials[:2]] == [(t.params, t.value) for t in first]
+
+
+class AlwaysPrune(optuna.pruners.BasePruner):
+    def prune(self, study, trial) -> bool:
+        return True
+
+
+@pytest.mark.slow
+def test_a_pruned_trial_stops_at_its_first_evaluation(tmp_path):
+    spec = spec_for(tmp_path)
+    study = tuning.open_study(
+        journal(tmp_path), "p", spec, optuna.samplers.RandomSampler(seed=0), AlwaysPrune()
+    )
+    tuning.work(study, spec, trials=1, deadline=None)
+    (trial,) = study.get_trials()
+    assert trial.state.name == "PRUNED"
+    (step,) = trial.intermediate_values  # stopped at the first evaluation, long before 2048 steps
+    assert 512 <= step < 2048
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_study_without_losing_or_repeating_a_trial(tmp_path):
+    code = tune_cli.main(
+        [*TINY, "--trials", "4", "--jobs", "2", "--log-dir", str(tmp_path), "--pruner", "none"]
+    )
+    assert code == 0
+    trials = trials_of(tmp_path / "CartPole-v1_2048", "CartPole-v1_2048")
+    numbers = [t.number for t in trials]
+    assert len(set(numbers)) == len(numbers) and 4 <= len(trials) <= 5  # two may finish at once
+    assert all(t.state.name == "COMPLETE" for t in trials)
+    run_dirs = {t.user_attrs["run_dir"] for t in trials}
+    assert len(run_dirs) == len(trials) and all(Path(d).is_dir() for d in run_dirs)
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_finished_trials_and_the_same_command_goes_on(tmp_path):
+    budget = ["--steps", "30000", "--eval-every", "3000", "--trials", "2", "--pruner", "none"]
+    argv = [sys.executable, "tune.py", *TINY, *budget, "--log-dir", str(tmp_path)]
+    folder = tmp_path / "CartPole-v1_30000"
+    process = subprocess.Popen(argv, cwd=REPO, start_new_session=True, stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not logged_a_round(folder / "trial_0000"):
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGINT)
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, out
+    assert "interrupted; the finished trials are kept" in out
+    (interrupted, queued) = trials_of(folder, "CartPole-v1_30000")
+    assert (interrupted.state.name, queued.state.name) == ("FAIL", "WAITING")
+    assert queued.system_attrs["fixed_params"] == interrupted.params  # tried again first
+    assert tune_cli.main([*TINY, *budget, "--log-dir", str(tmp_path)]) == 0  # the same command goes on
+    trials = trials_of(folder, "CartPole-v1_30000")
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
+    assert trials[1].params == interrupted.params
+
+
+def logged_a_round(trial_folder: Path) -> bool:
+    """The trial's run has written its first progress row."""
+    return any(len(file.read_text().splitlines()) > 1 for file in trial_folder.glob("*/progress.csv"))
