@@ -53,15 +53,21 @@ def run_processes(
                 )
             for index, process in list(running.items()):
                 if process.poll() is not None:
-                    codes[index] = process.returncode
+                    codes[index] = exit_status(process.returncode)
                     del running[index]
             time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:  # the children got the same SIGINT from the terminal: they stop
         for index, process in running.items():
-            codes[index] = _wait_after_interrupt(process)
+            codes[index] = exit_status(_wait_after_interrupt(process))
     finally:
         signal.signal(signal.SIGTERM, previous)
     return codes
+
+
+def exit_status(returncode: int) -> int:
+    """A child's exit status as a shell reports it: 128 + the signal's number for one killed by a
+    signal (Popen's negative return code), else as it is."""
+    return 128 - returncode if returncode < 0 else returncode
 
 
 def _wait_after_interrupt(process: subprocess.Popen) -> int:

@@ -11,6 +11,7 @@ evaluated, losses...) are logged at the env step; at the end the learning curve 
 from __future__ import annotations
 
 import importlib
+import math
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -59,7 +60,7 @@ class WandbTracker:
         scalars = {
             name: value
             for name, value in stats.items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         }
         self.run.log(scalars, step=int(stats["steps"]))
 

@@ -441,8 +441,9 @@ def checked(args: argparse.Namespace) -> argparse.Namespace:
     check_jobs(args.jobs)
     if args.seeds is not None and len(set(args.seeds)) < len(args.seeds):
         raise ValueError(f"--seeds: each seed once (their runs would share a save folder), got {args.seeds}")
-    if args.seeds is not None and len(args.seeds) == 1:
+    if args.seeds is not None and len(args.seeds) == 1:  # one of --seeds' runs, or a single one
         args.seed = args.seeds[0]
+        args.save_dir = str(Path(args.save_dir or default_save_dir(args.env)) / f"seed{args.seed}")
     if args.resume is not None:
         args = with_saved_settings(args)
     elif args.presets is not None:
@@ -457,10 +458,7 @@ def run_seeds(args: argparse.Namespace, argv: list[str]) -> int:
     saving its weights in --save-dir/seed<k>; prints their run folders' parent."""
     save_dir = Path(args.save_dir or default_save_dir(args.env))
     quiet = ["--quiet"] if args.jobs > 1 else []
-    argvs = [
-        [*argv, "--seeds", str(seed), "--save-dir", str(save_dir / f"seed{seed}"), *quiet]
-        for seed in args.seeds
-    ]
+    argvs = [[*argv, "--seeds", str(seed), "--save-dir", str(save_dir), *quiet] for seed in args.seeds]
     codes = run_processes("AsyncTools.train_cli", argvs, args.jobs)
     print(
         f"{len(args.seeds)} seeds: exit statuses {codes}; run folders under {args.log_dir}/ "

@@ -14,8 +14,10 @@ Ctrl-C (finished trials are kept; the one running is tried again first), the sam
 from where it stopped. Any train.py flag given here (--backend, --gamma, --num-envs...) is fixed
 for every trial and wins over the drawn value. See the study: optuna-dashboard STORAGE.
 
-Exit status: 0 when the study reached --trials (or --timeout passed), 130 after Ctrl-C, 2 for bad
-arguments (a storage that cannot be opened, a study that exists for another env or budget).
+Exit status: 0 when the study reached --trials (or --timeout passed), 130 after Ctrl-C and 143 after
+SIGTERM (finished trials kept), 1 when trials kept failing (5 in a row), 2 for bad arguments (a
+storage that cannot be opened, a study that exists for another env or budget, train.py flags that
+do not parse or that the learner refuses).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -32,7 +35,9 @@ from typing import Any
 from .jobs import check_jobs, combined_exit_code, run_processes
 from .tuning import (
     JOURNAL_FILE,
+    Interrupted,
     TuneSpec,
+    check_fixed_flags,
     import_optuna,
     open_storage,
     open_study,
@@ -75,9 +80,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument(
         "--log-dir", default="runs/tune", help="parent of the study folders (default: runs/tune)"
     )
-    parser.add_argument(
-        "--worker", type=int, default=None, help=argparse.SUPPRESS
-    )  # set for --jobs' processes
+    # set for the processes of --jobs: the worker's index
+    parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     return parser.parse_known_args(argv)
 
 
@@ -124,22 +128,40 @@ def main(argv: list[str] | None = None) -> int:
         spec = TuneSpec(
             args.env, args.steps, args.eval_every, args.eval_episodes, args.seed, folder, train_argv
         )
+        check_fixed_flags(spec)
         study = open_study(open_storage(args.storage, folder), args.study, spec, *samplers(args, optuna))
     except (ValueError, ImportError) as error:
         print(f"ppo-tune: error: {error}", file=sys.stderr)
         return 2
-    code = 0
     if args.worker is not None or args.jobs == 1:
-        try:
-            work(study, spec, args.trials, None if args.timeout is None else time.monotonic() + args.timeout)
-        except KeyboardInterrupt:
-            print("ppo-tune: interrupted; the finished trials are kept (run the same command to go on)")
-            code = 130
+        code = run_here(study, spec, args)
     else:
         code = run_workers(argv, args, spec)
     if args.worker is None:
         report(study, spec, args)
     return code
+
+
+def run_here(study: Any, spec: TuneSpec, args: argparse.Namespace) -> int:
+    """Runs trials in this process; the exit status: 0, 128 + the signal's number when Ctrl-C or
+    SIGTERM stopped it (the trial under way requeued), 1 when trials kept failing."""
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        work(study, spec, args.trials, None if args.timeout is None else time.monotonic() + args.timeout)
+    except KeyboardInterrupt as stop:
+        print("ppo-tune: interrupted; the finished trials are kept (run the same command to go on)")
+        return 128 + signal.Signals[getattr(stop, "signal_name", "SIGINT")].value
+    except RuntimeError as error:
+        print(f"ppo-tune: error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
+def _stop_on_sigterm(signum: int, _frame: object) -> None:
+    """SIGTERM outside a trial's training (which handles it itself): stop as Ctrl-C does."""
+    raise Interrupted("SIGTERM")
 
 
 def run_workers(argv: list[str], args: argparse.Namespace, spec: TuneSpec) -> int:
@@ -157,6 +179,7 @@ def run_workers(argv: list[str], args: argparse.Namespace, spec: TuneSpec) -> in
 def report(study: Any, spec: TuneSpec, args: argparse.Namespace) -> int:
     """Prints the best trials and writes presets.json in the study's folder; returns 0."""
     optuna = import_optuna()
+    spec.folder.mkdir(parents=True, exist_ok=True)  # with --storage, no trial may have run here
     states = optuna.trial.TrialState
     trials = study.get_trials(deepcopy=False)
     complete = sorted((t for t in trials if t.state == states.COMPLETE), key=lambda t: -t.value)

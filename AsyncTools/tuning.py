@@ -7,7 +7,10 @@
   stop a poor trial early; its value is the mean evaluation return at the end of training.
 - **The study** lives in an Optuna storage: by default a journal file in the study's folder,
   which several processes on one machine share safely; any storage URL (a database server) lets
-  workers on several machines join it. Its env and budget are recorded in the study, so a study
+  workers on several machines join it, with heartbeats: the trial of a worker that died (its
+  machine lost) is marked failed after three minutes and tried again once. A journal file has no
+  heartbeat: a worker killed outright (SIGKILL) leaves its trial running in the study, where it
+  counts toward --trials. Its env and budget are recorded in the study, so a study
   name cannot be reused for another env or budget by mistake.
 - **The budget** is a number of finished trials (complete or pruned) for the whole study, so
   running the same command again after an interrupt goes on to the same total, and workers on
@@ -18,11 +21,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import importlib
+import io
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -30,12 +36,25 @@ from typing import Any
 
 from . import train_cli
 from .AsyncPPO import AsyncPPO, ppo_for_env
-from .presets import family
+from .presets import RUNNER_OPTIONS, family
 from .search_space import sample
 
 TUNE_EXTRA = "pip install -e .[tune]"
 JOURNAL_FILE = "study.log"  # the default storage, in the study's folder
 INTERRUPTED = ("SIGINT", "SIGTERM")
+# what fails one trial, not the study: a diverged update (NonFiniteError), a run that ended
+# without a finite return, an env that broke (EnvStepError)
+TRIAL_FAILURES = (FloatingPointError, RuntimeError)
+FAILURES_IN_A_ROW = 5  # a worker stops after this many failed trials in a row
+HEARTBEAT_SECONDS = 60  # database storages: a running trial silent for 3 of these is failed
+
+
+class Interrupted(KeyboardInterrupt):
+    """A study stopped by a signal: "SIGINT" (Ctrl-C) or "SIGTERM" (`signal_name`)."""
+
+    def __init__(self, signal_name: str = "SIGINT"):
+        super().__init__(signal_name)
+        self.signal_name = signal_name
 
 
 def import_optuna() -> ModuleType:
@@ -72,8 +91,17 @@ def open_storage(url: str | None, folder: Path) -> Any:
     optuna = import_optuna()
     where = url or str(folder / JOURNAL_FILE)
     try:
-        if "://" in where:
-            return optuna.storages.RDBStorage(where)
+        if "://" in where:  # a worker that dies (a machine lost) has its trial failed and retried
+            with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna: chosen knowingly
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    where,
+                    heartbeat_interval=HEARTBEAT_SECONDS,
+                    grace_period=3 * HEARTBEAT_SECONDS,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                        max_retry=1
+                    ),
+                )
         Path(where).parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(where))
     except Exception as error:  # SQLAlchemy's, the driver's or the file system's: all unusable
@@ -117,10 +145,29 @@ def counted_trials(study: Any, running: bool = True) -> int:
 
 def work(study: Any, spec: TuneSpec, trials: int, deadline: float | None) -> None:
     """Runs trials one after another until the study counts `trials` (running ones included) or
-    the deadline (time.monotonic) has passed; a running trial is not cut."""
+    the deadline (time.monotonic) has passed; a running trial is not cut. A trial whose training
+    diverged or failed is recorded as failed (its error logged) and the study goes on."""
+    optuna = import_optuna()
     family_name = spec.family()
-    while counted_trials(study) < trials and (deadline is None or time.monotonic() < deadline):
-        study.optimize(lambda trial: run_trial(trial, spec, family_name), n_trials=1, gc_after_trial=True)
+    ended: list[str] = []  # the states of this worker's trials
+    while True:
+        with warnings.catch_warnings():  # heartbeats (database storages) are "experimental"
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed, retried
+        if counted_trials(study) >= trials or (deadline is not None and time.monotonic() >= deadline):
+            return
+        study.optimize(
+            lambda trial: run_trial(trial, spec, family_name),
+            n_trials=1,
+            gc_after_trial=True,
+            catch=TRIAL_FAILURES,
+            callbacks=[lambda _, trial: ended.append(trial.state.name)],
+        )
+        if ended[-FAILURES_IN_A_ROW:] == ["FAIL"] * FAILURES_IN_A_ROW:
+            raise RuntimeError(
+                f"the last {FAILURES_IN_A_ROW} trials failed (their errors are above); the study stops "
+                f"here: check the env and the train.py flags given to ppo-tune"
+            )
 
 
 def run_trial(trial: Any, spec: TuneSpec, family_name: str) -> float:
@@ -129,7 +176,7 @@ def run_trial(trial: Any, spec: TuneSpec, family_name: str) -> float:
     optuna = import_optuna()
     drawn = sample(trial, family_name, spec.steps)
     try:
-        runner, value = train_trial(trial, trial_args(spec, trial.number, drawn), drawn)
+        runner, value = train_trial(trial, spec, trial_args(spec, trial.number, drawn), drawn)
     except KeyboardInterrupt:
         trial.study.enqueue_trial(trial.params)
         raise
@@ -141,12 +188,12 @@ def run_trial(trial: Any, spec: TuneSpec, family_name: str) -> float:
 
 
 def train_trial(
-    trial: Any, args: argparse.Namespace, drawn: dict[str, dict[str, Any]]
+    trial: Any, spec: TuneSpec, args: argparse.Namespace, drawn: dict[str, dict[str, Any]]
 ) -> tuple[AsyncPPO, float | None]:
     """Trains the trial's run (its folder, train_args.json, its evaluations reported to the
     pruner); returns the runner and its final evaluation return (KeyboardInterrupt when a signal
     stopped it)."""
-    trial.set_user_attr("settings", effective_settings(args, drawn))
+    trial.set_user_attr("settings", effective_settings(spec, args, drawn))
     ppo, runner = train_cli.build(args, callback=pruning_callback(trial))
     trial.set_user_attr("run_dir", str(runner.run_dir))
     (runner.run_dir / train_cli.ARGS_FILE).write_text(
@@ -158,28 +205,61 @@ def train_trial(
     finally:
         runner.close()
     if runner.stopped_by in INTERRUPTED:
-        raise KeyboardInterrupt
+        raise Interrupted(runner.stopped_by)
     return runner, value
 
 
 def trial_args(spec: TuneSpec, number: int, settings: dict[str, dict[str, Any]]) -> argparse.Namespace:
     """train.py's arguments for trial `number`: the study's fixed flags, then the drawn settings
     for every option those leave out."""
-    fixed = [
-        *spec.train_argv,
-        *("--env", spec.env, "--steps", str(spec.steps), "--seed", str(spec.seed), "--quiet"),
-        *("--eval-every", str(spec.eval_every), "--eval-episodes", str(spec.eval_episodes)),
-        *("--log-dir", str(spec.folder / f"trial_{number:04d}")),
-    ]
-    return train_cli.with_presets_entry(train_cli.parse_args(fixed), settings)
+    return train_cli.with_presets_entry(fixed_args(spec, number), settings)
 
 
-def effective_settings(
-    args: argparse.Namespace, drawn: dict[str, dict[str, Any]]
-) -> dict[str, dict[str, Any]]:
-    """The drawn settings as the trial used them (a flag fixed for the study replaces a draw)."""
-    attrs = {"ppo": train_cli.OPTION_ATTRS, "runner": {name: name for name in drawn["runner"]}}
-    return {part: {name: getattr(args, attrs[part][name]) for name in drawn[part]} for part in drawn}
+def fixed_args(spec: TuneSpec, number: int = 0) -> argparse.Namespace:
+    """train.py's arguments that every trial shares: the flags given to ppo-tune, its env, budget,
+    seed and evaluation, and trial `number`'s folder."""
+    return train_cli.parse_args(
+        [
+            *spec.train_argv,
+            *("--env", spec.env, "--steps", str(spec.steps), "--seed", str(spec.seed), "--quiet"),
+            *("--eval-every", str(spec.eval_every), "--eval-episodes", str(spec.eval_episodes)),
+            *("--log-dir", str(spec.folder / f"trial_{number:04d}")),
+        ]
+    )
+
+
+def check_fixed_flags(spec: TuneSpec) -> None:
+    """ValueError, in one line, when the train.py flags given to ppo-tune do not parse, name an
+    option that has no place in a trial (--presets, --seeds, --resume, --track), or give a value
+    the learner refuses; found before any trial starts."""
+    errors = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(errors):  # argparse's usage text: one line is enough
+            args = fixed_args(spec)
+    except SystemExit:
+        problem = errors.getvalue().strip().splitlines()[-1].split("error: ", 1)[-1]
+        raise ValueError(f"train.py flags {' '.join(spec.train_argv)!r}: {problem}") from None
+    for name in ("presets", "seeds", "resume", "track"):
+        if getattr(args, name) not in (None, False):
+            raise ValueError(
+                f"--{name}: not an option of a trial (each trial is one new run of ppo-tune's study)"
+            )
+    ppo_for_env(spec.env, **{**train_cli.ppo_options(args), "device": "cpu"})  # the learner's checks
+
+
+def effective_settings(spec: TuneSpec, args: argparse.Namespace, drawn: dict[str, dict[str, Any]]) -> dict:
+    """The settings the trial trained with, in the presets format: the drawn ones (a flag fixed
+    for the study replaces a draw) and every option fixed for the study."""
+    fixed = fixed_args(spec)
+    attrs = {"ppo": train_cli.OPTION_ATTRS, "runner": {name: name for name in RUNNER_OPTIONS}}
+    return {
+        part: {
+            name: getattr(args, attr)
+            for name, attr in attrs[part].items()
+            if name in drawn[part] or getattr(fixed, attr) is not None
+        }
+        for part in ("ppo", "runner")
+    }
 
 
 def pruning_callback(trial: Any) -> Any:

@@ -17,7 +17,7 @@ import pytest
 from conftest import REPO_ROOT
 
 from AsyncTools import tracking, train_cli
-from AsyncTools.jobs import check_jobs, combined_exit_code, run_processes
+from AsyncTools.jobs import check_jobs, combined_exit_code, exit_status, run_processes
 from AsyncTools.presets import RUNNER_OPTIONS, read_presets_file
 
 OPTIONS = train_cli.OPTION_ATTRS  # the PPO keywords a presets file's "ppo" part may name
@@ -201,6 +201,9 @@ def test_checked_fills_from_the_presets_file_and_takes_a_single_seed(tmp_path):
         train_cli.parse_args(["--presets", str(file), "--k-epochs", "2", "--seeds", "7"])
     )
     assert (args.lr, args.k_epochs, args.num_envs, args.seed) == (0.5, 2, 5, 7)
+    assert args.save_dir == str(Path("data/CartPole-v1/seed7"))  # as each run of --seeds saves
+    given = train_cli.checked(train_cli.parse_args(["--seeds", "3", "--save-dir", "w"]))
+    assert given.save_dir == str(Path("w/seed3"))
 
 
 # ------------------------------------------------------------------------------ the CLI
@@ -554,3 +557,8 @@ def test_run_processes_returns_each_exit_status_in_the_order_given(capfd):
     codes = run_processes("calendar", [["2026"], ["x"], ["1999"], ["y"]], jobs=2)
     assert codes == [0, 2, 0, 2]
     assert "2026" in capfd.readouterr().out
+
+
+@pytest.mark.parametrize("returncode, status", [(0, 0), (2, 2), (-15, 143), (-2, 130), (-9, 137)])
+def test_a_child_killed_by_a_signal_reports_128_plus_its_number(returncode, status):
+    assert exit_status(returncode) == status

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -84,6 +85,17 @@ def test_a_study_name_cannot_be_reused_for_another_env_or_budget(tmp_path):
         tuning.open_study(storage, "s", spec_for(tmp_path, steps=4096), None, None)
 
 
+def test_a_database_storage_fails_and_retries_the_trials_of_dead_workers(tmp_path):
+    storage = tuning.open_storage(f"sqlite:///{tmp_path / 'study.db'}", tmp_path)
+    assert isinstance(storage, optuna.storages.RDBStorage)
+    assert storage.get_heartbeat_interval() == tuning.HEARTBEAT_SECONDS
+    assert isinstance(
+        storage.get_heartbeat_stale_trial_callback(), optuna.storages.RetryHeartbeatStaleTrialCallback
+    )
+    assert isinstance(tuning.open_storage(None, tmp_path), optuna.storages.JournalStorage)
+    assert (tmp_path / tuning.JOURNAL_FILE).exists()
+
+
 def test_a_storage_that_cannot_be_opened_names_storage(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -98,6 +110,11 @@ def test_a_storage_that_cannot_be_opened_names_storage(tmp_path):
         (["--steps", "-5"], "--steps: expected a positive number, got -5"),
         (["--jobs", "0"], "--jobs: expected a positive number of processes, got 0"),
         (["--storage", "nosuchdb://x"], "--storage nosuchdb://x: cannot be opened"),
+        (["--lr", "abc"], "train.py flags '--lr abc': argument --lr: invalid float value: 'abc'"),
+        (["--hiden-sizes", "4"], "train.py flags '--hiden-sizes 4': unrecognized arguments: --hiden-sizes 4"),
+        (["--lr", "-1"], "lr must be a positive finite number, got -1.0"),
+        (["--seeds", "1", "2"], "--seeds: not an option of a trial"),
+        (["--track"], "--track: not an option of a trial"),
     ],
 )
 def test_bad_arguments_give_one_line_and_exit_2(tmp_path, capsys, argv, message):
@@ -137,6 +154,57 @@ def test_help_exits_0(capsys):
         tune_cli.main(["--help"])
     assert exit_.value.code == 0
     assert "--trials" in capsys.readouterr().out
+
+
+def test_a_failed_trial_is_recorded_and_the_study_goes_on_until_failures_pile_up(tmp_path, monkeypatch):
+    outcomes = iter([FloatingPointError("diverged"), None] + [RuntimeError("env broke")] * 5)
+
+    def train_trial(trial, spec, args, drawn):
+        outcome = next(outcomes)
+        if outcome is not None:
+            raise outcome
+        return SimpleNamespace(stopped_by=None), 1.5
+
+    monkeypatch.setattr(tuning, "train_trial", train_trial)
+    monkeypatch.setattr(tuning.TuneSpec, "family", lambda self: "discrete")
+    spec = spec_for(tmp_path)
+    study = tuning.open_study(journal(tmp_path), "f", spec, optuna.samplers.RandomSampler(seed=0), None)
+    with pytest.raises(RuntimeError, match=r"the last 5 trials failed .* the study stops here"):
+        tuning.work(study, spec, trials=10, deadline=None)
+    assert [t.state.name for t in study.get_trials()] == ["FAIL", "COMPLETE"] + ["FAIL"] * 5
+    assert study.get_trials()[1].value == 1.5
+
+
+def test_sigterm_and_failures_give_their_exit_status(tmp_path, monkeypatch, capsys):
+    argv = [*TINY, "--trials", "2", "--log-dir", str(tmp_path)]
+    monkeypatch.setattr(tune_cli, "work", lambda *args: (_ for _ in ()).throw(tuning.Interrupted("SIGTERM")))
+    assert tune_cli.main(argv) == 143
+    monkeypatch.setattr(tune_cli, "work", lambda *args: (_ for _ in ()).throw(tuning.Interrupted()))
+    assert tune_cli.main(argv) == 130
+    monkeypatch.setattr(tune_cli, "work", lambda *args: (_ for _ in ()).throw(RuntimeError("the last 5")))
+    assert tune_cli.main(argv) == 1
+    assert "ppo-tune: error: the last 5" in capsys.readouterr().err
+
+
+def test_the_presets_hold_the_flags_fixed_for_the_study(tmp_path):
+    spec = tuning.TuneSpec(
+        "CartPole-v1", 2048, 512, 2, 0, tmp_path, ["--value-clip", "0.1", "--gamma", "0.97"]
+    )
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    drawn = sample(trial, "discrete", spec.steps)
+    used = tuning.effective_settings(spec, tuning.trial_args(spec, 0, drawn), drawn)
+    assert used["ppo"]["value_clip"] == 0.1  # fixed, not searched: kept for train.py --presets
+    assert used["ppo"]["gamma"] == 0.97  # fixed: wins over the draw
+    assert used["ppo"]["lr"] == drawn["ppo"]["lr"] and used["runner"] == drawn["runner"]
+
+
+def test_the_report_makes_the_study_folder_when_no_trial_ran_here(tmp_path, capsys):
+    folder = tmp_path / "elsewhere" / "s"
+    storage = tuning.open_storage(f"sqlite:///{tmp_path / 'study.db'}", folder)
+    study = tuning.open_study(storage, "s", spec_for(folder), None, None)
+    args = SimpleNamespace(storage="sqlite:///x.db")
+    assert tune_cli.report(study, spec_for(folder), args) == 0
+    assert folder.is_dir() and "study 's'" in capsys.readouterr().out
 
 
 class FakeTrial:
