@@ -1,9 +1,11 @@
-"""Tune PPO's settings for an env with Optuna: every trial is a train.py run.
+"""Tune PPO's settings for an env (or a family of envs) with Optuna: every trial is a train.py run.
 
     python tune.py --env CartPole-v1 --trials 30 --steps 50000                  # one process
     python tune.py --env Pendulum-v1 --trials 60 --steps 100000 --jobs 2        # two at a time
     python tune.py --env LunarLander-v3 --trials 100 --steps 300000 \\
         --storage postgresql://user:pass@host/db --study lunar                  # on every machine
+    python tune.py --env CartPole-v1 Acrobot-v1 LunarLander-v3 --reference refs.json \
+        --trials 40 --steps 200000 --jobs 2                                     # a family's defaults
 
 The study's folder (--log-dir/--study) holds one folder per trial (a normal run folder: progress,
 train_args.json, weights), the study itself (study.log, unless --storage names another storage) and,
@@ -14,10 +16,15 @@ Ctrl-C (finished trials are kept; the one running is tried again first), the sam
 from where it stopped. Any train.py flag given here (--backend, --gamma, --num-envs...) is fixed
 for every trial and wins over the drawn value. See the study: optuna-dashboard STORAGE.
 
+Several envs (of one family) make a study of the family's defaults: each trial trains the same
+settings on every env, and its value is the mean normalised return, (return - random) /
+(reference - random), with a random policy's return and a reference return (SB3's defaults at the
+same budget, say) per env from --reference FILE: {"ENV": {"random": R0, "reference": R1}, ...}.
+
 Exit status: 0 when the study reached --trials (or --timeout passed), 130 after Ctrl-C and 143 after
 SIGTERM (finished trials kept), 1 when trials kept failing (5 in a row), 2 for bad arguments (a
-storage that cannot be opened, a study that exists for another env or budget, train.py flags that
-do not parse or that the learner refuses).
+storage that cannot be opened, a study that exists for other envs or another budget, train.py flags
+that do not parse or that the learner refuses, envs of different families, a bad reference file).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import re
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +45,12 @@ from .tuning import (
     JOURNAL_FILE,
     Interrupted,
     TuneSpec,
-    check_fixed_flags,
+    checked_family,
     import_optuna,
     open_storage,
     open_study,
-    presets_entry,
+    presets_entries,
+    read_references,
     work,
 )
 
@@ -54,7 +63,18 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(
         prog="ppo-tune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--env", default="CartPole-v1", help="Gymnasium env id (default: CartPole-v1)")
+    parser.add_argument(
+        "--env",
+        nargs="+",
+        default=["CartPole-v1"],
+        help="Gymnasium env id, or several of one family (default: CartPole-v1)",
+    )
+    parser.add_argument(
+        "--reference",
+        default=None,
+        help="JSON file of each env's random and reference returns: the score is normalised by them "
+        "(needed for several envs)",
+    )
     parser.add_argument("--trials", type=int, default=20, help="finished trials the study should reach")
     parser.add_argument("--steps", type=int, default=50_000, help="env steps each trial trains for")
     parser.add_argument("--jobs", type=int, default=1, help="trials at a time, each in its own process")
@@ -92,7 +112,14 @@ def checked(args: argparse.Namespace) -> argparse.Namespace:
         if value < 1:
             raise ValueError(f"--{flag.replace('_', '-')}: expected a positive number, got {value}")
     check_jobs(args.jobs)
-    args.study = args.study or re.sub(r"[^A-Za-z0-9_.-]", "-", f"{args.env}_{args.steps}")
+    if len(args.env) > 1 and args.reference is None:
+        raise ValueError(
+            "--reference: a study across several envs needs each env's random and reference returns, "
+            "to put their returns on one scale"
+        )
+    if len(set(args.env)) < len(args.env):
+        raise ValueError(f"--env: expected distinct env ids, got {' '.join(args.env)}")
+    args.study = args.study or re.sub(r"[^A-Za-z0-9_.+-]", "-", f"{'+'.join(args.env)}_{args.steps}")
     args.eval_every = args.eval_every or max(1, args.steps // 10)
     return args
 
@@ -125,10 +152,11 @@ def main(argv: list[str] | None = None) -> int:
         optuna = import_optuna()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         folder = Path(args.log_dir) / args.study
+        references = None if args.reference is None else read_references(args.reference, args.env)
         spec = TuneSpec(
-            args.env, args.steps, args.eval_every, args.eval_episodes, args.seed, folder, train_argv
+            tuple(args.env), args.steps, args.eval_every, args.eval_episodes, args.seed, folder, train_argv
         )
-        check_fixed_flags(spec)
+        spec = replace(spec, family=checked_family(spec), references=references)
         study = open_study(open_storage(args.storage, folder), args.study, spec, *samplers(args, optuna))
     except (ValueError, ImportError) as error:
         print(f"ppo-tune: error: {error}", file=sys.stderr)
@@ -169,7 +197,7 @@ def run_workers(argv: list[str], args: argparse.Namespace, spec: TuneSpec) -> in
     policies train on one thread each (PPO's default); image policies share the cores."""
     storage = args.storage or str(spec.folder / JOURNAL_FILE)
     cores = max(1, (os.cpu_count() or 1) // args.jobs)
-    env = {"OMP_NUM_THREADS": str(cores)} if spec.family() == "image" else {}
+    env = {"OMP_NUM_THREADS": str(cores)} if spec.family == "image" else {}
     worker_argvs = [
         [*argv, "--storage", storage, "--study", args.study, "--worker", str(i)] for i in range(args.jobs)
     ]
@@ -185,19 +213,20 @@ def report(study: Any, spec: TuneSpec, args: argparse.Namespace) -> int:
     complete = sorted((t for t in trials if t.state == states.COMPLETE), key=lambda t: -t.value)
     counts = {state.name.lower(): sum(t.state == state for t in trials) for state in states}
     print(f"study {study.study_name!r}: " + ", ".join(f"{n} {name}" for name, n in counts.items() if n))
-    print(best_table(complete[:5]))
-    entry = presets_entry(study, spec)
-    if entry is not None:
+    print(best_table(complete[:5], "return" if spec.references is None else "score"))
+    entries = presets_entries(study, spec)
+    if entries is not None:
         file = spec.folder / PRESETS_FILE
-        file.write_text(json.dumps({spec.env: entry}, indent=1) + "\n")
-        print(f"best settings: {file}\ntrain with them: python train.py --env {spec.env} --presets {file}")
+        file.write_text(json.dumps(entries, indent=1) + "\n")
+        print(f"best settings: {file}")
+        print(f"train with them: python train.py --env {spec.envs[0]} --presets {file}")
     print(f"see the study: optuna-dashboard {args.storage or spec.folder / JOURNAL_FILE}")
     return 0
 
 
-def best_table(trials: list[Any]) -> str:
+def best_table(trials: list[Any], value_name: str = "return") -> str:
     """The trials' value, rollout and main settings, one line each."""
-    rows: list[tuple[str, ...]] = [("trial", "return", "envs x steps", "mini-batch", *SHOWN_PARAMS)]
+    rows: list[tuple[str, ...]] = [("trial", value_name, "envs x steps", "mini-batch", *SHOWN_PARAMS)]
     for trial in trials:
         ppo, runner = trial.user_attrs["settings"]["ppo"], trial.user_attrs["settings"]["runner"]
         shown = [
@@ -207,7 +236,7 @@ def best_table(trials: list[Any]) -> str:
         rows.append(
             (
                 str(trial.number),
-                f"{trial.value:.1f}",
+                f"{trial.value:.1f}" if value_name == "return" else f"{trial.value:.3f}",
                 f"{runner['num_envs']} x {runner['num_steps']}",
                 str(ppo["mini_batch_size"]),
                 *shown,

@@ -12,6 +12,11 @@
   heartbeat: a worker killed outright (SIGKILL) leaves its trial running in the study, where it
   counts toward --trials. Its env and budget are recorded in the study, so a study
   name cannot be reused for another env or budget by mistake.
+- **Several envs of one family** (`--env A B C --reference FILE`): a trial trains the same
+  settings on each env in turn, and its value is the mean over the envs of the normalised
+  return, (return - random) / (reference - random), the random policy's return and a reference
+  trainer's (SB3's defaults at the same budget, say) being given per env in the reference file.
+  This tunes a family's defaults rather than one env's preset.
 - **The budget** is a number of finished trials (complete or pruned) for the whole study, so
   running the same command again after an interrupt goes on to the same total, and workers on
   several machines share it. A trial interrupted by Ctrl-C is recorded as failed and its settings
@@ -29,6 +34,7 @@ import json
 import math
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -65,23 +71,69 @@ def import_optuna() -> ModuleType:
         raise ImportError(f"ppo-tune needs Optuna, which is not installed: {TUNE_EXTRA}") from error
 
 
+@dataclass(frozen=True)
+class Reference:
+    """An env's scale for the normalised return: `random` (a random policy's return) maps to 0,
+    `reference` (a reference trainer's return at the study's budget) to 1."""
+
+    random: float
+    reference: float
+
+    def score(self, value: float) -> float:
+        """`value` on this env's scale."""
+        return (value - self.random) / (self.reference - self.random)
+
+
 @dataclass
 class TuneSpec:
-    """What every trial of a study shares: the env, its budget and evaluation, the train.py flags
-    fixed for all trials, the study's folder."""
+    """What every trial of a study shares: the envs (one, or several of a family), their budget
+    and evaluation, the train.py flags fixed for all trials, the study's folder; the family, found
+    by `checked_family`; the references that normalise the returns (required for several envs)."""
 
-    env: str
+    envs: tuple[str, ...]
     steps: int
     eval_every: int
     eval_episodes: int
     seed: int
     folder: Path
     train_argv: list[str]
+    family: str = ""
+    references: dict[str, Reference] | None = None
 
-    def family(self) -> str:
-        """The env's family (discrete, continuous, image), which decides the search space."""
-        probe = ppo_for_env(self.env, preset=False, device="cpu")
-        return family(probe.is_continuous, probe.has_images)
+    @property
+    def label(self) -> str:
+        """The envs, as the study records them: "CartPole-v1", or "CartPole-v1 Acrobot-v1"."""
+        return " ".join(self.envs)
+
+    def score(self, env: str, value: float) -> float:
+        """A return of `env` as the study counts it: normalised when there are references."""
+        return value if self.references is None else self.references[env].score(value)
+
+
+def read_references(path: str | Path, envs: Sequence[str]) -> dict[str, Reference]:
+    """The references of `envs` from a JSON file {env: {"random": R0, "reference": R1, ...}} (other
+    keys, such as "source", are kept for the reader). ValueError naming --reference when the file
+    cannot be read, lacks an env or gives no finite, distinct pair."""
+    try:
+        table = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"--reference {path}: cannot be read ({error})") from error
+    references = {}
+    for env in envs:
+        entry = table.get(env) if isinstance(table, dict) else None
+        keys = ("random", "reference")
+        pair: list[Any] = [entry.get(key) for key in keys] if isinstance(entry, dict) else []
+        if not all(map(_is_finite_number, pair)) or len(set(pair)) != 2:
+            raise ValueError(
+                f'--reference {path}: expected {env!r}: {{"random": number, "reference": '
+                f"another number}}, got {entry!r}"
+            )
+        references[env] = Reference(float(pair[0]), float(pair[1]))
+    return references
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def open_storage(url: str | None, folder: Path) -> Any:
@@ -120,7 +172,9 @@ def open_study(storage: Any, name: str, spec: TuneSpec, sampler: Any, pruner: An
         sampler=sampler,
         pruner=pruner,
     )
-    wanted = {"env": spec.env, "steps": spec.steps, "eval_episodes": spec.eval_episodes}
+    wanted: dict[str, Any] = {"env": spec.label, "steps": spec.steps, "eval_episodes": spec.eval_episodes}
+    if spec.references is not None:  # the objective's scale: part of what the study is
+        wanted["references"] = {env: [r.random, r.reference] for env, r in spec.references.items()}
     recorded = {key: study.user_attrs[key] for key in wanted if key in study.user_attrs}
     if not recorded:
         for key, value in wanted.items():
@@ -128,7 +182,7 @@ def open_study(storage: Any, name: str, spec: TuneSpec, sampler: Any, pruner: An
     elif recorded != wanted:
         raise ValueError(
             f"--study {name}: this study exists for {recorded}, not {wanted}; "
-            f"give another --study to tune this env or budget"
+            f"give another --study to tune these envs, budget or references"
         )
     return study
 
@@ -148,7 +202,6 @@ def work(study: Any, spec: TuneSpec, trials: int, deadline: float | None) -> Non
     the deadline (time.monotonic) has passed; a running trial is not cut. A trial whose training
     diverged or failed is recorded as failed (its error logged) and the study goes on."""
     optuna = import_optuna()
-    family_name = spec.family()
     ended: list[str] = []  # the states of this worker's trials
     while True:
         with warnings.catch_warnings():  # heartbeats (database storages) are "experimental"
@@ -157,7 +210,7 @@ def work(study: Any, spec: TuneSpec, trials: int, deadline: float | None) -> Non
         if counted_trials(study) >= trials or (deadline is not None and time.monotonic() >= deadline):
             return
         study.optimize(
-            lambda trial: run_trial(trial, spec, family_name),
+            lambda trial: run_trial(trial, spec),
             n_trials=1,
             gc_after_trial=True,
             catch=TRIAL_FAILURES,
@@ -170,32 +223,43 @@ def work(study: Any, spec: TuneSpec, trials: int, deadline: float | None) -> Non
             )
 
 
-def run_trial(trial: Any, spec: TuneSpec, family_name: str) -> float:
-    """One trial: a train.py run with the drawn settings; its final evaluation return. Stopped by
+def run_trial(trial: Any, spec: TuneSpec) -> float:
+    """One trial: a train.py run with the drawn settings on each env of the study; its value, the
+    final evaluation return (several envs: the mean of their normalised returns). Stopped by
     Ctrl-C (or SIGTERM) at any point, its settings are queued to be tried again first."""
     optuna = import_optuna()
-    drawn = sample(trial, family_name, spec.steps)
+    drawn = sample(trial, spec.family, spec.steps)
+    returns: dict[str, float] = {}
     try:
-        runner, value = train_trial(trial, spec, trial_args(spec, trial.number, drawn), drawn)
+        for index, env in enumerate(spec.envs):
+            runner, value = train_trial(trial, spec, index, drawn)
+            if runner.stopped_by == "callback":
+                raise optuna.TrialPruned()
+            if value is None or not math.isfinite(value):
+                raise RuntimeError(f"trial {trial.number} ({env}): no finite evaluation return ({value})")
+            returns[env] = value
     except KeyboardInterrupt:
         trial.study.enqueue_trial(trial.params)
         raise
-    if runner.stopped_by == "callback":
-        raise optuna.TrialPruned()
-    if value is None or not math.isfinite(value):
-        raise RuntimeError(f"trial {trial.number}: no finite evaluation return ({value})")
-    return value
+    trial.set_user_attr("returns", returns)
+    return sum(spec.score(env, value) for env, value in returns.items()) / len(returns)
 
 
 def train_trial(
-    trial: Any, spec: TuneSpec, args: argparse.Namespace, drawn: dict[str, dict[str, Any]]
+    trial: Any, spec: TuneSpec, index: int, drawn: dict[str, dict[str, Any]]
 ) -> tuple[AsyncPPO, float | None]:
-    """Trains the trial's run (its folder, train_args.json, its evaluations reported to the
-    pruner); returns the runner and its final evaluation return (KeyboardInterrupt when a signal
-    stopped it)."""
+    """Trains the trial's run on env number `index` of the study (its folder, train_args.json,
+    its evaluations reported to the pruner); returns the runner and its final evaluation return
+    (KeyboardInterrupt when a signal stopped it)."""
+    env = spec.envs[index]
+    args = trial_args(spec, trial.number, drawn, env)
     trial.set_user_attr("settings", effective_settings(spec, args, drawn))
-    ppo, runner = train_cli.build(args, callback=pruning_callback(trial))
-    trial.set_user_attr("run_dir", str(runner.run_dir))
+    # env number `index` reports from 2 x index x steps: clear of the earlier envs, whose runs stop
+    # within a round (at most steps / 8 in the search space) past their budget
+    offset = 2 * index * spec.steps
+    callback = pruning_callback(trial, spec.eval_every, offset, lambda value: spec.score(env, value))
+    ppo, runner = train_cli.build(args, callback=callback)
+    trial.set_user_attr("run_dirs", {**trial.user_attrs.get("run_dirs", {}), env: str(runner.run_dir)})
     (runner.run_dir / train_cli.ARGS_FILE).write_text(
         json.dumps(train_cli.resolved(args, ppo, runner), indent=1)
     )
@@ -209,29 +273,32 @@ def train_trial(
     return runner, value
 
 
-def trial_args(spec: TuneSpec, number: int, settings: dict[str, dict[str, Any]]) -> argparse.Namespace:
-    """train.py's arguments for trial `number`: the study's fixed flags, then the drawn settings
-    for every option those leave out."""
-    return train_cli.with_presets_entry(fixed_args(spec, number), settings)
+def trial_args(
+    spec: TuneSpec, number: int, settings: dict[str, dict[str, Any]], env: str | None = None
+) -> argparse.Namespace:
+    """train.py's arguments for trial `number` on `env` (default: the study's first): the study's
+    fixed flags, then the drawn settings for every option those leave out."""
+    return train_cli.with_presets_entry(fixed_args(spec, number, env), settings)
 
 
-def fixed_args(spec: TuneSpec, number: int = 0) -> argparse.Namespace:
-    """train.py's arguments that every trial shares: the flags given to ppo-tune, its env, budget,
-    seed and evaluation, and trial `number`'s folder."""
+def fixed_args(spec: TuneSpec, number: int = 0, env: str | None = None) -> argparse.Namespace:
+    """train.py's arguments that every trial shares on `env` (default: the study's first): the
+    flags given to ppo-tune, the env, budget, seed and evaluation, and trial `number`'s folder."""
     return train_cli.parse_args(
         [
             *spec.train_argv,
-            *("--env", spec.env, "--steps", str(spec.steps), "--seed", str(spec.seed), "--quiet"),
+            *("--env", env or spec.envs[0], "--steps", str(spec.steps), "--seed", str(spec.seed), "--quiet"),
             *("--eval-every", str(spec.eval_every), "--eval-episodes", str(spec.eval_episodes)),
             *("--log-dir", str(spec.folder / f"trial_{number:04d}")),
         ]
     )
 
 
-def check_fixed_flags(spec: TuneSpec) -> None:
-    """ValueError, in one line, when the train.py flags given to ppo-tune do not parse, name an
-    option that has no place in a trial (--presets, --seeds, --resume, --track), or give a value
-    the learner refuses; found before any trial starts."""
+def checked_family(spec: TuneSpec) -> str:
+    """The study's family (discrete, continuous, image), which decides the search space. Found
+    before any trial starts, ValueError in one line when the train.py flags given to ppo-tune do
+    not parse, name an option that has no place in a trial (--presets, --seeds, --resume,
+    --track), give a value the learner refuses, or when the envs are of different families."""
     errors = io.StringIO()
     try:
         with contextlib.redirect_stderr(errors):  # argparse's usage text: one line is enough
@@ -244,7 +311,14 @@ def check_fixed_flags(spec: TuneSpec) -> None:
             raise ValueError(
                 f"--{name}: not an option of a trial (each trial is one new run of ppo-tune's study)"
             )
-    ppo_for_env(spec.env, **{**train_cli.ppo_options(args), "device": "cpu"})  # the learner's checks
+    families = {}
+    for env in spec.envs:  # the learner's checks, on each env
+        probe = ppo_for_env(env, **{**train_cli.ppo_options(args), "device": "cpu"})
+        families[env] = family(probe.is_continuous, probe.has_images)
+    if len(set(families.values())) > 1:
+        found = ", ".join(f"{env} is {name}" for env, name in families.items())
+        raise ValueError(f"--env: the envs of one study share one family's search space; {found}")
+    return families[spec.envs[0]]
 
 
 def effective_settings(spec: TuneSpec, args: argparse.Namespace, drawn: dict[str, dict[str, Any]]) -> dict:
@@ -262,14 +336,19 @@ def effective_settings(spec: TuneSpec, args: argparse.Namespace, drawn: dict[str
     }
 
 
-def pruning_callback(trial: Any) -> Any:
-    """An AsyncPPO callback reporting each evaluation to `trial`; it stops the run (returns
-    False) when the pruner says so."""
+def pruning_callback(
+    trial: Any, every: int, offset: int = 0, score: Callable[[float], float] = float
+) -> Callable[[AsyncPPO, dict[str, Any]], bool | None]:
+    """An AsyncPPO callback reporting each evaluation to `trial`, as `score(return)` at the step
+    of the schedule it answers (`every`, 2 x every...: trials whose rounds differ in size then
+    meet at the same steps, where the pruner compares them), plus `offset` (a study's later envs
+    come after the earlier ones); it stops the run (returns False) when the pruner says so."""
 
     def report(runner: AsyncPPO, stats: dict[str, Any]) -> bool | None:
         if stats.get("eval_return") is None:
             return None
-        trial.report(float(stats["eval_return"]), int(stats["steps"]))
+        steps = int(stats["steps"])
+        trial.report(score(float(stats["eval_return"])), offset + steps - steps % every)
         return False if trial.should_prune() else None
 
     return report
@@ -286,17 +365,23 @@ def final_return(runner: AsyncPPO) -> float | None:
     return evaluation.last_return
 
 
-def presets_entry(study: Any, spec: TuneSpec) -> dict[str, Any] | None:
-    """The best trial's settings as a presets entry (AsyncTools/presets.json's format), its
-    source naming the study, its budget and the date; None before any trial completed."""
+def presets_entries(study: Any, spec: TuneSpec) -> dict[str, Any] | None:
+    """The best trial's settings as presets entries (AsyncTools/presets.json's format), one per
+    env of the study, their source naming the study, its budget and the date; None before any
+    trial completed."""
     try:
         best = study.best_trial
     except ValueError:  # no complete trial yet
         return None
     date = datetime.date.today().isoformat()
+    value = (
+        f"deterministic evaluation return {best.value:.1f}"
+        if spec.references is None
+        else f"mean normalised return {best.value:.3f} across {', '.join(spec.envs)}"
+    )
     source = (
         f"tuned here: ppo-tune study {study.study_name!r}, best of {counted_trials(study, running=False)} "
-        f"finished trials of {spec.steps} env steps each (trial {best.number}, deterministic evaluation "
-        f"return {best.value:.1f} over {spec.eval_episodes} episodes), {date}"
+        f"finished trials of {spec.steps} env steps each (trial {best.number}, {value} over "
+        f"{spec.eval_episodes} episodes), {date}"
     )
-    return {"source": source, **best.user_attrs["settings"]}
+    return {env: {"source": source, **best.user_attrs["settings"]} for env in spec.envs}

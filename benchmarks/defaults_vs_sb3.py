@@ -22,8 +22,16 @@ down several-fold, which changes its wall times, not its returns).
     python benchmarks/defaults_vs_sb3.py --envs CartPole-v1 --seeds 0 --steps 50000
 
 Writes benchmarks/results/defaults_vs_sb3/results.json (after every run, so an interrupted
-benchmark keeps its runs; --reuse skips runs already there and keeps the file's other runs) and
-results.md (--report rewrites it from results.json alone).
+benchmark keeps its runs; --reuse skips runs already there and keeps the file's other runs),
+results.md (--report rewrites it from results.json alone) and runs/ENV/VARIANT/seedS, one folder
+per run in the run-folder format that ppo-compare reads (train_args.json with env, trainer and
+seed; progress.csv with the final score as eval_return at the steps trained), so the tables'
+statistics come from the user's command:
+
+    python compare.py benchmarks/results/defaults_vs_sb3_1M/runs --group-by env,trainer
+
+--references FILE writes, for ppo-tune's studies across envs (--reference FILE), each env's random
+policy return (measured here, 10 episodes) and SB3's defaults' mean return from results.json.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ ROOT = harness.REPO
 OUT_DIR = ROOT / "benchmarks" / "results" / "defaults_vs_sb3"
 ENVS = ["CartPole-v1", "Acrobot-v1", "MountainCar-v0", "Pendulum-v1", "LunarLander-v3"]
 VARIANTS = ["ours", "sb3", "zoo"]
+TRAINERS = {"ours": "ours (CLI defaults)", "sb3": "SB3 defaults", "zoo": "SB3 + RL Zoo settings"}
 EVAL_EPISODES = 10
 
 # RL Zoo's tuned PPO hyperparameters, copied from rl-baselines3-zoo hyperparams/ppo.yml
@@ -198,6 +207,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=OUT_DIR)
     parser.add_argument(
         "--report", action="store_true", help="run nothing: rewrite OUT/results.md from OUT/results.json"
+    )
+    parser.add_argument(
+        "--references",
+        type=Path,
+        default=None,
+        help="run nothing: write ppo-tune's reference file (random and SB3-defaults returns) here",
     )
     parser.add_argument(
         "--reuse",
@@ -413,12 +428,73 @@ def write_markdown(results: dict, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def write_run_folders(results: dict, folder: Path) -> None:
+    """Each finished run as a folder ppo-compare reads: FOLDER/ENV/VARIANT/seedS with
+    train_args.json (env, trainer, seed, budget, and ours' resolved settings) and progress.csv
+    (one row: the steps trained and the run's score as eval_return)."""
+    for run in results["runs"]:
+        if "mean_return" not in run:
+            continue
+        run_dir = folder / run["env"].replace(":", "-") / run["variant"] / f"seed{run['seed']}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        settings = {
+            **run.get("train_args", {}),
+            "env": run["env"],
+            "trainer": TRAINERS[run["variant"]],
+            "seed": run["seed"],
+            "steps": run["steps"],
+        }
+        (run_dir / "train_args.json").write_text(json.dumps(settings, indent=1) + "\n")
+        trained = run.get("steps_trained", run["steps"])
+        (run_dir / "progress.csv").write_text(f"steps,eval_return\n{trained},{run['mean_return']}\n")
+
+
+def random_return(env_id: str, episodes: int = EVAL_EPISODES) -> float:
+    """The mean return of uniformly random actions over `episodes` episodes (episode k and the
+    action space seeded k)."""
+    import gymnasium as gym
+
+    env, total = gym.make(env_id), 0.0
+    for episode in range(episodes):
+        env.reset(seed=episode)
+        env.action_space.seed(episode)
+        done = False
+        while not done:
+            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+            total += float(reward)
+            done = terminated or truncated
+    env.close()
+    return total / episodes
+
+
+def write_references(results: dict, path: Path) -> None:
+    """ppo-tune's reference file: for each env with SB3-defaults runs in `results`, the random
+    policy's return and the mean of those runs' returns at the benchmark's budget."""
+    table = {}
+    for env_id in results["config"]["envs"]:
+        sb3 = [r for r in results["runs"] if r["env"] == env_id and r["variant"] == "sb3"]
+        returns = [r["mean_return"] for r in sb3 if "mean_return" in r]
+        if returns:
+            table[env_id] = {
+                "random": round(random_return(env_id), 2),
+                "reference": round(statistics.mean(returns), 2),
+                "source": f"random: {EVAL_EPISODES} episodes of random actions; reference: SB3 defaults, "
+                f"{results['config']['steps']:,} steps, mean of {len(returns)} seeds (defaults_vs_sb3.py)",
+            }
+    harness.save_json(path, table)
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     json_path = args.out / "results.json"
+    if args.references is not None:
+        write_references(harness.load_json(json_path), args.references)
+        print(args.references.read_text())
+        return
     if args.report:
         write_markdown(harness.load_json(json_path), args.out / "results.md")
+        write_run_folders(harness.load_json(json_path), args.out / "runs")
         print((args.out / "results.md").read_text())
         return
     old = harness.load_json(json_path, {"runs": []})["runs"] if args.reuse else []
@@ -456,6 +532,7 @@ def main(argv=None) -> None:
         )
         harness.save_json(json_path, results)
     write_markdown(results, args.out / "results.md")
+    write_run_folders(results, args.out / "runs")
     print((args.out / "results.md").read_text())
 
 

@@ -6,6 +6,7 @@ two tiny real runs with train.py and compares them."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import re
@@ -18,7 +19,7 @@ import pytest
 import scipy.stats
 from conftest import REPO_ROOT
 
-from AsyncTools import compare, compare_cli
+from AsyncTools import compare, compare_cli, tuning
 from AsyncTools.run_log import PROGRESS_FIELDS
 
 EVAL_STEPS = (1000, 2000, 3000)
@@ -410,3 +411,97 @@ def test_compare_py_help_is_the_commands():
         [sys.executable, "compare.py", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0 and done.stdout.startswith("usage: ppo-compare")
+
+
+TRAINERS = ("ours (CLI defaults)", "SB3 defaults", "SB3 + RL Zoo settings")  # the tables' columns
+CELL = re.compile(r"\**(-?\d+)\** (?:\[(-?\d+), (-?\d+)\]|\(seed (\d+),)")
+
+
+def table_rows(path: Path, heading: str) -> list[list[str]]:
+    """The cells of the table under the header line starting with `heading`."""
+    lines = path.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(heading)) + 2
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+@pytest.mark.parametrize(
+    "document, heading, results",
+    [
+        ("README.md", "| env, 1,000,000 steps", "defaults_vs_sb3_1M"),
+        ("docs/benchmarks/defaults-vs-sb3.md", "| env, 1,000,000 steps", "defaults_vs_sb3_1M"),
+        ("docs/benchmarks/defaults-vs-sb3.md", "| env, 100,000 steps", "defaults_vs_sb3"),
+    ],
+)
+def test_the_published_tables_are_what_ppo_compare_prints_from_the_benchmarks_runs(
+    document, heading, results
+):
+    folder = REPO_ROOT / "benchmarks" / "results" / results / "runs"
+    runs = [compare.read_run(run, "eval_return") for run in compare.find_runs([folder])]
+    groups = compare.compare_groups(compare.group_runs(runs, ["env", "trainer"]), 2000, 0, compare.PLAIN)
+    by_label = {group.label: group for group in groups}
+    checked = 0
+    for row in table_rows(REPO_ROOT / document, heading):
+        for trainer, cell in zip(TRAINERS, row[1:4], strict=True):
+            group = by_label.get(f"env={row[0]}, trainer={trainer}")
+            if group is None:  # a row from another benchmark (Atari)
+                assert "Atari" in row[0]
+                continue
+            mean, low, high, seed = CELL.match(cell).groups()
+            assert int(mean) == round(group.final.mean), (row[0], trainer)
+            if seed is None:  # several seeds: their bootstrap interval
+                assert len(group.runs) > 1 and (int(low), int(high)) == tuple(map(round, group.final.mean_ci))
+            else:  # one seed, named
+                assert [run.settings["seed"] for run in group.runs] == [int(seed)]
+            checked += 1
+    assert checked >= 15
+
+
+def benchmark_module():
+    """benchmarks/defaults_vs_sb3.py, loaded by its path."""
+    spec = importlib.util.spec_from_file_location(
+        "defaults_vs_sb3", REPO_ROOT / "benchmarks" / "defaults_vs_sb3.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_benchmark_writes_run_folders_and_reference_returns(tmp_path, capsys):
+    benchmark = benchmark_module()
+    runs = [
+        {
+            "env": "CartPole-v1",
+            "variant": "sb3",
+            "seed": 0,
+            "steps": 1000,
+            "mean_return": 100.0,
+            "steps_trained": 2048,
+        },
+        {
+            "env": "CartPole-v1",
+            "variant": "sb3",
+            "seed": 1,
+            "steps": 1000,
+            "mean_return": 300.0,
+            "steps_trained": 2048,
+        },
+        {"env": "CartPole-v1", "variant": "ours", "seed": 0, "steps": 1000, "error": "timed out"},
+    ]
+    results = {"runs": runs, "config": {"envs": ["CartPole-v1"], "steps": 1000, "seeds": [0, 1]}}
+    benchmark.write_run_folders(results, tmp_path / "runs")
+    assert compare_cli.main([str(tmp_path / "runs"), "--group-by", "env,trainer", "--bootstrap", "10"]) == 0
+    table = capsys.readouterr().out
+    assert re.search(r"env=CartPole-v1, trainer=SB3 defaults\s+2\s+0,1\s+200.00", table)
+    assert "ours" not in table  # a failed run has no folder
+    assert (
+        tmp_path / "runs/CartPole-v1/sb3/seed1/progress.csv"
+    ).read_text() == "steps,eval_return\n2048,300.0\n"
+    benchmark.write_references(results, tmp_path / "refs.json")
+    entry = json.loads((tmp_path / "refs.json").read_text())["CartPole-v1"]
+    assert entry["reference"] == 200.0 and 10 < entry["random"] < 40  # random actions: ~22 steps
+    assert tuning.read_references(tmp_path / "refs.json", ["CartPole-v1"])["CartPole-v1"].score(200.0) == 1.0

@@ -71,8 +71,8 @@ def test_an_unknown_family_is_refused():
         sample(optuna.trial.FixedTrial({}), "board-game", 1000)
 
 
-def spec_for(folder: Path, env: str = "CartPole-v1", steps: int = 2048) -> tuning.TuneSpec:
-    return tuning.TuneSpec(env, steps, 512, 2, 0, folder, [])
+def spec_for(folder: Path, env: str = "CartPole-v1", steps: int = 2048, **more) -> tuning.TuneSpec:
+    return tuning.TuneSpec((env,), steps, 512, 2, 0, folder, [], family="discrete", **more)
 
 
 def test_a_study_name_cannot_be_reused_for_another_env_or_budget(tmp_path):
@@ -159,14 +159,13 @@ def test_help_exits_0(capsys):
 def test_a_failed_trial_is_recorded_and_the_study_goes_on_until_failures_pile_up(tmp_path, monkeypatch):
     outcomes = iter([FloatingPointError("diverged"), None] + [RuntimeError("env broke")] * 5)
 
-    def train_trial(trial, spec, args, drawn):
+    def train_trial(trial, spec, index, drawn):
         outcome = next(outcomes)
         if outcome is not None:
             raise outcome
         return SimpleNamespace(stopped_by=None), 1.5
 
     monkeypatch.setattr(tuning, "train_trial", train_trial)
-    monkeypatch.setattr(tuning.TuneSpec, "family", lambda self: "discrete")
     spec = spec_for(tmp_path)
     study = tuning.open_study(journal(tmp_path), "f", spec, optuna.samplers.RandomSampler(seed=0), None)
     with pytest.raises(RuntimeError, match=r"the last 5 trials failed .* the study stops here"):
@@ -188,7 +187,7 @@ def test_sigterm_and_failures_give_their_exit_status(tmp_path, monkeypatch, caps
 
 def test_the_presets_hold_the_flags_fixed_for_the_study(tmp_path):
     spec = tuning.TuneSpec(
-        "CartPole-v1", 2048, 512, 2, 0, tmp_path, ["--value-clip", "0.1", "--gamma", "0.97"]
+        ("CartPole-v1",), 2048, 512, 2, 0, tmp_path, ["--value-clip", "0.1", "--gamma", "0.97"]
     )
     trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
     drawn = sample(trial, "discrete", spec.steps)
@@ -221,11 +220,12 @@ class FakeTrial:
 
 def test_the_pruning_callback_reports_evaluations_and_stops_when_told():
     keep, stop = FakeTrial(prune=False), FakeTrial(prune=True)
-    assert tuning.pruning_callback(keep)(None, {"steps": 100, "eval_return": None}) is None
+    assert tuning.pruning_callback(keep, 500)(None, {"steps": 100, "eval_return": None}) is None
     assert keep.reported == []  # rounds without an evaluation report nothing
-    assert tuning.pruning_callback(keep)(None, {"steps": 512, "eval_return": 20.5}) is None
-    assert keep.reported == [(20.5, 512)]
-    assert tuning.pruning_callback(stop)(None, {"steps": 1024, "eval_return": 3.0}) is False
+    assert tuning.pruning_callback(keep, 500)(None, {"steps": 512, "eval_return": 20.5}) is None
+    assert tuning.pruning_callback(keep, 500)(None, {"steps": 1536, "eval_return": 21.5}) is None
+    assert keep.reported == [(20.5, 500), (21.5, 1500)]  # at the schedule's steps, where trials meet
+    assert tuning.pruning_callback(stop, 500)(None, {"steps": 1024, "eval_return": 3.0}) is False
 
 
 def trials_of(folder: Path, name: str) -> list[optuna.trial.FrozenTrial]:
@@ -240,7 +240,8 @@ def test_a_tiny_study_its_presets_and_train_presets_round_trip(tmp_path, capsys)
     trials = trials_of(folder, "CartPole-v1_2048")
     assert len(trials) == 3 and {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
     for trial in trials:  # each trial is a train.py run folder with the drawn settings
-        args = json.loads((Path(trial.user_attrs["run_dir"]) / "train_args.json").read_text())
+        (run_dir,) = trial.user_attrs["run_dirs"].values()
+        args = json.loads((Path(run_dir) / "train_args.json").read_text())
         settings = trial.user_attrs["settings"]
         assert args["lr"] == settings["ppo"]["lr"] and args["num_envs"] == settings["runner"]["num_envs"]
         assert args["mini_batch_size"] == settings["ppo"]["mini_batch_size"]
@@ -310,7 +311,7 @@ def test_two_processes_share_one_study_without_losing_or_repeating_a_trial(tmp_p
     numbers = [t.number for t in trials]
     assert len(set(numbers)) == len(numbers) and 4 <= len(trials) <= 5  # two may finish at once
     assert all(t.state.name == "COMPLETE" for t in trials)
-    run_dirs = {t.user_attrs["run_dir"] for t in trials}
+    run_dirs = {t.user_attrs["run_dirs"]["CartPole-v1"] for t in trials}
     assert len(run_dirs) == len(trials) and all(Path(d).is_dir() for d in run_dirs)
 
 
@@ -339,3 +340,123 @@ def test_ctrl_c_keeps_finished_trials_and_the_same_command_goes_on(tmp_path):
 def logged_a_round(trial_folder: Path) -> bool:
     """The trial's run has written its first progress row."""
     return any(len(file.read_text().splitlines()) > 1 for file in trial_folder.glob("*/progress.csv"))
+
+
+def write_references(folder: Path, table: dict) -> str:
+    file = folder / "references.json"
+    file.write_text(json.dumps(table))
+    return str(file)
+
+
+def test_a_reference_puts_a_return_on_the_envs_scale(tmp_path):
+    file = write_references(
+        tmp_path,
+        {
+            "CartPole-v1": {"random": 20, "reference": 220.0, "source": "x"},
+            "Acrobot-v1": {"random": -500, "reference": -100},
+        },
+    )
+    references = tuning.read_references(file, ["CartPole-v1", "Acrobot-v1"])
+    assert references["CartPole-v1"].score(120.0) == 0.5 and references["CartPole-v1"].score(20) == 0
+    assert references["Acrobot-v1"].score(-100) == 1 and references["Acrobot-v1"].score(-300) == 0.5
+    spec = spec_for(tmp_path, references=references)
+    assert spec.score("CartPole-v1", 220) == 1.0
+    assert spec_for(tmp_path).score("CartPole-v1", 220) == 220  # no references: the return itself
+
+
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        ({"Acrobot-v1": {"random": -500, "reference": -100}}, r"expected 'CartPole-v1': .*got None"),
+        ({"CartPole-v1": {"random": 20, "reference": 20}}, r"expected 'CartPole-v1': .*another number"),
+        ({"CartPole-v1": {"random": 20, "reference": "500"}}, r".*got \{'random': 20, 'reference': '500'\}"),
+        ({"CartPole-v1": {"random": True, "reference": 500}}, r"expected 'CartPole-v1'"),
+        ({"CartPole-v1": {"reference": 500}}, r"expected 'CartPole-v1'"),
+    ],
+)
+def test_a_bad_reference_file_names_the_env_and_what_came(tmp_path, table, message):
+    with pytest.raises(ValueError, match=r"--reference .*references.json: " + message):
+        tuning.read_references(write_references(tmp_path, table), ["CartPole-v1"])
+
+
+def test_an_unreadable_reference_file_names_reference(tmp_path):
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"--reference .*bad.json: cannot be read"):
+        tuning.read_references(tmp_path / "bad.json", ["CartPole-v1"])
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--env", "CartPole-v1", "Acrobot-v1"], "--reference: a study across several envs needs"),
+        (
+            ["--env", "CartPole-v1", "CartPole-v1", "--reference", "r.json"],
+            "--env: expected distinct env ids",
+        ),
+        (
+            ["--env", "CartPole-v1", "Pendulum-v1", "--reference", "REFS"],
+            "--env: the envs of one study share one family's search space; "
+            "CartPole-v1 is discrete, Pendulum-v1 is continuous",
+        ),
+    ],
+)
+def test_a_study_across_envs_is_checked_before_it_starts(tmp_path, capsys, argv, message):
+    refs = {"random": 0, "reference": 1}
+    file = write_references(tmp_path, {"CartPole-v1": refs, "Pendulum-v1": refs})
+    argv = [arg.replace("REFS", file) for arg in argv]
+    assert tune_cli.main([*argv, "--log-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ppo-tune: error: {message}") and err.count("\n") == 1
+    assert not (tmp_path / "CartPole-v1+Pendulum-v1_50000").exists()
+
+
+def test_a_study_cannot_be_reopened_with_other_references(tmp_path):
+    storage = journal(tmp_path)
+    references = {"CartPole-v1": tuning.Reference(20.0, 200.0)}
+    tuning.open_study(storage, "s", spec_for(tmp_path, references=references), None, None)
+    tuning.open_study(storage, "s", spec_for(tmp_path, references=references), None, None)
+    other = {"CartPole-v1": tuning.Reference(20.0, 300.0)}
+    with pytest.raises(ValueError, match=r"--study s: .*'references': \{'CartPole-v1': \[20.0, 300.0\]\}"):
+        tuning.open_study(storage, "s", spec_for(tmp_path, references=other), None, None)
+
+
+def test_the_pruning_callback_puts_later_envs_after_earlier_ones_on_their_scale():
+    trial = FakeTrial(prune=False)
+    callback = tuning.pruning_callback(trial, 512, offset=4096, score=lambda value: value / 100)
+    assert callback(None, {"steps": 600, "eval_return": 50.0}) is None
+    assert trial.reported == [(0.5, 4608)]
+
+
+@pytest.mark.slow
+def test_a_study_across_envs_scores_the_mean_normalised_return(tmp_path, capsys):
+    envs = ["CartPole-v1", "tests.user_envs:Corridor-v0"]  # the user's own env, registered in its module
+    file = write_references(
+        tmp_path,
+        {envs[0]: {"random": 20.0, "reference": 200.0}, envs[1]: {"random": -1.0, "reference": 1.0}},
+    )
+    argv = [*TINY, "--trials", "2", "--pruner", "none", "--log-dir", str(tmp_path), "--reference", file]
+    argv[1:2] = envs
+    assert tune_cli.main(argv) == 0
+    name = "CartPole-v1+tests.user_envs-Corridor-v0_2048"
+    trials = trials_of(tmp_path / name, name)
+    assert len(trials) == 2 and all(t.state.name == "COMPLETE" for t in trials)
+    for trial in trials:
+        returns = trial.user_attrs["returns"]
+        expected = ((returns[envs[0]] - 20) / 180 + (returns[envs[1]] + 1) / 2) / 2
+        assert trial.value == pytest.approx(expected)
+        assert set(trial.user_attrs["run_dirs"]) == set(envs)
+        steps = sorted(trial.intermediate_values)
+        first, second = [s for s in steps if s < 4096], [s for s in steps if s >= 4096]
+        assert first[0] == 512 and first[-1] == 2048 and second == [4096 + s for s in first]
+    best = max(trials, key=lambda t: t.value)
+    presets = json.loads((tmp_path / name / "presets.json").read_text())
+    assert set(presets) == set(envs) and presets[envs[0]] == presets[envs[1]]
+    assert (
+        f"mean normalised return {best.value:.3f} across CartPole-v1, tests.user_envs:Corridor-v0"
+        in (presets[envs[0]]["source"])
+    )
+    assert (
+        read_presets_file(tmp_path / name / "presets.json", envs[1], train_cli.OPTION_ATTRS)["ppo"]
+        == (best.user_attrs["settings"]["ppo"])
+    )
+    assert "trial  score" in capsys.readouterr().out
