@@ -84,6 +84,13 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--study", default=None, help="the study's name (default: ENV_STEPS)")
     parser.add_argument("--timeout", type=float, default=None, help="start no trial after this many seconds")
     parser.add_argument(
+        "--trial-timeout",
+        type=float,
+        default=None,
+        help="each trial's run trains at most this many seconds (train.py --timeout) and is scored "
+        "where it got to: the study then favours settings fast on the clock, not only per step",
+    )
+    parser.add_argument(
         "--eval-every", type=int, default=None, help="env steps between evaluations (default: --steps/10)"
     )
     parser.add_argument("--eval-episodes", type=int, default=5, help="episodes per evaluation (default: 5)")
@@ -107,9 +114,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def checked(args: argparse.Namespace) -> argparse.Namespace:
     """The options, with --study and --eval-every filled in; ValueError naming a bad one."""
-    for flag in ("trials", "steps", "eval_episodes"):
+    for flag in ("trials", "steps", "eval_episodes", "trial_timeout"):
         value = getattr(args, flag)
-        if value < 1:
+        if value is not None and not value > 0:
             raise ValueError(f"--{flag.replace('_', '-')}: expected a positive number, got {value}")
     check_jobs(args.jobs)
     if len(args.env) > 1 and args.reference is None:
@@ -156,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         spec = TuneSpec(
             tuple(args.env), args.steps, args.eval_every, args.eval_episodes, args.seed, folder, train_argv
         )
-        spec = replace(spec, family=checked_family(spec), references=references)
+        spec = replace(spec, trial_timeout=args.trial_timeout, references=references)
+        spec = replace(spec, family=checked_family(spec))
         study = open_study(open_storage(args.storage, folder), args.study, spec, *samplers(args, optuna))
     except (ValueError, ImportError) as error:
         print(f"ppo-tune: error: {error}", file=sys.stderr)

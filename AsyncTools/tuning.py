@@ -88,7 +88,8 @@ class Reference:
 class TuneSpec:
     """What every trial of a study shares: the envs (one, or several of a family), their budget
     and evaluation, the train.py flags fixed for all trials, the study's folder; the family, found
-    by `checked_family`; the references that normalise the returns (required for several envs)."""
+    by `checked_family`; the references that normalise the returns (required for several envs);
+    the time each run may train."""
 
     envs: tuple[str, ...]
     steps: int
@@ -99,6 +100,7 @@ class TuneSpec:
     train_argv: list[str]
     family: str = ""
     references: dict[str, Reference] | None = None
+    trial_timeout: float | None = None  # seconds each run may train (train.py --timeout)
 
     @property
     def label(self) -> str:
@@ -175,6 +177,8 @@ def open_study(storage: Any, name: str, spec: TuneSpec, sampler: Any, pruner: An
     wanted: dict[str, Any] = {"env": spec.label, "steps": spec.steps, "eval_episodes": spec.eval_episodes}
     if spec.references is not None:  # the objective's scale: part of what the study is
         wanted["references"] = {env: [r.random, r.reference] for env, r in spec.references.items()}
+    if spec.trial_timeout is not None:  # so is a time limit
+        wanted["trial_timeout"] = spec.trial_timeout
     recorded = {key: study.user_attrs[key] for key in wanted if key in study.user_attrs}
     if not recorded:
         for key, value in wanted.items():
@@ -264,7 +268,7 @@ def train_trial(
         json.dumps(train_cli.resolved(args, ppo, runner), indent=1)
     )
     try:
-        runner.run()
+        runner.run(timeout=args.timeout)
         value = final_return(runner)
     finally:
         runner.close()
@@ -290,6 +294,7 @@ def fixed_args(spec: TuneSpec, number: int = 0, env: str | None = None) -> argpa
             *("--env", env or spec.envs[0], "--steps", str(spec.steps), "--seed", str(spec.seed), "--quiet"),
             *("--eval-every", str(spec.eval_every), "--eval-episodes", str(spec.eval_episodes)),
             *("--log-dir", str(spec.folder / f"trial_{number:04d}")),
+            *(() if spec.trial_timeout is None else ("--timeout", str(spec.trial_timeout))),
         ]
     )
 
@@ -374,6 +379,7 @@ def presets_entries(study: Any, spec: TuneSpec) -> dict[str, Any] | None:
     except ValueError:  # no complete trial yet
         return None
     date = datetime.date.today().isoformat()
+    limit = "" if spec.trial_timeout is None else f" or {spec.trial_timeout:g} s"
     value = (
         f"deterministic evaluation return {best.value:.1f}"
         if spec.references is None
@@ -381,7 +387,7 @@ def presets_entries(study: Any, spec: TuneSpec) -> dict[str, Any] | None:
     )
     source = (
         f"tuned here: ppo-tune study {study.study_name!r}, best of {counted_trials(study, running=False)} "
-        f"finished trials of {spec.steps} env steps each (trial {best.number}, {value} over "
+        f"finished trials of {spec.steps} env steps{limit} each (trial {best.number}, {value} over "
         f"{spec.eval_episodes} episodes), {date}"
     )
     return {env: {"source": source, **best.user_attrs["settings"]} for env in spec.envs}

@@ -149,6 +149,9 @@ def runnable(command: str, folder: Path) -> list[str] | None:
             "--no-index",
             *[str(REPO_ROOT / word) if word.startswith("requirements") else word for word in words[2:]],
         ]
+    if words[:2] == ["python", "compare.py"]:  # a benchmark's committed run folders, in the checkout
+        folders = [str(REPO_ROOT / word) if word.startswith("benchmarks/") else word for word in words[2:]]
+        return [sys.executable, str(REPO_ROOT / "compare.py"), *folders]
     assert words[0] == "python" and words[1] in ("train.py", "play.py"), command
     words = [sys.executable, str(REPO_ROOT / words[1]), *words[2:]]
     if words[2:] == ["--help"]:

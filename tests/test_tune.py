@@ -107,6 +107,8 @@ def test_a_storage_that_cannot_be_opened_names_storage(tmp_path):
     "argv, message",
     [
         (["--trials", "0"], "--trials: expected a positive number, got 0"),
+        (["--trial-timeout", "0"], "--trial-timeout: expected a positive number, got 0.0"),
+        (["--trial-timeout", "nan"], "--trial-timeout: expected a positive number, got nan"),
         (["--steps", "-5"], "--steps: expected a positive number, got -5"),
         (["--jobs", "0"], "--jobs: expected a positive number of processes, got 0"),
         (["--storage", "nosuchdb://x"], "--storage nosuchdb://x: cannot be opened"),
@@ -302,12 +304,17 @@ def test_a_pruned_trial_stops_at_its_first_evaluation(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_processes_share_one_study_without_losing_or_repeating_a_trial(tmp_path):
+@pytest.mark.parametrize("database", [False, True], ids=["journal file", "sqlite"])
+def test_two_processes_share_one_study_without_losing_or_repeating_a_trial(tmp_path, database):
+    storage = ["--storage", f"sqlite:///{tmp_path / 'study.db'}"] if database else []
     code = tune_cli.main(
-        [*TINY, "--trials", "4", "--jobs", "2", "--log-dir", str(tmp_path), "--pruner", "none"]
+        [*TINY, "--trials", "4", "--jobs", "2", "--log-dir", str(tmp_path), "--pruner", "none", *storage]
     )
     assert code == 0
-    trials = trials_of(tmp_path / "CartPole-v1_2048", "CartPole-v1_2048")
+    if database:
+        trials = optuna.load_study(study_name="CartPole-v1_2048", storage=storage[1]).get_trials()
+    else:
+        trials = trials_of(tmp_path / "CartPole-v1_2048", "CartPole-v1_2048")
     numbers = [t.number for t in trials]
     assert len(set(numbers)) == len(numbers) and 4 <= len(trials) <= 5  # two may finish at once
     assert all(t.state.name == "COMPLETE" for t in trials)
@@ -460,3 +467,25 @@ def test_a_study_across_envs_scores_the_mean_normalised_return(tmp_path, capsys)
         == (best.user_attrs["settings"]["ppo"])
     )
     assert "trial  score" in capsys.readouterr().out
+
+
+def test_a_study_cannot_be_reopened_with_another_time_limit(tmp_path):
+    storage = journal(tmp_path)
+    tuning.open_study(storage, "s", spec_for(tmp_path, trial_timeout=60.0), None, None)
+    with pytest.raises(ValueError, match=r"--study s: .*'trial_timeout': 60.0.*not .*'trial_timeout': 30.0"):
+        tuning.open_study(storage, "s", spec_for(tmp_path, trial_timeout=30.0), None, None)
+
+
+@pytest.mark.slow
+def test_a_trial_timeout_scores_each_run_where_its_time_ran_out(tmp_path):
+    argv = [*TINY, "--steps", "10000000", "--eval-every", "1000000", "--trial-timeout", "2"]
+    assert tune_cli.main([*argv, "--trials", "1", "--log-dir", str(tmp_path), "--pruner", "none"]) == 0
+    name = "CartPole-v1_10000000"
+    (trial,) = trials_of(tmp_path / name, name)
+    assert trial.state.name == "COMPLETE" and trial.value > 0  # scored: a new evaluation where it stopped
+    (run_dir,) = trial.user_attrs["run_dirs"].values()
+    assert json.loads((Path(run_dir) / "train_args.json").read_text())["timeout"] == 2.0
+    last = (Path(run_dir) / "progress.csv").read_text().splitlines()[-1]
+    assert 0 < int(last.split(",")[0]) < 10_000_000
+    source = json.loads((tmp_path / name / "presets.json").read_text())["CartPole-v1"]["source"]
+    assert "trials of 10000000 env steps or 2 s each" in source
