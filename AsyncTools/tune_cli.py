@@ -4,7 +4,7 @@
     python tune.py --env Pendulum-v1 --trials 60 --steps 100000 --jobs 2        # two at a time
     python tune.py --env LunarLander-v3 --trials 100 --steps 300000 \\
         --storage postgresql://user:pass@host/db --study lunar                  # on every machine
-    python tune.py --env CartPole-v1 Acrobot-v1 LunarLander-v3 --reference refs.json \
+    python tune.py --env CartPole-v1 Acrobot-v1 LunarLander-v3 --reference refs.json \\
         --trials 40 --steps 200000 --jobs 2                                     # a family's defaults
 
 The study's folder (--log-dir/--study) holds one folder per trial (a normal run folder: progress,
