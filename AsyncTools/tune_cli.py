@@ -161,9 +161,16 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(args.log_dir) / args.study
         references = None if args.reference is None else read_references(args.reference, args.env)
         spec = TuneSpec(
-            tuple(args.env), args.steps, args.eval_every, args.eval_episodes, args.seed, folder, train_argv
+            tuple(args.env),
+            args.steps,
+            args.eval_every,
+            args.eval_episodes,
+            args.seed,
+            folder,
+            train_argv,
+            references=references,
+            trial_timeout=args.trial_timeout,
         )
-        spec = replace(spec, trial_timeout=args.trial_timeout, references=references)
         spec = replace(spec, family=checked_family(spec))
         study = open_study(open_storage(args.storage, folder), args.study, spec, *samplers(args, optuna))
     except (ValueError, ImportError) as error:

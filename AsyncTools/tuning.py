@@ -40,6 +40,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from PPO.checks import check_finite_float
+
 from . import train_cli
 from .AsyncPPO import AsyncPPO, ppo_for_env
 from .presets import RUNNER_OPTIONS, family
@@ -123,19 +125,19 @@ def read_references(path: str | Path, envs: Sequence[str]) -> dict[str, Referenc
     references = {}
     for env in envs:
         entry = table.get(env) if isinstance(table, dict) else None
-        keys = ("random", "reference")
-        pair: list[Any] = [entry.get(key) for key in keys] if isinstance(entry, dict) else []
-        if not all(map(_is_finite_number, pair)) or len(set(pair)) != 2:
+        try:
+            if not isinstance(entry, dict):
+                raise ValueError(env)
+            pair = [check_finite_float(key, entry.get(key)) for key in ("random", "reference")]
+            if pair[0] == pair[1]:
+                raise ValueError(env)
+        except ValueError:
             raise ValueError(
                 f'--reference {path}: expected {env!r}: {{"random": number, "reference": '
                 f"another number}}, got {entry!r}"
-            )
-        references[env] = Reference(float(pair[0]), float(pair[1]))
+            ) from None
+        references[env] = Reference(*pair)
     return references
-
-
-def _is_finite_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def open_storage(url: str | None, folder: Path) -> Any:
@@ -233,6 +235,7 @@ def run_trial(trial: Any, spec: TuneSpec) -> float:
     Ctrl-C (or SIGTERM) at any point, its settings are queued to be tried again first."""
     optuna = import_optuna()
     drawn = sample(trial, spec.family, spec.steps)
+    trial.set_user_attr("settings", effective_settings(spec, trial_args(spec, trial.number, drawn), drawn))
     returns: dict[str, float] = {}
     try:
         for index, env in enumerate(spec.envs):
@@ -257,7 +260,6 @@ def train_trial(
     (KeyboardInterrupt when a signal stopped it)."""
     env = spec.envs[index]
     args = trial_args(spec, trial.number, drawn, env)
-    trial.set_user_attr("settings", effective_settings(spec, args, drawn))
     # env number `index` reports from 2 x index x steps: clear of the earlier envs, whose runs stop
     # within a round (at most steps / 8 in the search space) past their budget
     offset = 2 * index * spec.steps

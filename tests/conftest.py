@@ -6,11 +6,12 @@ The envs are plain Python classes (no registration): pass an instance, or a fact
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
@@ -218,6 +219,15 @@ def cartpole():
 @pytest.fixture
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """The script benchmarks/NAME.py, loaded by its path (benchmarks/ is not a package import
+    the tests rely on)."""
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 class RaiseOnSeedEnv(CounterEnv):

@@ -6,7 +6,6 @@ two tiny real runs with train.py and compares them."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import re
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.stats
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_benchmark
 
 from AsyncTools import compare, compare_cli, tuning
 from AsyncTools.run_log import PROGRESS_FIELDS
@@ -461,18 +460,8 @@ def test_the_published_tables_are_what_ppo_compare_prints_from_the_benchmarks_ru
     assert checked >= 15
 
 
-def benchmark_module():
-    """benchmarks/defaults_vs_sb3.py, loaded by its path."""
-    spec = importlib.util.spec_from_file_location(
-        "defaults_vs_sb3", REPO_ROOT / "benchmarks" / "defaults_vs_sb3.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_benchmark_writes_run_folders_and_reference_returns(tmp_path, capsys):
-    benchmark = benchmark_module()
+    benchmark = load_benchmark("defaults_vs_sb3")
     runs = [
         {
             "env": "CartPole-v1",

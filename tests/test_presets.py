@@ -3,7 +3,6 @@ user's options winning over both, and train.py recording the values it used."""
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import json
 import subprocess
@@ -11,7 +10,7 @@ import sys
 
 import gymnasium as gym
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_benchmark
 
 from AsyncTools import train_cli
 from AsyncTools.AsyncPPO import AsyncPPO, ppo_for_env
@@ -35,12 +34,7 @@ def test_every_preset_names_real_options_and_its_source():
 
 def zoo_table() -> dict:
     """ZOO_PPO of benchmarks/defaults_vs_sb3.py: RL Zoo's numbers as the SB3 comparison uses them."""
-    spec = importlib.util.spec_from_file_location(
-        "defaults_vs_sb3", REPO_ROOT / "benchmarks" / "defaults_vs_sb3.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.ZOO_PPO
+    return load_benchmark("defaults_vs_sb3").ZOO_PPO
 
 
 # (our keyword, RL Zoo's key) for the settings both have
