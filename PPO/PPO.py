@@ -20,7 +20,7 @@ from . import persistence
 from .acting import initial_action_bounds, non_finite_rows
 from .ActorCritic import ActorCritic
 from .advantages import episodic_gae, non_episodic_gae
-from .checks import NonFiniteError, check_bool, check_compile_mode
+from .checks import CUDA_GRAPH_MODES, NonFiniteError, check_bool, check_compile_mode
 from .config import PPOConfig
 from .losses import (
     LossTotals,
@@ -62,11 +62,23 @@ def _rnd_loss(
     return rnd.train_predictor(next_states[index], generator)
 
 
-def _compiled(losses: Callable, compile_update: bool, mode: str) -> Callable:
+def _compiled(losses: Callable, compile_update: bool, mode: str, mini_batch_size: int) -> Callable:
     """`losses` as such, or with `compile_update` torch.compile of it and its gradient: compiled
     at the first learn() (seconds to a minute; needs a C++ compiler on a CPU), then quicker per
-    step; dynamic, because the batch's valid rows, and so its last mini-batch, vary by round."""
-    return torch.compile(losses, dynamic=True, mode=mode) if compile_update else losses
+    step. In "default" mode dynamic, because the batch's valid rows, and so its last mini-batch,
+    vary by round. CUDA graphs are recorded for one shape (and torch 2.11's dynamic-shape CUDA
+    graphs crashed in the backward pass on an H200), so in CUDA_GRAPH_MODES only full mini-batches
+    run compiled, for one fixed shape; a shorter last one runs `losses` itself, uncompiled."""
+    if not compile_update:
+        return losses
+    if mode not in CUDA_GRAPH_MODES:
+        return torch.compile(losses, dynamic=True, mode=mode)
+    compiled = torch.compile(losses, dynamic=False, mode=mode)
+
+    def full_mini_batches_compiled(*columns: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return (compiled if len(columns[0]) == mini_batch_size else losses)(*columns)
+
+    return full_mini_batches_compiled
 
 
 @torch.no_grad()
@@ -178,8 +190,8 @@ class PPO(PPOBase):
         options = PPOConfig(**{name: given[name] for name in CONFIG_FIELDS})
         super().__init__(options, device, num_threads, seed)
         self.compile_update = check_bool("compile_update", compile_update)
-        self.compile_mode = check_compile_mode(compile_mode, self.compile_update)
-        self._minibatch_losses = _compiled(self._losses, self.compile_update, self.compile_mode)
+        mode = self.compile_mode = check_compile_mode(compile_mode, self.compile_update)
+        self._minibatch_losses = _compiled(self._losses, self.compile_update, mode, self.mini_batch_size)
         if self.is_continuous and (
             bounds := initial_action_bounds(action_scaling, action_low, action_high, self.action_dim)
         ):

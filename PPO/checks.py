@@ -50,8 +50,9 @@ def check_bool(name: str, value: object) -> bool:
     return value
 
 
-# torch.compile's modes; "reduce-overhead" and "max-autotune" replay CUDA graphs on a GPU.
+# torch.compile's modes; those in CUDA_GRAPH_MODES replay CUDA graphs on a GPU.
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
 def check_compile_mode(mode: object, compiling: bool) -> str:

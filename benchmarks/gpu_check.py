@@ -208,6 +208,7 @@ def main() -> int:
         report["update_matches_cpu"] = check_update_matches_cpu(args.device)
         report["save_load_export"] = check_save_load_export(args.device)
         report["learns"] = check_learns(args.device, 40_000 if args.quick else 100_000)
+        print(f"correctness: ok {report['update_matches_cpu']} {report['learns']}", flush=True)
     except (CheckFailed, AssertionError) as failure:
         report["failed"] = str(failure)
         print(f"gpu_check FAILED: {failure}")
@@ -220,17 +221,29 @@ def main() -> int:
         rounds=2 if args.quick else 10,
         backend="native",
     )
-    speed = [
-        loop_speed("CartPole-v1", args.device, **cartpole),
-        loop_speed("CartPole-v1", args.device, **cartpole, overlap=True),
-    ]
-    report["overlap_speedup"] = speed[1]["steps_per_s"] / speed[0]["steps_per_s"]
+    speed: list[dict] = []
+    report["speed"] = speed
+
+    def measured(row: dict) -> float:
+        """Keeps a row, printed and saved at once: a crash later (a segfault in a compiler, say)
+        leaves the rows before it in gpu_check.json and the log."""
+        speed.append(row)
+        print_row(row)
+        write(report, args.out)
+        return row.get("steps_per_s", float("nan"))
+
+    plain = measured(loop_speed("CartPole-v1", args.device, **cartpole))
+    report["overlap_speedup"] = (
+        measured(loop_speed("CartPole-v1", args.device, **cartpole, overlap=True)) / plain
+    )
     if not args.quick:  # compiling takes tens of seconds: not in the quick check
         for mode, key in (("default", "compile_speedup"), ("reduce-overhead", "cuda_graphs_speedup")):
-            speed.append(loop_speed("CartPole-v1", args.device, **cartpole, compile_mode=mode))
-            report[key] = speed[-1]["steps_per_s"] / speed[0]["steps_per_s"]
+            print(f"compiling the update ({mode}) ...", flush=True)
+            report[key] = (
+                measured(loop_speed("CartPole-v1", args.device, **cartpole, compile_mode=mode)) / plain
+            )
     if importlib.util.find_spec("envpool") is not None:
-        speed.append(
+        measured(
             loop_speed(
                 "Pong-v5",
                 args.device,
@@ -241,15 +254,7 @@ def main() -> int:
             )
         )
     else:
-        speed.append({"env": "Pong-v5", "skipped": "envpool is not installed"})
-    report["speed"] = speed
-    write(report, args.out)
-    print(f"{'env':14s} {'backend':44s} {'copies':>7s} {'steps/s':>12s}")
-    for row in speed:
-        if "skipped" in row:
-            print(f"{row['env']:14s} skipped: {row['skipped']}")
-        else:
-            print(f"{row['env']:14s} {row['backend']:44s} {row['num_envs']:7d} {row['steps_per_s']:12,.0f}")
+        measured({"env": "Pong-v5", "skipped": "envpool is not installed"})
     print(f"overlap on/off (CartPole): {report['overlap_speedup']:.2f}x")
     if "compile_speedup" in report:
         print(
@@ -261,6 +266,16 @@ def main() -> int:
         f"CartPole mean return {report['learns']['mean_return']:.0f})"
     )
     return 0
+
+
+def print_row(row: dict) -> None:
+    if "skipped" in row:
+        print(f"{row['env']:14s} skipped: {row['skipped']}", flush=True)
+    else:
+        print(
+            f"{row['env']:14s} {row['backend']:44s} {row['num_envs']:7d} {row['steps_per_s']:12,.0f} steps/s",
+            flush=True,
+        )
 
 
 def write(report: dict, folder: str) -> None:

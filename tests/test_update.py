@@ -367,3 +367,22 @@ def test_the_compiled_update_computes_what_the_plain_one_does(kind, mode):
     for key in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"):
         assert compiled_first[key] == pytest.approx(plain_first[key], rel=1e-5, abs=1e-6), key
         assert compiled_second[key] == pytest.approx(plain_second[key], rel=1e-5, abs=1e-6), key
+
+
+@pytest.mark.slow
+def test_cuda_graph_modes_compile_one_shape_and_run_a_short_last_mini_batch_plainly():
+    """CUDA graphs are recorded for one shape, and torch 2.11's dynamic-shape CUDA graphs crashed
+    on an H200 (benchmarks/gpu_check.py), so "reduce-overhead" compiles full mini-batches only:
+    a batch whose last mini-batch is shorter (8 rows, then 16, in mini-batches of 3) needs no
+    second compilation, and learns what the plain update does."""
+    plain = make_ppo("continuous", mini_batch_size=3)
+    compiled = make_ppo("continuous", mini_batch_size=3, compile_update=True, compile_mode="reduce-overhead")
+    for ppo in (plain, compiled):
+        fill(ppo)
+        ppo.learn()  # compiles the 3-row mini-batch; the last 2 rows run plainly
+    with torch.compiler.set_stance("fail_on_recompile"):
+        for ppo in (plain, compiled):
+            fill(ppo), fill(ppo)
+            ppo.learn()  # 16 rows: a last mini-batch of 1 row
+    for name, tensor in plain.policy.state_dict().items():
+        torch.testing.assert_close(compiled.policy.state_dict()[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
