@@ -18,7 +18,8 @@ Then speed, each as whole-loop env steps per second (collection and learning):
 - CartPole again with `compile_update=True`, then with `compile_mode="reduce-overhead"` (the
   compiled update replayed as CUDA graphs), not with --quick (compiling takes tens of seconds):
   each one's ratio to the plain update, counted after the warm-up round that compiles it.
-Writes gpu_check.json and prints a table.
+Each speed row is printed and gpu_check.json rewritten as soon as it is measured, so a crash
+leaves the rows before it.
 """
 
 from __future__ import annotations

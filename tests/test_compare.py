@@ -450,14 +450,41 @@ def test_the_published_tables_are_what_ppo_compare_prints_from_the_benchmarks_ru
             if group is None:  # a row from another benchmark (Atari)
                 assert "Atari" in row[0]
                 continue
-            mean, low, high, seed = CELL.match(cell).groups()
-            assert int(mean) == round(group.final.mean), (row[0], trainer)
-            if seed is None:  # several seeds: their bootstrap interval
-                assert len(group.runs) > 1 and (int(low), int(high)) == tuple(map(round, group.final.mean_ci))
-            else:  # one seed, named
-                assert [run.settings["seed"] for run in group.runs] == [int(seed)]
+            check_cell(cell, group, (row[0], trainer))
             checked += 1
     assert checked >= 15
+
+
+def check_cell(cell: str, group: compare.GroupResult, where: tuple[str, str]) -> None:
+    """A table's cell, "mean [low, high]" or "mean (seed S, ...)", is the group's."""
+    mean, low, high, seed = CELL.match(cell).groups()
+    assert int(mean) == round(group.final.mean), where
+    if seed is None:  # several seeds: their bootstrap interval
+        assert len(group.runs) > 1 and (int(low), int(high)) == tuple(map(round, group.final.mean_ci)), where
+    else:  # one seed, named
+        assert [run.settings["seed"] for run in group.runs] == [int(seed)], where
+
+
+# The family-defaults table's columns: today's defaults, the two studies' best, SB3's defaults
+FAMILY_COLUMNS = (
+    "presets=null, trainer=(unset)",
+    "presets=benchmarks/results/family_discrete_200k/tuned_presets.json, trainer=(unset)",
+    "presets=benchmarks/results/family_discrete_200k/tuned_30s_presets.json, trainer=(unset)",
+    "presets=(unset), trainer=SB3 defaults",
+)
+
+
+def test_the_family_defaults_table_is_what_ppo_compare_prints_from_its_runs():
+    folder = REPO_ROOT / "benchmarks" / "results" / "family_discrete_200k" / "runs"
+    runs = [compare.read_run(run, "eval_return") for run in compare.find_runs([folder])]
+    keys = ["env", "presets", "trainer"]
+    groups = compare.compare_groups(compare.group_runs(runs, keys), 2000, 0, compare.PLAIN)
+    by_label = {group.label: group for group in groups}
+    rows = table_rows(REPO_ROOT / "docs/benchmarks/tuning.md", "| env, 200,000 steps")
+    for row in rows:
+        for column, cell in zip(FAMILY_COLUMNS, row[1:5], strict=True):
+            check_cell(cell, by_label[f"env={row[0]}, {column}"], (row[0], column))
+    assert [row[0] for row in rows] == ["CartPole-v1", "Acrobot-v1", "LunarLander-v3"]
 
 
 def test_the_benchmark_writes_run_folders_and_reference_returns(tmp_path, capsys):
