@@ -382,7 +382,8 @@ def test_cuda_graph_modes_compile_one_shape_and_run_a_short_last_mini_batch_plai
         ppo.learn()  # compiles the 3-row mini-batch; the last 2 rows run plainly
     with torch.compiler.set_stance("fail_on_recompile"):
         for ppo in (plain, compiled):
-            fill(ppo), fill(ppo)
+            fill(ppo)
+            fill(ppo)
             ppo.learn()  # 16 rows: a last mini-batch of 1 row
     for name, tensor in plain.policy.state_dict().items():
         torch.testing.assert_close(compiled.policy.state_dict()[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
