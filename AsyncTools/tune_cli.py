@@ -134,7 +134,7 @@ def checked(args: argparse.Namespace) -> argparse.Namespace:
 def samplers(args: argparse.Namespace, optuna: Any) -> tuple[Any, Any]:
     """The sampler and pruner: TPE (or random) seeded per worker when --sampler-seed is given;
     the median rule from the fifth finished trial (fewer in small studies), after the first third
-    of training."""
+    of each env's training (the trials' callbacks hold it back until then)."""
     seed = None if args.sampler_seed is None else args.sampler_seed + (args.worker or 0)
     startup = max(1, min(5, args.trials // 4))
     sampler = (
@@ -143,7 +143,7 @@ def samplers(args: argparse.Namespace, optuna: Any) -> tuple[Any, Any]:
         else optuna.samplers.RandomSampler(seed=seed)
     )
     pruner = (
-        optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=args.steps // 3)
+        optuna.pruners.MedianPruner(n_startup_trials=startup)  # warm-up: tuning.PRUNE_AFTER
         if args.pruner == "median"
         else optuna.pruners.NopPruner()
     )

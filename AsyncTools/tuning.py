@@ -55,6 +55,7 @@ INTERRUPTED = ("SIGINT", "SIGTERM")
 TRIAL_FAILURES = (FloatingPointError, RuntimeError)
 FAILURES_IN_A_ROW = 5  # a worker stops after this many failed trials in a row
 HEARTBEAT_SECONDS = 60  # database storages: a running trial silent for 3 of these is failed
+PRUNE_AFTER = 3  # no run is pruned in the first 1/PRUNE_AFTER of its steps, on any env of a study
 
 
 class Interrupted(KeyboardInterrupt):
@@ -263,7 +264,9 @@ def train_trial(
     # env number `index` reports from 2 x index x steps: clear of the earlier envs, whose runs stop
     # within a round (at most steps / 8 in the search space) past their budget
     offset = 2 * index * spec.steps
-    callback = pruning_callback(trial, spec.eval_every, offset, lambda value: spec.score(env, value))
+    callback = pruning_callback(
+        trial, spec.eval_every, offset, lambda value: spec.score(env, value), spec.steps // PRUNE_AFTER
+    )
     ppo, runner = train_cli.build(args, callback=callback)
     trial.set_user_attr("run_dirs", {**trial.user_attrs.get("run_dirs", {}), env: str(runner.run_dir)})
     (runner.run_dir / train_cli.ARGS_FILE).write_text(
@@ -344,19 +347,22 @@ def effective_settings(spec: TuneSpec, args: argparse.Namespace, drawn: dict[str
 
 
 def pruning_callback(
-    trial: Any, every: int, offset: int = 0, score: Callable[[float], float] = float
+    trial: Any, every: int, offset: int = 0, score: Callable[[float], float] = float, warmup: int = 0
 ) -> Callable[[AsyncPPO, dict[str, Any]], bool | None]:
     """An AsyncPPO callback reporting each evaluation to `trial`, as `score(return)` at the step
     of the schedule it answers (`every`, 2 x every...: trials whose rounds differ in size then
     meet at the same steps, where the pruner compares them), plus `offset` (a study's later envs
-    come after the earlier ones); it stops the run (returns False) when the pruner says so."""
+    come after the earlier ones); from `warmup` steps of this run on, it stops the run (returns
+    False) when the pruner says so. The warm-up counts in the run's own steps, so each env of a
+    study gets it, not only the first."""
 
     def report(runner: AsyncPPO, stats: dict[str, Any]) -> bool | None:
         if stats.get("eval_return") is None:
             return None
         steps = int(stats["steps"])
-        trial.report(score(float(stats["eval_return"])), offset + steps - steps % every)
-        return False if trial.should_prune() else None
+        at = steps - steps % every
+        trial.report(score(float(stats["eval_return"])), offset + at)
+        return False if at >= warmup and trial.should_prune() else None
 
     return report
 

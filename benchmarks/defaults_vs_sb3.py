@@ -40,6 +40,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import tempfile
 import time
@@ -431,11 +432,15 @@ def write_markdown(results: dict, path: Path) -> None:
 def write_run_folders(results: dict, folder: Path) -> None:
     """Each finished run as a folder ppo-compare reads: FOLDER/ENV/VARIANT/seedS with
     train_args.json (env, trainer, seed, budget, and ours' resolved settings) and progress.csv
-    (one row: the steps trained and the run's score as eval_return)."""
+    (one row: the steps trained and the run's score as eval_return). A folder of this format
+    whose run is no longer in `results` (a failed rerun, a run taken out) is removed, so that
+    ppo-compare reads the file's runs and no others."""
+    written = set()
     for run in results["runs"]:
         if "mean_return" not in run:
             continue
         run_dir = folder / run["env"].replace(":", "-") / run["variant"] / f"seed{run['seed']}"
+        written.add(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         settings = {
             **run.get("train_args", {}),
@@ -447,6 +452,9 @@ def write_run_folders(results: dict, folder: Path) -> None:
         (run_dir / "train_args.json").write_text(json.dumps(settings, indent=1) + "\n")
         trained = run.get("steps_trained", run["steps"])
         (run_dir / "progress.csv").write_text(f"steps,eval_return\n{trained},{run['mean_return']}\n")
+    for stale in set(folder.glob("*/*/seed*")) - written:
+        if {path.name for path in stale.iterdir()} == {"train_args.json", "progress.csv"}:
+            shutil.rmtree(stale)
 
 
 def random_return(env_id: str, episodes: int = EVAL_EPISODES) -> float:

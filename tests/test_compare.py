@@ -517,6 +517,13 @@ def test_the_benchmark_writes_run_folders_and_reference_returns(tmp_path, capsys
     assert (
         tmp_path / "runs/CartPole-v1/sb3/seed1/progress.csv"
     ).read_text() == "steps,eval_return\n2048,300.0\n"
+    (tmp_path / "runs/CartPole-v1/sb3/seed1/notes.txt").write_text("a user's file")
+    (tmp_path / "runs/CartPole-v1/sb3/seed7").mkdir()
+    (tmp_path / "runs/CartPole-v1/sb3/seed7/train_args.json").write_text("{}")
+    (tmp_path / "runs/CartPole-v1/sb3/seed7/progress.csv").write_text("steps,eval_return\n")
+    benchmark.write_run_folders({"runs": runs[:1]}, tmp_path / "runs")  # seeds 1 and 7 gone
+    assert not (tmp_path / "runs/CartPole-v1/sb3/seed7").exists()  # the format's: removed
+    assert (tmp_path / "runs/CartPole-v1/sb3/seed1/notes.txt").exists()  # another file: kept
     benchmark.write_references(results, tmp_path / "refs.json")
     entry = json.loads((tmp_path / "refs.json").read_text())["CartPole-v1"]
     assert entry["reference"] == 200.0 and 10 < entry["random"] < 40  # random actions: ~22 steps

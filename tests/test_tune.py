@@ -228,6 +228,9 @@ def test_the_pruning_callback_reports_evaluations_and_stops_when_told():
     assert tuning.pruning_callback(keep, 500)(None, {"steps": 1536, "eval_return": 21.5}) is None
     assert keep.reported == [(20.5, 500), (21.5, 1500)]  # at the schedule's steps, where trials meet
     assert tuning.pruning_callback(stop, 500)(None, {"steps": 1024, "eval_return": 3.0}) is False
+    # within the warm-up the pruner is not asked, whatever it would say; from its step on, it is
+    assert tuning.pruning_callback(stop, 500, warmup=1500)(None, {"steps": 1024, "eval_return": 3.0}) is None
+    assert tuning.pruning_callback(stop, 500, warmup=1500)(None, {"steps": 1600, "eval_return": 3.0}) is False
 
 
 def trials_of(folder: Path, name: str) -> list[optuna.trial.FrozenTrial]:
@@ -432,6 +435,11 @@ def test_the_pruning_callback_puts_later_envs_after_earlier_ones_on_their_scale(
     callback = tuning.pruning_callback(trial, 512, offset=4096, score=lambda value: value / 100)
     assert callback(None, {"steps": 600, "eval_return": 50.0}) is None
     assert trial.reported == [(0.5, 4608)]
+    # the warm-up counts in this env's own steps, not the study's offset ones
+    stop = FakeTrial(prune=True)
+    later_env = tuning.pruning_callback(stop, 512, offset=4096, warmup=1024)
+    assert later_env(None, {"steps": 600, "eval_return": 50.0}) is None
+    assert later_env(None, {"steps": 1100, "eval_return": 50.0}) is False
 
 
 @pytest.mark.slow
