@@ -51,12 +51,9 @@ ZOO_KEYS = [
 ]
 
 
-@pytest.mark.parametrize(
-    "env_id", [env_id for env_id, entry in presets().items() if entry["source"].startswith("RL Zoo")]
-)
-def test_a_preset_citing_rl_zoo_has_rl_zoos_numbers(env_id):
-    """A preset whose source is RL Zoo gives the learner the zoo's numbers, as the SB3
-    comparison trains them (SB3's defaults where the zoo's entry has none)."""
+def assert_zoo_numbers(env_id: str, ppo: PPO, num_envs: int, num_steps: int) -> None:
+    """The learner and runner hold RL Zoo's numbers for env_id, as the SB3 comparison trains
+    them (SB3's defaults where the zoo's entry has none)."""
     sb3_defaults = dict(
         learning_rate=3e-4,
         n_epochs=10,
@@ -69,12 +66,10 @@ def test_a_preset_citing_rl_zoo_has_rl_zoos_numbers(env_id):
         max_grad_norm=0.5,
     )
     zoo = {**sb3_defaults, **zoo_table()[env_id]}
-    ppo = ppo_for_env(env_id, device="cpu")
     for ours, theirs in ZOO_KEYS:
         held = ppo.config[ours] if ours in ppo.config else getattr(ppo, ours)
         assert held == pytest.approx(zoo[theirs]), (ours, theirs)
-    runner = presets()[env_id]["runner"]
-    assert (runner["num_envs"], runner["num_steps"]) == (zoo["n_envs"], zoo["n_steps"])
+    assert (num_envs, num_steps) == (zoo["n_envs"], zoo["n_steps"])
     assert ppo.batch_size == zoo["n_envs"] * zoo["n_steps"]
     normalized = zoo.get("normalize", False)
     assert (ppo.config["normalize_obs"], ppo.normalize_reward) == (normalized, normalized)
@@ -88,6 +83,47 @@ def test_a_preset_citing_rl_zoo_has_rl_zoos_numbers(env_id):
     assert ppo.config["orthogonal_init"] == net.get("ortho_init", True)
     if ppo.is_continuous:
         assert ppo.config["log_std_init"] == net.get("log_std_init", 0.0)
+
+
+@pytest.mark.parametrize(
+    "env_id", [env_id for env_id, entry in presets().items() if entry["source"].startswith("RL Zoo")]
+)
+def test_a_preset_citing_rl_zoo_has_rl_zoos_numbers(env_id):
+    runner = presets()[env_id]["runner"]
+    assert_zoo_numbers(env_id, ppo_for_env(env_id, device="cpu"), runner["num_envs"], runner["num_steps"])
+
+
+def built_from_flags(tmp_path, *flags: str) -> tuple[PPO, int, int]:
+    """The learner and the runner's (copies, steps per round) that train.py builds from flags."""
+    args = train_cli.checked(
+        train_cli.parse_args(["--log-dir", str(tmp_path / "runs"), "--device", "cpu", *flags])
+    )
+    ppo, runner = train_cli.build(args)
+    runner.close()
+    return ppo, runner.num_envs, runner.num_steps
+
+
+def test_lunarlanders_old_preset_file_still_holds_rl_zoos_numbers(tmp_path):
+    """The benchmarks' "preset (RL Zoo's settings)" rows are reproduced with this file."""
+    old = REPO_ROOT / "benchmarks" / "results" / "rl_zoo_lunarlander_presets.json"
+    built = built_from_flags(tmp_path, "--env", "LunarLander-v3", "--preset", "none", "--presets", str(old))
+    assert_zoo_numbers("LunarLander-v3", *built)
+
+
+def test_lunarlanders_preset_is_the_set_that_was_measured(tmp_path):
+    """The shipped LunarLander-v3 preset builds what the check in docs/benchmarks/tuning.md ran
+    (`--preset none --presets tuned_30s_presets.json`), with PPO's own reward normalisation:
+    on, and off with RND."""
+    measured = REPO_ROOT / "benchmarks" / "results" / "lunarlander_30s_set" / "tuned_30s_presets.json"
+    ppo, num_envs, num_steps = built_from_flags(tmp_path, "--env", "LunarLander-v3")
+    same, *runner = built_from_flags(
+        tmp_path, "--env", "LunarLander-v3", "--preset", "none", "--presets", str(measured)
+    )
+    assert ppo.config == same.config
+    assert [num_envs, num_steps] == runner == [8, 64]
+    assert (ppo.k_epochs, ppo.batch_size, ppo.mini_batch_size, ppo.normalize_reward) == (20, 512, 256, True)
+    with_rnd, *_ = built_from_flags(tmp_path, "--env", "LunarLander-v3", "--use-rnd")
+    assert not with_rnd.normalize_reward
 
 
 def test_the_cli_builds_the_presets_network_unless_told_otherwise(tmp_path):
