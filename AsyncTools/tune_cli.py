@@ -42,6 +42,7 @@ from typing import Any
 
 from .jobs import check_jobs, combined_exit_code, run_processes
 from .tuning import (
+    AGGREGATES,
     JOURNAL_FILE,
     Interrupted,
     TuneSpec,
@@ -74,6 +75,13 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         default=None,
         help="JSON file of each env's random and reference returns: the score is normalised by them "
         "(needed for several envs)",
+    )
+    parser.add_argument(
+        "--aggregate",
+        choices=tuple(AGGREGATES),
+        default="mean",
+        help="several envs: a trial's value is the mean of their normalised returns, or the lowest "
+        "(min: settings that give up one env for another do not gain by it) (default: mean)",
     )
     parser.add_argument("--trials", type=int, default=20, help="finished trials the study should reach")
     parser.add_argument("--steps", type=int, default=50_000, help="env steps each trial trains for")
@@ -170,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             train_argv,
             references=references,
             trial_timeout=args.trial_timeout,
+            aggregate=args.aggregate,
         )
         spec = replace(spec, family=checked_family(spec))
         study = open_study(open_storage(args.storage, folder), args.study, spec, *samplers(args, optuna))

@@ -55,6 +55,7 @@ INTERRUPTED = ("SIGINT", "SIGTERM")
 TRIAL_FAILURES = (FloatingPointError, RuntimeError)
 FAILURES_IN_A_ROW = 5  # a worker stops after this many failed trials in a row
 HEARTBEAT_SECONDS = 60  # database storages: a running trial silent for 3 of these is failed
+AGGREGATES = {"mean": "mean", "min": "lowest"}  # --aggregate: how its value is worded
 PRUNE_AFTER = 3  # no run is pruned in the first 1/PRUNE_AFTER of its steps, on any env of a study
 
 
@@ -92,7 +93,7 @@ class TuneSpec:
     """What every trial of a study shares: the envs (one, or several of a family), their budget
     and evaluation, the train.py flags fixed for all trials, the study's folder; the family, found
     by `checked_family`; the references that normalise the returns (required for several envs);
-    the time each run may train."""
+    the time each run may train; how the envs' scores make the trial's value."""
 
     envs: tuple[str, ...]
     steps: int
@@ -104,6 +105,7 @@ class TuneSpec:
     family: str = ""
     references: dict[str, Reference] | None = None
     trial_timeout: float | None = None  # seconds each run may train (train.py --timeout)
+    aggregate: str = "mean"  # of the envs' scores: "mean", or "min" (the worst env's)
 
     @property
     def label(self) -> str:
@@ -113,6 +115,12 @@ class TuneSpec:
     def score(self, env: str, value: float) -> float:
         """A return of `env` as the study counts it: normalised when there are references."""
         return value if self.references is None else self.references[env].score(value)
+
+    def value(self, returns: dict[str, float]) -> float:
+        """A trial's value from its envs' returns: the mean of their scores, or the lowest
+        ("min": settings that give up one env for another do not gain by it)."""
+        scores = [self.score(env, value) for env, value in returns.items()]
+        return min(scores) if self.aggregate == "min" else sum(scores) / len(scores)
 
 
 def read_references(path: str | Path, envs: Sequence[str]) -> dict[str, Reference]:
@@ -167,7 +175,7 @@ def open_storage(url: str | None, folder: Path) -> Any:
 
 def open_study(storage: Any, name: str, spec: TuneSpec, sampler: Any, pruner: Any) -> Any:
     """The study `name` in `storage`, created if new; ValueError naming --study when it exists
-    for another env or budget."""
+    for another env, budget, scale, time limit or aggregate."""
     optuna = import_optuna()
     study = optuna.create_study(
         storage=storage,
@@ -182,7 +190,11 @@ def open_study(storage: Any, name: str, spec: TuneSpec, sampler: Any, pruner: An
         wanted["references"] = {env: [r.random, r.reference] for env, r in spec.references.items()}
     if spec.trial_timeout is not None:  # so is a time limit
         wanted["trial_timeout"] = spec.trial_timeout
-    recorded = {key: study.user_attrs[key] for key in wanted if key in study.user_attrs}
+    if spec.aggregate != "mean":  # and how the envs' scores are combined
+        wanted["aggregate"] = spec.aggregate
+    # the optional keys too: a study made with a time limit is not reopened without one
+    keys = (*wanted, "references", "trial_timeout", "aggregate")
+    recorded = {key: study.user_attrs[key] for key in dict.fromkeys(keys) if key in study.user_attrs}
     if not recorded:
         for key, value in wanted.items():
             study.set_user_attr(key, value)
@@ -232,7 +244,8 @@ def work(study: Any, spec: TuneSpec, trials: int, deadline: float | None) -> Non
 
 def run_trial(trial: Any, spec: TuneSpec) -> float:
     """One trial: a train.py run with the drawn settings on each env of the study; its value, the
-    final evaluation return (several envs: the mean of their normalised returns). Stopped by
+    final evaluation return (several envs: the mean, or the lowest, of their normalised returns,
+    `TuneSpec.value`). Stopped by
     Ctrl-C (or SIGTERM) at any point, its settings are queued to be tried again first."""
     optuna = import_optuna()
     drawn = sample(trial, spec.family, spec.steps)
@@ -250,7 +263,7 @@ def run_trial(trial: Any, spec: TuneSpec) -> float:
         trial.study.enqueue_trial(trial.params)
         raise
     trial.set_user_attr("returns", returns)
-    return sum(spec.score(env, value) for env, value in returns.items()) / len(returns)
+    return spec.value(returns)
 
 
 def train_trial(
@@ -391,7 +404,7 @@ def presets_entries(study: Any, spec: TuneSpec) -> dict[str, Any] | None:
     value = (
         f"deterministic evaluation return {best.value:.1f}"
         if spec.references is None
-        else f"mean normalised return {best.value:.3f} across {', '.join(spec.envs)}"
+        else f"{AGGREGATES[spec.aggregate]} normalised return {best.value:.3f} across {', '.join(spec.envs)}"
     )
     source = (
         f"tuned here: ppo-tune study {study.study_name!r}, best of {counted_trials(study, running=False)} "

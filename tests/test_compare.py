@@ -465,26 +465,41 @@ def check_cell(cell: str, group: compare.GroupResult, where: tuple[str, str]) ->
         assert [run.settings["seed"] for run in group.runs] == [int(seed)], where
 
 
-# The family-defaults table's columns: today's defaults, the two studies' best, SB3's defaults
-FAMILY_COLUMNS = (
-    "presets=null, trainer=(unset)",
-    "presets=benchmarks/results/family_discrete_200k/tuned_presets.json, trainer=(unset)",
-    "presets=benchmarks/results/family_discrete_200k/tuned_30s_presets.json, trainer=(unset)",
-    "presets=(unset), trainer=SB3 defaults",
+# The family-defaults tables' columns: today's defaults, the studies' best, SB3's defaults
+TODAY, SB3 = "presets=null, trainer=(unset)", "presets=(unset), trainer=SB3 defaults"
+DISCRETE = "presets=benchmarks/results/family_discrete_200k/{}, trainer=(unset)"
+
+
+@pytest.mark.parametrize(
+    "results, heading, columns, envs",
+    [
+        (
+            "family_discrete_200k",
+            "| env, 200,000 steps |",
+            (TODAY, DISCRETE.format("tuned_presets.json"), DISCRETE.format("tuned_30s_presets.json"), SB3),
+            ["CartPole-v1", "Acrobot-v1", "LunarLander-v3"],
+        ),
+        (
+            "family_continuous_200k",
+            "| env, 200,000 steps, continuous |",
+            (TODAY, SB3),
+            ["Pendulum-v1", "BipedalWalker-v3", "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"],
+        ),
+    ],
 )
-
-
-def test_the_family_defaults_table_is_what_ppo_compare_prints_from_its_runs():
-    folder = REPO_ROOT / "benchmarks" / "results" / "family_discrete_200k" / "runs"
+def test_the_family_defaults_tables_are_what_ppo_compare_prints_from_their_runs(
+    results, heading, columns, envs
+):
+    folder = REPO_ROOT / "benchmarks" / "results" / results / "runs"
     runs = [compare.read_run(run, "eval_return") for run in compare.find_runs([folder])]
     keys = ["env", "presets", "trainer"]
     groups = compare.compare_groups(compare.group_runs(runs, keys), 2000, 0, compare.PLAIN)
     by_label = {group.label: group for group in groups}
-    rows = table_rows(REPO_ROOT / "docs/benchmarks/tuning.md", "| env, 200,000 steps")
+    rows = table_rows(REPO_ROOT / "docs/benchmarks/tuning.md", heading)
     for row in rows:
-        for column, cell in zip(FAMILY_COLUMNS, row[1:5], strict=True):
+        for column, cell in zip(columns, row[1:], strict=True):
             check_cell(cell, by_label[f"env={row[0]}, {column}"], (row[0], column))
-    assert [row[0] for row in rows] == ["CartPole-v1", "Acrobot-v1", "LunarLander-v3"]
+    assert [row[0] for row in rows] == envs
 
 
 def test_the_benchmark_writes_run_folders_and_reference_returns(tmp_path, capsys):

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -83,6 +84,32 @@ def test_a_study_name_cannot_be_reused_for_another_env_or_budget(tmp_path):
         tuning.open_study(storage, "s", spec_for(tmp_path, env="Acrobot-v1"), None, None)
     with pytest.raises(ValueError, match=r"--study s: .*'steps': 2048.*'steps': 4096"):
         tuning.open_study(storage, "s", spec_for(tmp_path, steps=4096), None, None)
+
+
+def test_a_study_keeps_its_time_limit_and_aggregate(tmp_path):
+    storage = journal(tmp_path)
+    tuning.open_study(storage, "t", spec_for(tmp_path, trial_timeout=30.0), None, None)
+    with pytest.raises(ValueError, match=r"--study t: .*'trial_timeout': 30.0.*not \{"):
+        tuning.open_study(storage, "t", spec_for(tmp_path), None, None)  # reopened without it
+    tuning.open_study(storage, "m", spec_for(tmp_path, aggregate="min"), None, None)
+    tuning.open_study(storage, "m", spec_for(tmp_path, aggregate="min"), None, None)
+    with pytest.raises(ValueError, match=r"--study m: .*'aggregate': 'min'"):
+        tuning.open_study(storage, "m", spec_for(tmp_path), None, None)
+    assert "aggregate" not in tuning.open_study(storage, "n", spec_for(tmp_path), None, None).user_attrs
+
+
+def test_the_aggregate_flag_reaches_the_study(tmp_path, capsys):
+    tuning.open_study(journal(tmp_path / "s"), "s", spec_for(tmp_path), None, None)  # mean
+    assert tune_cli.main([*TINY, "--aggregate", "min", "--study", "s", "--log-dir", str(tmp_path)]) == 2
+    assert "not {" in (err := capsys.readouterr().err) and "'aggregate': 'min'}" in err
+
+
+def test_a_trials_value_is_the_mean_or_the_lowest_of_its_envs_scores(tmp_path):
+    references = {"A-v0": tuning.Reference(0.0, 100.0), "B-v0": tuning.Reference(-10.0, 10.0)}
+    returns = {"A-v0": 250.0, "B-v0": -5.0}  # 2.5 and 0.25 on their scales
+    spec = spec_for(tmp_path, references=references)
+    assert spec.value(returns) == pytest.approx(1.375)
+    assert replace(spec, aggregate="min").value(returns) == pytest.approx(0.25)
 
 
 def test_a_database_storage_fails_and_retries_the_trials_of_dead_workers(tmp_path):
