@@ -201,7 +201,7 @@ def open_study(storage: Any, name: str, spec: TuneSpec, sampler: Any, pruner: An
     elif recorded != wanted:
         raise ValueError(
             f"--study {name}: this study exists for {recorded}, not {wanted}; "
-            f"give another --study to tune these envs, budget or references"
+            f"give another --study to tune these envs, budget, references, time limit or aggregate"
         )
     return study
 
@@ -245,8 +245,8 @@ def work(study: Any, spec: TuneSpec, trials: int, deadline: float | None) -> Non
 def run_trial(trial: Any, spec: TuneSpec) -> float:
     """One trial: a train.py run with the drawn settings on each env of the study; its value, the
     final evaluation return (several envs: the mean, or the lowest, of their normalised returns,
-    `TuneSpec.value`). Stopped by
-    Ctrl-C (or SIGTERM) at any point, its settings are queued to be tried again first."""
+    `TuneSpec.value`). Stopped by Ctrl-C (or SIGTERM) at any point, its settings are queued to
+    be tried again first."""
     optuna = import_optuna()
     drawn = sample(trial, spec.family, spec.steps)
     trial.set_user_attr("settings", effective_settings(spec, trial_args(spec, trial.number, drawn), drawn))
