@@ -116,6 +116,12 @@ class TuneSpec:
         """A return of `env` as the study counts it: normalised when there are references."""
         return value if self.references is None else self.references[env].score(value)
 
+    def offset(self, index: int) -> int:
+        """The step from which env number `index` reports its evaluations: 2 x index x steps,
+        clear of the earlier envs, whose runs stop within a round (at most steps / 8 in the
+        search space) past their budget."""
+        return 2 * index * self.steps
+
     def value(self, returns: dict[str, float]) -> float:
         """A trial's value from its envs' returns: the mean of their scores, or the lowest
         ("min": settings that give up one env for another do not gain by it)."""
@@ -259,11 +265,24 @@ def run_trial(trial: Any, spec: TuneSpec) -> float:
             if value is None or not math.isfinite(value):
                 raise RuntimeError(f"trial {trial.number} ({env}): no finite evaluation return ({value})")
             returns[env] = value
+            if report_final(trial, spec, index, value) and index < len(spec.envs) - 1:
+                raise optuna.TrialPruned()  # the envs left are not trained
     except KeyboardInterrupt:
         trial.study.enqueue_trial(trial.params)
         raise
     trial.set_user_attr("returns", returns)
     return spec.value(returns)
+
+
+def report_final(trial: Any, spec: TuneSpec, index: int, value: float) -> bool:
+    """Reports env number `index`'s final return (on the study's scale) at the step of its budget,
+    so that every finished run is compared there, one that --trial-timeout stopped short of the
+    budget included (scored where it got to); True when the pruner would stop the trial. A run
+    whose last periodic evaluation fell on that step has reported this same value there."""
+    with warnings.catch_warnings():  # that step already reported: Optuna keeps the first
+        warnings.filterwarnings("ignore", message=".*is already reported")
+        trial.report(spec.score(spec.envs[index], value), spec.offset(index) + spec.steps)
+    return bool(trial.should_prune())
 
 
 def train_trial(
@@ -274,11 +293,12 @@ def train_trial(
     (KeyboardInterrupt when a signal stopped it)."""
     env = spec.envs[index]
     args = trial_args(spec, trial.number, drawn, env)
-    # env number `index` reports from 2 x index x steps: clear of the earlier envs, whose runs stop
-    # within a round (at most steps / 8 in the search space) past their budget
-    offset = 2 * index * spec.steps
     callback = pruning_callback(
-        trial, spec.eval_every, offset, lambda value: spec.score(env, value), spec.steps // PRUNE_AFTER
+        trial,
+        spec.eval_every,
+        spec.offset(index),
+        lambda value: spec.score(env, value),
+        spec.steps // PRUNE_AFTER,
     )
     ppo, runner = train_cli.build(args, callback=callback)
     trial.set_user_attr("run_dirs", {**trial.user_attrs.get("run_dirs", {}), env: str(runner.run_dir)})

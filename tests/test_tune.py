@@ -104,6 +104,35 @@ def test_the_aggregate_flag_reaches_the_study(tmp_path, capsys):
     assert "not {" in (err := capsys.readouterr().err) and "'aggregate': 'min'}" in err
 
 
+@pytest.mark.parametrize("lower, pruned", [(-100.0, False), (10.0, True)])
+def test_each_envs_final_return_is_reported_at_its_budget_and_can_prune_the_rest(
+    tmp_path, monkeypatch, lower, pruned
+):
+    """A run stopped short of its budget by the time limit still reports its final return at the
+    budget's step, where finished trials are compared; a trial below the pruner's mark there
+    trains no further env."""
+    references = {"CartPole-v1": tuning.Reference(0.0, 100.0), "Acrobot-v1": tuning.Reference(-500.0, -100.0)}
+    spec = replace(spec_for(tmp_path, references=references), envs=("CartPole-v1", "Acrobot-v1"))
+    trained = []
+
+    def stopped_by_the_time_limit(trial, spec, index, drawn):
+        trained.append(spec.envs[index])
+        return SimpleNamespace(stopped_by="timeout"), [50.0, -300.0][index]
+
+    monkeypatch.setattr(tuning, "train_trial", stopped_by_the_time_limit)
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=lower))
+    trial = study.ask()
+    if pruned:
+        with pytest.raises(optuna.TrialPruned):
+            tuning.run_trial(trial, spec)
+        assert trained == ["CartPole-v1"]
+    else:
+        assert tuning.run_trial(trial, spec) == pytest.approx(0.5)  # (0.5 + 0.5) / 2
+        assert trained == ["CartPole-v1", "Acrobot-v1"]
+    steps = study.trials[0].intermediate_values
+    assert steps[2048] == pytest.approx(0.5) and (pruned or steps[4096 + 2048] == pytest.approx(0.5))
+
+
 def test_a_trials_value_is_the_mean_or_the_lowest_of_its_envs_scores(tmp_path):
     references = {"A-v0": tuning.Reference(0.0, 100.0), "B-v0": tuning.Reference(-10.0, 10.0)}
     returns = {"A-v0": 250.0, "B-v0": -5.0}  # 2.5 and 0.25 on their scales
@@ -321,7 +350,7 @@ class AlwaysPrune(optuna.pruners.BasePruner):
 
 
 @pytest.mark.slow
-def test_a_pruned_trial_stops_at_its_first_evaluation(tmp_path):
+def test_a_pruned_trial_stops_at_its_first_evaluation_past_the_warm_up(tmp_path):
     spec = spec_for(tmp_path)
     study = tuning.open_study(
         journal(tmp_path), "p", spec, optuna.samplers.RandomSampler(seed=0), AlwaysPrune()
@@ -329,8 +358,9 @@ def test_a_pruned_trial_stops_at_its_first_evaluation(tmp_path):
     tuning.work(study, spec, trials=1, deadline=None)
     (trial,) = study.get_trials()
     assert trial.state.name == "PRUNED"
-    (step,) = trial.intermediate_values  # stopped at the first evaluation, long before 2048 steps
-    assert 512 <= step < 2048
+    *before, last = sorted(trial.intermediate_values)  # long before 2048 steps
+    warmup = 2048 // tuning.PRUNE_AFTER
+    assert all(step < warmup for step in before) and warmup <= last < 2048
 
 
 @pytest.mark.slow
