@@ -56,6 +56,8 @@ TRIAL_FAILURES = (FloatingPointError, RuntimeError)
 FAILURES_IN_A_ROW = 5  # a worker stops after this many failed trials in a row
 HEARTBEAT_SECONDS = 60  # database storages: a running trial silent for 3 of these is failed
 AGGREGATES = {"mean": "mean", "min": "lowest"}  # --aggregate: how its value is worded
+# what a study is, recorded with it: reopening it with other values is refused
+STUDY_KEYS = ("env", "steps", "eval_episodes", "references", "trial_timeout", "aggregate")
 PRUNE_AFTER = 3  # no run is pruned in the first 1/PRUNE_AFTER of its steps, on any env of a study
 
 
@@ -198,9 +200,8 @@ def open_study(storage: Any, name: str, spec: TuneSpec, sampler: Any, pruner: An
         wanted["trial_timeout"] = spec.trial_timeout
     if spec.aggregate != "mean":  # and how the envs' scores are combined
         wanted["aggregate"] = spec.aggregate
-    # the optional keys too: a study made with a time limit is not reopened without one
-    keys = (*wanted, "references", "trial_timeout", "aggregate")
-    recorded = {key: study.user_attrs[key] for key in dict.fromkeys(keys) if key in study.user_attrs}
+    # all of them, those left out too: a study made with a time limit is not reopened without one
+    recorded = {key: value for key, value in study.user_attrs.items() if key in STUDY_KEYS}
     if not recorded:
         for key, value in wanted.items():
             study.set_user_attr(key, value)

@@ -3,6 +3,7 @@ user's options winning over both, and train.py recording the values it used."""
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import json
 import subprocess
@@ -93,21 +94,23 @@ def test_a_preset_citing_rl_zoo_has_rl_zoos_numbers(env_id):
     assert_zoo_numbers(env_id, ppo_for_env(env_id, device="cpu"), runner["num_envs"], runner["num_steps"])
 
 
-def built_from_flags(tmp_path, *flags: str) -> tuple[PPO, int, int]:
-    """The learner and the runner's (copies, steps per round) that train.py builds from flags."""
+def built_from_flags(tmp_path, *flags: str) -> tuple[argparse.Namespace, PPO, AsyncPPO]:
+    """The arguments, the learner and the (closed) runner that train.py builds from flags."""
     args = train_cli.checked(
         train_cli.parse_args(["--log-dir", str(tmp_path / "runs"), "--device", "cpu", *flags])
     )
     ppo, runner = train_cli.build(args)
     runner.close()
-    return ppo, runner.num_envs, runner.num_steps
+    return args, ppo, runner
 
 
 def test_lunarlanders_old_preset_file_still_holds_rl_zoos_numbers(tmp_path):
     """The benchmarks' "preset (RL Zoo's settings)" rows are reproduced with this file."""
     old = REPO_ROOT / "benchmarks" / "results" / "rl_zoo_lunarlander_presets.json"
-    built = built_from_flags(tmp_path, "--env", "LunarLander-v3", "--preset", "none", "--presets", str(old))
-    assert_zoo_numbers("LunarLander-v3", *built)
+    _, ppo, runner = built_from_flags(
+        tmp_path, "--env", "LunarLander-v3", "--preset", "none", "--presets", str(old)
+    )
+    assert_zoo_numbers("LunarLander-v3", ppo, runner.num_envs, runner.num_steps)
 
 
 def test_lunarlanders_preset_is_the_set_that_was_measured(tmp_path):
@@ -115,14 +118,14 @@ def test_lunarlanders_preset_is_the_set_that_was_measured(tmp_path):
     (`--preset none --presets tuned_30s_presets.json`), with PPO's own reward normalisation:
     on, and off with RND."""
     measured = REPO_ROOT / "benchmarks" / "results" / "lunarlander_30s_set" / "tuned_30s_presets.json"
-    ppo, num_envs, num_steps = built_from_flags(tmp_path, "--env", "LunarLander-v3")
-    same, *runner = built_from_flags(
+    _, ppo, runner = built_from_flags(tmp_path, "--env", "LunarLander-v3")
+    _, same, same_runner = built_from_flags(
         tmp_path, "--env", "LunarLander-v3", "--preset", "none", "--presets", str(measured)
     )
     assert ppo.config == same.config
-    assert [num_envs, num_steps] == runner == [8, 64]
+    assert (runner.num_envs, runner.num_steps) == (same_runner.num_envs, same_runner.num_steps) == (8, 64)
     assert (ppo.k_epochs, ppo.batch_size, ppo.mini_batch_size, ppo.normalize_reward) == (20, 512, 256, True)
-    with_rnd, *_ = built_from_flags(tmp_path, "--env", "LunarLander-v3", "--use-rnd")
+    _, with_rnd, _ = built_from_flags(tmp_path, "--env", "LunarLander-v3", "--use-rnd")
     assert not with_rnd.normalize_reward
 
 
@@ -130,11 +133,7 @@ def test_the_cli_builds_the_presets_network_unless_told_otherwise(tmp_path):
     """train.py's network flags default to the preset's (HalfCheetah: RL Zoo's 256x256 ReLU)."""
 
     def built(*flags):
-        args = train_cli.parse_args(
-            ["--env", "HalfCheetah-v5", "--log-dir", str(tmp_path / "runs"), "--device", "cpu", *flags]
-        )
-        ppo, runner = train_cli.build(args)
-        runner.close()
+        args, ppo, runner = built_from_flags(tmp_path, "--env", "HalfCheetah-v5", *flags)
         return ppo.config, train_cli.resolved(args, ppo, runner)
 
     config, used = built()
