@@ -19,7 +19,9 @@ for every trial and wins over the drawn value. See the study: optuna-dashboard S
 Several envs (of one family) make a study of the family's defaults: each trial trains the same
 settings on every env, and its value is the mean normalised return, (return - random) /
 (reference - random), with a random policy's return and a reference return (SB3's defaults at the
-same budget, say) per env from --reference FILE: {"ENV": {"random": R0, "reference": R1}, ...}.
+same budget, say) per env from --reference FILE: {"ENV": {"random": R0, "reference": R1}, ...};
+with --aggregate min, the lowest instead. --enqueue-defaults makes the settings train.py uses
+today (with the same flags) the study's next trial, to measure them and start the search there.
 
 Exit status: 0 when the study reached --trials (or --timeout passed), 130 after Ctrl-C and 143 after
 SIGTERM (finished trials kept), 1 when trials kept failing (5 in a row), 2 for bad arguments (a
@@ -47,6 +49,7 @@ from .tuning import (
     Interrupted,
     TuneSpec,
     checked_family,
+    enqueue_current,
     import_optuna,
     open_storage,
     open_study,
@@ -103,6 +106,24 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     )
     parser.add_argument("--eval-episodes", type=int, default=5, help="episodes per evaluation (default: 5)")
     parser.add_argument("--seed", type=int, default=0, help="the training seed of every trial (default: 0)")
+    add_search_options(parser)
+    parser.add_argument(
+        "--log-dir", default="runs/tune", help="parent of the study folders (default: runs/tune)"
+    )
+    # set for the processes of --jobs: the worker's index
+    parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
+    return parser.parse_known_args(argv)
+
+
+def add_search_options(parser: argparse.ArgumentParser) -> None:
+    """How the study searches: its sampler and pruner, and where it starts."""
+    parser.add_argument(
+        "--enqueue-defaults",
+        action="store_true",
+        help="queue, as the next trial, the settings train.py uses with these flags on the (first) env "
+        "(its preset; the family's defaults with --preset none): the study measures them on its own "
+        "terms and the sampler starts from them (once per study; they must lie in the search space)",
+    )
     parser.add_argument(
         "--sampler", choices=("tpe", "random"), default="tpe", help="Optuna's sampler (default: tpe)"
     )
@@ -112,12 +133,6 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument(
         "--pruner", choices=("median", "none"), default="median", help="stop poor trials early"
     )
-    parser.add_argument(
-        "--log-dir", default="runs/tune", help="parent of the study folders (default: runs/tune)"
-    )
-    # set for the processes of --jobs: the worker's index
-    parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
-    return parser.parse_known_args(argv)
 
 
 def checked(args: argparse.Namespace) -> argparse.Namespace:
@@ -182,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         spec = replace(spec, family=checked_family(spec))
         study = open_study(open_storage(args.storage, folder), args.study, spec, *samplers(args, optuna))
+        if args.enqueue_defaults and args.worker is None and enqueue_current(study, spec):
+            print("ppo-tune: the current settings are queued as the next trial")
     except (ValueError, ImportError) as error:
         print(f"ppo-tune: error: {error}", file=sys.stderr)
         return 2

@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import datetime
 import importlib
 import io
 import json
 import math
+import statistics
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -43,9 +45,9 @@ from typing import Any
 from PPO.checks import check_finite_float
 
 from . import train_cli
-from .AsyncPPO import AsyncPPO, ppo_for_env
+from .AsyncPPO import AsyncPPO, ppo_for_env, runner_defaults
 from .presets import RUNNER_OPTIONS, family
-from .search_space import sample
+from .search_space import params_of, sample
 
 TUNE_EXTRA = "pip install -e .[tune]"
 JOURNAL_FILE = "study.log"  # the default storage, in the study's folder
@@ -129,6 +131,27 @@ class TuneSpec:
         ("min": settings that give up one env for another do not gain by it)."""
         scores = [self.score(env, value) for env, value in returns.items()]
         return min(scores) if self.aggregate == "min" else sum(scores) / len(scores)
+
+    def should_prune(self, trial: Any, index: int, score: float) -> bool:
+        """The pruner's verdict on `trial` during env number `index`, whose latest score is
+        `score`, judged on that env's evaluations alone: Optuna's pruners compare a trial's best
+        value at any step, which an earlier env's score would set (a trial far ahead on the
+        first env was never stopped on a later one). With aggregate "min", only where `score` is
+        also below the median value of the study's complete trials: a trial's value is its
+        lowest env's score, and an env on which every trial does well (where the median rule
+        decides by noise) does not stop one."""
+        optuna = import_optuna()
+        study = trial.study
+        running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        view = copy.copy(next(t for t in running if t.number == trial.number))
+        start = self.offset(index)
+        view.intermediate_values = {s: v for s, v in view.intermediate_values.items() if s >= start}
+        if not study.pruner.prune(study, view):
+            return False
+        if self.aggregate != "min":
+            return True
+        complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        return not complete or score < statistics.median(t.value for t in complete)
 
 
 def read_references(path: str | Path, envs: Sequence[str]) -> dict[str, Reference]:
@@ -282,8 +305,9 @@ def report_final(trial: Any, spec: TuneSpec, index: int, value: float) -> bool:
     whose last periodic evaluation fell on that step has reported this same value there."""
     with warnings.catch_warnings():  # that step already reported: Optuna keeps the first
         warnings.filterwarnings("ignore", message=".*is already reported")
-        trial.report(spec.score(spec.envs[index], value), spec.offset(index) + spec.steps)
-    return bool(trial.should_prune())
+        score = spec.score(spec.envs[index], value)
+        trial.report(score, spec.offset(index) + spec.steps)
+    return spec.should_prune(trial, index, score)
 
 
 def train_trial(
@@ -300,6 +324,7 @@ def train_trial(
         spec.offset(index),
         lambda value: spec.score(env, value),
         spec.steps // PRUNE_AFTER,
+        lambda score: spec.should_prune(trial, index, score),
     )
     ppo, runner = train_cli.build(args, callback=callback)
     trial.set_user_attr("run_dirs", {**trial.user_attrs.get("run_dirs", {}), env: str(runner.run_dir)})
@@ -365,6 +390,34 @@ def checked_family(spec: TuneSpec) -> str:
     return families[spec.envs[0]]
 
 
+def current_settings(spec: TuneSpec) -> dict[str, dict[str, Any]]:
+    """The settings a train.py run with the study's flags uses on its first env (the env's preset,
+    or the family's defaults with --preset none; the flags win), in the presets format."""
+    args = fixed_args(spec)
+    preset = args.preset == "auto"
+    ppo = ppo_for_env(args.env, preset=preset, **{**train_cli.ppo_options(args), "device": "cpu"})
+    num_envs, num_steps, _ = runner_defaults(
+        args.env, args.env, ppo, preset, args.num_envs, args.num_steps, None
+    )
+    return {"ppo": dict(ppo.config), "runner": {"num_envs": num_envs, "num_steps": num_steps}}
+
+
+def enqueue_current(study: Any, spec: TuneSpec) -> bool:
+    """Queues `current_settings` as a trial (run before any drawn one), unless the study already
+    has a trial with the same params; True when queued. ValueError naming --enqueue-defaults and
+    the setting when they lie outside the family's search space."""
+    try:
+        params = params_of(current_settings(spec), spec.family, spec.steps)
+    except ValueError as error:
+        raise ValueError(
+            f"--enqueue-defaults: the settings train.py uses on {spec.envs[0]} are not in the "
+            f"{spec.family} search space at {spec.steps} steps: {error}"
+        ) from None
+    before = len(study.get_trials(deepcopy=False))
+    study.enqueue_trial(params, skip_if_exists=True)
+    return len(study.get_trials(deepcopy=False)) > before
+
+
 def effective_settings(spec: TuneSpec, args: argparse.Namespace, drawn: dict[str, dict[str, Any]]) -> dict:
     """The settings the trial trained with, in the presets format: the drawn ones (a flag fixed
     for the study replaces a draw) and every option fixed for the study."""
@@ -381,22 +434,29 @@ def effective_settings(spec: TuneSpec, args: argparse.Namespace, drawn: dict[str
 
 
 def pruning_callback(
-    trial: Any, every: int, offset: int = 0, score: Callable[[float], float] = float, warmup: int = 0
+    trial: Any,
+    every: int,
+    offset: int = 0,
+    score: Callable[[float], float] = float,
+    warmup: int = 0,
+    should_prune: Callable[[float], bool] | None = None,
 ) -> Callable[[AsyncPPO, dict[str, Any]], bool | None]:
     """An AsyncPPO callback reporting each evaluation to `trial`, as `score(return)` at the step
     of the schedule it answers (`every`, 2 x every...: trials whose rounds differ in size then
     meet at the same steps, where the pruner compares them), plus `offset` (a study's later envs
     come after the earlier ones); from `warmup` steps of this run on, it stops the run (returns
-    False) when the pruner says so. The warm-up counts in the run's own steps, so each env of a
-    study gets it, not only the first."""
+    False) when `should_prune(score)` says so (default: the trial's pruner). The warm-up counts
+    in the run's own steps, so each env of a study gets it, not only the first."""
+    prune = should_prune or (lambda _: bool(trial.should_prune()))
 
     def report(runner: AsyncPPO, stats: dict[str, Any]) -> bool | None:
         if stats.get("eval_return") is None:
             return None
         steps = int(stats["steps"])
         at = steps - steps % every
-        trial.report(score(float(stats["eval_return"])), offset + at)
-        return False if at >= warmup and trial.should_prune() else None
+        value = score(float(stats["eval_return"]))
+        trial.report(value, offset + at)
+        return False if at >= warmup and prune(value) else None
 
     return report
 

@@ -17,6 +17,7 @@ import optuna
 import pytest
 
 from AsyncTools import search_space, train_cli, tune_cli, tuning
+from AsyncTools.AsyncPPO import ppo_for_env
 from AsyncTools.presets import read_presets_file
 from AsyncTools.search_space import FAMILIES, largest_rollout_log2, sample, settings_from_params
 
@@ -65,6 +66,76 @@ def test_settings_are_rebuilt_from_a_trials_params():
     drawn = sample(trial, "continuous", 200_000)
     assert settings_from_params(trial.params) == drawn
     assert sample(optuna.trial.FixedTrial(trial.params), "continuous", 200_000) == drawn
+
+
+def continuous_defaults() -> dict:
+    """The continuous family's defaults in the presets format, all of PPO's settings given."""
+    ppo = ppo_for_env("Pendulum-v1", preset=False, device="cpu")
+    return {"ppo": dict(ppo.config), "runner": {"num_envs": 8, "num_steps": 256}}
+
+
+def test_known_settings_go_back_to_the_params_that_draw_them():
+    params = search_space.params_of(continuous_defaults(), "continuous", 200_000)
+    assert params["rollout_log2"] == 11 and params["num_envs_log2"] == 3 and params["minibatches_log2"] == 5
+    assert params["entropy_coef"] == 1e-8  # no entropy bonus: the range's low end
+    rebuilt = sample(optuna.trial.FixedTrial(params), "continuous", 200_000)
+    assert rebuilt["runner"] == {"num_envs": 8, "num_steps": 256}
+    expected = {**continuous_defaults()["ppo"], "entropy_coef": 1e-8}
+    assert rebuilt["ppo"] == {name: expected[name] for name in rebuilt["ppo"]}
+    assert rebuilt["ppo"]["normalize_obs"] is True and rebuilt["ppo"]["lr"] == 3e-4
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"ppo": {"k_epochs": 4}}, r"k_epochs=4: outside the search space \(3, 5, 10, 20\)"),
+        ({"ppo": {"batch_size": 1024}}, r"batch_size=1024: .*num_envs x num_steps = 2048"),
+        ({"ppo": {"mini_batch_size": 96}}, r"mini_batch_size=96: does not divide the batch of 2048"),
+        ({"ppo": {"lr": 0.1}}, r"lr=0.1: outside the search space \(1e-05 to 0.003\)"),
+        ({"ppo": {"hidden_sizes": [32]}}, r"hidden_sizes=\(32,\): outside"),
+        ({"ppo": {"normalize_obs": 1}}, r"normalize_obs=1: outside the search space \(False, True\)"),
+        (
+            {"runner": {"num_envs": 6, "num_steps": 512}, "ppo": {"batch_size": 3072}},
+            r"num_steps=3072: .*power",
+        ),
+        ({"runner": {"num_envs": 256, "num_steps": 8}}, r"num_envs=256: outside .*from 1 to 16"),
+    ],
+)
+def test_settings_outside_the_search_space_are_named(change, message):
+    settings = continuous_defaults()
+    for part, values in change.items():
+        settings[part].update(values)
+    with pytest.raises(ValueError, match=message):
+        search_space.params_of(settings, "continuous", 200_000)
+    with pytest.raises(ValueError, match=r"num_envs x num_steps=2048: .*from 512 to 512"):
+        search_space.params_of(continuous_defaults(), "continuous", 4096)  # a budget too short for it
+
+
+def test_the_current_settings_are_queued_once_as_the_next_trial(tmp_path, capsys):
+    user_env = "tests.user_envs:SlopeCorridor-v0"  # the user's own continuous env: no preset
+    spec = tuning.TuneSpec((user_env,), 200_000, 20_000, 2, 0, tmp_path, [])
+    spec = replace(spec, family=tuning.checked_family(spec))
+    study = tuning.open_study(journal(tmp_path), "q", spec, None, None)
+    assert tuning.enqueue_current(study, spec) is True
+    assert tuning.enqueue_current(study, spec) is False  # the same command again: not twice
+    (queued,) = study.get_trials(deepcopy=False)
+    assert queued.state == optuna.trial.TrialState.WAITING
+    trial = study.ask()  # the queued trial comes first, with today's continuous defaults
+    drawn = sample(trial, "continuous", 200_000)
+    assert drawn["runner"] == {"num_envs": 8, "num_steps": 256}
+    assert drawn["ppo"]["mini_batch_size"] == 64 and drawn["ppo"]["anneal_lr"] is True
+    fixed = tuning.TuneSpec(("Pendulum-v1",), 200_000, 20_000, 2, 0, tmp_path, ["--lr", "1e-3"], "continuous")
+    assert tuning.current_settings(fixed)["ppo"]["lr"] == 1e-3  # a flag given to the study wins
+
+
+def test_defaults_outside_the_search_space_cannot_be_queued(tmp_path, capsys):
+    argv = [*TINY, "--steps", "200000", "--enqueue-defaults", "--log-dir", str(tmp_path)]
+    assert tune_cli.main(argv) == 2  # the discrete defaults' 4 epochs are not among the draws
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (
+        "ppo-tune: error: --enqueue-defaults: the settings train.py uses on CartPole-v1 are not in "
+        "the discrete search space at 200000 steps: k_epochs=4: outside the search space (3, 5, 10, 20)"
+    )
 
 
 def test_an_unknown_family_is_refused():
@@ -139,6 +210,42 @@ def test_a_trials_value_is_the_mean_or_the_lowest_of_its_envs_scores(tmp_path):
     spec = spec_for(tmp_path, references=references)
     assert spec.value(returns) == pytest.approx(1.375)
     assert replace(spec, aggregate="min").value(returns) == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("lower", [10.0, -1.0], ids=["pruner says stop", "pruner says go on"])
+def test_a_min_study_prunes_only_below_the_median_trials_value(tmp_path, lower):
+    """By its lowest env's score, a trial far ahead on an env where every trial does well is not
+    stopped there by the median rule's noise; below the median complete value it is."""
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=lower))
+    for value in (0.2, 0.3, 0.4):  # the complete trials' lowest scores: median 0.3
+        study.add_trial(optuna.trial.create_trial(value=value))
+    trial = study.ask()
+    trial.report(1.2, 100)  # below the threshold when lower=10: the pruner says stop
+    mean, lowest = spec_for(tmp_path), spec_for(tmp_path, aggregate="min")
+    says = lower > 1.2
+    assert mean.should_prune(trial, 0, 1.2) is says
+    assert lowest.should_prune(trial, 0, 1.2) is False  # an env above the median value
+    assert lowest.should_prune(trial, 0, 0.25) is says  # the trial's value can only be lower
+    callback = tuning.pruning_callback(
+        trial, 500, should_prune=lambda score: lowest.should_prune(trial, 0, score)
+    )
+    assert callback(None, {"steps": 1000, "eval_return": 1.2}) is None
+    assert callback(None, {"steps": 1500, "eval_return": 0.1}) is (False if says else None)
+
+
+def test_a_later_env_is_judged_on_its_own_evaluations(tmp_path):
+    """Optuna's median rule compares a trial's best value at any step: in a study across envs,
+    a trial far ahead on the first env would never be stopped on a later one."""
+    spec = replace(spec_for(tmp_path), envs=("CartPole-v1", "Acrobot-v1"))  # env 1 from step 4096
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=1))
+    study.add_trial(optuna.trial.create_trial(value=0.6, intermediate_values={512: 1.0, 4608: 0.6}))
+    trial = study.ask()
+    trial.report(2.0, 512)  # far ahead on the first env
+    assert spec.should_prune(trial, 0, 2.0) is False
+    trial.report(0.1, 4608)  # far behind on the second
+    assert not trial.should_prune()  # Optuna's own verdict: its best, 2.0, is above 0.6
+    assert spec.should_prune(trial, 1, 0.1) is True
+    assert spec.should_prune(trial, 0, 0.1) is False  # judged from the first env on: its 2.0 counts
 
 
 def test_a_database_storage_fails_and_retries_the_trials_of_dead_workers(tmp_path):

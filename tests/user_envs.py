@@ -11,6 +11,7 @@ registered under this module's name, so that `gym.make("tests.user_envs:Corridor
   and the position as a Discrete entry.
 - `RenderedCorridor`: the corridor with gymnasium's render API (`render_mode`, RGB frames).
 - `TupleCorridor`: the same walk with a Tuple observation (a Discrete and a Box).
+- `SlopeCorridor`: the same walk with a continuous action in [-1, 1]: its sign picks the way.
 - `BrokenCorridor`: raises in its constructor in every process but the one that imported this
   module first (a simulator refusing a second connection), or always with `always=True`.
 """
@@ -103,6 +104,17 @@ class TupleCorridor(Corridor):
         return self.position, super().observe()
 
 
+class SlopeCorridor(Corridor):
+    """The corridor with a Box action: a positive action steps right, any other left."""
+
+    def __init__(self):
+        super().__init__()
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+
+    def step(self, action):
+        return super().step(1 if float(np.asarray(action).reshape(-1)[0]) > 0 else 0)
+
+
 IMPORTED_IN = os.getpid()
 
 
@@ -119,6 +131,7 @@ for _name in (
     "DictCorridor",
     "RenderedCorridor",
     "TupleCorridor",
+    "SlopeCorridor",
     "BrokenCorridor",
 ):
     gym.register(id=f"{_name}-v0", entry_point=f"{__name__}:{_name}")
