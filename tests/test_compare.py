@@ -545,15 +545,25 @@ def test_the_benchmark_writes_run_folders_and_reference_returns(tmp_path, capsys
     assert tuning.read_references(tmp_path / "refs.json", ["CartPole-v1"])["CartPole-v1"].score(200.0) == 1.0
 
 
-def test_the_walker2d_check_table_is_what_ppo_compare_prints_from_its_runs():
-    """docs/benchmarks/tuning.md's Walker2d check: rows are the settings, columns the budgets."""
-    folder = REPO_ROOT / "benchmarks" / "results" / "walker2d_200k_set" / "runs"
+PRESET_CHECKS = {"today's continuous defaults": "null", "tuned (`tuned_presets.json`)": "tuned_presets.json"}
+
+
+@pytest.mark.parametrize(
+    "results, heading, budgets",
+    [
+        ("walker2d_200k_set", "| Walker2d-v5, seeds 1-3 |", (200_000, 1_000_000)),
+        ("bipedal_200k_set", "| BipedalWalker-v3, seeds 1-3 |", (200_000,)),
+    ],
+)
+def test_a_preset_checks_table_is_what_ppo_compare_prints_from_its_runs(results, heading, budgets):
+    """docs/benchmarks/tuning.md's checks of a study's best: rows are the settings, columns the
+    budgets."""
+    folder = REPO_ROOT / "benchmarks" / "results" / results / "runs"
     runs = [compare.read_run(run, "eval_return") for run in compare.find_runs([folder])]
     groups = compare.compare_groups(compare.group_runs(runs, ["steps", "presets"]), 2000, 0, compare.PLAIN)
     by_label = {group.label: group for group in groups}
-    presets = {"today's continuous defaults": "null", "tuned (`tuned_presets.json`)": "tuned_presets.json"}
-    rows = table_rows(REPO_ROOT / "docs/benchmarks/tuning.md", "| Walker2d-v5, seeds 1-3 |")
+    rows = table_rows(REPO_ROOT / "docs/benchmarks/tuning.md", heading)
     for row in rows:
-        for steps, cell in zip((200_000, 1_000_000), row[1:], strict=True):
-            check_cell(cell, by_label[f"steps={steps}, presets={presets[row[0]]}"], (row[0], steps))
-    assert [row[0] for row in rows] == list(presets)
+        for steps, cell in zip(budgets, row[1:], strict=True):
+            check_cell(cell, by_label[f"steps={steps}, presets={PRESET_CHECKS[row[0]]}"], (row[0], steps))
+    assert [row[0] for row in rows] == list(PRESET_CHECKS)
