@@ -416,6 +416,14 @@ TRAINERS = ("ours (CLI defaults)", "SB3 defaults", "SB3 + RL Zoo settings")  # t
 CELL = re.compile(r"\**(-?\d+)\** (?:\[(-?\d+), (-?\d+)\]|\(seed (\d+),)")
 
 
+def groups_by_label(folder: Path, keys: list[str]) -> dict[str, compare.GroupResult]:
+    """The final eval_return of the runs under `folder`, grouped by `keys`, as ppo-compare
+    computes it (2000 resamples, seed 0), by each group's label."""
+    runs = [compare.read_run(run, "eval_return") for run in compare.find_runs([folder])]
+    groups = compare.compare_groups(compare.group_runs(runs, keys), 2000, 0, compare.PLAIN)
+    return {group.label: group for group in groups}
+
+
 def table_rows(path: Path, heading: str) -> list[list[str]]:
     """The cells of the table under the header line starting with `heading`."""
     lines = path.read_text().splitlines()
@@ -440,9 +448,7 @@ def test_the_published_tables_are_what_ppo_compare_prints_from_the_benchmarks_ru
     document, heading, results
 ):
     folder = REPO_ROOT / "benchmarks" / "results" / results / "runs"
-    runs = [compare.read_run(run, "eval_return") for run in compare.find_runs([folder])]
-    groups = compare.compare_groups(compare.group_runs(runs, ["env", "trainer"]), 2000, 0, compare.PLAIN)
-    by_label = {group.label: group for group in groups}
+    by_label = groups_by_label(folder, ["env", "trainer"])
     checked = 0
     for row in table_rows(REPO_ROOT / document, heading):
         for trainer, cell in zip(TRAINERS, row[1:4], strict=True):
@@ -491,10 +497,7 @@ def test_the_family_defaults_tables_are_what_ppo_compare_prints_from_their_runs(
     results, heading, columns, envs
 ):
     folder = REPO_ROOT / "benchmarks" / "results" / results / "runs"
-    runs = [compare.read_run(run, "eval_return") for run in compare.find_runs([folder])]
-    keys = ["env", "presets", "trainer"]
-    groups = compare.compare_groups(compare.group_runs(runs, keys), 2000, 0, compare.PLAIN)
-    by_label = {group.label: group for group in groups}
+    by_label = groups_by_label(folder, ["env", "presets", "trainer"])
     rows = table_rows(REPO_ROOT / "docs/benchmarks/tuning.md", heading)
     for row in rows:
         for column, cell in zip(columns, row[1:], strict=True):
@@ -559,9 +562,7 @@ def test_a_preset_checks_table_is_what_ppo_compare_prints_from_its_runs(results,
     """docs/benchmarks/tuning.md's checks of a study's best: rows are the settings, columns the
     budgets."""
     folder = REPO_ROOT / "benchmarks" / "results" / results / "runs"
-    runs = [compare.read_run(run, "eval_return") for run in compare.find_runs([folder])]
-    groups = compare.compare_groups(compare.group_runs(runs, ["steps", "presets"]), 2000, 0, compare.PLAIN)
-    by_label = {group.label: group for group in groups}
+    by_label = groups_by_label(folder, ["steps", "presets"])
     rows = table_rows(REPO_ROOT / "docs/benchmarks/tuning.md", heading)
     for row in rows:
         for steps, cell in zip(budgets, row[1:], strict=True):
