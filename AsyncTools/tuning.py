@@ -42,6 +42,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from PPO import PPO
 from PPO.checks import check_finite_float
 
 from . import train_cli
@@ -382,7 +383,7 @@ def checked_family(spec: TuneSpec) -> str:
             )
     families = {}
     for env in spec.envs:  # the learner's checks, on each env
-        probe = ppo_for_env(env, **{**train_cli.ppo_options(args), "device": "cpu"})
+        probe = probe_learner(args, env)
         families[env] = family(probe.is_continuous, probe.has_images)
     if len(set(families.values())) > 1:
         found = ", ".join(f"{env} is {name}" for env, name in families.items())
@@ -390,14 +391,19 @@ def checked_family(spec: TuneSpec) -> str:
     return families[spec.envs[0]]
 
 
+def probe_learner(args: argparse.Namespace, env: str) -> PPO:
+    """The learner train.py's `args` build for `env` (its preset unless --preset none), on the CPU:
+    what a trial would train, for its checks and settings."""
+    return ppo_for_env(env, preset=args.preset == "auto", **{**train_cli.ppo_options(args), "device": "cpu"})
+
+
 def current_settings(spec: TuneSpec) -> dict[str, dict[str, Any]]:
     """The settings a train.py run with the study's flags uses on its first env (the env's preset,
     or the family's defaults with --preset none; the flags win), in the presets format."""
     args = fixed_args(spec)
-    preset = args.preset == "auto"
-    ppo = ppo_for_env(args.env, preset=preset, **{**train_cli.ppo_options(args), "device": "cpu"})
+    ppo = probe_learner(args, args.env)
     num_envs, num_steps, _ = runner_defaults(
-        args.env, args.env, ppo, preset, args.num_envs, args.num_steps, None
+        args.env, args.env, ppo, args.preset == "auto", args.num_envs, args.num_steps, None
     )
     return {"ppo": dict(ppo.config), "runner": {"num_envs": num_envs, "num_steps": num_steps}}
 
