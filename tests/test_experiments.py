@@ -318,7 +318,8 @@ def test_seeds_train_one_run_per_seed_in_processes(tmp_path, capfd):
     code = train_cli.main([*argv, "--seeds", "3", "4", "--jobs", "2"])
     out = capfd.readouterr().out
     assert code == 0, out
-    folders = run_folders(log_dir)
+    # the two processes may name their folders in different seconds: order them by seed
+    folders = sorted(run_folders(log_dir), key=lambda folder: folder.name.rsplit("_", 1)[1])
     assert [folder.name.rsplit("_", 1)[1] for folder in folders] == ["seed3", "seed4"]
     assert [(settings_of(f)["seed"], settings_of(f)["seeds"]) for f in folders] == [(3, [3]), (4, [4])]
     assert [settings_of(f)["save_dir"] for f in folders] == [str(save_dir / "seed3"), str(save_dir / "seed4")]
