@@ -20,7 +20,8 @@ Several envs (of one family) make a study of the family's defaults: each trial t
 settings on every env, and its value is the mean normalised return, (return - random) /
 (reference - random), with a random policy's return and a reference return (SB3's defaults at the
 same budget, say) per env from --reference FILE: {"ENV": {"random": R0, "reference": R1}, ...};
-with --aggregate min, the lowest instead. --enqueue-defaults makes the settings train.py uses
+with --aggregate min, the lowest instead. --seeds 0 1 2 trains each trial once per seed (per env)
+and ranks it by the mean return over them. --enqueue-defaults makes the settings train.py uses
 today (with the same flags) the study's next trial, to measure them and start the search there.
 
 Exit status: 0 when the study reached --trials (or --timeout passed), 130 after Ctrl-C and 143 after
@@ -105,7 +106,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         "--eval-every", type=int, default=None, help="env steps between evaluations (default: --steps/10)"
     )
     parser.add_argument("--eval-episodes", type=int, default=5, help="episodes per evaluation (default: 5)")
-    parser.add_argument("--seed", type=int, default=0, help="the training seed of every trial (default: 0)")
+    add_seed_options(parser)
     add_search_options(parser)
     parser.add_argument(
         "--log-dir", default="runs/tune", help="parent of the study folders (default: runs/tune)"
@@ -113,6 +114,20 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     # set for the processes of --jobs: the worker's index
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     return parser.parse_known_args(argv)
+
+
+def add_seed_options(parser: argparse.ArgumentParser) -> None:
+    """The seeds every trial trains with: one, or several (a run per seed, their mean)."""
+    seeds = parser.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=0, help="the training seed of every trial (default: 0)")
+    seeds.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="train every trial on each of these seeds, one run after another; on each env its return "
+        "is the mean over them (settings are ranked less by one seed's luck, at N times the time)",
+    )
 
 
 def add_search_options(parser: argparse.ArgumentParser) -> None:
@@ -136,7 +151,8 @@ def add_search_options(parser: argparse.ArgumentParser) -> None:
 
 
 def checked(args: argparse.Namespace) -> argparse.Namespace:
-    """The options, with --study and --eval-every filled in; ValueError naming a bad one."""
+    """The options, with --study, --eval-every and --seeds (default: [--seed]) filled in;
+    ValueError naming a bad one."""
     for flag in ("trials", "steps", "eval_episodes", "trial_timeout"):
         value = getattr(args, flag)
         if value is not None and not value > 0:
@@ -149,6 +165,9 @@ def checked(args: argparse.Namespace) -> argparse.Namespace:
         )
     if len(set(args.env)) < len(args.env):
         raise ValueError(f"--env: expected distinct env ids, got {' '.join(args.env)}")
+    args.seeds = args.seeds or [args.seed]
+    if len(set(args.seeds)) < len(args.seeds):
+        raise ValueError(f"--seeds: expected distinct seeds, got {' '.join(map(str, args.seeds))}")
     args.study = args.study or re.sub(r"[^A-Za-z0-9_.+-]", "-", f"{'+'.join(args.env)}_{args.steps}")
     args.eval_every = args.eval_every or max(1, args.steps // 10)
     return args
@@ -188,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             args.steps,
             args.eval_every,
             args.eval_episodes,
-            args.seed,
+            tuple(args.seeds),
             folder,
             train_argv,
             references=references,

@@ -60,7 +60,7 @@ FAILURES_IN_A_ROW = 5  # a worker stops after this many failed trials in a row
 HEARTBEAT_SECONDS = 60  # database storages: a running trial silent for 3 of these is failed
 AGGREGATES = {"mean": "mean", "min": "lowest"}  # --aggregate: how its value is worded
 # what a study is, recorded with it: reopening it with other values is refused
-STUDY_KEYS = ("env", "steps", "eval_episodes", "references", "trial_timeout", "aggregate")
+STUDY_KEYS = ("env", "steps", "eval_episodes", "references", "trial_timeout", "aggregate", "seeds")
 PRUNE_AFTER = 3  # no run is pruned in the first 1/PRUNE_AFTER of its steps, on any env of a study
 
 
@@ -96,15 +96,16 @@ class Reference:
 @dataclass
 class TuneSpec:
     """What every trial of a study shares: the envs (one, or several of a family), their budget
-    and evaluation, the train.py flags fixed for all trials, the study's folder; the family, found
-    by `checked_family`; the references that normalise the returns (required for several envs);
-    the time each run may train; how the envs' scores make the trial's value."""
+    and evaluation, the training seeds (one run per env and seed), the train.py flags fixed for
+    all trials, the study's folder; the family, found by `checked_family`; the references that
+    normalise the returns (required for several envs); the time each run may train; how the envs'
+    scores make the trial's value."""
 
     envs: tuple[str, ...]
     steps: int
     eval_every: int
     eval_episodes: int
-    seed: int
+    seeds: tuple[int, ...]
     folder: Path
     train_argv: list[str]
     family: str = ""
@@ -117,26 +118,39 @@ class TuneSpec:
         """The envs, as the study records them: "CartPole-v1", or "CartPole-v1 Acrobot-v1"."""
         return " ".join(self.envs)
 
+    @property
+    def runs(self) -> tuple[tuple[str, int], ...]:
+        """A trial's train.py runs, in the order they train: (env, seed), every seed on the first
+        env, then on the next."""
+        return tuple((env, seed) for env in self.envs for seed in self.seeds)
+
+    def run_key(self, index: int) -> str:
+        """Run number `index` as a trial's records name it: its env, and its seed when the study
+        has several ("CartPole-v1 seed1")."""
+        env, seed = self.runs[index]
+        return env if len(self.seeds) == 1 else f"{env} seed{seed}"
+
     def score(self, env: str, value: float) -> float:
         """A return of `env` as the study counts it: normalised when there are references."""
         return value if self.references is None else self.references[env].score(value)
 
     def offset(self, index: int) -> int:
-        """The step from which env number `index` reports its evaluations: 2 x index x steps,
-        clear of the earlier envs, whose runs stop within a round (at most steps / 8 in the
-        search space) past their budget."""
+        """The step from which run number `index` reports its evaluations: 2 x index x steps,
+        clear of the earlier runs, which stop within a round (at most steps / 8 in the search
+        space) past their budget."""
         return 2 * index * self.steps
 
     def value(self, returns: dict[str, float]) -> float:
-        """A trial's value from its envs' returns: the mean of their scores, or the lowest
-        ("min": settings that give up one env for another do not gain by it)."""
+        """A trial's value from its envs' returns (each the mean over the seeds): the mean of
+        their scores, or the lowest ("min": settings that give up one env for another do not gain
+        by it)."""
         scores = [self.score(env, value) for env, value in returns.items()]
         return min(scores) if self.aggregate == "min" else sum(scores) / len(scores)
 
     def should_prune(self, trial: Any, index: int, score: float) -> bool:
-        """The pruner's verdict on `trial` during env number `index`, whose latest score is
-        `score`, judged on that env's evaluations alone: Optuna's pruners compare a trial's best
-        value at any step, which an earlier env's score would set (a trial far ahead on the
+        """The pruner's verdict on `trial` during run number `index` (`runs`), whose latest score
+        is `score`, judged on that run's evaluations alone: Optuna's pruners compare a trial's
+        best value at any step, which an earlier run's score would set (a trial far ahead on the
         first env was never stopped on a later one). With aggregate "min", only where `score` is
         also below the median value of the study's complete trials: a trial's value is its
         lowest env's score, and an env on which every trial does well (where the median rule
@@ -224,6 +238,8 @@ def open_study(storage: Any, name: str, spec: TuneSpec, sampler: Any, pruner: An
         wanted["trial_timeout"] = spec.trial_timeout
     if spec.aggregate != "mean":  # and how the envs' scores are combined
         wanted["aggregate"] = spec.aggregate
+    if len(spec.seeds) > 1:  # and a value that is a mean over seeds
+        wanted["seeds"] = list(spec.seeds)
     # all of them, those left out too: a study made with a time limit is not reopened without one
     recorded = {key: value for key, value in study.user_attrs.items() if key in STUDY_KEYS}
     if not recorded:
@@ -232,7 +248,7 @@ def open_study(storage: Any, name: str, spec: TuneSpec, sampler: Any, pruner: An
     elif recorded != wanted:
         raise ValueError(
             f"--study {name}: this study exists for {recorded}, not {wanted}; "
-            f"give another --study to tune these envs, budget, references, time limit or aggregate"
+            f"give another --study to tune these envs, budget, references, time limit, aggregate or seeds"
         )
     return study
 
@@ -274,39 +290,43 @@ def work(study: Any, spec: TuneSpec, trials: int, deadline: float | None) -> Non
 
 
 def run_trial(trial: Any, spec: TuneSpec) -> float:
-    """One trial: a train.py run with the drawn settings on each env of the study; its value, the
-    final evaluation return (several envs: the mean, or the lowest, of their normalised returns,
-    `TuneSpec.value`). Stopped by Ctrl-C (or SIGTERM) at any point, its settings are queued to
-    be tried again first."""
+    """One trial: a train.py run with the drawn settings on each env of the study and each seed;
+    its value, the final evaluation return (several seeds: each env's mean over them; several
+    envs: the mean, or the lowest, of their normalised returns, `TuneSpec.value`). Stopped by
+    Ctrl-C (or SIGTERM) at any point, its settings are queued to be tried again first."""
     optuna = import_optuna()
     drawn = sample(trial, spec.family, spec.steps)
     trial.set_user_attr("settings", effective_settings(spec, trial_args(spec, trial.number, drawn), drawn))
-    returns: dict[str, float] = {}
+    finals: dict[str, list[float]] = {env: [] for env in spec.envs}
     try:
-        for index, env in enumerate(spec.envs):
+        for index, (env, _) in enumerate(spec.runs):
             runner, value = train_trial(trial, spec, index, drawn)
             if runner.stopped_by == "callback":
                 raise optuna.TrialPruned()
             if value is None or not math.isfinite(value):
-                raise RuntimeError(f"trial {trial.number} ({env}): no finite evaluation return ({value})")
-            returns[env] = value
-            if report_final(trial, spec, index, value) and index < len(spec.envs) - 1:
-                raise optuna.TrialPruned()  # the envs left are not trained
+                where = spec.run_key(index)
+                raise RuntimeError(f"trial {trial.number} ({where}): no finite evaluation return ({value})")
+            finals[env].append(value)
+            if report_final(trial, spec, index, value) and index < len(spec.runs) - 1:
+                raise optuna.TrialPruned()  # the runs left are not trained
     except KeyboardInterrupt:
         trial.study.enqueue_trial(trial.params)
         raise
+    if len(spec.seeds) > 1:
+        trial.set_user_attr("seed_returns", finals)  # each env's returns, in the order of the seeds
+    returns = {env: statistics.fmean(values) for env, values in finals.items()}
     trial.set_user_attr("returns", returns)
     return spec.value(returns)
 
 
 def report_final(trial: Any, spec: TuneSpec, index: int, value: float) -> bool:
-    """Reports env number `index`'s final return (on the study's scale) at the step of its budget,
+    """Reports run number `index`'s final return (on the study's scale) at the step of its budget,
     so that every finished run is compared there, one that --trial-timeout stopped short of the
     budget included (scored where it got to); True when the pruner would stop the trial. A run
     whose last periodic evaluation fell on that step has reported this same value there."""
     with warnings.catch_warnings():  # that step already reported: Optuna keeps the first
         warnings.filterwarnings("ignore", message=".*is already reported")
-        score = spec.score(spec.envs[index], value)
+        score = spec.score(spec.runs[index][0], value)
         trial.report(score, spec.offset(index) + spec.steps)
     return spec.should_prune(trial, index, score)
 
@@ -314,11 +334,11 @@ def report_final(trial: Any, spec: TuneSpec, index: int, value: float) -> bool:
 def train_trial(
     trial: Any, spec: TuneSpec, index: int, drawn: dict[str, dict[str, Any]]
 ) -> tuple[AsyncPPO, float | None]:
-    """Trains the trial's run on env number `index` of the study (its folder, train_args.json,
-    its evaluations reported to the pruner); returns the runner and its final evaluation return
-    (KeyboardInterrupt when a signal stopped it)."""
-    env = spec.envs[index]
-    args = trial_args(spec, trial.number, drawn, env)
+    """Trains the trial's run number `index` (`TuneSpec.runs`: its env and seed; its folder,
+    train_args.json, its evaluations reported to the pruner); returns the runner and its final
+    evaluation return (KeyboardInterrupt when a signal stopped it)."""
+    env, seed = spec.runs[index]
+    args = trial_args(spec, trial.number, drawn, env, seed)
     callback = pruning_callback(
         trial,
         spec.eval_every,
@@ -328,7 +348,8 @@ def train_trial(
         lambda score: spec.should_prune(trial, index, score),
     )
     ppo, runner = train_cli.build(args, callback=callback)
-    trial.set_user_attr("run_dirs", {**trial.user_attrs.get("run_dirs", {}), env: str(runner.run_dir)})
+    run_dirs = {**trial.user_attrs.get("run_dirs", {}), spec.run_key(index): str(runner.run_dir)}
+    trial.set_user_attr("run_dirs", run_dirs)
     (runner.run_dir / train_cli.ARGS_FILE).write_text(
         json.dumps(train_cli.resolved(args, ppo, runner), indent=1)
     )
@@ -343,20 +364,29 @@ def train_trial(
 
 
 def trial_args(
-    spec: TuneSpec, number: int, settings: dict[str, dict[str, Any]], env: str | None = None
+    spec: TuneSpec,
+    number: int,
+    settings: dict[str, dict[str, Any]],
+    env: str | None = None,
+    seed: int | None = None,
 ) -> argparse.Namespace:
-    """train.py's arguments for trial `number` on `env` (default: the study's first): the study's
-    fixed flags, then the drawn settings for every option those leave out."""
-    return train_cli.with_presets_entry(fixed_args(spec, number, env), settings)
+    """train.py's arguments for trial `number` on `env` with `seed` (default: the study's first
+    env and seed): the study's fixed flags, then the drawn settings for every option those leave
+    out."""
+    return train_cli.with_presets_entry(fixed_args(spec, number, env, seed), settings)
 
 
-def fixed_args(spec: TuneSpec, number: int = 0, env: str | None = None) -> argparse.Namespace:
-    """train.py's arguments that every trial shares on `env` (default: the study's first): the
-    flags given to ppo-tune, the env, budget, seed and evaluation, and trial `number`'s folder."""
+def fixed_args(
+    spec: TuneSpec, number: int = 0, env: str | None = None, seed: int | None = None
+) -> argparse.Namespace:
+    """train.py's arguments that every trial shares on `env` with `seed` (default: the study's
+    first env and seed): the flags given to ppo-tune, the env, budget, seed and evaluation, and
+    trial `number`'s folder."""
+    seed = spec.seeds[0] if seed is None else seed
     return train_cli.parse_args(
         [
             *spec.train_argv,
-            *("--env", env or spec.envs[0], "--steps", str(spec.steps), "--seed", str(spec.seed), "--quiet"),
+            *("--env", env or spec.envs[0], "--steps", str(spec.steps), "--seed", str(seed), "--quiet"),
             *("--eval-every", str(spec.eval_every), "--eval-episodes", str(spec.eval_episodes)),
             *("--log-dir", str(spec.folder / f"trial_{number:04d}")),
             *(() if spec.trial_timeout is None else ("--timeout", str(spec.trial_timeout))),
@@ -367,8 +397,8 @@ def fixed_args(spec: TuneSpec, number: int = 0, env: str | None = None) -> argpa
 def checked_family(spec: TuneSpec) -> str:
     """The study's family (discrete, continuous, image), which decides the search space. Found
     before any trial starts, ValueError in one line when the train.py flags given to ppo-tune do
-    not parse, name an option that has no place in a trial (--presets, --seeds, --resume,
-    --track), give a value the learner refuses, or when the envs are of different families."""
+    not parse, name an option that has no place in a trial (--presets, --resume, --track; ppo-tune
+    takes --seeds itself), give a value the learner refuses, or when the envs are of different families."""
     errors = io.StringIO()
     try:
         with contextlib.redirect_stderr(errors):  # argparse's usage text: one line is enough
@@ -376,7 +406,7 @@ def checked_family(spec: TuneSpec) -> str:
     except SystemExit:
         problem = errors.getvalue().strip().splitlines()[-1].split("error: ", 1)[-1]
         raise ValueError(f"train.py flags {' '.join(spec.train_argv)!r}: {problem}") from None
-    for name in ("presets", "seeds", "resume", "track"):
+    for name in ("presets", "resume", "track"):
         if getattr(args, name) not in (None, False):
             raise ValueError(
                 f"--{name}: not an option of a trial (each trial is one new run of ppo-tune's study)"
@@ -480,8 +510,8 @@ def final_return(runner: AsyncPPO) -> float | None:
 
 def presets_entries(study: Any, spec: TuneSpec) -> dict[str, Any] | None:
     """The best trial's settings as presets entries (AsyncTools/presets.json's format), one per
-    env of the study, their source naming the study, its budget and the date; None before any
-    trial completed."""
+    env of the study, their source naming the study, its budget, its seeds when several and the
+    date; None before any trial completed."""
     try:
         best = study.best_trial
     except ValueError:  # no complete trial yet
@@ -493,9 +523,12 @@ def presets_entries(study: Any, spec: TuneSpec) -> dict[str, Any] | None:
         if spec.references is None
         else f"{AGGREGATES[spec.aggregate]} normalised return {best.value:.3f} across {', '.join(spec.envs)}"
     )
+    seeds = (
+        "" if len(spec.seeds) == 1 else f", each env's the mean over seeds {', '.join(map(str, spec.seeds))}"
+    )
     source = (
         f"tuned here: ppo-tune study {study.study_name!r}, best of {counted_trials(study, running=False)} "
         f"finished trials of {spec.steps} env steps{limit} each (trial {best.number}, {value} over "
-        f"{spec.eval_episodes} episodes), {date}"
+        f"{spec.eval_episodes} episodes{seeds}), {date}"
     )
     return {env: {"source": source, **best.user_attrs["settings"]} for env in spec.envs}

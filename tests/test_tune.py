@@ -113,7 +113,7 @@ def test_settings_outside_the_search_space_are_named(change, message):
 
 def test_the_current_settings_are_queued_once_as_the_next_trial(tmp_path, capsys):
     user_env = "tests.user_envs:SlopeCorridor-v0"  # the user's own continuous env: no preset
-    spec = tuning.TuneSpec((user_env,), 200_000, 20_000, 2, 0, tmp_path, [])
+    spec = tuning.TuneSpec((user_env,), 200_000, 20_000, 2, (0,), tmp_path, [])
     spec = replace(spec, family=tuning.checked_family(spec))
     study = tuning.open_study(journal(tmp_path), "q", spec, None, None)
     assert tuning.enqueue_current(study, spec) is True
@@ -124,7 +124,9 @@ def test_the_current_settings_are_queued_once_as_the_next_trial(tmp_path, capsys
     drawn = sample(trial, "continuous", 200_000)
     assert drawn["runner"] == {"num_envs": 8, "num_steps": 256}
     assert drawn["ppo"]["mini_batch_size"] == 64 and drawn["ppo"]["anneal_lr"] is True
-    fixed = tuning.TuneSpec(("Pendulum-v1",), 200_000, 20_000, 2, 0, tmp_path, ["--lr", "1e-3"], "continuous")
+    fixed = tuning.TuneSpec(
+        ("Pendulum-v1",), 200_000, 20_000, 2, (0,), tmp_path, ["--lr", "1e-3"], "continuous"
+    )
     assert tuning.current_settings(fixed)["ppo"]["lr"] == 1e-3  # a flag given to the study wins
 
 
@@ -144,7 +146,19 @@ def test_an_unknown_family_is_refused():
 
 
 def spec_for(folder: Path, env: str = "CartPole-v1", steps: int = 2048, **more) -> tuning.TuneSpec:
-    return tuning.TuneSpec((env,), steps, 512, 2, 0, folder, [], family="discrete", **more)
+    return tuning.TuneSpec(
+        **{
+            "envs": (env,),
+            "steps": steps,
+            "eval_every": 512,
+            "eval_episodes": 2,
+            "seeds": (0,),
+            "folder": folder,
+            "train_argv": [],
+            "family": "discrete",
+            **more,
+        }
+    )
 
 
 def test_a_study_name_cannot_be_reused_for_another_env_or_budget(tmp_path):
@@ -248,6 +262,76 @@ def test_a_later_env_is_judged_on_its_own_evaluations(tmp_path):
     assert spec.should_prune(trial, 0, 0.1) is False  # judged from the first env on: its 2.0 counts
 
 
+def test_a_trial_trains_each_env_on_each_seed_and_scores_their_mean(tmp_path, monkeypatch):
+    references = {"CartPole-v1": tuning.Reference(0.0, 100.0), "Acrobot-v1": tuning.Reference(-500.0, -100.0)}
+    spec = replace(
+        spec_for(tmp_path, references=references), envs=("CartPole-v1", "Acrobot-v1"), seeds=(3, 7)
+    )
+    finals = {
+        ("CartPole-v1", 3): 40.0,
+        ("CartPole-v1", 7): 80.0,
+        ("Acrobot-v1", 3): -200.0,
+        ("Acrobot-v1", 7): -400.0,
+    }
+    trained = []
+
+    def run(trial, spec, index, drawn):
+        env, seed = spec.runs[index]
+        assert tuning.trial_args(spec, trial.number, drawn, env, seed).seed == seed
+        trained.append(spec.run_key(index))
+        return SimpleNamespace(stopped_by=None), finals[env, seed]
+
+    monkeypatch.setattr(tuning, "train_trial", run)
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    # CartPole: mean 60, 0.6 on its scale; Acrobot: mean -300, 0.5
+    assert tuning.run_trial(trial, spec) == pytest.approx(0.55)
+    assert trained == ["CartPole-v1 seed3", "CartPole-v1 seed7", "Acrobot-v1 seed3", "Acrobot-v1 seed7"]
+    assert trial.user_attrs["returns"] == {"CartPole-v1": 60.0, "Acrobot-v1": -300.0}
+    assert trial.user_attrs["seed_returns"] == {"CartPole-v1": [40.0, 80.0], "Acrobot-v1": [-200.0, -400.0]}
+    # each run's final score at its own budget step: run k from step 2 x k x 2048 on
+    assert study.trials[0].intermediate_values == pytest.approx(
+        {2048: 0.4, 6144: 0.8, 10240: 0.75, 14336: 0.25}
+    )
+    assert tuning.fixed_args(spec).seed == 3  # the study's first seed: its family check and settings
+
+
+def test_a_trial_below_the_mark_after_its_first_seed_trains_no_other(tmp_path, monkeypatch):
+    spec = spec_for(tmp_path, seeds=(0, 1, 2))
+    trained = []
+
+    def run(trial, spec, index, drawn):
+        trained.append(spec.runs[index])
+        return SimpleNamespace(stopped_by=None), 10.0
+
+    monkeypatch.setattr(tuning, "train_trial", run)
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=50.0))
+    with pytest.raises(optuna.TrialPruned):
+        tuning.run_trial(study.ask(), spec)
+    assert trained == [("CartPole-v1", 0)]
+
+
+def test_a_study_keeps_its_seeds(tmp_path, capsys):
+    storage = journal(tmp_path)
+    study = tuning.open_study(storage, "s", spec_for(tmp_path, seeds=(0, 1)), None, None)
+    assert study.user_attrs["seeds"] == [0, 1]
+    tuning.open_study(storage, "s", spec_for(tmp_path, seeds=(0, 1)), None, None)
+    with pytest.raises(ValueError, match=r"--study s: .*'seeds': \[0, 1\]\}, not \{.*'seeds': \[0, 2\]"):
+        tuning.open_study(storage, "s", spec_for(tmp_path, seeds=(0, 2)), None, None)
+    with pytest.raises(
+        ValueError, match=r"--study s: .*'seeds': \[0, 1\]\}, not \{'env'[^}]*'eval_episodes': 2\};"
+    ):
+        tuning.open_study(storage, "s", spec_for(tmp_path), None, None)  # one seed: no mean over seeds
+    assert "seeds" not in tuning.open_study(storage, "one", spec_for(tmp_path), None, None).user_attrs
+
+
+def test_seed_and_seeds_are_one_or_the_other(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        tune_cli.main([*TINY, "--seed", "1", "--seeds", "1", "2", "--log-dir", str(tmp_path)])
+    assert stop.value.code == 2
+    assert "argument --seeds: not allowed with argument --seed" in capsys.readouterr().err
+
+
 def test_a_database_storage_fails_and_retries_the_trials_of_dead_workers(tmp_path):
     storage = tuning.open_storage(f"sqlite:///{tmp_path / 'study.db'}", tmp_path)
     assert isinstance(storage, optuna.storages.RDBStorage)
@@ -278,7 +362,7 @@ def test_a_storage_that_cannot_be_opened_names_storage(tmp_path):
         (["--lr", "abc"], "train.py flags '--lr abc': argument --lr: invalid float value: 'abc'"),
         (["--hiden-sizes", "4"], "train.py flags '--hiden-sizes 4': unrecognized arguments: --hiden-sizes 4"),
         (["--lr", "-1"], "lr must be a positive finite number, got -1.0"),
-        (["--seeds", "1", "2"], "--seeds: not an option of a trial"),
+        (["--seeds", "1", "2", "1"], "--seeds: expected distinct seeds, got 1 2 1"),
         (["--track"], "--track: not an option of a trial"),
     ],
 )
@@ -352,7 +436,7 @@ def test_sigterm_and_failures_give_their_exit_status(tmp_path, monkeypatch, caps
 
 def test_the_presets_hold_the_flags_fixed_for_the_study(tmp_path):
     spec = tuning.TuneSpec(
-        ("CartPole-v1",), 2048, 512, 2, 0, tmp_path, ["--value-clip", "0.1", "--gamma", "0.97"]
+        ("CartPole-v1",), 2048, 512, 2, (0,), tmp_path, ["--value-clip", "0.1", "--gamma", "0.97"]
     )
     trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
     drawn = sample(trial, "discrete", spec.steps)
@@ -639,6 +723,29 @@ def test_a_study_across_envs_scores_the_mean_normalised_return(tmp_path, capsys)
         == (best.user_attrs["settings"]["ppo"])
     )
     assert "trial  score" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_study_over_seeds_on_the_users_env_ranks_by_the_mean_return(tmp_path, capsys):
+    env = "tests.user_envs:Corridor-v0"  # the user's own env, registered in its module
+    argv = ["--env", env, "--steps", "2048", "--eval-episodes", "2", "--eval-every", "1024", "--trials", "2"]
+    assert tune_cli.main([*argv, "--seeds", "4", "5", "--pruner", "none", "--log-dir", str(tmp_path)]) == 0
+    name = "tests.user_envs-Corridor-v0_2048"
+    trials = trials_of(tmp_path / name, name)
+    assert len(trials) == 2 and all(t.state.name == "COMPLETE" for t in trials)
+    for trial in trials:
+        seed_returns = trial.user_attrs["seed_returns"][env]
+        assert len(seed_returns) == 2
+        assert trial.value == pytest.approx(sum(seed_returns) / 2) == trial.user_attrs["returns"][env]
+        run_dirs = trial.user_attrs["run_dirs"]
+        assert list(run_dirs) == [f"{env} seed4", f"{env} seed5"]
+        for seed, run_dir in zip((4, 5), run_dirs.values(), strict=True):
+            assert json.loads((Path(run_dir) / "train_args.json").read_text())["seed"] == seed
+        assert sorted(trial.intermediate_values) == [1024, 2048, 4096 + 1024, 4096 + 2048]
+    best = max(trials, key=lambda t: t.value)
+    source = json.loads((tmp_path / name / "presets.json").read_text())[env]["source"]
+    value = f"deterministic evaluation return {best.value:.1f} over 2 episodes"
+    assert f"(trial {best.number}, {value}, each env's the mean over seeds 4, 5)" in source
 
 
 def test_a_study_cannot_be_reopened_with_another_time_limit(tmp_path):
