@@ -556,6 +556,11 @@ PRESET_CHECKS = {"today's continuous defaults": "null", "tuned (`tuned_presets.j
     [
         ("walker2d_200k_set", "| Walker2d-v5, seeds 1-3 |", (200_000, 1_000_000)),
         ("bipedal_200k_set", "| BipedalWalker-v3, seeds 1-3 |", (200_000,)),
+        (
+            "bipedal_200k_seeds_set",
+            "| BipedalWalker-v3, seeds 1-3, tuned on seeds 4-6 |",
+            (200_000, 1_000_000),
+        ),
     ],
 )
 def test_a_preset_checks_table_is_what_ppo_compare_prints_from_its_runs(results, heading, budgets):
