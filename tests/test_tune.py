@@ -311,7 +311,7 @@ def test_a_trial_below_the_mark_after_its_first_seed_trains_no_other(tmp_path, m
     assert trained == [("CartPole-v1", 0)]
 
 
-def test_a_study_keeps_its_seeds(tmp_path, capsys):
+def test_a_study_keeps_its_seeds(tmp_path):
     storage = journal(tmp_path)
     study = tuning.open_study(storage, "s", spec_for(tmp_path, seeds=(0, 1)), None, None)
     assert study.user_attrs["seeds"] == [0, 1]
